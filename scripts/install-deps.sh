@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages kvserve needs, only those that are missing. Idempotent.
+#
+#   scripts/install-deps.sh [build] [test] [python] [runtime]     (default: build)
+#
+#   build    compilers, CMake, gRPC/protobuf, oneDNN, Abseil, nlohmann-json: what `kvserve` needs
+#   test     GoogleTest/GMock, Google Benchmark, clang + sanitizer runtimes
+#   python   Debian's PyTorch/numpy/grpcio for tools/*.py (run them with /usr/bin/python3)
+#   runtime  shared libraries only, for the container's final stage
+# Used by scripts/serve.sh, scripts/test.sh and the Dockerfile.
+set -euo pipefail
+
+declare -A groups=(
+  [build]="g++ cmake ninja-build ccache pkg-config git libgrpc++-dev protobuf-compiler-grpc
+           libprotobuf-dev protobuf-compiler grpc-proto libdnnl-dev libabsl-dev nlohmann-json3-dev"
+  [test]="libgtest-dev libgmock-dev libbenchmark-dev clang-14 libclang-rt-14-dev"
+  [python]="python3-torch python3-numpy python3-grpcio python3-protobuf libopenblas0-pthread"
+  [runtime]="libgrpc++1.51 libgrpc29 libprotobuf32 libdnnl2 libabsl20220623 libgomp1"
+)
+
+wanted=()
+for group in "${@:-build}"; do
+  [[ -n "${groups[$group]+x}" ]] || { echo "install-deps: unknown group '$group'" >&2; exit 2; }
+  wanted+=(${groups[$group]})
+done
+
+missing=()
+for pkg in "${wanted[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+sudo=()
+if ((EUID != 0)); then
+  command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  sudo=(sudo)
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# README command 1: install what is missing, build in Release, start kvserve on 127.0.0.1:50051.
+# Extra arguments go to kvserve (e.g. --model=DIR); see `build/server/kvserve --help`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/build.sh kvserve kvserve-cli
+echo "kvserve: in another terminal try: build/tools/cli/kvserve-cli generate --prompt \"Once upon a time\" --max-tokens 32" >&2
+exec build/server/kvserve --listen=127.0.0.1:50051 "$@"
