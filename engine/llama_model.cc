@@ -1,0 +1,168 @@
+#include "engine/llama_model.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/logging.h"
+#include "base/status_macros.h"
+#include "engine/gqa_attention.h"
+
+namespace kvserve::engine {
+namespace {
+
+absl::StatusOr<Linear> LoadLinear(const WeightSource& weights, const std::string& name,
+                                  int64_t out_features, int64_t in_features, int64_t* count) {
+  KV_ASSIGN_OR_RETURN(std::vector<float> w, weights(name, {out_features, in_features}));
+  *count += out_features * in_features;
+  return Linear::Create(std::move(w), out_features, in_features);
+}
+
+absl::StatusOr<std::vector<float>> LoadVector(const WeightSource& weights, const std::string& name,
+                                              int64_t size, int64_t* count) {
+  KV_ASSIGN_OR_RETURN(std::vector<float> w, weights(name, {size}));
+  *count += size;
+  return w;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(const ModelConfig& config,
+                                                               const WeightSource& weights) {
+  KV_RETURN_IF_ERROR(config.Validate());
+  const int64_t hidden = config.hidden_size;
+  const int64_t q_dim = int64_t{config.num_attention_heads} * config.head_dim;
+  const int64_t kv_dim = int64_t{config.num_key_value_heads} * config.head_dim;
+  const int64_t inter = config.intermediate_size;
+  const int64_t vocab = config.vocab_size;
+  int64_t count = 0;
+
+  KV_ASSIGN_OR_RETURN(std::vector<float> embed,
+                      weights("model.embed_tokens.weight", {vocab, hidden}));
+  count += vocab * hidden;
+  std::vector<Layer> layers;
+  layers.reserve(config.num_hidden_layers);
+  for (int i = 0; i < config.num_hidden_layers; ++i) {
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    KV_ASSIGN_OR_RETURN(auto attn_norm,
+                        LoadVector(weights, p + "input_layernorm.weight", hidden, &count));
+    KV_ASSIGN_OR_RETURN(auto q,
+                        LoadLinear(weights, p + "self_attn.q_proj.weight", q_dim, hidden, &count));
+    KV_ASSIGN_OR_RETURN(auto k,
+                        LoadLinear(weights, p + "self_attn.k_proj.weight", kv_dim, hidden, &count));
+    KV_ASSIGN_OR_RETURN(auto v,
+                        LoadLinear(weights, p + "self_attn.v_proj.weight", kv_dim, hidden, &count));
+    KV_ASSIGN_OR_RETURN(auto o,
+                        LoadLinear(weights, p + "self_attn.o_proj.weight", hidden, q_dim, &count));
+    KV_ASSIGN_OR_RETURN(auto mlp_norm,
+                        LoadVector(weights, p + "post_attention_layernorm.weight", hidden, &count));
+    KV_ASSIGN_OR_RETURN(auto gate,
+                        LoadLinear(weights, p + "mlp.gate_proj.weight", inter, hidden, &count));
+    KV_ASSIGN_OR_RETURN(auto up,
+                        LoadLinear(weights, p + "mlp.up_proj.weight", inter, hidden, &count));
+    KV_ASSIGN_OR_RETURN(auto down,
+                        LoadLinear(weights, p + "mlp.down_proj.weight", hidden, inter, &count));
+    layers.push_back(Layer{std::move(attn_norm), std::move(q), std::move(k), std::move(v),
+                           std::move(o), std::move(mlp_norm), std::move(gate), std::move(up),
+                           std::move(down)});
+  }
+  KV_ASSIGN_OR_RETURN(auto final_norm, LoadVector(weights, "model.norm.weight", hidden, &count));
+  std::vector<float> head_weight;
+  if (config.tie_word_embeddings) {
+    head_weight =
+        embed;  // a copy: Linear owns its weight; tied models pay vocab*hidden floats twice
+  } else {
+    KV_ASSIGN_OR_RETURN(head_weight, weights("lm_head.weight", {vocab, hidden}));
+    count += vocab * hidden;
+  }
+  KV_ASSIGN_OR_RETURN(Linear lm_head, Linear::Create(std::move(head_weight), vocab, hidden));
+  return std::unique_ptr<LlamaModel>(new LlamaModel(config, std::move(embed), std::move(layers),
+                                                    std::move(final_norm), std::move(lm_head),
+                                                    count));
+}
+
+LlamaModel::LlamaModel(const ModelConfig& config, std::vector<float> embed,
+                       std::vector<Layer> layers, std::vector<float> final_norm, Linear lm_head,
+                       int64_t num_parameters)
+    : config_(config),
+      embed_(std::move(embed)),
+      layers_(std::move(layers)),
+      final_norm_(std::move(final_norm)),
+      lm_head_(std::move(lm_head)),
+      rope_(config.head_dim, config.rope_theta),
+      num_parameters_(num_parameters) {}
+
+void LlamaModel::Reserve(int64_t n, int64_t context) {
+  if (static_cast<int64_t>(scores_.size()) < context) scores_.resize(context);
+  if (n <= reserved_tokens_) return;
+  const int64_t hidden = config_.hidden_size;
+  const int64_t q_dim = int64_t{config_.num_attention_heads} * config_.head_dim;
+  positions_.resize(n);
+  rope_table_.resize(n * config_.head_dim);
+  x_.resize(n * hidden);
+  h_.resize(n * hidden);
+  q_.resize(n * q_dim);
+  attn_.resize(n * q_dim);
+  gate_.resize(n * config_.intermediate_size);
+  up_.resize(n * config_.intermediate_size);
+  proj_.resize(n * hidden);
+  reserved_tokens_ = n;
+}
+
+void LlamaModel::Forward(absl::Span<const int32_t> tokens, int32_t start_pos,
+                         cache::SequenceKvCache& kv, bool all_logits, float* logits) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  KV_CHECK(n > 0);
+  KV_CHECK(start_pos >= 0 && start_pos + n <= kv.capacity_tokens())
+      << "positions [" << start_pos << ", " << start_pos + n << ") exceed KV capacity "
+      << kv.capacity_tokens();
+  const int64_t hidden = config_.hidden_size;
+  const int64_t kv_dim = int64_t{config_.num_key_value_heads} * config_.head_dim;
+  const int64_t inter = config_.intermediate_size;
+  const AttentionShape shape{config_.num_attention_heads, config_.num_key_value_heads,
+                             config_.head_dim};
+  Reserve(n, start_pos + n);
+
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t id = tokens[i];
+    KV_CHECK(id >= 0 && id < config_.vocab_size) << "token id " << id;
+    std::memcpy(&x_[i * hidden], &embed_[int64_t{id} * hidden], hidden * sizeof(float));
+    positions_[i] = start_pos + static_cast<int32_t>(i);
+  }
+  rope_.Table(positions_.data(), n, rope_table_.data());  // {n, head_dim/2, 2}
+
+  for (int32_t l = 0; l < config_.num_hidden_layers; ++l) {
+    Layer& layer = layers_[l];
+    float* k_rows = kv.Keys(l) + start_pos * kv_dim;    // {n, kv_heads, head_dim}
+    float* v_rows = kv.Values(l) + start_pos * kv_dim;  // {n, kv_heads, head_dim}
+    RmsNorm(x_.data(), layer.attn_norm.data(), n, hidden, config_.rms_norm_eps, h_.data());
+    layer.q_proj.Forward(h_.data(), n, q_.data());  // {n, heads, head_dim}
+    layer.k_proj.Forward(h_.data(), n, k_rows);     // written straight into the cache
+    layer.v_proj.Forward(h_.data(), n, v_rows);
+    rope_.Apply(rope_table_.data(), n, config_.num_attention_heads, q_.data());
+    rope_.Apply(rope_table_.data(), n, config_.num_key_value_heads, k_rows);
+    GqaAttention(q_.data(), kv.Keys(l), kv.Values(l), start_pos, n, shape, scores_.data(),
+                 attn_.data());                           // {n, heads, head_dim}
+    layer.o_proj.Forward(attn_.data(), n, proj_.data());  // {n, hidden}
+    AddInPlace(x_.data(), proj_.data(), n * hidden);
+
+    RmsNorm(x_.data(), layer.mlp_norm.data(), n, hidden, config_.rms_norm_eps, h_.data());
+    layer.gate_proj.Forward(h_.data(), n, gate_.data());  // {n, intermediate}
+    layer.up_proj.Forward(h_.data(), n, up_.data());      // {n, intermediate}
+    SiluMul(gate_.data(), up_.data(), n * inter);
+    layer.down_proj.Forward(gate_.data(), n, proj_.data());  // {n, hidden}
+    AddInPlace(x_.data(), proj_.data(), n * hidden);
+  }
+
+  if (all_logits) {
+    RmsNorm(x_.data(), final_norm_.data(), n, hidden, config_.rms_norm_eps, h_.data());
+    lm_head_.Forward(h_.data(), n, logits);  // {n, vocab}
+  } else {
+    const float* last = x_.data() + (n - 1) * hidden;
+    RmsNorm(last, final_norm_.data(), 1, hidden, config_.rms_norm_eps, h_.data());
+    lm_head_.Forward(h_.data(), 1, logits);  // {vocab}
+  }
+}
+
+}  // namespace kvserve::engine

@@ -1,0 +1,91 @@
+// LlamaModel: the decoder-only transformer of Hugging Face's LlamaForCausalLM, in f32.
+//
+//   x = embed(tokens)                                  {n, hidden}
+//   per layer:  x += o_proj(GQA(RoPE(q_proj(h)), RoPE(k_proj(h)), v_proj(h)))   h = RMSNorm(x)
+//               x += down_proj(silu(gate_proj(h)) * up_proj(h))                  h = RMSNorm(x)
+//   logits = lm_head(RMSNorm(x))                        {n, vocab}  (lm_head = embed when tied)
+//
+// Weights come from a WeightSource, so a checkpoint on disk and the embedded seeded-random default
+// model are built by exactly the same code.
+//
+// Thread-safety: Forward mutates internal workspaces; one thread (the engine thread) at a time.
+#ifndef KVSERVE_ENGINE_LLAMA_MODEL_H_
+#define KVSERVE_ENGINE_LLAMA_MODEL_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "cache/sequence_kv_cache.h"
+#include "engine/linear.h"
+#include "engine/model_config.h"
+#include "engine/ops.h"
+
+namespace kvserve::engine {
+
+// Supplies the tensor `name` as row-major f32 of exactly `shape`, or an error naming it.
+using WeightSource = std::function<absl::StatusOr<std::vector<float>>(
+    const std::string& name, const std::vector<int64_t>& shape)>;
+
+class LlamaModel {
+ public:
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> Create(const ModelConfig& config,
+                                                            const WeightSource& weights);
+
+  // Runs tokens at positions [start_pos, start_pos + n) (n = tokens.size()), appending their K/V to
+  // `kv` and writing logits: [n, vocab] when all_logits, else [vocab] for the last token only.
+  // REQUIRES: kv holds positions [0, start_pos) of this sequence; start_pos + n <= kv capacity;
+  //           every token id in [0, vocab_size).
+  void Forward(absl::Span<const int32_t> tokens, int32_t start_pos, cache::SequenceKvCache& kv,
+               bool all_logits, float* logits);
+
+  const ModelConfig& config() const { return config_; }
+  int64_t num_parameters() const { return num_parameters_; }
+
+ private:
+  struct Layer {
+    std::vector<float> attn_norm;  // [hidden]
+    Linear q_proj;                 // [heads*head_dim, hidden]
+    Linear k_proj;                 // [kv_heads*head_dim, hidden]
+    Linear v_proj;                 // [kv_heads*head_dim, hidden]
+    Linear o_proj;                 // [hidden, heads*head_dim]
+    std::vector<float> mlp_norm;   // [hidden]
+    Linear gate_proj;              // [intermediate, hidden]
+    Linear up_proj;                // [intermediate, hidden]
+    Linear down_proj;              // [hidden, intermediate]
+  };
+
+  LlamaModel(const ModelConfig& config, std::vector<float> embed, std::vector<Layer> layers,
+             std::vector<float> final_norm, Linear lm_head, int64_t num_parameters);
+  // Grows the workspaces to hold n tokens attending over `context` positions.
+  void Reserve(int64_t n, int64_t context);
+
+  ModelConfig config_;
+  std::vector<float> embed_;  // [vocab, hidden]
+  std::vector<Layer> layers_;
+  std::vector<float> final_norm_;  // [hidden]
+  Linear lm_head_;                 // [vocab, hidden]
+  RotaryEmbedding rope_;
+  int64_t num_parameters_;
+
+  // Workspaces, grown on demand and reused across calls (no allocation per decode step).
+  int64_t reserved_tokens_ = 0;
+  std::vector<int32_t> positions_;  // [n]
+  std::vector<float> rope_table_;   // [n, head_dim/2, 2]
+  std::vector<float> x_;            // [n, hidden] residual stream
+  std::vector<float> h_;            // [n, hidden] normed
+  std::vector<float> q_;            // [n, heads*head_dim]
+  std::vector<float> attn_;         // [n, heads*head_dim]
+  std::vector<float> gate_;         // [n, intermediate]
+  std::vector<float> up_;           // [n, intermediate]
+  std::vector<float> proj_;         // [n, hidden]
+  std::vector<float> scores_;       // [context]
+};
+
+}  // namespace kvserve::engine
+
+#endif  // KVSERVE_ENGINE_LLAMA_MODEL_H_

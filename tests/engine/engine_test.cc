@@ -1,0 +1,283 @@
+// The engine loop through its public face: submit, stream events into a recording sink, cancel.
+// Uses the tiny reference checkpoint (vocab 64, no tokenizer needed: prompts are token ids).
+#include "engine/engine.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace kvserve::engine {
+namespace {
+
+using ::testing::ElementsAreArray;
+using ::testing::HasSubstr;
+
+// Records every event; Wait() blocks until the final one.
+class RecordingSink : public TokenSink {
+ public:
+  void OnEvent(TokenEvent event) override {
+    absl::MutexLock lock(&mu_);
+    tokens_.insert(tokens_.end(), event.token_ids.begin(), event.token_ids.end());
+    text_ += event.text;
+    ++num_events_;
+    if (event.finished) final_ = std::move(event);
+  }
+  // Returns the final event; fails the test if none arrives within 30 s.
+  TokenEvent Wait() {
+    absl::MutexLock lock(&mu_);
+    auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return final_.finished; };
+    EXPECT_TRUE(mu_.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(30)));
+    return final_;
+  }
+  std::vector<int32_t> tokens() {
+    absl::MutexLock lock(&mu_);
+    return tokens_;
+  }
+  std::string text() {
+    absl::MutexLock lock(&mu_);
+    return text_;
+  }
+  int num_events() {
+    absl::MutexLock lock(&mu_);
+    return num_events_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<int32_t> tokens_ ABSL_GUARDED_BY(mu_);
+  std::string text_ ABSL_GUARDED_BY(mu_);
+  int num_events_ ABSL_GUARDED_BY(mu_) = 0;
+  TokenEvent final_ ABSL_GUARDED_BY(mu_);
+};
+
+std::unique_ptr<Engine> MakeEngine(EngineOptions options = {}) {
+  auto loaded = LoadModelDirectory(std::string(KVSERVE_TEST_DATA_DIR) + "/tiny_llama_gqa");
+  EXPECT_TRUE(loaded.ok()) << loaded.status();
+  auto engine = Engine::Create("tiny", std::move(*loaded), options);
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  return std::move(*engine);
+}
+
+GenerationRequest Greedy(std::vector<int32_t> prompt, int32_t max_tokens) {
+  GenerationRequest r;
+  r.prompt_token_ids = std::move(prompt);
+  r.max_tokens = max_tokens;
+  r.sampling.temperature = 0.0f;
+  r.ignore_eos = true;
+  return r;
+}
+
+std::vector<int32_t> Generate(Engine& engine, GenerationRequest request,
+                              TokenEvent* final = nullptr) {
+  auto sink = std::make_shared<RecordingSink>();
+  auto id = engine.Submit(std::move(request), sink);
+  EXPECT_TRUE(id.ok()) << id.status();
+  TokenEvent last = sink->Wait();
+  if (final != nullptr) *final = last;
+  return sink->tokens();
+}
+
+TEST(EngineTest, GreedyGenerationStopsAtMaxTokensWithUsage) {
+  auto engine = MakeEngine();
+  TokenEvent final;
+  auto tokens = Generate(*engine, Greedy({5, 6, 7, 8}, 10), &final);
+  EXPECT_EQ(tokens.size(), 10u);
+  EXPECT_TRUE(final.status.ok());
+  EXPECT_EQ(final.finish_reason, FinishReason::kLength);
+  EXPECT_EQ(final.prompt_tokens, 4);
+  EXPECT_EQ(final.completion_tokens, 10);
+  EXPECT_EQ(engine->stats().kv_cache_bytes_in_use, 0);
+}
+
+// The engine's first greedy token must be the argmax of the model's logits for the prompt.
+TEST(EngineTest, FirstGreedyTokenIsArgmaxOfModelLogits) {
+  auto loaded = LoadModelDirectory(std::string(KVSERVE_TEST_DATA_DIR) + "/tiny_llama_gqa");
+  ASSERT_TRUE(loaded.ok());
+  const std::vector<int32_t> prompt = {3, 14, 15, 9, 26};
+  cache::SequenceKvCache kv(2, 8, 8);
+  std::vector<float> logits(64);
+  loaded->model->Forward(prompt, 0, kv, false, logits.data());
+  const int32_t argmax =
+      static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  auto engine = MakeEngine();
+  EXPECT_EQ(Generate(*engine, Greedy(prompt, 1)), std::vector<int32_t>{argmax});
+}
+
+TEST(EngineTest, GreedyIsDeterministicAndIndependentOfPrefillChunking) {
+  const std::vector<int32_t> prompt = {1, 10, 20, 30, 40, 50, 60, 11, 21, 31, 41};
+  auto whole = MakeEngine();
+  EngineOptions chunked_options;
+  chunked_options.prefill_chunk_tokens = 3;
+  auto chunked = MakeEngine(chunked_options);
+  const auto a = Generate(*whole, Greedy(prompt, 24));
+  EXPECT_EQ(Generate(*whole, Greedy(prompt, 24)), a);
+  EXPECT_EQ(Generate(*chunked, Greedy(prompt, 24)), a);
+}
+
+TEST(EngineTest, SameSeedGivesSameTokensAndOtherSeedDiffers) {
+  auto engine = MakeEngine();
+  auto sampled = [&](uint64_t seed) {
+    GenerationRequest r = Greedy({4, 5, 6}, 32);
+    r.sampling.temperature = 1.0f;
+    r.sampling.seed = seed;
+    return Generate(*engine, r);
+  };
+  const auto a = sampled(7);
+  EXPECT_EQ(sampled(7), a);
+  EXPECT_NE(sampled(8), a);
+}
+
+TEST(EngineTest, ConcurrentRequestsMatchTheirSoloRuns) {
+  auto engine = MakeEngine();
+  std::vector<std::vector<int32_t>> prompts = {
+      {1, 2, 3}, {9, 8, 7, 6, 5, 4}, {33}, {12, 13, 14, 15}};
+  std::vector<std::vector<int32_t>> solo;
+  for (const auto& p : prompts) solo.push_back(Generate(*engine, Greedy(p, 12)));
+  std::vector<std::shared_ptr<RecordingSink>> sinks;
+  for (const auto& p : prompts) {
+    sinks.push_back(std::make_shared<RecordingSink>());
+    ASSERT_TRUE(engine->Submit(Greedy(p, 12), sinks.back()).ok());
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    sinks[i]->Wait();
+    EXPECT_EQ(sinks[i]->tokens(), solo[i]) << "request " << i;
+  }
+}
+
+TEST(EngineTest, StopTokenIdEndsGenerationWithStop) {
+  auto engine = MakeEngine();
+  const auto free_run = Generate(*engine, Greedy({2, 3, 4}, 8));
+  ASSERT_GE(free_run.size(), 3u);
+  GenerationRequest r = Greedy({2, 3, 4}, 8);
+  r.stop_token_ids = {free_run[2]};
+  TokenEvent final;
+  const auto tokens = Generate(*engine, r, &final);
+  // Stops at the first occurrence of that token (which may come before index 2).
+  const auto first = std::find(free_run.begin(), free_run.end(), free_run[2]) - free_run.begin();
+  EXPECT_THAT(tokens, ElementsAreArray(free_run.begin(), free_run.begin() + first + 1));
+  EXPECT_EQ(final.finish_reason, FinishReason::kStop);
+}
+
+TEST(EngineTest, EosEndsGenerationUnlessIgnored) {
+  auto engine = MakeEngine();
+  // Find a prompt whose greedy continuation contains EOS (id 2) within 64 tokens.
+  for (int32_t start = 0; start < 64; ++start) {
+    const auto free_run = Generate(*engine, Greedy({start}, 64));
+    auto eos = std::find(free_run.begin(), free_run.end(), 2);
+    if (eos == free_run.end()) continue;
+    GenerationRequest r = Greedy({start}, 64);
+    r.ignore_eos = false;
+    TokenEvent final;
+    EXPECT_THAT(Generate(*engine, r, &final), ElementsAreArray(free_run.begin(), eos + 1));
+    EXPECT_EQ(final.finish_reason, FinishReason::kEos);
+    return;
+  }
+  GTEST_SKIP() << "no prompt of one token reaches EOS greedily";
+}
+
+TEST(EngineTest, CancelEndsRequestAndFreesItsCache) {
+  auto engine = MakeEngine();
+  auto sink = std::make_shared<RecordingSink>();
+  // Long enough that it cannot finish before the cancel is seen.
+  auto id = engine->Submit(Greedy({1, 2, 3}, 120), sink);
+  ASSERT_TRUE(id.ok());
+  engine->Cancel(*id);
+  const TokenEvent final = sink->Wait();
+  EXPECT_EQ(final.finish_reason, FinishReason::kCancelled);
+  EXPECT_EQ(final.status.code(), absl::StatusCode::kCancelled);
+  EXPECT_LT(sink->tokens().size(), 120u);
+  EXPECT_EQ(engine->stats().kv_cache_bytes_in_use, 0);
+  EXPECT_EQ(engine->stats().num_running, 0);
+}
+
+TEST(EngineTest, ShutdownAbortsUnfinishedRequestsAndRejectsNewOnes) {
+  EngineOptions options;
+  options.max_running_requests = 1;
+  auto engine = MakeEngine(options);
+  auto running = std::make_shared<RecordingSink>();
+  auto queued = std::make_shared<RecordingSink>();
+  ASSERT_TRUE(engine->Submit(Greedy({1}, 120), running).ok());
+  ASSERT_TRUE(engine->Submit(Greedy({2}, 120), queued).ok());
+  engine->Shutdown();
+  for (auto* sink : {running.get(), queued.get()}) {
+    const TokenEvent final = sink->Wait();
+    EXPECT_TRUE(final.finish_reason == FinishReason::kAborted ||
+                final.finish_reason == FinishReason::kLength);
+  }
+  EXPECT_EQ(queued->Wait().finish_reason, FinishReason::kAborted);
+  auto late = engine->Submit(Greedy({3}, 4), std::make_shared<RecordingSink>());
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(EngineTest, FullQueueIsResourceExhausted) {
+  EngineOptions options;
+  options.max_running_requests = 1;
+  options.max_queued_requests = 0;
+  auto engine = MakeEngine(options);
+  // With no queue at all every submission is refused before reaching the engine thread.
+  auto id = engine->Submit(Greedy({1}, 4), std::make_shared<RecordingSink>());
+  EXPECT_EQ(id.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(id.status().message()), HasSubstr("queue is full"));
+}
+
+struct InvalidCase {
+  const char* name;
+  void (*mutate)(GenerationRequest&);
+  const char* message;
+};
+
+class EngineValidationTest : public ::testing::TestWithParam<InvalidCase> {};
+
+TEST_P(EngineValidationTest, RejectsWithMessageNamingTheField) {
+  auto engine = MakeEngine();
+  GenerationRequest r = Greedy({1, 2, 3}, 4);
+  GetParam().mutate(r);
+  auto id = engine->Submit(r, std::make_shared<RecordingSink>());
+  ASSERT_FALSE(id.ok());
+  EXPECT_EQ(id.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(id.status().message()), GetParam().message);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, EngineValidationTest,
+    ::testing::Values(
+        InvalidCase{"EmptyPrompt", [](GenerationRequest& r) { r.prompt_token_ids.clear(); },
+                    "prompt: must not be empty"},
+        InvalidCase{"TokenOutOfVocab", [](GenerationRequest& r) { r.prompt_token_ids[1] = 64; },
+                    "prompt_token_ids[1]: 64 is outside the vocabulary [0, 64)"},
+        InvalidCase{"NegativeToken", [](GenerationRequest& r) { r.prompt_token_ids[0] = -1; },
+                    "prompt_token_ids[0]: -1 is outside the vocabulary [0, 64)"},
+        InvalidCase{"ZeroMaxTokens", [](GenerationRequest& r) { r.max_tokens = 0; },
+                    "max_tokens: must be >= 1, got 0"},
+        InvalidCase{"OverContext", [](GenerationRequest& r) { r.max_tokens = 126; },
+                    "max_tokens: prompt length 3 + max_tokens 126 exceeds the model's context "
+                    "length 128"},
+        InvalidCase{"NegativeTemperature",
+                    [](GenerationRequest& r) { r.sampling.temperature = -0.5f; },
+                    "sampling.temperature: must be a finite number >= 0, got -0.5"},
+        InvalidCase{"NanTemperature",
+                    [](GenerationRequest& r) { r.sampling.temperature = std::nanf(""); },
+                    "sampling.temperature: must be a finite number >= 0, got nan"},
+        InvalidCase{"ZeroTopP", [](GenerationRequest& r) { r.sampling.top_p = 0.0f; },
+                    "sampling.top_p: must be in (0, 1], got 0"},
+        InvalidCase{"TopPAboveOne", [](GenerationRequest& r) { r.sampling.top_p = 1.5f; },
+                    "sampling.top_p: must be in (0, 1], got 1.5"},
+        InvalidCase{"NegativeTopK", [](GenerationRequest& r) { r.sampling.top_k = -1; },
+                    "sampling.top_k: must be >= 0 (0 = disabled), got -1"},
+        InvalidCase{"EmptyStopString",
+                    [](GenerationRequest& r) {
+                      r.stop = {"ok", ""};
+                    },
+                    "stop[1]: must not be empty"},
+        InvalidCase{"InvalidUtf8StopString", [](GenerationRequest& r) { r.stop = {"\xC3"}; },
+                    "stop[0]: must be valid UTF-8"},
+        InvalidCase{"StopTokenOutOfVocab", [](GenerationRequest& r) { r.stop_token_ids = {99}; },
+                    "stop_token_ids[0]: 99 is outside the vocabulary [0, 64)"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace kvserve::engine

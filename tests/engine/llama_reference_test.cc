@@ -1,0 +1,157 @@
+// The engine against an independent PyTorch reference (tools/reference_llama.py): whole tiny
+// checkpoints loaded from disk, logits compared position by position.
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "cache/sequence_kv_cache.h"
+#include "engine/model_loader.h"
+#include "engine/safetensors.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace kvserve::engine {
+namespace {
+
+constexpr float kTolerance = 1e-4f;
+
+struct Expected {
+  std::vector<int32_t> input_ids;
+  std::vector<float> logits;  // [T, vocab]
+};
+
+Expected LoadExpected(const std::string& dir) {
+  auto file = SafetensorsFile::Open(dir + "/expected.safetensors");
+  EXPECT_TRUE(file.ok()) << file.status();
+  Expected e;
+  const TensorView* ids = (*file)->Find("input_ids");
+  const TensorView* logits = (*file)->Find("logits");
+  EXPECT_NE(ids, nullptr);
+  EXPECT_NE(logits, nullptr);
+  EXPECT_EQ(ids->dtype, DType::kI32);
+  e.input_ids.resize(ids->NumElements());
+  std::memcpy(e.input_ids.data(), ids->data, ids->num_bytes);
+  e.logits.resize(logits->NumElements());
+  EXPECT_TRUE(ConvertToFloat(*logits, absl::MakeSpan(e.logits)).ok());
+  return e;
+}
+
+float MaxAbsDiff(const float* a, const float* b, size_t n) {
+  float m = 0;
+  for (size_t i = 0; i < n; ++i) m = std::max(m, std::abs(a[i] - b[i]));
+  return m;
+}
+
+class LlamaReferenceTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    dir_ = std::string(KVSERVE_TEST_DATA_DIR) + "/" + GetParam();
+    auto loaded = LoadModelDirectory(dir_);
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    model_ = std::move(loaded->model);
+    expected_ = LoadExpected(dir_);
+    ASSERT_EQ(expected_.logits.size(), expected_.input_ids.size() * vocab());
+  }
+  int vocab() const { return model_->config().vocab_size; }
+  cache::SequenceKvCache NewCache() const {
+    const ModelConfig& c = model_->config();
+    return cache::SequenceKvCache(c.num_hidden_layers, 32,
+                                  static_cast<int32_t>(c.KvFloatsPerTokenPerLayer() / 2));
+  }
+
+  std::string dir_;
+  std::unique_ptr<LlamaModel> model_;
+  Expected expected_;
+};
+
+TEST_P(LlamaReferenceTest, OneShotPrefillMatchesReferenceLogitsAtEveryPosition) {
+  const size_t t = expected_.input_ids.size();
+  std::vector<float> logits(t * vocab());
+  cache::SequenceKvCache kv = NewCache();
+  model_->Forward(expected_.input_ids, 0, kv, /*all_logits=*/true, logits.data());
+  for (size_t i = 0; i < t; ++i) {
+    EXPECT_LE(MaxAbsDiff(&logits[i * vocab()], &expected_.logits[i * vocab()], vocab()), kTolerance)
+        << "position " << i;
+  }
+}
+
+TEST_P(LlamaReferenceTest, PrefillThenEightDecodeStepsMatchReference) {
+  const size_t t = expected_.input_ids.size();
+  ASSERT_EQ(t, 12u);
+  const size_t prefill = t - 8;
+  cache::SequenceKvCache kv = NewCache();
+  std::vector<float> logits(vocab());
+  model_->Forward(absl::MakeConstSpan(expected_.input_ids).subspan(0, prefill), 0, kv,
+                  /*all_logits=*/false, logits.data());
+  EXPECT_LE(MaxAbsDiff(logits.data(), &expected_.logits[(prefill - 1) * vocab()], vocab()),
+            kTolerance);
+  for (size_t pos = prefill; pos < t; ++pos) {
+    model_->Forward(absl::MakeConstSpan(expected_.input_ids).subspan(pos, 1),
+                    static_cast<int32_t>(pos), kv, /*all_logits=*/false, logits.data());
+    EXPECT_LE(MaxAbsDiff(logits.data(), &expected_.logits[pos * vocab()], vocab()), kTolerance)
+        << "decode position " << pos;
+  }
+}
+
+TEST_P(LlamaReferenceTest, ChunkedPrefillMatchesOneShotPrefill) {
+  const size_t t = expected_.input_ids.size();
+  std::vector<float> one_shot(t * vocab()), chunked(t * vocab());
+  cache::SequenceKvCache kv_a = NewCache(), kv_b = NewCache();
+  model_->Forward(expected_.input_ids, 0, kv_a, true, one_shot.data());
+  for (size_t start = 0; start < t; start += 5) {
+    const size_t n = std::min<size_t>(5, t - start);
+    model_->Forward(absl::MakeConstSpan(expected_.input_ids).subspan(start, n),
+                    static_cast<int32_t>(start), kv_b, true, &chunked[start * vocab()]);
+  }
+  EXPECT_LE(MaxAbsDiff(one_shot.data(), chunked.data(), one_shot.size()), 1e-5f);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, LlamaReferenceTest,
+                         ::testing::Values("tiny_llama_gqa", "tiny_llama_mqa_tied"));
+
+TEST(ModelLoaderTest, ReportsMissingTensorByName) {
+  const std::string dir = ::testing::TempDir() + "/kvserve_missing_tensor";
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(std::string(KVSERVE_TEST_DATA_DIR) + "/tiny_llama_gqa/config.json",
+                             dir + "/config.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  auto file = SafetensorsFile::Open(std::string(KVSERVE_TEST_DATA_DIR) +
+                                    "/tiny_llama_gqa/model.safetensors");
+  ASSERT_TRUE(file.ok());
+  std::vector<TensorToWrite> tensors;
+  for (const TensorView& t : (*file)->tensors()) {
+    if (t.name == "model.layers.1.mlp.up_proj.weight") continue;
+    tensors.push_back({t.name, t.dtype, t.shape,
+                       std::string(reinterpret_cast<const char*>(t.data), t.num_bytes)});
+  }
+  std::ofstream(dir + "/model.safetensors", std::ios::binary) << SerializeSafetensors(tensors);
+  auto loaded = LoadModelDirectory(dir);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(loaded.status().message(), ::testing::HasSubstr("model.layers.1.mlp.up_proj.weight"));
+}
+
+TEST(ModelLoaderTest, ReportsShapeMismatchAgainstConfig) {
+  const std::string dir = ::testing::TempDir() + "/kvserve_bad_shape";
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(
+      std::string(KVSERVE_TEST_DATA_DIR) + "/tiny_llama_gqa/model.safetensors",
+      dir + "/model.safetensors", std::filesystem::copy_options::overwrite_existing);
+  std::ifstream in(std::string(KVSERVE_TEST_DATA_DIR) + "/tiny_llama_gqa/config.json");
+  std::string config((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string from = "\"intermediate_size\": 32", to = "\"intermediate_size\": 30";
+  ASSERT_NE(config.find(from), std::string::npos);
+  config.replace(config.find(from), from.size(), to);
+  std::ofstream(dir + "/config.json") << config;
+  auto loaded = LoadModelDirectory(dir);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(loaded.status().message(),
+              ::testing::HasSubstr("mlp.gate_proj.weight' has shape [32, 16]"));
+}
+
+}  // namespace
+}  // namespace kvserve::engine

@@ -1,0 +1,114 @@
+#include "engine/ops.h"
+
+#include <cmath>
+#include <complex>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace kvserve::engine {
+namespace {
+
+// Naive RoPE in complex form: the pair (x[j], x[j + d/2]) is the complex number x[j] + i·x[j +
+// d/2], multiplied by e^{i·pos·θ^(-2j/d)}.
+std::vector<float> NaiveRope(const std::vector<float>& x, int n, int heads, int d,
+                             const std::vector<int32_t>& pos, double theta) {
+  std::vector<float> out(x.size());
+  for (int i = 0; i < n; ++i) {
+    for (int h = 0; h < heads; ++h) {
+      const float* v = &x[(i * heads + h) * d];
+      float* o = &out[(i * heads + h) * d];
+      for (int j = 0; j < d / 2; ++j) {
+        const double angle = pos[i] * std::pow(theta, -2.0 * j / d);
+        const std::complex<double> z =
+            std::complex<double>(v[j], v[j + d / 2]) * std::polar(1.0, angle);
+        o[j] = static_cast<float>(z.real());
+        o[j + d / 2] = static_cast<float>(z.imag());
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<float> Random(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist;
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+TEST(RotaryEmbeddingTest, MatchesComplexRotationReference) {
+  for (double theta : {10000.0, 500000.0}) {
+    const int n = 5, heads = 3, d = 16;
+    const std::vector<int32_t> pos = {0, 1, 7, 100, 4095};
+    auto x = Random(n * heads * d, 5);
+    RotaryEmbedding rope(d, theta);
+    std::vector<float> table(n * d);
+    rope.Table(pos.data(), n, table.data());
+    std::vector<float> y = x;
+    rope.Apply(table.data(), n, heads, y.data());
+    const auto expected = NaiveRope(x, n, heads, d, pos, theta);
+    for (size_t i = 0; i < y.size(); ++i)
+      EXPECT_NEAR(y[i], expected[i], 2e-5f) << "theta " << theta << " i " << i;
+  }
+}
+
+TEST(RotaryEmbeddingTest, PositionZeroIsIdentity) {
+  const int d = 8;
+  auto x = Random(2 * d, 6);
+  RotaryEmbedding rope(d, 10000.0);
+  const int32_t pos = 0;
+  std::vector<float> table(d);
+  rope.Table(&pos, 1, table.data());
+  std::vector<float> y = x;
+  rope.Apply(table.data(), 1, 2, y.data());
+  EXPECT_EQ(y, x);
+}
+
+// RoPE's point: <R(m)q, R(n)k> depends only on m - n.
+TEST(RotaryEmbeddingTest, DotProductDependsOnlyOnRelativePosition) {
+  const int d = 32;
+  auto q = Random(d, 7), k = Random(d, 8);
+  RotaryEmbedding rope(d, 10000.0);
+  auto rotated_dot = [&](int32_t m, int32_t n) {
+    std::vector<float> table(d), qm = q, kn = k;
+    rope.Table(&m, 1, table.data());
+    rope.Apply(table.data(), 1, 1, qm.data());
+    rope.Table(&n, 1, table.data());
+    rope.Apply(table.data(), 1, 1, kn.data());
+    double dot = 0;
+    for (int i = 0; i < d; ++i) dot += double{qm[i]} * kn[i];
+    return dot;
+  };
+  EXPECT_NEAR(rotated_dot(10, 3), rotated_dot(107, 100), 1e-4);
+  EXPECT_NEAR(rotated_dot(5, 5), rotated_dot(0, 0), 1e-4);
+}
+
+TEST(RmsNormTest, MatchesDefinition) {
+  const int n = 3, dim = 7;
+  auto x = Random(n * dim, 9), w = Random(dim, 10);
+  std::vector<float> y(n * dim);
+  RmsNorm(x.data(), w.data(), n, dim, 1e-5f, y.data());
+  for (int i = 0; i < n; ++i) {
+    double ms = 0;
+    for (int d = 0; d < dim; ++d) ms += double{x[i * dim + d]} * x[i * dim + d] / dim;
+    for (int d = 0; d < dim; ++d) {
+      EXPECT_NEAR(y[i * dim + d], x[i * dim + d] / std::sqrt(ms + 1e-5) * w[d], 1e-5);
+    }
+  }
+}
+
+TEST(SiluMulTest, MatchesDefinition) {
+  std::vector<float> gate = {-3.0f, -0.5f, 0.0f, 0.5f, 4.0f};
+  const std::vector<float> up = {1.0f, 2.0f, 3.0f, -1.0f, 0.25f};
+  const std::vector<float> in = gate;
+  SiluMul(gate.data(), up.data(), 5);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_NEAR(gate[i], in[i] / (1.0 + std::exp(-double{in[i]})) * up[i], 1e-6);
+  }
+}
+
+}  // namespace
+}  // namespace kvserve::engine

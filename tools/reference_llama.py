@@ -1,0 +1,655 @@
+#!/usr/bin/python3
+"""Independent PyTorch reference for Llama-style models, and the test fixtures built from it.
+
+Run only with /usr/bin/python3 (Debian's torch and numpy):
+
+    /usr/bin/python3 tools/reference_llama.py            # (re)write tests/data/tiny_llama_*/
+    /usr/bin/python3 tools/reference_llama.py --check    # regenerate into a temp dir, compare bytes
+    /usr/bin/python3 tools/reference_llama.py --out-dir /tmp/fixtures
+
+What it writes. For each fixture in FIXTURES, a directory <out-dir>/<name>/ holding:
+
+  config.json           Hugging Face style LlamaForCausalLM config (keys sorted).
+  model.safetensors     random weights in Hugging Face tensor names and layouts, F32 or BF16.
+  expected.safetensors  input_ids (I32, [T]) and logits (F32, [T, vocab]): the logits at every
+                        position of one causal forward pass over input_ids, positions 0..T-1.
+
+The two fixtures:
+
+  tiny_llama_gqa        vocab 64, hidden 16, 2 layers, 4 query heads, 2 kv heads (GQA, 2 query
+                        heads per kv head), head_dim 4 (derived: hidden / heads, not in the
+                        config), intermediate 32, rope_theta 50000, rms_norm_eps 1e-5, untied
+                        lm_head, weights stored as BF16.
+  tiny_llama_mqa_tied   vocab 48, hidden 24, 2 layers, 4 query heads, 1 kv head (MQA), explicit
+                        head_dim 8 (heads * head_dim = 32 != hidden), intermediate 40,
+                        rope_theta 10000, rms_norm_eps 1e-6, tie_word_embeddings (no lm_head
+                        tensor: the LM head is model.embed_tokens.weight), weights stored as F32.
+
+The forward pass is written from the equations (not from any other implementation) and runs in
+float64 on the exact stored weight values (BF16 weights are upcast after rounding); only the
+final logits are rounded to float32:
+
+  h_0     = embed_tokens[ids]                                           [T, hidden]
+  per layer:
+    x     = RMSNorm(h) = h / sqrt(mean(h^2) + eps) * input_layernorm
+    q,k,v = x @ Wq.T, x @ Wk.T, x @ Wv.T       [T, heads*d], [T, kv_heads*d], [T, kv_heads*d]
+    q,k   = RoPE, half-split ("rotate-half") pairs (j, j + d/2), inv_freq[j] = theta^(-2j/d),
+            angle = pos * inv_freq[j], positions 0..T-1
+    o_h   = softmax(q_h k_g^T / sqrt(d) + causal mask) v_g,  g = h // (heads / kv_heads)
+    h     = h + concat_h(o_h) @ Wo.T
+    x     = RMSNorm(h) with post_attention_layernorm
+    h     = h + (silu(x @ Wgate.T) * (x @ Wup.T)) @ Wdown.T
+  logits  = RMSNorm(h) with model.norm, then @ lm_head.T (embed_tokens.T when tied)
+
+Determinism: weights and input ids come from torch.Generator with fixed seeds, tensors are
+written in sorted-name order and the JSON headers have a fixed key order, so two runs with the
+same torch build give byte-identical files. A different torch build could in principle draw
+different random numbers or round a float64 matmul differently; --check then reports the
+numeric differences to tell the two apart.
+
+Before writing anything the script runs self-checks: GQA with kv_heads == heads equals an
+explicit MHA computation (and kv_heads == 1 equals explicit MQA, and GQA equals MHA on repeated
+K/V heads); RoPE scores depend only on relative position; an incremental decode with a KV cache
+reproduces the full causal forward; the safetensors writer round-trips; and each fixture's
+logits change materially under common implementation mistakes (interleaved RoPE pairs, no RoPE,
+wrong kv-head mapping, wrong score scale), so a buggy engine cannot pass by accident.
+"""
+
+import argparse
+import filecmp
+import json
+import math
+import pathlib
+import struct
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+DEFAULT_OUT_DIR = REPO_ROOT / "tests" / "data"
+FIXTURE_FILES = ("config.json", "model.safetensors", "expected.safetensors")
+
+# Fixture definitions. `config` is written verbatim to config.json; `seed` drives the weights
+# (seed) and the input ids (seed + 1); `storage_dtype` is the safetensors dtype of the weights.
+FIXTURES = {
+    "tiny_llama_gqa": {
+        "seed": 20240513,
+        "storage_dtype": "BF16",
+        "num_tokens": 12,
+        "config": {
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "hidden_act": "silu",
+            "torch_dtype": "bfloat16",
+            "vocab_size": 64,
+            "hidden_size": 16,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "intermediate_size": 32,
+            "rope_theta": 50000.0,
+            "rope_scaling": None,
+            "rms_norm_eps": 1e-5,
+            "max_position_embeddings": 128,
+            "tie_word_embeddings": False,
+            "attention_bias": False,
+            "mlp_bias": False,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+        },
+    },
+    "tiny_llama_mqa_tied": {
+        "seed": 20240529,
+        "storage_dtype": "F32",
+        "num_tokens": 12,
+        "config": {
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "hidden_act": "silu",
+            "torch_dtype": "float32",
+            "vocab_size": 48,
+            "hidden_size": 24,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 1,
+            "head_dim": 8,
+            "intermediate_size": 40,
+            "rope_theta": 10000.0,
+            "rope_scaling": None,
+            "rms_norm_eps": 1e-6,
+            "max_position_embeddings": 128,
+            "tie_word_embeddings": True,
+            "attention_bias": False,
+            "mlp_bias": False,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+        },
+    },
+}
+
+# Weight distribution: large enough that logits are O(1..10) and attention is neither uniform
+# nor one-hot, so every part of the forward pass moves the logits.
+MATRIX_STD = 0.5
+NORM_WEIGHT_NOISE_STD = 0.1
+
+
+# ----------------------------------------------------------------------------------------------
+# Model shape
+
+
+class Shape:
+    """The dimensions of a Llama model, derived from its HF config."""
+
+    def __init__(self, config):
+        self.vocab = config["vocab_size"]
+        self.hidden = config["hidden_size"]
+        self.num_layers = config["num_hidden_layers"]
+        self.num_heads = config["num_attention_heads"]
+        self.num_kv_heads = config.get("num_key_value_heads", self.num_heads)
+        self.head_dim = config.get("head_dim") or self.hidden // self.num_heads
+        self.inter = config["intermediate_size"]
+        self.rope_theta = float(config["rope_theta"])
+        self.eps = float(config["rms_norm_eps"])
+        self.tied = bool(config.get("tie_word_embeddings", False))
+        assert self.num_heads % self.num_kv_heads == 0
+        assert self.head_dim % 2 == 0
+
+
+def weight_shapes(shape):
+    """Hugging Face tensor names and shapes, in module order (the order weights are drawn in)."""
+    s = shape
+    out = [("model.embed_tokens.weight", [s.vocab, s.hidden])]
+    for i in range(s.num_layers):
+        p = f"model.layers.{i}."
+        out += [
+            (p + "input_layernorm.weight", [s.hidden]),
+            (p + "self_attn.q_proj.weight", [s.num_heads * s.head_dim, s.hidden]),
+            (p + "self_attn.k_proj.weight", [s.num_kv_heads * s.head_dim, s.hidden]),
+            (p + "self_attn.v_proj.weight", [s.num_kv_heads * s.head_dim, s.hidden]),
+            (p + "self_attn.o_proj.weight", [s.hidden, s.num_heads * s.head_dim]),
+            (p + "post_attention_layernorm.weight", [s.hidden]),
+            (p + "mlp.gate_proj.weight", [s.inter, s.hidden]),
+            (p + "mlp.up_proj.weight", [s.inter, s.hidden]),
+            (p + "mlp.down_proj.weight", [s.hidden, s.inter]),
+        ]
+    out.append(("model.norm.weight", [s.hidden]))
+    if not s.tied:
+        out.append(("lm_head.weight", [s.vocab, s.hidden]))
+    return out
+
+
+def make_weights(shape, seed):
+    """Random float32 weights {name: tensor}, drawn in module order from one seeded generator."""
+    gen = torch.Generator().manual_seed(seed)
+    weights = {}
+    for name, dims in weight_shapes(shape):
+        noise = torch.randn(dims, generator=gen, dtype=torch.float32)
+        if name.endswith("norm.weight"):
+            weights[name] = 1.0 + NORM_WEIGHT_NOISE_STD * noise
+        else:
+            weights[name] = MATRIX_STD * noise
+    return weights
+
+
+# ----------------------------------------------------------------------------------------------
+# BF16 and safetensors
+
+
+def float32_to_bf16_bits(x):
+    """Rounds float32 to bfloat16 (nearest, ties to even); returns the uint16 bit patterns."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    assert np.all(np.isfinite(x))
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    return rounded.astype(np.uint16)
+
+
+def bf16_bits_to_float32(bits):
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+_NP_DTYPES = {"F32": np.dtype("<f4"), "I32": np.dtype("<i4"), "BF16": np.dtype("<u2")}
+
+
+def write_safetensors(path, tensors):
+    """Writes {name: (dtype, numpy array)} as safetensors; BF16 arrays hold uint16 bit patterns.
+
+    Layout: u64 LE header length N | N bytes of JSON header, space-padded to a multiple of 8 |
+    tensor data in sorted-name order, contiguous, row-major, little-endian.
+    """
+    header = {}
+    chunks = []
+    offset = 0
+    for name in sorted(tensors):
+        dtype, array = tensors[name]
+        data = np.ascontiguousarray(array, dtype=_NP_DTYPES[dtype]).tobytes()
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        chunks.append(data)
+        offset += len(data)
+    header["__metadata__"] = {"format": "pt"}
+    header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    header_bytes += b" " * (-len(header_bytes) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header_bytes)))
+        f.write(header_bytes)
+        for chunk in chunks:
+            f.write(chunk)
+
+
+def read_safetensors(path):
+    """Reads a safetensors file into {name: (dtype, numpy array)}, validating the layout."""
+    raw = pathlib.Path(path).read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n].decode("utf-8"))
+    header.pop("__metadata__", None)
+    data = raw[8 + n:]
+    out = {}
+    expected_begin = 0
+    for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+        begin, end = info["data_offsets"]
+        assert begin == expected_begin, f"{name}: hole or overlap at {begin}"
+        np_dtype = _NP_DTYPES[info["dtype"]]
+        count = math.prod(info["shape"])
+        assert end - begin == count * np_dtype.itemsize, f"{name}: size mismatch"
+        array = np.frombuffer(data[begin:end], dtype=np_dtype).reshape(info["shape"])
+        out[name] = (info["dtype"], array)
+        expected_begin = end
+    assert expected_begin == len(data), "trailing bytes after the last tensor"
+    return out
+
+
+def stored_weights(weights, storage_dtype):
+    """What goes into model.safetensors ({name: (dtype, array)}) and the exact values it holds
+    ({name: float64 tensor}) for the reference to compute with."""
+    stored, exact = {}, {}
+    for name, w in weights.items():
+        w32 = w.numpy()
+        if storage_dtype == "BF16":
+            bits = float32_to_bf16_bits(w32)
+            # Independent check of the rounding against torch's own float32 -> bfloat16.
+            torch_bits = w.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+            assert np.array_equal(bits, torch_bits), name
+            stored[name] = ("BF16", bits)
+            values = bf16_bits_to_float32(bits)
+        else:
+            assert storage_dtype == "F32"
+            stored[name] = ("F32", w32)
+            values = w32
+        exact[name] = torch.from_numpy(values.astype(np.float64))
+    return stored, exact
+
+
+# ----------------------------------------------------------------------------------------------
+# Reference forward pass (float64)
+
+
+def rms_norm(x, w, eps):
+    # x: [T, hidden], w: [hidden]
+    return x / torch.sqrt((x * x).mean(dim=-1, keepdim=True) + eps) * w
+
+
+def rope_half_split(x, positions, theta):
+    """x: [T, n, d]; rotates pairs (j, j + d/2) by pos * theta^(-2j/d)."""
+    d = x.shape[-1]
+    half = d // 2
+    inv_freq = theta ** (-2.0 * torch.arange(half, dtype=torch.float64) / d)  # [d/2]
+    angle = positions.to(torch.float64)[:, None] * inv_freq[None, :]          # [T, d/2]
+    cos = torch.cos(angle)[:, None, :]                                         # [T, 1, d/2]
+    sin = torch.sin(angle)[:, None, :]
+    x1, x2 = x[..., :half], x[..., half:]                                      # [T, n, d/2]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)       # [T, n, d]
+
+
+def causal_mask(t_q, t_k, q_offset=0):
+    """[t_q, t_k] bool, True where query (at position q_offset + i) may see key j."""
+    qpos = torch.arange(t_q)[:, None] + q_offset
+    kpos = torch.arange(t_k)[None, :]
+    return kpos <= qpos
+
+
+def gqa_attention(q, k, v, q_offset=0):
+    """q: [Tq, H, d], k, v: [Tk, G, d] -> [Tq, H*d]. Query head h reads kv head h // (H / G).
+
+    Query i sits at position q_offset + i; key j at position j.
+    """
+    t_q, num_heads, d = q.shape
+    num_kv = k.shape[1]
+    group = num_heads // num_kv
+    mask = causal_mask(t_q, k.shape[0], q_offset)
+    out = torch.empty(t_q, num_heads, d, dtype=q.dtype)
+    for h in range(num_heads):
+        g = h // group
+        scores = (q[:, h, :] @ k[:, g, :].T) / math.sqrt(d)                    # [Tq, Tk]
+        scores = scores.masked_fill(~mask, float("-inf"))
+        probs = torch.softmax(scores, dim=-1)
+        out[:, h, :] = probs @ v[:, g, :]                                      # [Tq, d]
+    return out.reshape(t_q, num_heads * d)
+
+
+def mha_attention_explicit(q, k, v):
+    """Plain MHA, every query head with its own K/V head: q, k, v: [T, H, d] -> [T, H*d]."""
+    t, num_heads, d = q.shape
+    assert k.shape[1] == num_heads
+    scores = torch.einsum("ihd,jhd->hij", q, k) / math.sqrt(d)                 # [H, T, T]
+    scores = scores.masked_fill(~causal_mask(t, t), float("-inf"))
+    probs = torch.softmax(scores, dim=-1)
+    return torch.einsum("hij,jhd->ihd", probs, v).reshape(t, num_heads * d)
+
+
+def mqa_attention_explicit(q, k, v):
+    """Plain MQA, one K/V head shared by all: q: [T, H, d], k, v: [T, 1, d] -> [T, H*d]."""
+    t, num_heads, d = q.shape
+    assert k.shape[1] == 1
+    scores = torch.einsum("ihd,jd->hij", q, k[:, 0]) / math.sqrt(d)            # [H, T, T]
+    scores = scores.masked_fill(~causal_mask(t, t), float("-inf"))
+    probs = torch.softmax(scores, dim=-1)
+    return torch.einsum("hij,jd->ihd", probs, v[:, 0]).reshape(t, num_heads * d)
+
+
+def forward(shape, w, ids, attention=gqa_attention, rope=rope_half_split):
+    """Full causal forward over ids ([T] int) at positions 0..T-1; returns logits [T, vocab]."""
+    s = shape
+    t = ids.shape[0]
+    positions = torch.arange(t)
+    h = w["model.embed_tokens.weight"][ids]                                    # [T, hidden]
+    for i in range(s.num_layers):
+        p = f"model.layers.{i}."
+        x = rms_norm(h, w[p + "input_layernorm.weight"], s.eps)                # [T, hidden]
+        q = (x @ w[p + "self_attn.q_proj.weight"].T).reshape(t, s.num_heads, s.head_dim)
+        k = (x @ w[p + "self_attn.k_proj.weight"].T).reshape(t, s.num_kv_heads, s.head_dim)
+        v = (x @ w[p + "self_attn.v_proj.weight"].T).reshape(t, s.num_kv_heads, s.head_dim)
+        q = rope(q, positions, s.rope_theta)                                   # [T, H, d]
+        k = rope(k, positions, s.rope_theta)                                   # [T, G, d]
+        o = attention(q, k, v)                                                 # [T, H*d]
+        h = h + o @ w[p + "self_attn.o_proj.weight"].T                         # [T, hidden]
+        x = rms_norm(h, w[p + "post_attention_layernorm.weight"], s.eps)
+        gate = x @ w[p + "mlp.gate_proj.weight"].T                             # [T, inter]
+        up = x @ w[p + "mlp.up_proj.weight"].T                                 # [T, inter]
+        h = h + (torch.nn.functional.silu(gate) * up) @ w[p + "mlp.down_proj.weight"].T
+    x = rms_norm(h, w["model.norm.weight"], s.eps)                             # [T, hidden]
+    head = w["model.embed_tokens.weight"] if s.tied else w["lm_head.weight"]   # [vocab, hidden]
+    return x @ head.T                                                          # [T, vocab]
+
+
+def forward_incremental(shape, w, ids):
+    """Token-by-token decode with a growing KV cache; must equal forward() row by row."""
+    s = shape
+    k_cache = [torch.empty(0, s.num_kv_heads, s.head_dim, dtype=torch.float64)
+               for _ in range(s.num_layers)]
+    v_cache = [c.clone() for c in k_cache]
+    rows = []
+    for pos in range(ids.shape[0]):
+        positions = torch.tensor([pos])
+        h = w["model.embed_tokens.weight"][ids[pos:pos + 1]]                   # [1, hidden]
+        for i in range(s.num_layers):
+            p = f"model.layers.{i}."
+            x = rms_norm(h, w[p + "input_layernorm.weight"], s.eps)
+            q = (x @ w[p + "self_attn.q_proj.weight"].T).reshape(1, s.num_heads, s.head_dim)
+            k = (x @ w[p + "self_attn.k_proj.weight"].T).reshape(1, s.num_kv_heads, s.head_dim)
+            v = (x @ w[p + "self_attn.v_proj.weight"].T).reshape(1, s.num_kv_heads, s.head_dim)
+            q = rope_half_split(q, positions, s.rope_theta)
+            k = rope_half_split(k, positions, s.rope_theta)
+            k_cache[i] = torch.cat([k_cache[i], k])                            # [pos+1, G, d]
+            v_cache[i] = torch.cat([v_cache[i], v])
+            o = gqa_attention(q, k_cache[i], v_cache[i], q_offset=pos)         # [1, H*d]
+            h = h + o @ w[p + "self_attn.o_proj.weight"].T
+            x = rms_norm(h, w[p + "post_attention_layernorm.weight"], s.eps)
+            act = torch.nn.functional.silu(x @ w[p + "mlp.gate_proj.weight"].T)
+            h = h + (act * (x @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T
+        x = rms_norm(h, w["model.norm.weight"], s.eps)
+        head = w["model.embed_tokens.weight"] if s.tied else w["lm_head.weight"]
+        rows.append(x @ head.T)
+    return torch.cat(rows)                                                     # [T, vocab]
+
+
+# ----------------------------------------------------------------------------------------------
+# Self-checks
+
+
+def _close(a, b, tol=1e-12):
+    return torch.max(torch.abs(a - b)).item() <= tol * max(1.0, torch.max(torch.abs(b)).item())
+
+
+def self_check_attention():
+    gen = torch.Generator().manual_seed(7)
+    t, h, d = 9, 6, 8
+    q = torch.randn(t, h, d, generator=gen, dtype=torch.float64)
+    k = torch.randn(t, h, d, generator=gen, dtype=torch.float64)
+    v = torch.randn(t, h, d, generator=gen, dtype=torch.float64)
+    # MHA == GQA with kv_heads == heads.
+    assert _close(gqa_attention(q, k, v), mha_attention_explicit(q, k, v)), "GQA(h groups) != MHA"
+    # MQA == GQA with one kv head.
+    k1, v1 = k[:, :1], v[:, :1]
+    assert _close(gqa_attention(q, k1, v1), mqa_attention_explicit(q, k1, v1)), "GQA(1) != MQA"
+    # GQA with g kv heads == MHA over K/V heads repeated in contiguous blocks of h/g.
+    for g in (2, 3):
+        kg, vg = k[:, :g], v[:, :g]
+        rep = h // g
+        expanded = mha_attention_explicit(
+            q, kg.repeat_interleave(rep, dim=1), vg.repeat_interleave(rep, dim=1))
+        assert _close(gqa_attention(q, kg, vg), expanded), f"GQA({g}) != repeated MHA"
+    # Causality: the first rows do not depend on later keys/values.
+    k_mod, v_mod = k.clone(), v.clone()
+    k_mod[5:] += 1.0
+    v_mod[5:] -= 1.0
+    assert _close(gqa_attention(q, k, v)[:5], gqa_attention(q, k_mod, v_mod)[:5]), "not causal"
+
+
+def self_check_model_mha_equivalence():
+    """A whole model with kv_heads == heads: GQA attention == explicit MHA attention."""
+    config = dict(FIXTURES["tiny_llama_gqa"]["config"], num_key_value_heads=4)
+    shape = Shape(config)
+    _, w = stored_weights(make_weights(shape, seed=11), "F32")
+    ids = torch.randint(0, shape.vocab, (10,), generator=torch.Generator().manual_seed(12))
+    assert _close(forward(shape, w, ids), forward(shape, w, ids, attention=mha_attention_explicit))
+
+
+def self_check_rope():
+    gen = torch.Generator().manual_seed(8)
+    d, theta = 8, 10000.0
+    q = torch.randn(1, 1, d, generator=gen, dtype=torch.float64)
+    k = torch.randn(1, 1, d, generator=gen, dtype=torch.float64)
+
+    def score(m, n):
+        qm = rope_half_split(q, torch.tensor([m]), theta)
+        kn = rope_half_split(k, torch.tensor([n]), theta)
+        return (qm * kn).sum().item()
+
+    # (R_m q) . (R_n k) depends only on n - m; position 0 is the identity; norms are preserved.
+    assert abs(score(3, 7) - score(10, 14)) < 1e-12 and abs(score(5, 2) - score(9, 6)) < 1e-12
+    assert _close(rope_half_split(q, torch.tensor([0]), theta), q)
+    rotated = rope_half_split(q, torch.tensor([5]), theta)
+    assert abs(rotated.norm().item() - q.norm().item()) < 1e-12
+    # Pair (j, j + d/2) at position 1 with j = 0 rotates by exactly 1 radian.
+    e = torch.zeros(1, 1, d, dtype=torch.float64)
+    e[0, 0, 0] = 1.0
+    r = rope_half_split(e, torch.tensor([1]), theta)[0, 0]
+    assert abs(r[0].item() - math.cos(1.0)) < 1e-15
+    assert abs(r[d // 2].item() - math.sin(1.0)) < 1e-15
+
+
+def self_check_safetensors_roundtrip(tmp_dir):
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(3, 5, generator=gen)
+    tensors = {
+        "b": ("F32", x.numpy()),
+        "a": ("BF16", float32_to_bf16_bits(x.numpy())),
+        "c": ("I32", np.arange(7, dtype=np.int32) - 3),
+    }
+    path = pathlib.Path(tmp_dir) / "roundtrip.safetensors"
+    write_safetensors(path, tensors)
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    assert n % 8 == 0
+    back = read_safetensors(path)
+    assert set(back) == set(tensors)
+    for name, (dtype, array) in tensors.items():
+        assert back[name][0] == dtype and np.array_equal(back[name][1], array), name
+    # BF16 rounding: ties to even, and values exactly representable stay put.
+    probe = np.array([1.0, 1.0 + 2**-8, 1.0 + 3 * 2**-8, -2.5, 1.0 + 2**-9], dtype=np.float32)
+    assert list(bf16_bits_to_float32(float32_to_bf16_bits(probe))) == \
+        [1.0, 1.0, 1.0 + 2**-6, -2.5, 1.0]
+
+
+def rope_interleaved(x, positions, theta):
+    """The other pair layout (2j, 2j + 1); used only to show the fixtures tell the two apart."""
+    d = x.shape[-1]
+    inv_freq = theta ** (-2.0 * torch.arange(d // 2, dtype=torch.float64) / d)
+    angle = positions.to(torch.float64)[:, None] * inv_freq[None, :]
+    cos, sin = torch.cos(angle)[:, None, :], torch.sin(angle)[:, None, :]
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).reshape(x.shape)
+
+
+def gqa_attention_modulo_map(q, k, v):
+    """Wrong kv mapping h % G (interleaved groups) instead of h // (H / G)."""
+    num_heads, num_kv = q.shape[1], k.shape[1]
+    order = [h % num_kv for h in range(num_heads)]
+    return mha_attention_explicit(q, k[:, order], v[:, order])
+
+
+def gqa_attention_wrong_scale(q, k, v):
+    """Scores scaled by 1/d instead of 1/sqrt(d)."""
+    d = q.shape[-1]
+    return gqa_attention(q * (1.0 / math.sqrt(d)), k, v)
+
+
+def fixture_sensitivity(shape, w, ids, logits):
+    """Max |logit difference| of each common mistake; all must move the logits visibly."""
+    variants = {
+        "interleaved_rope_pairs": dict(rope=rope_interleaved),
+        "no_rope": dict(rope=lambda x, positions, theta: x),
+        "wrong_score_scale": dict(attention=gqa_attention_wrong_scale),
+    }
+    if 1 < shape.num_kv_heads < shape.num_heads:
+        variants["kv_head_map_h_mod_g"] = dict(attention=gqa_attention_modulo_map)
+    diffs = {}
+    for name, kwargs in variants.items():
+        diffs[name] = torch.max(torch.abs(forward(shape, w, ids, **kwargs) - logits)).item()
+        assert diffs[name] > 0.05, f"fixture cannot detect {name}: max diff {diffs[name]}"
+    return diffs
+
+
+# ----------------------------------------------------------------------------------------------
+# Fixture generation
+
+
+def build_fixture(name, spec, out_dir, verbose):
+    config = spec["config"]
+    shape = Shape(config)
+    stored, exact = stored_weights(make_weights(shape, spec["seed"]), spec["storage_dtype"])
+    ids = torch.randint(0, shape.vocab, (spec["num_tokens"],),
+                        generator=torch.Generator().manual_seed(spec["seed"] + 1))
+    logits = forward(shape, exact, ids)                                        # [T, vocab] f64
+    assert _close(forward_incremental(shape, exact, ids), logits), "incremental != full"
+    # Causal prefix consistency: a prefix's logits are the first rows of the full logits.
+    assert _close(forward(shape, exact, ids[:5]), logits[:5]), "prefix != full"
+    diffs = fixture_sensitivity(shape, exact, ids, logits)
+
+    d = pathlib.Path(out_dir) / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_safetensors(d / "model.safetensors", stored)
+    write_safetensors(d / "expected.safetensors", {
+        "input_ids": ("I32", ids.numpy().astype(np.int32)),
+        "logits": ("F32", logits.numpy().astype(np.float32)),
+    })
+
+    # Read back what was written and make sure the reference reproduces it from the file alone.
+    back = read_safetensors(d / "model.safetensors")
+    reread = {}
+    for tname, (dtype, array) in back.items():
+        values = bf16_bits_to_float32(array) if dtype == "BF16" else array
+        reread[tname] = torch.from_numpy(values.astype(np.float64))
+    assert set(reread) == {n for n, _ in weight_shapes(shape)}
+    assert _close(forward(shape, reread, ids), logits, tol=0.0), "file does not reproduce logits"
+
+    if verbose:
+        probs = torch.softmax(logits, dim=-1)
+        print(f"{d}:")
+        for f in FIXTURE_FILES:
+            print(f"  {f:22s} {(d / f).stat().st_size:6d} bytes")
+        print(f"  input_ids {ids.tolist()}")
+        print(f"  logits: std {logits.std().item():.3f}, max |.| {logits.abs().max().item():.3f}, "
+              f"mean top-1 prob {probs.max(dim=-1).values.mean().item():.3f}")
+        print("  max |logit change| under mistakes: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in diffs.items()))
+
+
+def run_self_checks():
+    self_check_attention()
+    self_check_model_mha_equivalence()
+    self_check_rope()
+    with tempfile.TemporaryDirectory() as tmp:
+        self_check_safetensors_roundtrip(tmp)
+
+
+def generate(out_dir, verbose):
+    for name, spec in FIXTURES.items():
+        build_fixture(name, spec, out_dir, verbose)
+
+
+def check(committed_dir):
+    """Regenerates into a temp dir and compares bytes with committed_dir; returns an exit code."""
+    failures = []
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(tmp, verbose=False)
+        for name in FIXTURES:
+            for f in FIXTURE_FILES:
+                fresh = pathlib.Path(tmp) / name / f
+                old = pathlib.Path(committed_dir) / name / f
+                if not old.exists():
+                    failures.append(f"{old}: missing")
+                elif not filecmp.cmp(fresh, old, shallow=False):
+                    failures.append(f"{old}: differs from regenerated output"
+                                    + _describe_difference(fresh, old))
+    if failures:
+        print("reference_llama --check FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
+    print(f"reference_llama --check: fixtures in {committed_dir} are up to date")
+    return 0
+
+
+def _describe_difference(fresh, old):
+    if fresh.suffix != ".safetensors":
+        return ""
+    try:
+        a, b = read_safetensors(fresh), read_safetensors(old)
+    except Exception as e:  # A corrupt committed file is itself the answer.
+        return f" (unreadable: {e})"
+    if set(a) != set(b):
+        return f" (tensor names differ: {sorted(set(a) ^ set(b))})"
+    parts = []
+    for tname in sorted(a):
+        (da, xa), (db, xb) = a[tname], b[tname]
+        if da != db or xa.shape != xb.shape:
+            parts.append(f"{tname}: {db}{list(xb.shape)} -> {da}{list(xa.shape)}")
+        elif not np.array_equal(xa, xb):
+            fa = bf16_bits_to_float32(xa) if da == "BF16" else xa.astype(np.float64)
+            fb = bf16_bits_to_float32(xb) if db == "BF16" else xb.astype(np.float64)
+            parts.append(f"{tname}: max |diff| {np.max(np.abs(fa - fb)):.3g}")
+    return " (" + "; ".join(parts) + ")" if parts else ""
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR),
+                        help="directory that holds the fixture directories (default: %(default)s)")
+    parser.add_argument("--check", action="store_true",
+                        help="regenerate into a temp dir and compare bytes with --out-dir")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # One summation order for the float64 matmuls.
+    run_self_checks()
+    if args.check:
+        return check(args.out_dir)
+    generate(args.out_dir, verbose=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
