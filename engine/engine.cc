@@ -1,5 +1,7 @@
 #include "engine/engine.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <utility>
@@ -58,7 +60,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedM
     return absl::InvalidArgumentError("Engine::Create: model and tokenizer are required");
   }
   if (options.max_running_requests < 1 || options.max_queued_requests < 0 ||
-      options.prefill_chunk_tokens < 1) {
+      options.prefill_chunk_tokens < 1 || options.num_threads < 0) {
     return absl::InvalidArgumentError("Engine::Create: options out of range");
   }
   return std::unique_ptr<Engine>(new Engine(std::move(name), std::move(model), options));
@@ -158,7 +160,11 @@ absl::StatusOr<RequestId> Engine::Submit(GenerationRequest request,
   auto seq = std::make_unique<Sequence>(id, std::move(request), std::move(sink), fallback_seed);
   absl::MutexLock lock(&mu_);
   if (stopping_) return absl::UnavailableError("the engine is shutting down");
-  if (static_cast<int32_t>(waiting_.size()) >= options_.max_queued_requests) {
+  // A request only waits if no running slot is free for it: the queue bound counts those beyond
+  // the free slots, so --max-queued-requests=0 still admits up to max_running_requests at once.
+  const int32_t free_slots =
+      std::max(0, options_.max_running_requests - num_running_.load(std::memory_order_relaxed));
+  if (static_cast<int32_t>(waiting_.size()) >= options_.max_queued_requests + free_slots) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "the request queue is full (", options_.max_queued_requests, " waiting); retry later"));
   }
@@ -251,6 +257,8 @@ bool Engine::Step(Sequence& seq) {
 }
 
 void Engine::Loop() {
+  // OpenMP's thread count is per calling thread: this sets it for every matmul the engine runs.
+  if (options_.num_threads > 0) omp_set_num_threads(options_.num_threads);
   std::vector<std::unique_ptr<Sequence>> running;
   std::vector<std::unique_ptr<Sequence>> to_cancel;
   for (;;) {
@@ -292,6 +300,8 @@ void Engine::Loop() {
           waiting_.pop_front();
         }
       }
+      // Updated under mu_ together with waiting_, so Submit never counts a request twice.
+      num_running_.store(static_cast<int32_t>(running.size()));
       num_waiting_.store(static_cast<int32_t>(waiting_.size()));
     }
     for (auto& s : to_cancel) {

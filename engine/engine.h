@@ -38,6 +38,8 @@ struct EngineOptions {
   int32_t prefill_chunk_tokens = 256;
   // Seeds requests that carry no seed of their own (mixed with the request id).
   uint64_t seed = 0;
+  // Threads for the engine's matmuls (OpenMP inside oneDNN); 0 = one per core.
+  int32_t num_threads = 0;
 };
 
 // What ListModels reports about a served model.

@@ -31,7 +31,7 @@ absl::StatusOr<std::vector<int32_t>> ByteTokenizer::Encode(std::string_view text
 }
 
 std::string ByteTokenizer::Decode(int32_t id) const {
-  if (id < 0 || id >= 256 || id >= vocab_size_) return "";
+  if (id < 0 || id >= 256 || id >= vocab_size_ || id == bos_id_ || id == eos_id_) return "";
   return std::string(1, static_cast<char>(id));
 }
 

@@ -32,7 +32,8 @@ class Tokenizer {
 
 class ByteTokenizer final : public Tokenizer {
  public:
-  // bos_id / eos_id: -1 for none. Ids >= 256 other than these decode to "".
+  // bos_id / eos_id: -1 for none. They and ids >= 256 decode to "". In a vocabulary where they are
+  // below 256 (tiny test models), they shadow those bytes: the byte still encodes to that id.
   ByteTokenizer(int32_t vocab_size, int32_t bos_id, int32_t eos_id);
 
   std::string name() const override;

@@ -4,4 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh
+# Tests run two at a time on CI's two cores; spinning OpenMP workers would then starve each other
+# (a 10-50x slowdown), so idle workers sleep instead.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 ctest --test-dir build -L 'unit|integration' --output-on-failure -j "${KVSERVE_TEST_JOBS:-2}" "$@"

@@ -216,12 +216,18 @@ TEST(EngineTest, ShutdownAbortsUnfinishedRequestsAndRejectsNewOnes) {
 TEST(EngineTest, FullQueueIsResourceExhausted) {
   EngineOptions options;
   options.max_running_requests = 1;
-  options.max_queued_requests = 0;
+  options.max_queued_requests = 1;
   auto engine = MakeEngine(options);
-  // With no queue at all every submission is refused before reaching the engine thread.
-  auto id = engine->Submit(Greedy({1}, 4), std::make_shared<RecordingSink>());
+  // One request may take the free running slot and one may wait; the third is refused.
+  auto first = std::make_shared<RecordingSink>();
+  auto second = std::make_shared<RecordingSink>();
+  ASSERT_TRUE(engine->Submit(Greedy({1}, 120), first).ok());
+  ASSERT_TRUE(engine->Submit(Greedy({2}, 4), second).ok());
+  auto id = engine->Submit(Greedy({3}, 4), std::make_shared<RecordingSink>());
   EXPECT_EQ(id.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(id.status().message()), HasSubstr("queue is full"));
+  EXPECT_EQ(first->Wait().finish_reason, FinishReason::kLength);
+  EXPECT_EQ(second->Wait().finish_reason, FinishReason::kLength);
 }
 
 struct InvalidCase {

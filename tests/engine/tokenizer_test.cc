@@ -22,6 +22,13 @@ TEST(ByteTokenizerTest, DecodesBytesAndHidesSpecialTokens) {
   EXPECT_EQ(tokenizer.Decode(300), "");
 }
 
+TEST(ByteTokenizerTest, SpecialIdsBelow256DecodeToNothing) {
+  ByteTokenizer tokenizer(64, 1, 2);
+  EXPECT_EQ(tokenizer.Decode(1), "");
+  EXPECT_EQ(tokenizer.Decode(2), "");
+  EXPECT_EQ(tokenizer.Decode(3), "\x03");
+}
+
 TEST(ByteTokenizerTest, RejectsBytesOutsideASmallVocabulary) {
   ByteTokenizer tokenizer(64, -1, 2);
   auto ok = tokenizer.Encode("!0");

@@ -1,0 +1,40 @@
+// GenerateReactor: one Generate stream, bridging the engine thread and gRPC's callback threads.
+//
+// The engine pushes TokenEvents into the reactor's StreamState (a TokenSink) and never waits:
+// events produced while a write is in flight are coalesced into the next message, so a slow reader
+// costs the engine nothing and gets fewer, larger messages. At most one write is in flight; Finish
+// is called exactly once, by whichever of {last event, write failure, client cancel} comes first;
+// after that no reactor method is called again, so OnDone may delete the reactor while the engine
+// still holds the (now inert) StreamState.
+//
+// Thread-safety: StreamState is shared by the engine thread and gRPC threads; all of its state is
+// guarded by its mutex, and reactor operations are started outside that mutex.
+#ifndef KVSERVE_SERVER_GENERATE_REACTOR_H_
+#define KVSERVE_SERVER_GENERATE_REACTOR_H_
+
+#include <memory>
+
+#include "engine/engine.h"
+#include "grpcpp/grpcpp.h"
+#include "kvserve/v1/kvserve.pb.h"
+
+namespace kvserve::server {
+
+class GenerateReactor : public grpc::ServerWriteReactor<kvserve::v1::GenerateResponse> {
+ public:
+  // Validates, converts and submits `request` to `engine`; on failure finishes the call at once
+  // with the error. `engine` must outlive the call.
+  GenerateReactor(engine::Engine* engine, const kvserve::v1::GenerateRequest& request);
+
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  class StreamState;
+  std::shared_ptr<StreamState> state_;
+};
+
+}  // namespace kvserve::server
+
+#endif  // KVSERVE_SERVER_GENERATE_REACTOR_H_

@@ -1,0 +1,118 @@
+// kvserve: the model-serving gRPC server.
+//
+//   kvserve [--listen=HOST:PORT] [--model=[NAME=]DIR ...] [flags]
+//
+// SIGINT / SIGTERM: readiness goes NOT_SERVING, the listener closes, in-flight streams get
+// --shutdown-timeout seconds to finish, then the process exits 0.
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "base/flags.h"
+#include "base/logging.h"
+#include "engine/model_loader.h"
+#include "server/kvserve_server.h"
+
+namespace {
+
+using kvserve::base::FlagSet;
+
+int Run(int argc, char** argv) {
+  kvserve::server::ServerOptions options;
+  std::vector<std::string> models;
+  int64_t max_running = options.engine.max_running_requests;
+  int64_t max_queued = options.engine.max_queued_requests;
+  int64_t prefill_chunk = options.engine.prefill_chunk_tokens;
+  uint64_t seed = options.engine.seed;
+  int64_t threads = options.engine.num_threads;
+  bool reflection = options.enable_reflection;
+  double shutdown_timeout = 30.0;
+  std::string log_level = "info";
+
+  FlagSet flags("kvserve",
+                "Serves decoder language models over gRPC (kvserve.v1.KvServe, grpc.health.v1, "
+                "reflection). With no --model it serves the embedded default model, '" +
+                    std::string(kvserve::engine::kDefaultModelName) +
+                    "', whose weights are seeded random numbers: it produces noise, not language.");
+  flags.AddString("listen", &options.listen_address,
+                  "gRPC address to listen on (HOST:PORT; port 0 picks a free port)");
+  flags.AddRepeatedString(
+      "model", &models,
+      "model to serve: DIR or NAME=DIR, a Hugging Face directory with config.json "
+      "and model.safetensors (repeatable; the first is the default model)");
+  flags.AddInt("max-running-requests", &max_running, "requests decoded concurrently per model");
+  flags.AddInt("max-queued-requests", &max_queued,
+               "requests allowed to wait per model; beyond it RESOURCE_EXHAUSTED");
+  flags.AddInt("prefill-chunk-tokens", &prefill_chunk,
+               "longest prompt chunk prefilled in one engine step");
+  flags.AddUint64("seed", &seed, "seed for requests that do not set sampling.seed");
+  flags.AddInt("threads", &threads, "threads per model for matmuls (0 = one per core)");
+  flags.AddBool("reflection", &reflection, "serve gRPC server reflection (v1alpha)");
+  flags.AddDouble("shutdown-timeout", &shutdown_timeout,
+                  "seconds in-flight streams may run after SIGTERM");
+  flags.AddString("log-level", &log_level, "debug, info, warning or error");
+
+  absl::Status parsed = flags.Parse(argc, argv, 1, nullptr);
+  if (flags.help_requested()) {
+    std::fputs(flags.Usage().c_str(), stdout);
+    return 0;
+  }
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "kvserve: %s\nRun kvserve --help for the flags.\n",
+                 std::string(parsed.message()).c_str());
+    return 2;
+  }
+  kvserve::base::LogSeverity severity;
+  if (!kvserve::base::ParseLogSeverity(log_level, &severity)) {
+    std::fprintf(stderr, "kvserve: --log-level: unknown level '%s'\n", log_level.c_str());
+    return 2;
+  }
+  kvserve::base::SetMinLogSeverity(severity);
+  if (max_running < 1 || max_queued < 0 || prefill_chunk < 1 || threads < 0 ||
+      !(shutdown_timeout >= 0)) {
+    std::fprintf(stderr,
+                 "kvserve: --max-running-requests and --prefill-chunk-tokens must be >= 1, "
+                 "--max-queued-requests, --threads and --shutdown-timeout >= 0\n");
+    return 2;
+  }
+  options.engine.max_running_requests = static_cast<int32_t>(max_running);
+  options.engine.max_queued_requests = static_cast<int32_t>(max_queued);
+  options.engine.prefill_chunk_tokens = static_cast<int32_t>(prefill_chunk);
+  options.engine.seed = seed;
+  options.engine.num_threads = static_cast<int32_t>(threads);
+  options.enable_reflection = reflection;
+  for (const std::string& m : models) options.models.push_back(kvserve::server::ParseModelSpec(m));
+
+  // Block the shutdown signals in every thread (threads inherit the mask) and wait for them here.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto server = kvserve::server::KvServer::Create(options);
+  if (!server.ok()) {
+    KV_LOG(ERROR) << server.status().message();
+    return 1;
+  }
+  KV_LOG(INFO) << "kvserve listening on " << options.listen_address << " (port "
+               << (*server)->port() << "), " << (*server)->models().engines().size() << " model(s)";
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  KV_LOG(INFO) << "received " << (signal_number == SIGTERM ? "SIGTERM" : "SIGINT")
+               << ": draining for up to " << shutdown_timeout << " s";
+  const auto grace = std::chrono::duration_cast<std::chrono::system_clock::duration>(
+      std::chrono::duration<double>(shutdown_timeout));
+  (*server)->Shutdown(std::chrono::system_clock::now() + grace);
+  (*server)->Wait();
+  KV_LOG(INFO) << "shutdown complete";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return Run(argc, argv); }

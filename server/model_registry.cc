@@ -1,0 +1,75 @@
+#include "server/model_registry.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/logging.h"
+#include "base/status_macros.h"
+
+namespace kvserve::server {
+
+ModelSpec ParseModelSpec(std::string_view flag_value) {
+  ModelSpec spec;
+  const size_t eq = flag_value.find('=');
+  if (eq != std::string_view::npos) {
+    spec.name = std::string(flag_value.substr(0, eq));
+    spec.dir = std::string(flag_value.substr(eq + 1));
+  } else {
+    spec.dir = std::string(flag_value);
+  }
+  if (spec.name.empty() && !spec.dir.empty()) {
+    std::filesystem::path p = std::filesystem::path(spec.dir).lexically_normal();
+    if (!p.has_filename()) p = p.parent_path();
+    spec.name = p.filename().string();
+  }
+  return spec;
+}
+
+absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
+    const std::vector<ModelSpec>& specs, const engine::EngineOptions& options) {
+  std::vector<ModelSpec> to_load = specs;
+  if (to_load.empty()) to_load.push_back(ModelSpec{});
+  auto registry = std::make_unique<ModelRegistry>();
+  for (const ModelSpec& spec : to_load) {
+    engine::LoadedModel loaded;
+    std::string name = spec.name;
+    if (spec.dir.empty()) {
+      KV_ASSIGN_OR_RETURN(loaded, engine::CreateRandomModel(engine::DefaultModelConfig(),
+                                                            engine::kDefaultModelSeed));
+      if (name.empty()) name = engine::kDefaultModelName;
+    } else {
+      KV_ASSIGN_OR_RETURN(loaded, engine::LoadModelDirectory(spec.dir));
+    }
+    for (const auto& e : registry->engines_) {
+      if (e->info().name == name) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--model: two models are named '", name, "'; use NAME=DIR to rename one"));
+      }
+    }
+    KV_ASSIGN_OR_RETURN(auto engine, engine::Engine::Create(name, std::move(loaded), options));
+    const engine::ModelInfo& info = engine->info();
+    KV_LOG(INFO) << "model '" << info.name << "': " << info.config.architecture << " "
+                 << info.config.AttentionKind() << ", " << info.num_parameters << " parameters, "
+                 << info.kv_cache_bytes_per_token << " KV bytes/token, from " << info.source;
+    registry->engines_.push_back(std::move(engine));
+  }
+  return registry;
+}
+
+absl::StatusOr<engine::Engine*> ModelRegistry::Find(std::string_view name) const {
+  if (name.empty()) return engines_.front().get();
+  std::vector<std::string> names;
+  for (const auto& e : engines_) {
+    if (e->info().name == name) return e.get();
+    names.push_back(e->info().name);
+  }
+  return absl::NotFoundError(absl::StrCat("model: no model named '", std::string(name),
+                                          "'; available: ", absl::StrJoin(names, ", ")));
+}
+
+void ModelRegistry::Shutdown() {
+  for (auto& e : engines_) e->Shutdown();
+}
+
+}  // namespace kvserve::server

@@ -1,0 +1,43 @@
+// ModelRegistry: the served models by name, each with its own Engine.
+//
+// Built once at start-up and immutable afterwards, so lookups need no lock.
+#ifndef KVSERVE_SERVER_MODEL_REGISTRY_H_
+#define KVSERVE_SERVER_MODEL_REGISTRY_H_
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/engine.h"
+
+namespace kvserve::server {
+
+// One --model flag: "DIR", "NAME=DIR", or empty for the embedded default.
+struct ModelSpec {
+  std::string name;  // empty: the directory's base name
+  std::string dir;   // empty: the embedded random-weight default model
+};
+// Parses a --model value.
+ModelSpec ParseModelSpec(std::string_view flag_value);
+
+class ModelRegistry {
+ public:
+  // Loads every model (the embedded default when `specs` is empty) and starts its engine.
+  static absl::StatusOr<std::unique_ptr<ModelRegistry>> Create(
+      const std::vector<ModelSpec>& specs, const engine::EngineOptions& options);
+
+  // The engine serving `name`; the first model for an empty name. NOT_FOUND names the known models.
+  absl::StatusOr<engine::Engine*> Find(std::string_view name) const;
+  const std::vector<std::unique_ptr<engine::Engine>>& engines() const { return engines_; }
+  // Shuts every engine down (unfinished requests end as aborted).
+  void Shutdown();
+
+ private:
+  std::vector<std::unique_ptr<engine::Engine>> engines_;
+};
+
+}  // namespace kvserve::server
+
+#endif  // KVSERVE_SERVER_MODEL_REGISTRY_H_

@@ -1,0 +1,428 @@
+// The shipped binaries as a user runs them: `kvserve` and `kvserve-cli` as child processes.
+//
+// The server starts on 127.0.0.1:0 and the test reads the bound port from its log line; every CLI
+// command then runs against it. Every wait is bounded (poll() with timeouts, waitpid(WNOHANG)), and
+// a child still running when its test ends is killed, so no test can hang or leak processes.
+//
+// The binaries come from the same build as this test (KVSERVE_BINARY_DIR); a missing one fails the
+// test with instructions rather than skipping it.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace kvserve {
+namespace {
+
+using ::testing::ContainsRegex;
+using ::testing::EndsWith;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr char kServerBinary[] = KVSERVE_BINARY_DIR "/server/kvserve";
+constexpr char kCliBinary[] = KVSERVE_BINARY_DIR "/tools/cli/kvserve-cli";
+constexpr char kDefaultModel[] = "tiny-llama-gqa-random-weights";
+
+// Generous bounds: each step takes well under a second on an idle machine.
+constexpr milliseconds kStartTimeout(30'000);
+constexpr milliseconds kCommandTimeout(60'000);
+constexpr milliseconds kExitTimeout(10'000);
+
+// Fails the current test unless `path` is an executable file.
+void RequireBinary(const char* path) {
+  const int result = access(path, X_OK);
+  const int error = errno;
+  ASSERT_EQ(result, 0) << path << " is missing or not executable (" << std::strerror(error)
+                       << "); build it first: ninja -C " << KVSERVE_BINARY_DIR
+                       << " kvserve kvserve-cli";
+}
+
+std::string DescribeWaitStatus(int status) {
+  if (WIFEXITED(status)) return absl::StrCat("exited with status ", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return absl::StrCat("killed by signal ", WTERMSIG(status));
+  return absl::StrCat("wait status ", status);
+}
+
+// A child process whose stdout and stderr are collected by a background thread.
+//
+// Thread-safety: the output accessors may be called from any thread; the rest from the thread that
+// created the object.
+class ChildProcess {
+ public:
+  // Starts argv[0] with arguments argv[1...]. Check started() afterwards.
+  explicit ChildProcess(const std::vector<std::string>& argv) {
+    int out_pipe[2];
+    int err_pipe[2];
+    if (pipe2(out_pipe, O_CLOEXEC) != 0) return;
+    if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+      close(out_pipe[0]);
+      close(out_pipe[1]);
+      return;
+    }
+    // Everything the child needs is prepared before fork(): after it, the child may only make
+    // async-signal-safe calls (other threads may hold the allocator's locks).
+    std::vector<char*> args;
+    for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+    args.push_back(nullptr);
+    const pid_t parent = getpid();
+
+    pid_ = fork();
+    if (pid_ == 0) {
+      // Die with the test: a crashed test must not leave a server behind.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);
+      const int null_fd = open("/dev/null", O_RDONLY);
+      if (null_fd >= 0) dup2(null_fd, STDIN_FILENO);
+      dup2(out_pipe[1], STDOUT_FILENO);  // dup2 clears O_CLOEXEC on the copy
+      dup2(err_pipe[1], STDERR_FILENO);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+    close(out_pipe[1]);
+    close(err_pipe[1]);
+    if (pid_ < 0) {
+      close(out_pipe[0]);
+      close(err_pipe[0]);
+      return;
+    }
+    collector_ = std::thread([this, out = out_pipe[0], err = err_pipe[0]] { Collect(out, err); });
+  }
+
+  ~ChildProcess() {
+    if (pid_ > 0 && !exited_) {
+      kill(pid_, SIGKILL);
+      int status;
+      waitpid(pid_, &status, 0);  // SIGKILL cannot be ignored: this returns promptly
+    }
+    if (collector_.joinable()) collector_.join();
+  }
+
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+
+  std::string out() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return out_;
+  }
+  std::string err() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return err_;
+  }
+
+  // Waits until `done(stdout, stderr)` holds or both streams have closed; returns whether it holds.
+  bool WaitForOutput(const std::function<bool(const std::string&, const std::string&)>& done,
+                     milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return changed_.wait_for(lock, timeout, [&] { return done(out_, err_) || streams_closed_; }) &&
+           done(out_, err_);
+  }
+
+  // Waits up to `timeout` for the child to exit and returns its wait status; nullopt if it is
+  // still running. After it exited, also waits (bounded) for its output to be collected.
+  std::optional<int> WaitForExit(milliseconds timeout) {
+    if (exited_) return status_;
+    const Clock::time_point deadline = Clock::now() + timeout;
+    for (;;) {
+      const pid_t r = waitpid(pid_, &status_, WNOHANG);
+      if (r == pid_) break;
+      if (r < 0 && errno != EINTR) return std::nullopt;
+      if (Clock::now() >= deadline) return std::nullopt;
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+    exited_ = true;
+    // The pipes close when the child exits; the collector then drains them and stops.
+    std::unique_lock<std::mutex> lock(mu_);
+    changed_.wait_for(lock, kExitTimeout, [&] { return streams_closed_; });
+    return status_;
+  }
+
+  void Signal(int signal_number) {
+    if (pid_ > 0 && !exited_) kill(pid_, signal_number);
+  }
+
+ private:
+  void Collect(int out_fd, int err_fd) {
+    pollfd fds[2] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
+    int open_fds = 2;
+    char buffer[4096];
+    while (open_fds > 0) {
+      const int n = poll(fds, 2, /*timeout_ms=*/200);
+      if (n < 0 && errno != EINTR) break;
+      for (int i = 0; i < 2; ++i) {
+        if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+        const ssize_t got = read(fds[i].fd, buffer, sizeof(buffer));
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+          close(fds[i].fd);
+          fds[i].fd = -1;  // poll() ignores negative fds
+          --open_fds;
+          continue;
+        }
+        std::lock_guard<std::mutex> lock(mu_);
+        (i == 0 ? out_ : err_).append(buffer, static_cast<size_t>(got));
+        changed_.notify_all();
+      }
+    }
+    for (const pollfd& fd : fds) {
+      if (fd.fd >= 0) close(fd.fd);
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    streams_closed_ = true;
+    changed_.notify_all();
+  }
+
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int status_ = 0;
+  std::thread collector_;
+
+  mutable std::mutex mu_;
+  std::condition_variable changed_;
+  std::string out_;              // guarded by mu_
+  std::string err_;              // guarded by mu_
+  bool streams_closed_ = false;  // guarded by mu_
+};
+
+struct CommandResult {
+  std::optional<int> wait_status;  // nullopt: killed after the timeout
+  std::string out;
+  std::string err;
+
+  // The exit status, or -1 when the command did not exit normally.
+  int exit_code() const {
+    return wait_status && WIFEXITED(*wait_status) ? WEXITSTATUS(*wait_status) : -1;
+  }
+  std::string Describe() const {
+    return absl::StrCat(wait_status ? DescribeWaitStatus(*wait_status) : "timed out",
+                        "\n--- stdout:\n", out, "\n--- stderr:\n", err);
+  }
+};
+
+// Runs a command to completion, killing it after `timeout`.
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         milliseconds timeout = kCommandTimeout) {
+  ChildProcess child(argv);
+  CommandResult result;
+  if (!child.started()) {
+    ADD_FAILURE() << "cannot start " << argv[0] << ": " << std::strerror(errno);
+    return result;
+  }
+  result.wait_status = child.WaitForExit(timeout);
+  result.out = child.out();
+  result.err = child.err();
+  return result;  // ~ChildProcess kills a command that timed out
+}
+
+TEST(KvserveBinaryHelpTest, HelpListsEveryFlagAndExitsZero) {
+  ASSERT_NO_FATAL_FAILURE(RequireBinary(kServerBinary));
+  const CommandResult help = RunCommand({kServerBinary, "--help"});
+  ASSERT_EQ(help.exit_code(), 0) << help.Describe();
+  for (const char* flag :
+       {"listen", "model", "max-running-requests", "max-queued-requests", "prefill-chunk-tokens",
+        "seed", "threads", "reflection", "shutdown-timeout", "log-level"}) {
+    // Booleans are listed as --[no]flag.
+    EXPECT_THAT(help.out, ContainsRegex(absl::StrCat("--(\\[no\\])?", flag, "[= ]")))
+        << "--" << flag << " is not in:\n"
+        << help.out;
+  }
+}
+
+TEST(KvserveBinaryHelpTest, UnknownFlagExitsTwoAndPointsAtHelp) {
+  ASSERT_NO_FATAL_FAILURE(RequireBinary(kServerBinary));
+  const CommandResult r = RunCommand({kServerBinary, "--no-such-flag=1"});
+  EXPECT_EQ(r.exit_code(), 2) << r.Describe();
+  EXPECT_THAT(r.err, HasSubstr("Run kvserve --help for the flags."));
+}
+
+TEST(KvserveBinaryHelpTest, ListenAddressInUseExitsOneWithAMessage) {
+  ASSERT_NO_FATAL_FAILURE(RequireBinary(kServerBinary));
+  // Hold a listening socket (without SO_REUSEPORT, so gRPC cannot share the port).
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  socklen_t length = sizeof(address);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const std::string listen = absl::StrCat("127.0.0.1:", ntohs(address.sin_port));
+
+  const CommandResult r = RunCommand({kServerBinary, "--listen=" + listen}, kStartTimeout);
+  close(fd);
+  EXPECT_EQ(r.exit_code(), 1) << r.Describe();
+  EXPECT_THAT(r.err, HasSubstr(absl::StrCat("--listen: cannot listen on ", listen)));
+}
+
+// A kvserve process on 127.0.0.1:<free port> for each test.
+class KvserveBinaryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(RequireBinary(kServerBinary));
+    ASSERT_NO_FATAL_FAILURE(RequireBinary(kCliBinary));
+    ASSERT_NO_FATAL_FAILURE(StartServer(ServerFlags()));
+  }
+
+  void TearDown() override {
+    if (server_ == nullptr) return;
+    server_->Signal(SIGTERM);
+    server_->WaitForExit(kExitTimeout);
+    server_.reset();  // kills the server if it did not exit
+  }
+
+  virtual std::vector<std::string> ServerFlags() const { return {}; }
+
+  void StartServer(const std::vector<std::string>& flags) {
+    std::vector<std::string> argv = {kServerBinary, "--listen=127.0.0.1:0"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    server_ = std::make_unique<ChildProcess>(argv);
+    ASSERT_TRUE(server_->started()) << "cannot start " << kServerBinary;
+    const std::regex listening(R"(kvserve listening on 127\.0\.0\.1:0 \(port (\d+)\))");
+    const bool up = server_->WaitForOutput(
+        [&](const std::string&, const std::string& err) {
+          return std::regex_search(err, listening);
+        },
+        kStartTimeout);
+    ASSERT_TRUE(up) << "no 'listening' line from kvserve; stderr:\n" << server_->err();
+    const std::string log = server_->err();
+    std::smatch match;
+    ASSERT_TRUE(std::regex_search(log, match, listening));
+    port_ = std::stoi(match[1].str());
+    ASSERT_GT(port_, 0);
+  }
+
+  std::string Target() const { return absl::StrCat("--target=127.0.0.1:", port_); }
+
+  CommandResult Cli(std::vector<std::string> args) {
+    args.insert(args.begin(), {kCliBinary, Target()});
+    return RunCommand(args);
+  }
+
+  std::unique_ptr<ChildProcess> server_;
+  int port_ = 0;
+};
+
+TEST_F(KvserveBinaryTest, CliHealthPrintsServing) {
+  const CommandResult r = Cli({"health"});
+  EXPECT_EQ(r.exit_code(), 0) << r.Describe();
+  EXPECT_EQ(r.out, "SERVING\n");
+
+  const CommandResult service = Cli({"health", "--service=kvserve.v1.KvServe"});
+  EXPECT_EQ(service.exit_code(), 0) << service.Describe();
+  EXPECT_EQ(service.out, "SERVING\n");
+}
+
+TEST_F(KvserveBinaryTest, CliHealthOfAnUnknownServiceExitsOne) {
+  const CommandResult r = Cli({"health", "--service=kvserve.v1.NoSuchService"});
+  EXPECT_EQ(r.exit_code(), 1) << r.Describe();
+  EXPECT_EQ(r.out, "SERVICE_UNKNOWN\n");
+}
+
+TEST_F(KvserveBinaryTest, CliModelsListsTheDefaultModel) {
+  const CommandResult r = Cli({"models"});
+  ASSERT_EQ(r.exit_code(), 0) << r.Describe();
+  EXPECT_THAT(r.out, StartsWith("NAME "));
+  EXPECT_THAT(r.out, ContainsRegex(absl::StrCat("\n", kDefaultModel,
+                                                " +LlamaForCausalLM +GQA +4 +8/2 +32 +2048 +2048 "
+                                                "+yes +embedded")));
+}
+
+TEST_F(KvserveBinaryTest, CliGenerateStreamsTheRequestedNumberOfTokens) {
+  const CommandResult r =
+      Cli({"generate", "--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0"});
+  ASSERT_EQ(r.exit_code(), 0) << r.Describe();
+  EXPECT_THAT(r.out, EndsWith("\n"));
+  EXPECT_THAT(r.err, HasSubstr("prompt tokens: 17 | completion tokens: 8 |"));
+
+  // Greedy decoding: a second run prints the same text.
+  const CommandResult again =
+      Cli({"generate", "--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0"});
+  ASSERT_EQ(again.exit_code(), 0) << again.Describe();
+  EXPECT_EQ(again.out, r.out);
+}
+
+TEST_F(KvserveBinaryTest, CliGenerateOfAnEmptyPromptExitsTwoWithTheServerError) {
+  const CommandResult r = Cli({"generate", "--prompt", ""});
+  EXPECT_EQ(r.exit_code(), 2) << r.Describe();
+  EXPECT_THAT(r.err, HasSubstr("INVALID_ARGUMENT: prompt: must not be empty"));
+}
+
+TEST_F(KvserveBinaryTest, ServerExitsZeroOnSigterm) {
+  server_->Signal(SIGTERM);
+  const std::optional<int> status = server_->WaitForExit(kExitTimeout);
+  ASSERT_TRUE(status.has_value()) << "kvserve still running " << kExitTimeout.count()
+                                  << " ms after SIGTERM; stderr:\n"
+                                  << server_->err();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+      << DescribeWaitStatus(*status) << "; stderr:\n"
+      << server_->err();
+  EXPECT_THAT(server_->err(), HasSubstr("received SIGTERM"));
+  EXPECT_THAT(server_->err(), HasSubstr("shutdown complete"));
+}
+
+class KvserveBinaryShortGraceTest : public KvserveBinaryTest {
+ protected:
+  std::vector<std::string> ServerFlags() const override { return {"--shutdown-timeout=0.5"}; }
+};
+
+TEST_F(KvserveBinaryShortGraceTest, SigtermCutsAnInFlightStreamAfterTheGraceAndExitsZero) {
+  // Seconds of work: only the shutdown can end it early.
+  ChildProcess cli({kCliBinary, Target(), "generate", "--prompt", "Once upon a time",
+                    "--max-tokens", "2000", "--ignore-eos", "--temperature", "0"});
+  ASSERT_TRUE(cli.started());
+  // Generated text reaches the CLI's stdout as it streams.
+  ASSERT_TRUE(cli.WaitForOutput(
+      [](const std::string& out, const std::string&) { return !out.empty(); }, kCommandTimeout))
+      << "the stream never started; cli stderr:\n"
+      << cli.err();
+
+  server_->Signal(SIGTERM);
+  const std::optional<int> server_status = server_->WaitForExit(kExitTimeout);
+  ASSERT_TRUE(server_status.has_value()) << "kvserve did not exit; stderr:\n" << server_->err();
+  EXPECT_TRUE(WIFEXITED(*server_status) && WEXITSTATUS(*server_status) == 0)
+      << DescribeWaitStatus(*server_status) << "; stderr:\n"
+      << server_->err();
+  EXPECT_THAT(server_->err(), HasSubstr("draining for up to 0.5 s"));
+
+  const std::optional<int> cli_status = cli.WaitForExit(kExitTimeout);
+  ASSERT_TRUE(cli_status.has_value()) << "kvserve-cli did not exit; stderr:\n" << cli.err();
+  ASSERT_TRUE(WIFEXITED(*cli_status)) << DescribeWaitStatus(*cli_status);
+  if (WEXITSTATUS(*cli_status) == 0) {
+    // Only possible if all 2000 tokens streamed within the grace period.
+    EXPECT_THAT(cli.err(), HasSubstr("completion tokens: 2000 |"));
+  } else {
+    EXPECT_EQ(WEXITSTATUS(*cli_status), 2) << cli.err();
+    EXPECT_THAT(cli.err(), ContainsRegex("error: (CANCELLED|UNAVAILABLE): "));
+  }
+}
+
+}  // namespace
+}  // namespace kvserve

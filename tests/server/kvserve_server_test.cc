@@ -1,0 +1,1034 @@
+// KvServer end to end over real gRPC: an in-process server on 127.0.0.1:0, driven through the
+// generated sync client stubs (and a generic stub for bytes that are not a GenerateRequest).
+//
+// Most tests use the embedded default model (random weights, byte-level tokenizer: ids 0-255 are
+// bytes, BOS 256, EOS 257, vocab 320). Its output is seeded noise, so the assertions are about the
+// protocol: determinism, message shape, exact error texts, cancellation and engine bookkeeping.
+// The tiny_llama_gqa fixture (vocab 64) serves the tests that need a second model.
+//
+// Every call carries a deadline, so a broken server fails a test instead of hanging it.
+#include "server/kvserve_server.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <latch>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/engine.h"
+#include "engine/model_loader.h"
+#include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "kvserve/v1/kvserve.grpc.pb.h"
+
+namespace kvserve::server {
+namespace {
+
+namespace pb = ::kvserve::v1;
+using ::grpc::health::v1::Health;
+using ::grpc::health::v1::HealthCheckRequest;
+using ::grpc::health::v1::HealthCheckResponse;
+using ::testing::AnyOf;
+using ::testing::ElementsAre;
+using ::testing::ElementsAreArray;
+using ::testing::Eq;
+using ::testing::SizeIs;
+
+constexpr char kDefaultModel[] = "tiny-llama-gqa-random-weights";
+constexpr int32_t kBos = 256;
+constexpr int32_t kEos = 257;
+constexpr char kFixtureModel[] = "tiny";
+constexpr char kFixtureDir[] = KVSERVE_TEST_DATA_DIR "/tiny_llama_gqa";
+
+// Generous: a healthy call takes milliseconds, but the build machine may be busy.
+constexpr std::chrono::seconds kCallTimeout(60);
+// How long the engine may take to drop a cancelled request.
+constexpr std::chrono::seconds kReleaseTimeout(2);
+
+std::chrono::system_clock::time_point DeadlineIn(std::chrono::milliseconds timeout) {
+  return std::chrono::system_clock::now() + timeout;
+}
+
+// ---------------------------------------------------------------------------------------------
+// An independent UTF-8 oracle for the text the server streams.
+
+constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+
+// Decodes `bytes`, replacing each maximal subpart of an ill-formed sequence with one U+FFFD
+// (Unicode Standard section 3.9, "U+FFFD Substitution of Maximal Subparts"). The lead byte fixes
+// the sequence length and the range of the second byte (Table 3-7); later bytes are 80..BF.
+std::string DecodeWithReplacement(std::string_view bytes) {
+  std::string out;
+  size_t i = 0;
+  while (i < bytes.size()) {
+    const unsigned char lead = static_cast<unsigned char>(bytes[i]);
+    if (lead < 0x80) {
+      out += static_cast<char>(lead);
+      ++i;
+      continue;
+    }
+    size_t length = 0;
+    unsigned char second_min = 0x80;
+    unsigned char second_max = 0xBF;
+    if (lead >= 0xC2 && lead <= 0xDF) {
+      length = 2;
+    } else if (lead == 0xE0) {
+      length = 3;
+      second_min = 0xA0;  // no overlong forms
+    } else if (lead == 0xED) {
+      length = 3;
+      second_max = 0x9F;  // no surrogates
+    } else if (lead >= 0xE1 && lead <= 0xEF) {
+      length = 3;
+    } else if (lead == 0xF0) {
+      length = 4;
+      second_min = 0x90;  // no overlong forms
+    } else if (lead >= 0xF1 && lead <= 0xF3) {
+      length = 4;
+    } else if (lead == 0xF4) {
+      length = 4;
+      second_max = 0x8F;  // nothing above U+10FFFF
+    }
+    if (length == 0) {  // 80..C1, F5..FF never start a character
+      out += kReplacement;
+      ++i;
+      continue;
+    }
+    size_t matched = 1;  // bytes of a well-formed sequence seen so far
+    while (matched < length && i + matched < bytes.size()) {
+      const unsigned char c = static_cast<unsigned char>(bytes[i + matched]);
+      const unsigned char min = matched == 1 ? second_min : 0x80;
+      const unsigned char max = matched == 1 ? second_max : 0xBF;
+      if (c < min || c > max) break;
+      ++matched;
+    }
+    if (matched == length) {
+      out.append(bytes.substr(i, length));
+    } else {
+      out += kReplacement;  // the maximal subpart bytes[i, i + matched)
+    }
+    i += matched;
+  }
+  return out;
+}
+
+// Well-formed text is exactly the text the decoder leaves unchanged: every replacement either
+// changes the length or puts EF BF BD where an ill-formed (hence different) subpart was.
+bool IsWellFormedUtf8(std::string_view text) { return DecodeWithReplacement(text) == text; }
+
+// The bytes the default model's byte-level tokenizer decodes `ids` to (BOS, EOS and the unused ids
+// above 257 decode to nothing).
+std::string TokenBytes(const std::vector<int32_t>& ids) {
+  std::string bytes;
+  for (int32_t id : ids) {
+    if (id >= 0 && id < 256) bytes += static_cast<char>(id);
+  }
+  return bytes;
+}
+
+TEST(Utf8OracleTest, ReplacesEachMaximalSubpartOfAnIllFormedSequence) {
+  // Unicode Standard Table 3-8: 61 F1 80 80 E1 80 C2 62 80 63 80 BF 64.
+  const std::string r(kReplacement);
+  EXPECT_EQ(DecodeWithReplacement("\x61\xF1\x80\x80\xE1\x80\xC2\x62\x80\x63\x80\xBF\x64"),
+            absl::StrCat("a", r, r, r, "b", r, "c", r, r, "d"));
+  EXPECT_EQ(DecodeWithReplacement("\xE2\x82\x61"), absl::StrCat(r, "a"));
+  // A surrogate: no well-formed sequence starts ED A0, so each byte is its own subpart.
+  EXPECT_EQ(DecodeWithReplacement("\xED\xA0\x80"), absl::StrCat(r, r, r));
+  EXPECT_EQ(DecodeWithReplacement("\xC0\xAF"), absl::StrCat(r, r));         // an overlong '/'
+  EXPECT_EQ(DecodeWithReplacement("x\xF0\x9F\x98"), absl::StrCat("x", r));  // cut off at the end
+  EXPECT_EQ(DecodeWithReplacement("\xF0\x9F\x98\x80\xC3\xA9"), "\xF0\x9F\x98\x80\xC3\xA9");
+  EXPECT_TRUE(IsWellFormedUtf8("h\xC3\xA9llo \xF0\x9F\x98\x80 \xEF\xBF\xBD"));
+  EXPECT_FALSE(IsWellFormedUtf8("\xC3"));
+  EXPECT_FALSE(IsWellFormedUtf8("\xF4\x90\x80\x80"));  // above U+10FFFF
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client helpers.
+
+// One Generate call, read to the end.
+struct Generation {
+  grpc::Status status;
+  std::vector<pb::GenerateResponse> messages;
+  std::vector<int32_t> token_ids;  // all messages' token_ids, in order
+  std::string text;                // all messages' text, in order
+
+  pb::FinishReason finish_reason() const {
+    return messages.empty() ? pb::FINISH_REASON_UNSPECIFIED : messages.back().finish_reason();
+  }
+};
+
+Generation Generate(pb::KvServe::Stub& stub, const pb::GenerateRequest& request) {
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(kCallTimeout));
+  Generation generation;
+  std::unique_ptr<grpc::ClientReader<pb::GenerateResponse>> reader =
+      stub.Generate(&context, request);
+  pb::GenerateResponse message;
+  while (reader->Read(&message)) {
+    generation.token_ids.insert(generation.token_ids.end(), message.token_ids().begin(),
+                                message.token_ids().end());
+    generation.text += message.text();
+    generation.messages.push_back(message);
+  }
+  generation.status = reader->Finish();
+  return generation;
+}
+
+std::string Describe(const grpc::Status& status) {
+  return absl::StrCat("status ", static_cast<int>(status.error_code()), ": ",
+                      status.error_message());
+}
+
+// Checks the stream contract of a successful generation: request id on the first message only,
+// finish reason and usage on the last message only, every text valid UTF-8, and the usage counts.
+void ExpectWellFormedStream(const Generation& g, int32_t prompt_tokens,
+                            const std::string& client_request_id = "") {
+  ASSERT_TRUE(g.status.ok()) << Describe(g.status);
+  ASSERT_THAT(g.messages, testing::Not(testing::IsEmpty()));
+  if (client_request_id.empty()) {
+    EXPECT_NE(g.messages.front().request_id(), "");
+  } else {
+    EXPECT_EQ(g.messages.front().request_id(), client_request_id);
+  }
+  for (size_t i = 0; i < g.messages.size(); ++i) {
+    SCOPED_TRACE(absl::StrCat("message ", i, " of ", g.messages.size()));
+    const pb::GenerateResponse& m = g.messages[i];
+    const bool last = i + 1 == g.messages.size();
+    if (i > 0) {
+      EXPECT_EQ(m.request_id(), "");
+    }
+    EXPECT_TRUE(IsWellFormedUtf8(m.text()));
+    EXPECT_EQ(m.finish_reason() != pb::FINISH_REASON_UNSPECIFIED, last);
+    EXPECT_EQ(m.has_usage(), last);
+  }
+  const pb::Usage& usage = g.messages.back().usage();
+  EXPECT_EQ(usage.prompt_tokens(), prompt_tokens);
+  EXPECT_EQ(usage.completion_tokens(), static_cast<int32_t>(g.token_ids.size()));
+}
+
+pb::GenerateRequest GreedyRequest(const std::string& prompt, int32_t max_tokens) {
+  pb::GenerateRequest request;
+  request.set_prompt(prompt);
+  request.set_max_tokens(max_tokens);
+  request.mutable_sampling()->set_temperature(0.0f);
+  return request;
+}
+
+pb::GenerateRequest SeededRequest(const std::string& prompt, int32_t max_tokens, uint64_t seed) {
+  pb::GenerateRequest request;
+  request.set_prompt(prompt);
+  request.set_max_tokens(max_tokens);
+  request.mutable_sampling()->set_temperature(1.0f);
+  request.mutable_sampling()->set_seed(seed);
+  return request;
+}
+
+// A generation that would run for seconds: only cancellation, a deadline or shutdown ends it early.
+pb::GenerateRequest LongRequest() {
+  pb::GenerateRequest request = GreedyRequest("Once upon a time", 2000);
+  request.set_ignore_eos(true);
+  return request;
+}
+
+// Polls until the engine holds no request and no KV cache; returns the last stats seen.
+engine::EngineStats WaitUntilEngineIdle(const engine::Engine& engine,
+                                        std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    engine::EngineStats stats = engine.stats();
+    const bool idle =
+        stats.num_running == 0 && stats.num_waiting == 0 && stats.kv_cache_bytes_in_use == 0;
+    if (idle || std::chrono::steady_clock::now() >= deadline) return stats;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+#define EXPECT_ENGINE_IDLE(stats)           \
+  do {                                      \
+    const engine::EngineStats s_ = (stats); \
+    EXPECT_EQ(s_.num_running, 0);           \
+    EXPECT_EQ(s_.num_waiting, 0);           \
+    EXPECT_EQ(s_.kv_cache_bytes_in_use, 0); \
+  } while (false)
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures.
+
+class KvServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(StartServer(ServerOptions())); }
+
+  void StartServer(ServerOptions options) {
+    options.listen_address = "127.0.0.1:0";
+    absl::StatusOr<std::unique_ptr<KvServer>> server = KvServer::Create(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    ASSERT_GT(server_->port(), 0);
+    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = pb::KvServe::NewStub(channel_);
+  }
+
+  const engine::Engine& engine(size_t i = 0) const { return *server_->models().engines().at(i); }
+
+  std::unique_ptr<KvServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<pb::KvServe::Stub> stub_;
+};
+
+// Serves the embedded default model first and the tiny_llama_gqa fixture as "tiny".
+class KvServerTwoModelTest : public KvServerTest {
+ protected:
+  void SetUp() override {
+    ServerOptions options;
+    options.models = {ModelSpec{}, ModelSpec{kFixtureModel, kFixtureDir}};
+    ASSERT_NO_FATAL_FAILURE(StartServer(options));
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Health, ListModels, Tokenize.
+
+TEST_F(KvServerTest, HealthReportsServingForTheServerAndForKvServe) {
+  auto health = Health::NewStub(channel_);
+  for (const std::string service : {"", kServiceName}) {
+    SCOPED_TRACE(absl::StrCat("service '", service, "'"));
+    grpc::ClientContext context;
+    context.set_deadline(DeadlineIn(kCallTimeout));
+    HealthCheckRequest request;
+    request.set_service(service);
+    HealthCheckResponse response;
+    const grpc::Status status = health->Check(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << Describe(status);
+    EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
+  }
+}
+
+TEST_F(KvServerTest, HealthAnswersNotFoundForAnUnknownService) {
+  auto health = Health::NewStub(channel_);
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(kCallTimeout));
+  HealthCheckRequest request;
+  request.set_service("kvserve.v1.NoSuchService");
+  HealthCheckResponse response;
+  const grpc::Status status = health->Check(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << Describe(status);
+}
+
+TEST_F(KvServerTest, ListModelsReportsTheDefaultModelShape) {
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(kCallTimeout));
+  pb::ListModelsResponse response;
+  const grpc::Status status = stub_->ListModels(&context, pb::ListModelsRequest(), &response);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  ASSERT_THAT(response.models(), SizeIs(1));
+  const pb::ModelInfo& m = response.models(0);
+  EXPECT_EQ(m.name(), kDefaultModel);
+  EXPECT_EQ(m.architecture(), "LlamaForCausalLM");
+  EXPECT_EQ(m.source(),
+            absl::StrCat("embedded (random weights, seed ", engine::kDefaultModelSeed, ")"));
+  EXPECT_TRUE(m.random_weights());
+  EXPECT_EQ(m.attention(), "GQA");
+  EXPECT_EQ(m.num_layers(), 4);
+  EXPECT_EQ(m.num_attention_heads(), 8);
+  EXPECT_EQ(m.num_key_value_heads(), 2);
+  EXPECT_EQ(m.head_dim(), 32);
+  EXPECT_EQ(m.hidden_size(), 256);
+  EXPECT_EQ(m.vocab_size(), 320);
+  EXPECT_EQ(m.max_context_length(), 2048);
+  // K and V x 2 kv heads x 32 head_dim x 4 layers x 4 bytes (f32).
+  EXPECT_EQ(m.kv_cache_bytes_per_token(), 2 * 2 * 32 * 4 * 4);
+  EXPECT_EQ(m.tokenizer(), "byte-level (ids 0-255 are bytes, BOS 256, EOS 257)");
+  EXPECT_EQ(m.eos_token_id(), kEos);
+}
+
+TEST_F(KvServerTest, TokenizePrependsBosToTheUtf8Bytes) {
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(kCallTimeout));
+  pb::TokenizeRequest request;
+  request.set_text("Hi");
+  pb::TokenizeResponse response;
+  const grpc::Status status = stub_->Tokenize(&context, request, &response);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  EXPECT_THAT(response.token_ids(), ElementsAre(kBos, 'H', 'i'));
+}
+
+TEST_F(KvServerTest, TokenizeOfAnUnknownModelIsNotFound) {
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(kCallTimeout));
+  pb::TokenizeRequest request;
+  request.set_model("gpt-nope");
+  request.set_text("Hi");
+  pb::TokenizeResponse response;
+  const grpc::Status status = stub_->Tokenize(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(status.error_message(),
+            absl::StrCat("model: no model named 'gpt-nope'; available: ", kDefaultModel));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generation.
+
+TEST_F(KvServerTest, GreedyGenerationIsDeterministicAndStreamsWellFormedMessages) {
+  const pb::GenerateRequest request = GreedyRequest("Once upon a time", 24);
+  const Generation first = Generate(*stub_, request);
+  const Generation second = Generate(*stub_, request);
+  // BOS + the 16 bytes of the prompt.
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(first, /*prompt_tokens=*/17));
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(second, /*prompt_tokens=*/17));
+  EXPECT_EQ(first.token_ids, second.token_ids);
+  EXPECT_EQ(first.text, second.text);
+
+  const std::vector<int32_t>& ids = first.token_ids;
+  if (ids.size() < 24) {
+    EXPECT_EQ(first.finish_reason(), pb::FINISH_REASON_EOS);
+    EXPECT_EQ(ids.back(), kEos);
+  } else {
+    EXPECT_THAT(ids, SizeIs(24));
+    EXPECT_EQ(first.finish_reason(), pb::FINISH_REASON_LENGTH);
+  }
+  for (int32_t id : ids) {
+    EXPECT_GE(id, 0);
+    EXPECT_LT(id, 320);
+  }
+  // The stream is the byte-wise decoding of the tokens, ill-formed UTF-8 replaced per Unicode.
+  EXPECT_EQ(first.text, DecodeWithReplacement(TokenBytes(ids)));
+}
+
+TEST_F(KvServerTest, FirstMessageEchoesTheClientRequestId) {
+  pb::GenerateRequest request = GreedyRequest("Hi", 4);
+  request.set_request_id("client-chosen-id-7");
+  const Generation g = Generate(*stub_, request);
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(g, /*prompt_tokens=*/3, "client-chosen-id-7"));
+}
+
+TEST_F(KvServerTest, ServerAssignsDistinctRequestIdsWhenTheClientSendsNone) {
+  const Generation a = Generate(*stub_, GreedyRequest("Hi", 2));
+  const Generation b = Generate(*stub_, GreedyRequest("Hi", 2));
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(a, /*prompt_tokens=*/3));
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(b, /*prompt_tokens=*/3));
+  EXPECT_NE(a.messages.front().request_id(), b.messages.front().request_id());
+}
+
+TEST_F(KvServerTest, SeededSamplingIsReproducibleAndDependsOnTheSeed) {
+  const std::string prompt = "Once upon a time";
+  const Generation a = Generate(*stub_, SeededRequest(prompt, 32, 42));
+  const Generation b = Generate(*stub_, SeededRequest(prompt, 32, 42));
+  const Generation c = Generate(*stub_, SeededRequest(prompt, 32, 43));
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(a, 17));
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(b, 17));
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(c, 17));
+  EXPECT_EQ(a.token_ids, b.token_ids) << "seed 42";
+  EXPECT_EQ(a.text, b.text) << "seed 42";
+  EXPECT_NE(a.token_ids, c.token_ids) << "seeds 42 and 43";
+  // Sampled bytes are mostly not ASCII: a workout for the server's UTF-8 repair.
+  for (const Generation* g : {&a, &c}) {
+    EXPECT_EQ(g->text, DecodeWithReplacement(TokenBytes(g->token_ids)));
+  }
+}
+
+TEST_F(KvServerTest, GenerateDefaultsToSixteenTokens) {
+  pb::GenerateRequest request = GreedyRequest("Hi", 1);
+  request.clear_max_tokens();
+  request.set_ignore_eos(true);
+  const Generation g = Generate(*stub_, request);
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(g, 3));
+  EXPECT_THAT(g.token_ids, SizeIs(16));
+  EXPECT_EQ(g.finish_reason(), pb::FINISH_REASON_LENGTH);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation.
+
+struct BadRequest {
+  std::string what;
+  pb::GenerateRequest request;
+  grpc::StatusCode code;
+  std::string message;
+};
+
+std::vector<BadRequest> BadRequests() {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const pb::GenerateRequest valid = GreedyRequest("Hi", 4);  // 3 prompt tokens
+  std::vector<BadRequest> cases;
+  auto add = [&](std::string what, grpc::StatusCode code, std::string message, auto mutate) {
+    pb::GenerateRequest request = valid;
+    mutate(request);
+    cases.push_back({std::move(what), std::move(request), code, std::move(message)});
+  };
+  constexpr grpc::StatusCode kInvalid = grpc::StatusCode::INVALID_ARGUMENT;
+
+  add("no prompt", kInvalid, "prompt: set either prompt or prompt_token_ids",
+      [](pb::GenerateRequest& r) { r.clear_input(); });
+  add("empty prompt", kInvalid, "prompt: must not be empty",
+      [](pb::GenerateRequest& r) { r.set_prompt(""); });
+  add("empty prompt_token_ids", kInvalid, "prompt_token_ids: must not be empty",
+      [](pb::GenerateRequest& r) { r.mutable_prompt_token_ids(); });
+  add("token id == vocab size", kInvalid,
+      "prompt_token_ids[2]: 320 is outside the vocabulary [0, 320)", [](pb::GenerateRequest& r) {
+        for (int32_t id : {kBos, 72, 320}) r.mutable_prompt_token_ids()->add_ids(id);
+      });
+  add("negative token id", kInvalid, "prompt_token_ids[1]: -5 is outside the vocabulary [0, 320)",
+      [](pb::GenerateRequest& r) {
+        for (int32_t id : {kBos, -5}) r.mutable_prompt_token_ids()->add_ids(id);
+      });
+  add("max_tokens 0", kInvalid, "max_tokens: must be >= 1, got 0",
+      [](pb::GenerateRequest& r) { r.set_max_tokens(0); });
+  add("max_tokens -1", kInvalid, "max_tokens: must be >= 1, got -1",
+      [](pb::GenerateRequest& r) { r.set_max_tokens(-1); });
+  add("max_tokens 5000", kInvalid,
+      "max_tokens: prompt length 3 + max_tokens 5000 exceeds the model's context length 2048",
+      [](pb::GenerateRequest& r) { r.set_max_tokens(5000); });
+  add("max_tokens one past the context", kInvalid,
+      "max_tokens: prompt length 3 + max_tokens 2046 exceeds the model's context length 2048",
+      [](pb::GenerateRequest& r) { r.set_max_tokens(2046); });
+  add("temperature -1", kInvalid, "sampling.temperature: must be a finite number >= 0, got -1",
+      [](pb::GenerateRequest& r) { r.mutable_sampling()->set_temperature(-1); });
+  add("temperature NaN", kInvalid, "sampling.temperature: must be a finite number >= 0, got nan",
+      [nan](pb::GenerateRequest& r) { r.mutable_sampling()->set_temperature(nan); });
+  add("top_p 0", kInvalid, "sampling.top_p: must be in (0, 1], got 0",
+      [](pb::GenerateRequest& r) { r.mutable_sampling()->set_top_p(0); });
+  add("top_p 1.5", kInvalid, "sampling.top_p: must be in (0, 1], got 1.5",
+      [](pb::GenerateRequest& r) { r.mutable_sampling()->set_top_p(1.5f); });
+  add("top_p NaN", kInvalid, "sampling.top_p: must be in (0, 1], got nan",
+      [nan](pb::GenerateRequest& r) { r.mutable_sampling()->set_top_p(nan); });
+  add("top_k -1", kInvalid, "sampling.top_k: must be >= 0 (0 = disabled), got -1",
+      [](pb::GenerateRequest& r) { r.mutable_sampling()->set_top_k(-1); });
+  add("empty stop string", kInvalid, "stop[1]: must not be empty", [](pb::GenerateRequest& r) {
+    r.add_stop("ok");
+    r.add_stop("");
+  });
+  add("stop token id out of vocab", kInvalid,
+      "stop_token_ids[0]: 320 is outside the vocabulary [0, 320)",
+      [](pb::GenerateRequest& r) { r.add_stop_token_ids(320); });
+  add("unknown model", grpc::StatusCode::NOT_FOUND,
+      absl::StrCat("model: no model named 'gpt-nope'; available: ", kDefaultModel),
+      [](pb::GenerateRequest& r) { r.set_model("gpt-nope"); });
+  return cases;
+}
+
+TEST_F(KvServerTest, RejectsEachInvalidRequestWithAMessageNamingTheField) {
+  for (const BadRequest& bad : BadRequests()) {
+    SCOPED_TRACE(bad.what);
+    const Generation g = Generate(*stub_, bad.request);
+    EXPECT_EQ(g.status.error_code(), bad.code) << Describe(g.status);
+    EXPECT_EQ(g.status.error_message(), bad.message);
+    EXPECT_THAT(g.messages, testing::IsEmpty());
+  }
+  // None of them reached the engine, and the server still serves.
+  EXPECT_EQ(engine().stats().num_finished, 0);
+  const Generation ok = Generate(*stub_, GreedyRequest("Hi", 4));
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(ok, 3));
+  EXPECT_EQ(engine().stats().num_finished, 1);
+}
+
+TEST_F(KvServerTest, AcceptsAPromptThatFillsTheContextExactly) {
+  // 3 prompt tokens + 2045 = 2048. Cancelled once it is known to be running.
+  pb::GenerateRequest request = GreedyRequest("Hi", 2045);
+  request.set_ignore_eos(true);
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(kCallTimeout));
+  auto reader = stub_->Generate(&context, request);
+  pb::GenerateResponse message;
+  EXPECT_TRUE(reader->Read(&message));
+  context.TryCancel();
+  while (reader->Read(&message)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancellation, deadlines, shutdown.
+
+TEST_F(KvServerTest, ClientCancelEndsTheStreamAndFreesTheEngine) {
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(kCallTimeout));
+  auto reader = stub_->Generate(&context, LongRequest());
+  pb::GenerateResponse message;
+  size_t num_tokens = 0;
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(reader->Read(&message));
+    num_tokens += message.token_ids_size();
+  }
+  EXPECT_GT(engine().stats().kv_cache_bytes_in_use, 0);
+  context.TryCancel();
+  while (reader->Read(&message)) num_tokens += message.token_ids_size();
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED) << Describe(status);
+  EXPECT_LT(num_tokens, 2000u);
+
+  const engine::EngineStats stats = WaitUntilEngineIdle(engine(), kReleaseTimeout);
+  EXPECT_ENGINE_IDLE(stats);
+  EXPECT_EQ(stats.num_finished, 1);
+}
+
+TEST_F(KvServerTest, ClientDeadlineEndsTheStreamAndFreesTheEngine) {
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(std::chrono::milliseconds(200)));
+  auto reader = stub_->Generate(&context, LongRequest());
+  pb::GenerateResponse message;
+  size_t num_tokens = 0;
+  while (reader->Read(&message)) num_tokens += message.token_ids_size();
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << Describe(status);
+  EXPECT_LT(num_tokens, 2000u);
+
+  const engine::EngineStats stats = WaitUntilEngineIdle(engine(), kReleaseTimeout);
+  EXPECT_ENGINE_IDLE(stats);
+  // On a very busy machine the deadline can pass before the call reaches the engine at all; once
+  // tokens arrived, the engine must have ended the request.
+  if (num_tokens > 0) {
+    EXPECT_EQ(stats.num_finished, 1);
+  }
+}
+
+TEST_F(KvServerTest, ShutdownEndsAnInFlightStreamAndReturns) {
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(kCallTimeout));
+  auto reader = stub_->Generate(&context, LongRequest());
+  pb::GenerateResponse message;
+  ASSERT_TRUE(reader->Read(&message));
+
+  grpc::Status status;
+  std::thread drain([&] {
+    pb::GenerateResponse m;
+    while (reader->Read(&m)) {
+    }
+    status = reader->Finish();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  server_->Shutdown(DeadlineIn(std::chrono::milliseconds(100)));
+  const auto shutdown_time = std::chrono::steady_clock::now() - start;
+  drain.join();
+
+  EXPECT_LT(shutdown_time, std::chrono::seconds(10));
+  EXPECT_THAT(status.error_code(), AnyOf(Eq(grpc::StatusCode::OK), Eq(grpc::StatusCode::CANCELLED),
+                                         Eq(grpc::StatusCode::UNAVAILABLE)))
+      << Describe(status);
+  EXPECT_ENGINE_IDLE(engine().stats());
+
+  // The listener is gone.
+  const Generation after = Generate(*stub_, GreedyRequest("Hi", 1));
+  EXPECT_EQ(after.status.error_code(), grpc::StatusCode::UNAVAILABLE) << Describe(after.status);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Concurrency.
+
+TEST_F(KvServerTest, ConcurrentStreamsEachMatchTheirSoloRun) {
+  constexpr int kNumStreams = 16;
+  std::vector<pb::GenerateRequest> requests;
+  for (int i = 0; i < kNumStreams; ++i) {
+    const std::string prompt = absl::StrCat("stream ", i, std::string(i, '.'), " begins");
+    if (i % 2 == 0) {
+      requests.push_back(GreedyRequest(prompt, 16));
+    } else {
+      // Exercise top-k and top-p too; the seed makes the draws reproducible.
+      pb::GenerateRequest request = SeededRequest(prompt, 16, 1000 + i);
+      request.mutable_sampling()->set_temperature(0.8f);
+      request.mutable_sampling()->set_top_k(40);
+      request.mutable_sampling()->set_top_p(0.9f);
+      requests.push_back(request);
+    }
+  }
+  std::vector<Generation> solo;
+  for (const pb::GenerateRequest& request : requests) solo.push_back(Generate(*stub_, request));
+
+  std::vector<Generation> together(kNumStreams);
+  std::latch start(kNumStreams);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kNumStreams; ++i) {
+    threads.emplace_back([&, i] {
+      start.arrive_and_wait();  // all streams in flight at once
+      together[i] = Generate(*stub_, requests[i]);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+
+  for (int i = 0; i < kNumStreams; ++i) {
+    SCOPED_TRACE(absl::StrCat("stream ", i, ": ", requests[i].ShortDebugString()));
+    const int32_t prompt_tokens = static_cast<int32_t>(requests[i].prompt().size()) + 1;
+    ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(solo[i], prompt_tokens));
+    ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(together[i], prompt_tokens));
+    EXPECT_EQ(together[i].token_ids, solo[i].token_ids);
+    EXPECT_EQ(together[i].text, solo[i].text);
+    EXPECT_EQ(together[i].finish_reason(), solo[i].finish_reason());
+  }
+  EXPECT_ENGINE_IDLE(WaitUntilEngineIdle(engine(), kReleaseTimeout));
+  EXPECT_EQ(engine().stats().num_finished, 2 * kNumStreams);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bytes that are not a GenerateRequest.
+
+// Sends `payload` as the one request message of /kvserve.v1.KvServe/Generate and reads a single
+// response message, as a unary call would.
+grpc::Status CallGenerateWithRawBytes(const std::shared_ptr<grpc::Channel>& channel,
+                                      const std::string& payload, grpc::ByteBuffer* response) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(kCallTimeout));
+  grpc::Slice slice(payload);
+  grpc::ByteBuffer request(&slice, 1);
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&context, "/kvserve.v1.KvServe/Generate", grpc::StubOptions(), &request, response,
+                 [&done](grpc::Status status) { done.set_value(std::move(status)); });
+  std::future<grpc::Status> result = done.get_future();
+  // The call's own deadline bounds this wait; the extra margin only guards against a lost callback.
+  if (result.wait_for(kCallTimeout + std::chrono::seconds(10)) != std::future_status::ready) {
+    ADD_FAILURE() << "the generic call never completed";
+    context.TryCancel();
+    return result.get();
+  }
+  return result.get();
+}
+
+TEST_F(KvServerTest, UnparsableRequestBytesAreRejectedAndTheServerKeepsServing) {
+  // A control first: the generic path itself works for a well-formed request.
+  pb::GenerateRequest valid = GreedyRequest("Hi", 1);
+  grpc::ByteBuffer response_bytes;
+  grpc::Status status =
+      CallGenerateWithRawBytes(channel_, valid.SerializeAsString(), &response_bytes);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response_bytes.Dump(&slices).ok());
+  std::string response_wire;
+  for (const grpc::Slice& s : slices) response_wire.append(s.begin(), s.end());
+  pb::GenerateResponse response;
+  ASSERT_TRUE(response.ParseFromString(response_wire));
+  EXPECT_THAT(response.token_ids(), SizeIs(1));
+  EXPECT_EQ(response.finish_reason(), pb::FINISH_REASON_LENGTH);
+
+  const std::vector<std::pair<std::string, std::string>> garbage = {
+      {"a truncated varint tag", "\xff\xff\xff"},
+      {"a length-delimited field longer than the message", std::string("\x12\x05Hi", 3)},
+  };
+  for (const auto& [what, payload] : garbage) {
+    SCOPED_TRACE(what);
+    grpc::ByteBuffer ignored;
+    status = CallGenerateWithRawBytes(channel_, payload, &ignored);
+    // gRPC (1.51) answers a request it cannot deserialize itself, before our handler runs.
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << Describe(status);
+  }
+
+  EXPECT_EQ(engine().stats().num_finished, 1);
+  const Generation g = Generate(*stub_, GreedyRequest("Hi", 4));
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(g, 3));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stop strings and stop token ids.
+
+// The first printable-ASCII pair at offset >= 1 in `text`, so that some text precedes it. By
+// construction the pair does not occur earlier.
+std::optional<size_t> FirstPrintablePair(const std::string& text) {
+  auto printable = [](char c) { return c >= 0x21 && c <= 0x7E; };
+  for (size_t i = 1; i + 1 < text.size(); ++i) {
+    if (printable(text[i]) && printable(text[i + 1])) return i;
+  }
+  return std::nullopt;
+}
+
+std::string Hex(const std::string& bytes) {
+  std::string out;
+  for (unsigned char c : bytes) absl::StrAppend(&out, absl::Hex(c, absl::kZeroPad2), " ");
+  return out;
+}
+
+TEST_F(KvServerTest, StopStringEndsTheTextRightBeforeIt) {
+  // The model is random noise, so the stop string is taken from a free greedy run of the same
+  // request: greedy decoding replays that run exactly up to the stop.
+  const pb::GenerateRequest free_request = GreedyRequest("Once upon a time", 48);
+  const Generation free_run = Generate(*stub_, free_request);
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(free_run, 17));
+  const std::optional<size_t> at = FirstPrintablePair(free_run.text);
+  ASSERT_TRUE(at.has_value()) << "no printable ASCII pair in the free run: " << Hex(free_run.text);
+  const std::string stop = free_run.text.substr(*at, 2);
+
+  pb::GenerateRequest request = free_request;
+  request.add_stop("never-matches-\x7f");
+  request.add_stop(stop);
+  const Generation g = Generate(*stub_, request);
+  SCOPED_TRACE(absl::StrCat("stop '", stop, "' at byte ", *at, " of ", Hex(free_run.text)));
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(g, 17));
+  EXPECT_EQ(g.finish_reason(), pb::FINISH_REASON_STOP);
+  EXPECT_EQ(g.text, free_run.text.substr(0, *at));
+  // Tokens up to and including the one that completed the stop string are all reported.
+  ASSERT_LE(g.token_ids.size(), free_run.token_ids.size());
+  EXPECT_THAT(g.token_ids, ElementsAreArray(free_run.token_ids.begin(),
+                                            free_run.token_ids.begin() + g.token_ids.size()));
+  EXPECT_EQ(g.token_ids.back(), static_cast<unsigned char>(stop.back()));
+}
+
+TEST_F(KvServerTest, StopStringAtTheVeryStartLeavesNoText) {
+  const pb::GenerateRequest free_request = GreedyRequest("Once upon a time", 8);
+  const Generation free_run = Generate(*stub_, free_request);
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(free_run, 17));
+  ASSERT_FALSE(free_run.text.empty());
+  // The first character of the free run's text, whatever it is (U+FFFD included).
+  const unsigned char lead = static_cast<unsigned char>(free_run.text[0]);
+  const size_t length = lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
+  const std::string first_char = free_run.text.substr(0, length);
+  ASSERT_TRUE(IsWellFormedUtf8(first_char)) << Hex(free_run.text);
+
+  pb::GenerateRequest request = free_request;
+  request.add_stop(first_char);
+  const Generation g = Generate(*stub_, request);
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(g, 17));
+  EXPECT_EQ(g.finish_reason(), pb::FINISH_REASON_STOP);
+  EXPECT_EQ(g.text, "");
+}
+
+TEST_F(KvServerTest, TextHeldBackForAPossibleStopStringIsReleasedWhenGenerationEnds) {
+  const pb::GenerateRequest free_request = GreedyRequest("Once upon a time", 32);
+  const Generation free_run = Generate(*stub_, free_request);
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(free_run, 17));
+  ASSERT_FALSE(free_run.text.empty());
+  // A stop string that starts with the run's last character and can only continue past the end:
+  // that character is held back until generation ends, then released.
+  size_t last = free_run.text.size() - 1;
+  while (last > 0 && (static_cast<unsigned char>(free_run.text[last]) & 0xC0) == 0x80) --last;
+  const std::string stop = free_run.text.substr(last) + "\x01\x01";
+  ASSERT_EQ(free_run.text.find(stop), std::string::npos) << Hex(free_run.text);
+
+  pb::GenerateRequest request = free_request;
+  request.add_stop(stop);
+  const Generation g = Generate(*stub_, request);
+  SCOPED_TRACE(absl::StrCat("stop ", Hex(stop), " after ", Hex(free_run.text)));
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(g, 17));
+  EXPECT_EQ(g.finish_reason(), free_run.finish_reason());
+  EXPECT_EQ(g.token_ids, free_run.token_ids);
+  EXPECT_EQ(g.text, free_run.text);
+}
+
+TEST_F(KvServerTwoModelTest, StopTokenIdEndsGenerationWithStopAndIsReported) {
+  // The fixture has no text tokenizer beyond bytes < 64, so prompts are token ids.
+  pb::GenerateRequest free_request;
+  free_request.set_model(kFixtureModel);
+  for (int32_t id : {1, 10, 20, 30, 40}) free_request.mutable_prompt_token_ids()->add_ids(id);
+  free_request.set_max_tokens(16);
+  free_request.set_ignore_eos(true);
+  free_request.mutable_sampling()->set_temperature(0.0f);
+  const Generation free_run = Generate(*stub_, free_request);
+  ASSERT_TRUE(free_run.status.ok()) << Describe(free_run.status);
+  ASSERT_THAT(free_run.token_ids, SizeIs(16));
+  for (int32_t id : free_run.token_ids) {
+    EXPECT_GE(id, 0);
+    EXPECT_LT(id, 64);
+  }
+
+  // Stop at the latest token that makes its first appearance there, so generation ends as late
+  // in the free run as possible.
+  size_t stop_at = 0;
+  for (size_t i = 0; i < free_run.token_ids.size(); ++i) {
+    const auto first =
+        std::find(free_run.token_ids.begin(), free_run.token_ids.end(), free_run.token_ids[i]);
+    if (static_cast<size_t>(first - free_run.token_ids.begin()) == i) stop_at = i;
+  }
+  const int32_t stop_id = free_run.token_ids[stop_at];
+  SCOPED_TRACE(absl::StrCat("stop token ", stop_id, " at index ", stop_at));
+
+  pb::GenerateRequest request = free_request;
+  request.add_stop_token_ids(stop_id);
+  const Generation g = Generate(*stub_, request);
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(g, /*prompt_tokens=*/5));
+  EXPECT_EQ(g.finish_reason(), pb::FINISH_REASON_STOP);
+  EXPECT_THAT(g.token_ids, ElementsAreArray(free_run.token_ids.begin(),
+                                            free_run.token_ids.begin() + stop_at + 1));
+  EXPECT_EQ(g.messages.back().usage().completion_tokens(), static_cast<int32_t>(stop_at + 1));
+}
+
+TEST_F(KvServerTwoModelTest, ValidatesAgainstTheChosenModel) {
+  pb::GenerateRequest request = GreedyRequest("Hi", 4);
+  request.set_model(kFixtureModel);
+  Generation g = Generate(*stub_, request);
+  EXPECT_EQ(g.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(g.status.error_message(),
+            "prompt: byte 0x48 at offset 0 has no token in this model's 64-token byte vocabulary");
+
+  request.clear_input();
+  for (int32_t id : {1, 10, 64}) request.mutable_prompt_token_ids()->add_ids(id);
+  g = Generate(*stub_, request);
+  EXPECT_EQ(g.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(g.status.error_message(), "prompt_token_ids[2]: 64 is outside the vocabulary [0, 64)");
+
+  request.mutable_prompt_token_ids()->set_ids(2, 11);
+  request.set_max_tokens(126);  // 3 + 126 > 128
+  g = Generate(*stub_, request);
+  EXPECT_EQ(g.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(g.status.error_message(),
+            "max_tokens: prompt length 3 + max_tokens 126 exceeds the model's context length 128");
+
+  request.set_max_tokens(125);  // fills the context exactly
+  request.set_ignore_eos(true);
+  g = Generate(*stub_, request);
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(g, 3));
+  EXPECT_THAT(g.token_ids, SizeIs(125));
+  EXPECT_EQ(g.finish_reason(), pb::FINISH_REASON_LENGTH);
+
+  // The same request without a model goes to the default (first) model, which has 320 tokens.
+  request.clear_model();
+  request.mutable_prompt_token_ids()->set_ids(2, 300);
+  request.set_max_tokens(4);
+  g = Generate(*stub_, request);
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(g, 3));
+  EXPECT_EQ(engine(0).stats().num_finished, 1);
+  EXPECT_EQ(engine(1).stats().num_finished, 1);
+}
+
+TEST_F(KvServerTwoModelTest, UnknownModelIsNotFoundAndNamesEveryAvailableModel) {
+  pb::GenerateRequest request = GreedyRequest("Hi", 4);
+  request.set_model("gpt-nope");
+  const Generation g = Generate(*stub_, request);
+  EXPECT_EQ(g.status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(g.status.error_message(), absl::StrCat("model: no model named 'gpt-nope'; available: ",
+                                                   kDefaultModel, ", ", kFixtureModel));
+}
+
+TEST_F(KvServerTwoModelTest, ListModelsReportsBothModelsInOrder) {
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(kCallTimeout));
+  pb::ListModelsResponse response;
+  const grpc::Status status = stub_->ListModels(&context, pb::ListModelsRequest(), &response);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  ASSERT_THAT(response.models(), SizeIs(2));
+  EXPECT_EQ(response.models(0).name(), kDefaultModel);
+  const pb::ModelInfo& tiny = response.models(1);
+  EXPECT_EQ(tiny.name(), kFixtureModel);
+  EXPECT_EQ(tiny.source(), kFixtureDir);
+  EXPECT_FALSE(tiny.random_weights());
+  EXPECT_EQ(tiny.attention(), "GQA");
+  EXPECT_EQ(tiny.vocab_size(), 64);
+  EXPECT_EQ(tiny.num_layers(), 2);
+  EXPECT_EQ(tiny.num_attention_heads(), 4);
+  EXPECT_EQ(tiny.num_key_value_heads(), 2);
+  EXPECT_EQ(tiny.head_dim(), 4);
+  EXPECT_EQ(tiny.max_context_length(), 128);
+  EXPECT_EQ(tiny.kv_cache_bytes_per_token(), 2 * 2 * 4 * 2 * 4);
+  EXPECT_EQ(tiny.eos_token_id(), 2);
+}
+
+TEST_F(KvServerTwoModelTest, TokenizeRejectsTextOutsideTheModelsByteVocabulary) {
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(kCallTimeout));
+  pb::TokenizeRequest request;
+  request.set_model(kFixtureModel);
+  request.set_text("\x05H");
+  pb::TokenizeResponse response;
+  const grpc::Status status = stub_->Tokenize(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(),
+            "text: byte 0x48 at offset 1 has no token in this model's 64-token byte vocabulary");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admission control.
+
+// One running request and one waiting one at most.
+class KvServerSmallQueueTest : public KvServerTest {
+ protected:
+  void SetUp() override {
+    ServerOptions options;
+    options.engine.max_running_requests = 1;
+    options.engine.max_queued_requests = 1;
+    ASSERT_NO_FATAL_FAILURE(StartServer(options));
+  }
+
+  // Polls until the engine's stats satisfy `done`; returns whether they did within 10 s.
+  bool WaitForStats(const std::function<bool(const engine::EngineStats&)>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done(engine().stats())) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return true;
+  }
+};
+
+TEST_F(KvServerSmallQueueTest,
+       RequestBeyondTheQueueIsResourceExhaustedAndAWaitingOneCanBeCancelled) {
+  // A runs; it is admitted once its first message arrives.
+  grpc::ClientContext running_context;
+  running_context.set_deadline(DeadlineIn(kCallTimeout));
+  auto running = stub_->Generate(&running_context, LongRequest());
+  pb::GenerateResponse message;
+  ASSERT_TRUE(running->Read(&message));
+
+  // B waits behind it.
+  grpc::ClientContext waiting_context;
+  waiting_context.set_deadline(DeadlineIn(kCallTimeout));
+  auto waiting = stub_->Generate(&waiting_context, GreedyRequest("Hi", 4));
+  ASSERT_TRUE(WaitForStats([](const engine::EngineStats& s) { return s.num_waiting == 1; }))
+      << "B never queued";
+  EXPECT_EQ(engine().stats().num_running, 1);
+
+  // C finds the queue full.
+  const Generation rejected = Generate(*stub_, GreedyRequest("Hi", 4));
+  EXPECT_EQ(rejected.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << Describe(rejected.status);
+  EXPECT_EQ(rejected.status.error_message(), "the request queue is full (1 waiting); retry later");
+
+  // Cancelling B while it waits frees its queue slot without it ever running.
+  waiting_context.TryCancel();
+  while (waiting->Read(&message)) {
+    ADD_FAILURE() << "B produced output while queued";
+  }
+  EXPECT_EQ(waiting->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  ASSERT_TRUE(WaitForStats([](const engine::EngineStats& s) { return s.num_waiting == 0; }));
+  EXPECT_EQ(engine().stats().num_running, 1);
+
+  running_context.TryCancel();
+  while (running->Read(&message)) {
+  }
+  EXPECT_EQ(running->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_ENGINE_IDLE(WaitUntilEngineIdle(engine(), kReleaseTimeout));
+  EXPECT_EQ(engine().stats().num_finished, 2);
+}
+
+TEST_F(KvServerSmallQueueTest, QueuedRequestRunsOnceTheRunningOneFinishes) {
+  grpc::ClientContext running_context;
+  running_context.set_deadline(DeadlineIn(kCallTimeout));
+  pb::GenerateRequest long_request = GreedyRequest("Once upon a time", 200);
+  long_request.set_ignore_eos(true);
+  auto running = stub_->Generate(&running_context, long_request);
+  pb::GenerateResponse message;
+  ASSERT_TRUE(running->Read(&message));
+
+  // Queued behind a 200-token stream, then served: same tokens as it gets alone afterwards.
+  const Generation queued = Generate(*stub_, GreedyRequest("Hi", 8));
+  while (running->Read(&message)) {
+  }
+  EXPECT_TRUE(running->Finish().ok());
+  const Generation alone = Generate(*stub_, GreedyRequest("Hi", 8));
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(queued, 3));
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(alone, 3));
+  EXPECT_EQ(queued.token_ids, alone.token_ids);
+  EXPECT_EQ(engine().stats().num_finished, 3);
+}
+
+// With no queue at all, a request is still served when a running slot is free.
+TEST_F(KvServerTest, ZeroQueuedRequestsStillAdmitsARequestWhenASlotIsFree) {
+  server_.reset();
+  ServerOptions options;
+  // Engine::Create and --max-queued-requests both accept 0.
+  options.engine.max_queued_requests = 0;
+  ASSERT_NO_FATAL_FAILURE(StartServer(options));
+  const Generation g = Generate(*stub_, GreedyRequest("Hi", 4));
+  EXPECT_TRUE(g.status.ok()) << Describe(g.status);
+}
+
+}  // namespace
+}  // namespace kvserve::server

@@ -1,0 +1,497 @@
+// kvserve-cli: command-line client for the kvserve gRPC API.
+//
+//   kvserve-cli [--target=HOST:PORT] [--timeout=SECONDS] <command> [command flags]
+//
+// One function per command: each parses its own flags, makes one RPC, prints the result and returns
+// the process exit status. Server errors print `error: <CODE_NAME>: <message>` and exit 2.
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <iomanip>
+#include <iostream>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "base/flags.h"
+#include "base/logging.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "kvserve/v1/kvserve.grpc.pb.h"
+
+namespace kvserve::cli {
+namespace {
+
+namespace v1 = ::kvserve::v1;
+namespace health = ::grpc::health::v1;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kExitOk = 0;
+constexpr int kExitUnhealthy = 1;
+constexpr int kExitError = 2;
+constexpr int kExitInterrupted = 130;  // 128 + SIGINT, as shells report a Ctrl-C'd command.
+
+// A container HEALTHCHECK must not hang on a wedged server.
+constexpr double kHealthDefaultTimeoutSeconds = 5;
+
+// Where to connect and how long a call may take; every command accepts these flags, before or
+// after the command name.
+struct Connection {
+  std::string target = "127.0.0.1:50051";
+  double timeout_seconds = 0;  // Meaningful only when timeout_given.
+  bool timeout_given = false;
+};
+
+void AddConnectionFlags(base::FlagSet& flags, Connection* connection) {
+  flags.AddString("target", &connection->target, "Server address, host:port or a gRPC target URI.");
+  flags.AddDouble("timeout", &connection->timeout_seconds,
+                  "Deadline for the call in seconds; for generate it covers the whole stream.");
+  flags.SetDefaultText("timeout", "none; 5 for health");
+}
+
+void SetDeadline(const Connection& connection, std::optional<double> default_seconds,
+                 grpc::ClientContext* context) {
+  std::optional<double> seconds = default_seconds;
+  if (connection.timeout_given) seconds = connection.timeout_seconds;
+  if (!seconds) return;
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                            std::chrono::duration<double>(*seconds)));
+}
+
+int UsageError(absl::string_view command, absl::string_view message) {
+  std::cerr << "error: " << message << "\nrun 'kvserve-cli" << (command.empty() ? "" : " ")
+            << command << " --help' for usage\n";
+  return kExitError;
+}
+
+int RpcError(const grpc::Status& status) {
+  // gRPC and absl share the canonical code numbering, so absl supplies the names.
+  std::cerr << "error: "
+            << absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())) << ": "
+            << status.error_message() << "\n";
+  return kExitError;
+}
+
+// Parses a command's flags. Returns the exit status when the command should stop here (--help, or a
+// usage error), nullopt when it should go on.
+std::optional<int> ParseCommandFlags(absl::string_view command, base::FlagSet& flags,
+                                     Connection* connection, int argc, char** argv, int first) {
+  if (const absl::Status status = flags.Parse(argc, argv, first, nullptr); !status.ok()) {
+    return UsageError(command, status.message());
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return kExitOk;
+  }
+  connection->timeout_given |= flags.IsSet("timeout");
+  if (connection->timeout_given && !(connection->timeout_seconds > 0)) {
+    return UsageError(
+        command, absl::StrCat("--timeout must be > 0 seconds, got ", connection->timeout_seconds));
+  }
+  return std::nullopt;
+}
+
+// Narrows an int flag to an int32 proto field.
+absl::StatusOr<int32_t> ToInt32(absl::string_view flag, int64_t value) {
+  if (value < std::numeric_limits<int32_t>::min() || value > std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid value '", value, "' for flag ", flag, ": out of range for int32"));
+  }
+  return static_cast<int32_t>(value);
+}
+
+std::shared_ptr<grpc::Channel> Connect(const Connection& connection) {
+  return grpc::CreateChannel(connection.target, grpc::InsecureChannelCredentials());
+}
+
+// Cancels a call when the user presses Ctrl-C, for as long as it lives.
+//
+// A signal handler may only call async-signal-safe functions and ClientContext::TryCancel is not
+// one, so the handler only writes a byte to a pipe; a watcher thread reads it and cancels. The
+// handler is installed with SA_RESETHAND: if cancelling gets stuck, a second Ctrl-C kills the
+// process as usual. When SIGINT is ignored on entry (a background job of a non-interactive shell),
+// it stays ignored.
+class InterruptWatcher {
+ public:
+  explicit InterruptWatcher(grpc::ClientContext* context) {
+    KV_CHECK(pipe2(pipe_, O_CLOEXEC) == 0) << "pipe2: errno " << errno;
+    write_fd_ = pipe_[1];
+    KV_CHECK(sigaction(SIGINT, nullptr, &previous_) == 0) << "sigaction: errno " << errno;
+    if (previous_.sa_handler != SIG_IGN) {
+      struct sigaction action = {};
+      action.sa_handler = &InterruptWatcher::OnSignal;
+      sigemptyset(&action.sa_mask);
+      action.sa_flags = SA_RESTART | SA_RESETHAND;
+      KV_CHECK(sigaction(SIGINT, &action, nullptr) == 0) << "sigaction: errno " << errno;
+    }
+    thread_ = std::thread([this, context] { Watch(context); });
+  }
+  InterruptWatcher(const InterruptWatcher&) = delete;
+  InterruptWatcher& operator=(const InterruptWatcher&) = delete;
+
+  ~InterruptWatcher() {
+    sigaction(SIGINT, &previous_, nullptr);
+    WriteByte(pipe_[1], kQuit);
+    thread_.join();
+    write_fd_ = -1;
+    close(pipe_[0]);
+    close(pipe_[1]);
+  }
+
+  bool interrupted() const { return interrupted_.load(); }
+
+ private:
+  static constexpr char kInterrupt = 'i';
+  static constexpr char kQuit = 'q';
+
+  static void WriteByte(int fd, char byte) {
+    const ssize_t ignored = write(fd, &byte, 1);
+    (void)ignored;
+  }
+
+  static void OnSignal(int) {
+    const int saved_errno = errno;
+    WriteByte(write_fd_, kInterrupt);
+    errno = saved_errno;
+  }
+
+  void Watch(grpc::ClientContext* context) {
+    while (true) {
+      char byte = 0;
+      const ssize_t n = read(pipe_[0], &byte, 1);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0 || byte == kQuit) return;
+      interrupted_.store(true);
+      context->TryCancel();
+    }
+  }
+
+  // The handler cannot reach `this`; one watcher exists at a time.
+  static inline volatile sig_atomic_t write_fd_ = -1;
+
+  int pipe_[2] = {-1, -1};
+  struct sigaction previous_ = {};
+  std::atomic<bool> interrupted_{false};
+  std::thread thread_;
+};
+
+std::string Milliseconds(Clock::duration duration) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(1)
+      << std::chrono::duration<double, std::milli>(duration).count() << " ms";
+  return out.str();
+}
+
+// "FINISH_REASON_LENGTH" -> "length".
+std::string FinishReasonName(v1::FinishReason reason) {
+  const std::string& name = v1::FinishReason_Name(reason);
+  if (name.empty()) return absl::StrCat("unknown (", static_cast<int>(reason), ")");
+  return absl::AsciiStrToLower(absl::StripPrefix(name, "FINISH_REASON_"));
+}
+
+int Generate(Connection connection, int argc, char** argv, int first) {
+  // Defaults are the server's documented ones, for --help only: flags left out are not sent.
+  std::string prompt;
+  std::string model;
+  int64_t max_tokens = 16;
+  double temperature = 1.0;
+  int64_t top_k = 0;
+  double top_p = 1.0;
+  uint64_t seed = 0;
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+  bool print_token_ids = false;
+  base::FlagSet flags(
+      "kvserve-cli generate",
+      "Streams a completion of --prompt (KvServe.Generate). The text goes to stdout as it arrives, "
+      "followed by a newline; then one summary line goes to stderr: finish reason, prompt and "
+      "completion tokens, time to first token, total time, and completion tokens per second of "
+      "total time. Sampling flags that are not given are not sent, so the server's defaults apply "
+      "(shown below). Ctrl-C cancels the call (exit status 130).");
+  AddConnectionFlags(flags, &connection);
+  flags.AddString("prompt", &prompt, "Text to complete (required).");
+  flags.AddString("model", &model, "Model name, see 'kvserve-cli models'.");
+  flags.SetDefaultText("model", "server default");
+  flags.AddInt("max-tokens", &max_tokens, "Maximum number of tokens to generate.");
+  flags.AddDouble("temperature", &temperature, "Sampling temperature; 0 = greedy.");
+  flags.AddInt("top-k", &top_k, "Sample only from the k most likely tokens; 0 = all.");
+  flags.AddDouble("top-p", &top_p, "Nucleus sampling probability mass, in (0, 1].");
+  flags.AddUint64("seed", &seed, "Random seed: the same seed and request give the same tokens.");
+  flags.SetDefaultText("seed", "random");
+  flags.AddRepeatedString("stop", &stop,
+                          "Stop when the text contains this string (which is not printed). "
+                          "Repeatable.");
+  flags.AddBool("ignore-eos", &ignore_eos, "Keep generating past the end-of-sequence token.");
+  flags.AddBool("token-ids", &print_token_ids,
+                "Also print the generated token ids, space-separated, on stderr before the "
+                "summary line.");
+  if (auto exit = ParseCommandFlags("generate", flags, &connection, argc, argv, first))
+    return *exit;
+  if (!flags.IsSet("prompt")) return UsageError("generate", "--prompt is required");
+
+  v1::GenerateRequest request;
+  request.set_prompt(prompt);
+  if (flags.IsSet("model")) request.set_model(model);
+  if (flags.IsSet("max-tokens")) {
+    const absl::StatusOr<int32_t> value = ToInt32("--max-tokens", max_tokens);
+    if (!value.ok()) return UsageError("generate", value.status().message());
+    request.set_max_tokens(*value);
+  }
+  if (flags.IsSet("temperature")) {
+    request.mutable_sampling()->set_temperature(static_cast<float>(temperature));
+  }
+  if (flags.IsSet("top-k")) {
+    const absl::StatusOr<int32_t> value = ToInt32("--top-k", top_k);
+    if (!value.ok()) return UsageError("generate", value.status().message());
+    request.mutable_sampling()->set_top_k(*value);
+  }
+  if (flags.IsSet("top-p")) request.mutable_sampling()->set_top_p(static_cast<float>(top_p));
+  if (flags.IsSet("seed")) request.mutable_sampling()->set_seed(seed);
+  for (const std::string& s : stop) request.add_stop(s);
+  request.set_ignore_eos(ignore_eos);
+
+  auto stub = v1::KvServe::NewStub(Connect(connection));
+  grpc::ClientContext context;
+  SetDeadline(connection, std::nullopt, &context);
+  // Declared after `context`, so it stops watching before the context goes away.
+  InterruptWatcher watcher(&context);
+
+  const Clock::time_point start = Clock::now();
+  std::optional<Clock::time_point> first_token;
+  std::vector<int32_t> token_ids;
+  v1::GenerateResponse last;
+  bool wrote_text = false;
+  v1::GenerateResponse response;
+  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
+      stub->Generate(&context, request);
+  while (reader->Read(&response)) {
+    if (!first_token && response.token_ids_size() > 0) first_token = Clock::now();
+    token_ids.insert(token_ids.end(), response.token_ids().begin(), response.token_ids().end());
+    if (!response.text().empty()) {
+      std::cout << response.text() << std::flush;
+      wrote_text = true;
+    }
+    if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) last = response;
+  }
+  const grpc::Status status = reader->Finish();
+  const Clock::duration total = Clock::now() - start;
+
+  if (status.ok() || wrote_text) std::cout << std::endl;
+  if (print_token_ids) std::cerr << "token ids: " << absl::StrJoin(token_ids, " ") << "\n";
+  if (!status.ok() && watcher.interrupted()) {
+    std::cerr << "interrupted after " << token_ids.size() << " tokens, " << Milliseconds(total)
+              << "\n";
+    return kExitInterrupted;
+  }
+  if (!status.ok()) return RpcError(status);
+
+  const int completion_tokens = last.usage().completion_tokens();
+  const double seconds = std::chrono::duration<double>(total).count();
+  std::cerr << "finish: " << FinishReasonName(last.finish_reason())
+            << " | prompt tokens: " << last.usage().prompt_tokens()
+            << " | completion tokens: " << completion_tokens << " | time to first token: "
+            << (first_token ? Milliseconds(*first_token - start) : std::string("n/a"))
+            << " | total: " << Milliseconds(total) << " | " << std::fixed << std::setprecision(1)
+            << (seconds > 0 ? completion_tokens / seconds : 0.0) << " tokens/s\n";
+  return kExitOk;
+}
+
+int Health(Connection connection, int argc, char** argv, int first) {
+  std::string service;
+  base::FlagSet flags(
+      "kvserve-cli health",
+      "Calls grpc.health.v1.Health/Check and prints the serving status (SERVING, NOT_SERVING, "
+      "UNKNOWN, or SERVICE_UNKNOWN when the server does not know --service). Exit status: 0 only "
+      "for SERVING, 1 for any other status, 2 when the call fails. Meant for container health "
+      "checks, so the deadline defaults to 5 s.");
+  AddConnectionFlags(flags, &connection);
+  flags.AddString("service", &service,
+                  "Service to check: empty = the whole server, kvserve.v1.KvServe = ready to "
+                  "generate.");
+  if (auto exit = ParseCommandFlags("health", flags, &connection, argc, argv, first)) return *exit;
+
+  auto stub = health::Health::NewStub(Connect(connection));
+  grpc::ClientContext context;
+  SetDeadline(connection, kHealthDefaultTimeoutSeconds, &context);
+  health::HealthCheckRequest request;
+  request.set_service(service);
+  health::HealthCheckResponse response;
+  const grpc::Status status = stub->Check(&context, request, &response);
+  // Check answers NOT_FOUND for a service it does not know: the server is up and said so, which is
+  // an unhealthy answer rather than a failed call.
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+    std::cout << health::HealthCheckResponse::ServingStatus_Name(
+                     health::HealthCheckResponse::SERVICE_UNKNOWN)
+              << "\n";
+    return kExitUnhealthy;
+  }
+  if (!status.ok()) return RpcError(status);
+  std::cout << health::HealthCheckResponse::ServingStatus_Name(response.status()) << "\n";
+  return response.status() == health::HealthCheckResponse::SERVING ? kExitOk : kExitUnhealthy;
+}
+
+// Prints rows[0] as the header and aligns every column; numeric columns are right-aligned.
+void PrintTable(const std::vector<std::vector<std::string>>& rows,
+                const std::vector<bool>& right_align) {
+  std::vector<size_t> width(right_align.size(), 0);
+  for (const auto& row : rows) {
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      const std::string padding(width[c] - row[c].size(), ' ');
+      const bool last = c + 1 == row.size();
+      if (right_align[c])
+        absl::StrAppend(&line, padding, row[c]);
+      else
+        absl::StrAppend(&line, row[c], last ? "" : padding);
+      if (!last) line += "  ";
+    }
+    std::cout << line << "\n";
+  }
+}
+
+int Models(Connection connection, int argc, char** argv, int first) {
+  base::FlagSet flags("kvserve-cli models",
+                      "Lists the models the server serves (KvServe.ListModels) with their shapes "
+                      "and KV-cache cost. RANDOM is yes when the weights are seeded random "
+                      "numbers rather than a trained model.");
+  AddConnectionFlags(flags, &connection);
+  if (auto exit = ParseCommandFlags("models", flags, &connection, argc, argv, first)) return *exit;
+
+  auto stub = v1::KvServe::NewStub(Connect(connection));
+  grpc::ClientContext context;
+  SetDeadline(connection, std::nullopt, &context);
+  v1::ListModelsResponse response;
+  const grpc::Status status = stub->ListModels(&context, v1::ListModelsRequest(), &response);
+  if (!status.ok()) return RpcError(status);
+  if (response.models().empty()) {
+    std::cout << "no models\n";
+    return kExitOk;
+  }
+
+  std::vector<std::vector<std::string>> rows = {{"NAME", "ARCHITECTURE", "ATTENTION", "LAYERS",
+                                                 "HEADS/KV", "HEAD_DIM", "CONTEXT",
+                                                 "KV_BYTES/TOKEN", "RANDOM", "SOURCE"}};
+  for (const v1::ModelInfo& m : response.models()) {
+    rows.push_back({m.name(), m.architecture(), m.attention(), absl::StrCat(m.num_layers()),
+                    absl::StrCat(m.num_attention_heads(), "/", m.num_key_value_heads()),
+                    absl::StrCat(m.head_dim()), absl::StrCat(m.max_context_length()),
+                    absl::StrCat(m.kv_cache_bytes_per_token()), m.random_weights() ? "yes" : "no",
+                    m.source()});
+  }
+  PrintTable(rows, {false, false, false, true, true, true, true, true, false, false});
+  return kExitOk;
+}
+
+int Tokenize(Connection connection, int argc, char** argv, int first) {
+  std::string text;
+  std::string model;
+  base::FlagSet flags("kvserve-cli tokenize",
+                      "Prints the token ids of --text, space-separated, exactly as Generate "
+                      "would tokenize it as a prompt (KvServe.Tokenize).");
+  AddConnectionFlags(flags, &connection);
+  flags.AddString("text", &text, "Text to tokenize (required).");
+  flags.AddString("model", &model, "Model whose tokenizer to use, see 'kvserve-cli models'.");
+  flags.SetDefaultText("model", "server default");
+  if (auto exit = ParseCommandFlags("tokenize", flags, &connection, argc, argv, first))
+    return *exit;
+  if (!flags.IsSet("text")) return UsageError("tokenize", "--text is required");
+
+  auto stub = v1::KvServe::NewStub(Connect(connection));
+  grpc::ClientContext context;
+  SetDeadline(connection, std::nullopt, &context);
+  v1::TokenizeRequest request;
+  request.set_model(model);
+  request.set_text(text);
+  v1::TokenizeResponse response;
+  const grpc::Status status = stub->Tokenize(&context, request, &response);
+  if (!status.ok()) return RpcError(status);
+  std::cout << absl::StrJoin(response.token_ids(), " ") << "\n";
+  return kExitOk;
+}
+
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*run)(Connection connection, int argc, char** argv, int first);
+};
+
+constexpr Command kCommands[] = {
+    {"generate", "Stream a completion of --prompt to stdout.", &Generate},
+    {"health", "Check grpc.health.v1 status; exit 0 only when SERVING.", &Health},
+    {"models", "List the served models with their shapes and KV-cache cost.", &Models},
+    {"tokenize", "Print the token ids of --text.", &Tokenize},
+};
+
+std::string ToolUsage() {
+  std::string usage =
+      "command-line client for a kvserve server.\n\n"
+      "Usage: kvserve-cli [--target=HOST:PORT] [--timeout=SECONDS] <command> [command flags]\n\n"
+      "Commands:\n";
+  for (const Command& command : kCommands) {
+    absl::StrAppend(&usage, "  ", command.name, std::string(10 - std::strlen(command.name), ' '),
+                    command.summary, "\n");
+  }
+  absl::StrAppend(&usage,
+                  "\nRun 'kvserve-cli <command> --help' for its flags; --target and --timeout may "
+                  "also follow <command>.\n\n"
+                  "Exit status:\n"
+                  "  0    success\n"
+                  "  1    health: the server answered, but not SERVING\n"
+                  "  2    usage error, or the call failed ('error: <CODE_NAME>: <message>' on "
+                  "stderr)\n"
+                  "  130  generate was interrupted by Ctrl-C");
+  return usage;
+}
+
+int Main(int argc, char** argv) {
+  Connection connection;
+  base::FlagSet flags("kvserve-cli", ToolUsage());
+  AddConnectionFlags(flags, &connection);
+  flags.set_stop_at_first_positional(true);
+  std::vector<std::string> rest;
+  if (const absl::Status status = flags.Parse(argc, argv, 1, &rest); !status.ok()) {
+    return UsageError("", status.message());
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return kExitOk;
+  }
+  connection.timeout_given = flags.IsSet("timeout");
+  if (rest.empty()) {
+    std::cerr << flags.Usage();
+    return kExitError;
+  }
+  // With stop_at_first_positional, `rest` is exactly argv's tail starting at the command name.
+  const int command_index = argc - static_cast<int>(rest.size());
+  for (const Command& command : kCommands) {
+    if (rest[0] == command.name) return command.run(connection, argc, argv, command_index + 1);
+  }
+  return UsageError("", absl::StrCat("unknown command '", rest[0], "'"));
+}
+
+}  // namespace
+}  // namespace kvserve::cli
+
+int main(int argc, char** argv) { return kvserve::cli::Main(argc, argv); }
