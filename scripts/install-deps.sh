@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages kvserve needs, only those that are missing. Idempotent.
 #
-#   scripts/install-deps.sh [build] [test] [python] [runtime]     (default: build)
+#   scripts/install-deps.sh [build] [test] [sanitize] [python] [runtime]     (default: build)
 #
 #   build    compilers, CMake, gRPC/protobuf, oneDNN, Abseil, nlohmann-json: what `kvserve` needs
-#   test     GoogleTest/GMock, Google Benchmark, clang + sanitizer runtimes
+#   test     GoogleTest/GMock, Google Benchmark
+#   sanitize clang 14 and its sanitizer runtimes (ASan, UBSan, TSan)
 #   python   Debian's PyTorch/numpy/grpcio for tools/*.py (run them with /usr/bin/python3)
 #   runtime  shared libraries only, for the container's final stage
 # Used by scripts/serve.sh, scripts/test.sh and the Dockerfile.
@@ -13,7 +14,8 @@ set -euo pipefail
 declare -A groups=(
   [build]="g++ cmake ninja-build ccache pkg-config git libgrpc++-dev protobuf-compiler-grpc
            libprotobuf-dev protobuf-compiler grpc-proto libdnnl-dev libabsl-dev nlohmann-json3-dev"
-  [test]="libgtest-dev libgmock-dev libbenchmark-dev clang-14 libclang-rt-14-dev"
+  [test]="libgtest-dev libgmock-dev libbenchmark-dev"
+  [sanitize]="clang-14 libclang-rt-14-dev"
   [python]="python3-torch python3-numpy python3-grpcio python3-protobuf libopenblas0-pthread"
   [runtime]="libgrpc++1.51 libgrpc29 libprotobuf32 libdnnl2 libabsl20220623 libgomp1"
 )
