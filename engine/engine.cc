@@ -8,7 +8,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/logging.h"
-#include "cache/sequence_kv_cache.h"
+#include "base/status_macros.h"
+#include "base/system_memory.h"
+#include "cache/kv_cache_manager.h"
+#include "cache/prefix_hash.h"
 #include "engine/stop_matcher.h"
 #include "engine/utf8_stream.h"
 
@@ -48,10 +51,16 @@ struct Engine::Sequence {
   Sampler sampler;
   Utf8StreamDecoder utf8;
   StopStringMatcher stop;
-  std::unique_ptr<cache::SequenceKvCache> kv;  // allocated at admission
-  std::vector<int32_t> tokens;                 // prompt, then generated tokens
-  int32_t num_computed = 0;                    // tokens whose K/V are in kv
+  cache::SequenceCache cache;  // block table; valid while running
+  bool has_cache = false;
+  std::vector<int32_t> tokens;  // prompt, then generated tokens
+  int32_t num_computed = 0;     // tokens whose K/V are in the cache
+  int32_t num_cached_prompt_tokens = 0;  // prompt tokens served by the prefix cache
   int32_t num_generated = 0;
+  // Timings for RequestStats (arrival is request.arrival_time); SteadyTime{} until they happen.
+  SteadyTime first_scheduled_time;
+  SteadyTime first_token_time;
+  SteadyTime last_token_time;
 };
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedModel model,
@@ -63,11 +72,42 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedM
       options.prefill_chunk_tokens < 1 || options.num_threads < 0) {
     return absl::InvalidArgumentError("Engine::Create: options out of range");
   }
-  return std::unique_ptr<Engine>(new Engine(std::move(name), std::move(model), options));
+  EngineOptions resolved = options;
+  if (resolved.kv_cache_bytes == 0) {
+    resolved.kv_cache_bytes = DefaultKvCacheBytes(model.model->config(), options);
+  }
+  cache::CacheOptions cache_options;
+  cache_options.budget_bytes = resolved.kv_cache_bytes;
+  cache_options.block_size = resolved.block_size;
+  cache_options.max_sequences = resolved.max_running_requests;
+  cache_options.enable_prefix_caching = resolved.enable_prefix_caching;
+  KV_ASSIGN_OR_RETURN(auto cache, cache::KvCacheManager::Create(
+                                      model.model->CacheSpec(resolved.block_size), cache_options));
+  return std::unique_ptr<Engine>(
+      new Engine(std::move(name), std::move(model), resolved, std::move(cache)));
 }
 
-Engine::Engine(std::string name, LoadedModel model, const EngineOptions& options)
-    : options_(options), model_(std::move(model.model)), tokenizer_(std::move(model.tokenizer)) {
+int64_t DefaultKvCacheBytes(const ModelConfig& config, const EngineOptions& options) {
+  const int64_t bytes_per_token =
+      config.KvFloatsPerTokenPerLayer() * config.num_hidden_layers * int64_t{sizeof(float)};
+  const int64_t full_context = bytes_per_token * config.max_position_embeddings *
+                               std::max<int64_t>(1, options.max_running_requests);
+  const int64_t available = base::AvailableMemoryBytes().value_or(int64_t{4} << 30);
+  return std::max<int64_t>(std::min(full_context, available / 10 * 4),
+                           bytes_per_token * options.block_size);
+}
+
+Engine::Engine(std::string name, LoadedModel model, const EngineOptions& options,
+               std::unique_ptr<cache::KvCacheManager> cache)
+    : options_(options),
+      model_(std::move(model.model)),
+      cache_(std::move(cache)),
+      tokenizer_(std::move(model.tokenizer)) {
+  static const SteadyClock kSteadyClock;
+  clock_ = options_.clock != nullptr ? options_.clock.get() : &kSteadyClock;
+  // Each running sequence yields at most one token per iteration: no allocation per token later.
+  iteration_stats_.time_to_first_tokens.reserve(options_.max_running_requests);
+  iteration_stats_.inter_token_latencies.reserve(options_.max_running_requests);
   const ModelConfig& config = model_->config();
   info_.name = std::move(name);
   info_.source = std::move(model.source);
@@ -77,7 +117,11 @@ Engine::Engine(std::string name, LoadedModel model, const EngineOptions& options
   info_.num_parameters = model_->num_parameters();
   info_.kv_cache_bytes_per_token =
       config.KvFloatsPerTokenPerLayer() * config.num_hidden_layers * int64_t{sizeof(float)};
+  info_.kv_cache_bytes = options_.kv_cache_bytes;
+  info_.kv_cache_blocks = cache_->num_blocks();
+  info_.block_size = cache_->block_size();
   logits_.resize(config.vocab_size);
+  PublishCacheStats();
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -97,8 +141,19 @@ EngineStats Engine::stats() const {
   s.num_running = num_running_.load();
   s.num_waiting = num_waiting_.load();
   s.num_finished = num_finished_.load();
-  s.kv_cache_bytes_in_use = kv_bytes_in_use_.load();
+  s.num_preemptions = num_preemptions_.load();
+  {
+    absl::MutexLock lock(&stats_mu_);
+    s.cache = cache_stats_;
+  }
+  for (int64_t bytes : s.cache.used_bytes) s.kv_cache_bytes_in_use += bytes;
   return s;
+}
+
+void Engine::PublishCacheStats() {
+  const cache::CacheStats stats = cache_->stats();
+  absl::MutexLock lock(&stats_mu_);
+  cache_stats_ = stats;
 }
 
 absl::Status Engine::Validate(const GenerationRequest& r) const {
@@ -154,6 +209,15 @@ absl::Status Engine::Validate(const GenerationRequest& r) const {
 absl::StatusOr<RequestId> Engine::Submit(GenerationRequest request,
                                          std::shared_ptr<TokenSink> sink) {
   if (absl::Status s = Validate(request); !s.ok()) return s;
+  const int64_t max_len = static_cast<int64_t>(request.prompt_token_ids.size()) + request.max_tokens;
+  if (!cache_->CanEverFit(max_len)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "max_tokens: prompt length ", request.prompt_token_ids.size(), " + max_tokens ",
+        request.max_tokens, " needs ", cache_->BlocksForTokens(max_len),
+        " KV-cache blocks but the whole cache holds ", cache_->num_blocks(),
+        " (raise --kv-cache-bytes)"));
+  }
+  if (request.arrival_time == SteadyTime{}) request.arrival_time = clock_->Now();
   const RequestId id = next_id_.fetch_add(1);
   // Unseeded requests still get a reproducible stream per (engine seed, request number).
   const uint64_t fallback_seed = options_.seed * 0x9E3779B97F4A7C15ull + id;
@@ -186,38 +250,64 @@ void Engine::Finish(Sequence& seq, TokenEvent event, FinishReason reason, absl::
   event.status = std::move(status);
   event.prompt_tokens = static_cast<int32_t>(seq.request.prompt_token_ids.size());
   event.completion_tokens = seq.num_generated;
-  if (seq.kv != nullptr) {
-    kv_bytes_in_use_.fetch_sub(static_cast<int64_t>(seq.kv->bytes()));
-    seq.kv.reset();
+  if (seq.has_cache) {  // it was running
+    cache_->Free(seq.cache);
+    seq.has_cache = false;
+    // Before the sink learns the request is over, so a client that saw its stream end never sees
+    // it still counted.
+    num_running_.fetch_sub(1);
+    PublishCacheStats();
   }
   num_finished_.fetch_add(1);
+  if (options_.observer != nullptr) {
+    RequestStats stats;
+    stats.id = seq.id;
+    stats.request_id = seq.request.request_id;
+    stats.finish_reason = reason;
+    stats.num_prompt_tokens = event.prompt_tokens;
+    stats.num_generation_tokens = seq.num_generated;
+    stats.num_cached_prompt_tokens = seq.num_cached_prompt_tokens;
+    stats.arrival_time = seq.request.arrival_time;
+    stats.first_scheduled_time = seq.first_scheduled_time;
+    stats.first_token_time = seq.first_token_time;
+    stats.last_token_time = seq.last_token_time;
+    stats.finish_time = clock_->Now();
+    options_.observer->OnRequestFinished(stats);
+  }
   KV_LOG(DEBUG) << "request " << seq.id << " (" << seq.request.request_id
                 << ") finished: " << FinishReasonName(reason) << ", " << seq.num_generated
                 << " tokens";
   seq.sink->OnEvent(std::move(event));
 }
 
-bool Engine::Step(Sequence& seq) {
+Engine::StepResult Engine::Step(Sequence& seq) {
   const int32_t prompt_len = static_cast<int32_t>(seq.request.prompt_token_ids.size());
-  if (seq.kv == nullptr) {
-    seq.kv = std::make_unique<cache::SequenceKvCache>(
-        info_.config.num_hidden_layers, prompt_len + seq.request.max_tokens,
-        static_cast<int32_t>(info_.config.KvFloatsPerTokenPerLayer() / 2));
-    kv_bytes_in_use_.fetch_add(static_cast<int64_t>(seq.kv->bytes()));
-  }
-  // Prefill in chunks; only the chunk that completes the prompt samples a token.
-  const int32_t pending = static_cast<int32_t>(seq.tokens.size()) - seq.num_computed;
-  const int32_t n = seq.num_computed < prompt_len
-                        ? std::min(pending, options_.prefill_chunk_tokens)
-                        : pending;  // decode: exactly the last sampled token
+  // Tokens without K/V: the prompt (or, after a preemption, everything so far) in chunks, then one
+  // sampled token per step. Only the step that computes the last of them samples.
+  const int32_t total = static_cast<int32_t>(seq.tokens.size());
+  const int32_t n = std::min(total - seq.num_computed, options_.prefill_chunk_tokens);
+  if (!cache_->AllocateSlots(seq.cache, seq.num_computed + n)) return StepResult::kOutOfBlocks;
   model_->Forward(absl::MakeConstSpan(seq.tokens).subspan(seq.num_computed, n), seq.num_computed,
-                  *seq.kv, /*all_logits=*/false, logits_.data());
+                  *cache_, seq.cache, /*all_logits=*/false, logits_.data());
   seq.num_computed += n;
-  if (seq.num_computed < prompt_len) return false;
+  cache_->Commit(seq.cache, seq.tokens, seq.num_computed);
+  iteration_stats_.num_scheduled_tokens += n;
+  if (seq.num_computed < total) return StepResult::kRunning;
 
   const int32_t token = seq.sampler.Sample(absl::MakeSpan(logits_));
   seq.tokens.push_back(token);
   ++seq.num_generated;
+  // Token timings as vLLM defines them: TTFT from arrival, ITL between this request's tokens.
+  const SteadyTime now = clock_->Now();
+  if (seq.num_generated == 1) {
+    seq.first_token_time = now;
+    iteration_stats_.num_prompt_tokens += prompt_len;
+    iteration_stats_.time_to_first_tokens.push_back(SecondsBetween(seq.request.arrival_time, now));
+  } else {
+    iteration_stats_.inter_token_latencies.push_back(SecondsBetween(seq.last_token_time, now));
+  }
+  seq.last_token_time = now;
+  ++iteration_stats_.num_generation_tokens;
 
   TokenEvent event;
   event.token_ids.push_back(token);
@@ -238,7 +328,7 @@ bool Engine::Step(Sequence& seq) {
   }
   if (reason == FinishReason::kNone) {
     seq.sink->OnEvent(std::move(event));
-    return false;
+    return StepResult::kRunning;
   }
   {
     // Release what the decoder and the stop matcher still hold; a trailing partial character
@@ -253,7 +343,45 @@ bool Engine::Step(Sequence& seq) {
     if (r.stopped) reason = FinishReason::kStop;
   }
   Finish(seq, std::move(event), reason, absl::OkStatus());
+  return StepResult::kFinished;
+}
+
+bool Engine::TryAdmit(Sequence& seq) {
+  std::optional<cache::SequenceCache> cache =
+      cache_->Begin(cache::PrefixRootHash(info_.name, seq.request.cache_salt));
+  if (!cache.has_value()) return false;
+  // The first step needs at most this many blocks; prefix hits only lower it (a hit block counts
+  // once: it leaves the free queue and is not allocated again), so the check is conservative.
+  const int32_t first_step =
+      std::min<int32_t>(static_cast<int32_t>(seq.tokens.size()), options_.prefill_chunk_tokens);
+  if (!cache_->CanAllocate(*cache, first_step)) {
+    cache_->Free(*cache);
+    return false;
+  }
+  // The last token must be computed to produce logits, so at most size - 1 come from the cache.
+  const int32_t hit = cache_->AttachCachedPrefix(*cache, seq.tokens,
+                                                 static_cast<int32_t>(seq.tokens.size()) - 1);
+  iteration_stats_.num_prefix_cache_queries += static_cast<int64_t>(seq.tokens.size());
+  iteration_stats_.num_prefix_cache_hits += hit;
+  if (seq.num_generated == 0) seq.num_cached_prompt_tokens = hit;
+  seq.cache = std::move(*cache);
+  seq.has_cache = true;
+  seq.num_computed = hit;
   return true;
+}
+
+void Engine::Preempt(std::unique_ptr<Sequence> seq) {
+  cache_->Free(seq->cache);
+  seq->has_cache = false;
+  seq->num_computed = 0;
+  num_running_.fetch_sub(1);
+  num_preemptions_.fetch_add(1);
+  ++iteration_stats_.num_preemptions;
+  KV_LOG(DEBUG) << "request " << seq->id << " preempted after " << seq->num_generated
+                << " tokens (out of KV-cache blocks)";
+  absl::MutexLock lock(&mu_);
+  waiting_.push_front(std::move(seq));
+  num_waiting_.store(static_cast<int32_t>(waiting_.size()));
 }
 
 void Engine::Loop() {
@@ -294,14 +422,21 @@ void Engine::Loop() {
         for (auto& s : waiting_) running.push_back(std::move(s));
         waiting_.clear();
       } else {
+        // First come, first served: admission stops at the first request the cache cannot take.
         while (static_cast<int32_t>(running.size()) < options_.max_running_requests &&
-               !waiting_.empty()) {
+               !waiting_.empty() && TryAdmit(*waiting_.front())) {
           running.push_back(std::move(waiting_.front()));
           waiting_.pop_front();
+          if (running.back()->first_scheduled_time == SteadyTime{}) {
+            running.back()->first_scheduled_time = clock_->Now();
+          }
         }
       }
       // Updated under mu_ together with waiting_, so Submit never counts a request twice.
-      num_running_.store(static_cast<int32_t>(running.size()));
+      // Cancelled requests that were running still count until Finish releases them.
+      num_running_.store(static_cast<int32_t>(
+          running.size() + std::count_if(to_cancel.begin(), to_cancel.end(),
+                                         [](const auto& seq) { return seq->has_cache; })));
       num_waiting_.store(static_cast<int32_t>(waiting_.size()));
     }
     for (auto& s : to_cancel) {
@@ -316,13 +451,59 @@ void Engine::Loop() {
       num_running_.store(0);
       return;
     }
-    num_running_.store(static_cast<int32_t>(running.size()));
-    for (auto& s : running) {
-      if (Step(*s)) s.reset();
+    // Each running request gets one step, oldest first. One that finds no free block preempts the
+    // newest running request (possibly itself) and retries: recomputation by the newest costs the
+    // least work already done, and the oldest always makes progress.
+    for (size_t i = 0; i < running.size(); ++i) {
+      if (running[i] == nullptr) continue;
+      StepResult result;
+      while ((result = Step(*running[i])) == StepResult::kOutOfBlocks) {
+        size_t victim = running.size() - 1;
+        while (running[victim] == nullptr) --victim;
+        Preempt(std::move(running[victim]));
+        if (victim == i) break;
+      }
+      if (result == StepResult::kFinished) running[i].reset();
     }
     std::erase(running, nullptr);
+    PublishCacheStats();
     num_running_.store(static_cast<int32_t>(running.size()));
+    ReportIteration(static_cast<int32_t>(running.size()));
   }
+}
+
+void Engine::ReportIteration(int32_t num_running) {
+  if (options_.observer != nullptr) {
+    SchedulerStats& sched = iteration_stats_.scheduler;
+    sched.num_running = num_running;
+    sched.num_waiting = num_waiting_.load();
+    const cache::CacheStats c = cache_->stats();
+    sched.cache = CacheUsage{};
+    for (int k = 0; k < kNumCacheKinds; ++k) {
+      CacheKindUsage& usage = sched.cache.kinds[k];
+      usage.used_bytes = c.used_bytes[k];
+      usage.capacity_bytes = c.total_bytes[k];
+      if (c.total_bytes[k] > 0 && k != static_cast<int>(CacheKind::kRecurrentState)) {
+        usage.num_blocks = c.num_blocks;
+        usage.num_used_blocks = c.num_used_blocks;
+      }
+    }
+    sched.cache.num_state_slots = c.num_state_slots;
+    sched.cache.num_used_state_slots = c.num_used_state_slots;
+    const int64_t evictions = c.num_evictions - reported_evictions_;
+    reported_evictions_ = c.num_evictions;
+    iteration_stats_.num_evicted_blocks[static_cast<int>(CacheKind::kAttentionKv)] = evictions;
+    options_.observer->OnIteration(iteration_stats_);
+  }
+  iteration_stats_.num_scheduled_tokens = 0;
+  iteration_stats_.num_prompt_tokens = 0;
+  iteration_stats_.num_generation_tokens = 0;
+  iteration_stats_.num_preemptions = 0;
+  iteration_stats_.num_prefix_cache_queries = 0;
+  iteration_stats_.num_prefix_cache_hits = 0;
+  iteration_stats_.num_evicted_blocks = {};
+  iteration_stats_.time_to_first_tokens.clear();
+  iteration_stats_.inter_token_latencies.clear();
 }
 
 }  // namespace kvserve::engine

@@ -24,6 +24,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "engine/engine_observer.h"
 #include "engine/model_loader.h"
 #include "engine/request.h"
 
@@ -40,6 +41,17 @@ struct EngineOptions {
   uint64_t seed = 0;
   // Threads for the engine's matmuls (OpenMP inside oneDNN); 0 = one per core.
   int32_t num_threads = 0;
+  // KV-cache budget in bytes, allocated at start; 0 = derived from available memory (see
+  // DefaultKvCacheBytes).
+  int64_t kv_cache_bytes = 0;
+  // Tokens per KV-cache block.
+  int32_t block_size = 16;
+  // Reuse cached full blocks of earlier prompts with the same prefix (and cache_salt).
+  bool enable_prefix_caching = true;
+  // Receives iteration and request stats on the engine thread (engine_observer.h); null = none.
+  std::shared_ptr<EngineObserver> observer;
+  // Time source for request timings; null = std::chrono::steady_clock.
+  std::shared_ptr<const Clock> clock;
 };
 
 // What ListModels reports about a served model.
@@ -51,14 +63,25 @@ struct ModelInfo {
   std::string tokenizer;
   int64_t num_parameters = 0;
   int64_t kv_cache_bytes_per_token = 0;  // f32 K and V, all layers
+  int64_t kv_cache_bytes = 0;            // the whole cache's budget
+  int32_t kv_cache_blocks = 0;
+  int32_t block_size = 0;
 };
 
+// A snapshot; a request's final TokenEvent is delivered only after it has left num_running and
+// its blocks are counted free, so a client that saw its stream end sees consistent stats.
 struct EngineStats {
   int32_t num_running = 0;
   int32_t num_waiting = 0;
   int64_t num_finished = 0;
-  int64_t kv_cache_bytes_in_use = 0;
+  int64_t num_preemptions = 0;
+  int64_t kv_cache_bytes_in_use = 0;  // bytes of blocks referenced by sequences
+  cache::CacheStats cache;            // as of the end of the last engine step
 };
+
+// The KV-cache budget used when EngineOptions::kv_cache_bytes is 0: enough for every running
+// request at full context, but at most 40% of the memory available now (cgroup limits included).
+int64_t DefaultKvCacheBytes(const ModelConfig& config, const EngineOptions& options);
 
 class Engine {
  public:
@@ -92,17 +115,33 @@ class Engine {
  private:
   struct Sequence;
 
-  Engine(std::string name, LoadedModel model, const EngineOptions& options);
+  Engine(std::string name, LoadedModel model, const EngineOptions& options,
+         std::unique_ptr<cache::KvCacheManager> cache);
   void Loop();
-  // One prefill chunk or one decode step. Returns true when the sequence finished.
-  bool Step(Sequence& seq);
+  enum class StepResult { kRunning, kFinished, kOutOfBlocks };
+  // One prefill chunk or one decode step of `seq`.
+  StepResult Step(Sequence& seq);
+  // Takes cache for the waiting request at the queue's head (prefix lookup included). False when
+  // the cache cannot take its first step now; then nothing changed.
+  bool TryAdmit(Sequence& seq);
+  // Gives the cache of `seq` back and sends it to the front of the waiting queue; its tokens so far
+  // are recomputed (mostly from the prefix cache) when it is admitted again.
+  void Preempt(std::unique_ptr<Sequence> seq);
+  // Copies cache statistics for stats(), which other threads read.
+  void PublishCacheStats();
   void Finish(Sequence& seq, TokenEvent event, FinishReason reason, absl::Status status);
+  // Hands iteration_stats_ (plus scheduler and cache state) to the observer and resets it.
+  void ReportIteration(int32_t num_running);
 
   const EngineOptions options_;
   ModelInfo info_;
   std::unique_ptr<LlamaModel> model_;     // engine thread only
+  std::unique_ptr<cache::KvCacheManager> cache_;  // engine thread only
   std::unique_ptr<Tokenizer> tokenizer_;  // const, shared
   std::vector<float> logits_;             // engine thread only, [vocab]
+  const Clock* clock_;                    // options_.clock or a SteadyClock
+  IterationStats iteration_stats_;        // engine thread only; the current iteration's
+  int64_t reported_evictions_ = 0;        // engine thread only
 
   mutable absl::Mutex mu_;
   absl::CondVar work_available_;
@@ -114,7 +153,9 @@ class Engine {
   std::atomic<int32_t> num_running_{0};
   std::atomic<int32_t> num_waiting_{0};
   std::atomic<int64_t> num_finished_{0};
-  std::atomic<int64_t> kv_bytes_in_use_{0};
+  std::atomic<int64_t> num_preemptions_{0};
+  mutable absl::Mutex stats_mu_;
+  cache::CacheStats cache_stats_ ABSL_GUARDED_BY(stats_mu_);
   std::thread thread_;
 };
 

@@ -5,26 +5,50 @@
 #include <limits>
 
 namespace kvserve::engine {
+namespace {
 
-void GqaAttention(const float* q, const float* keys, const float* values, int64_t start_pos,
-                  int64_t n, const AttentionShape& shape, float* scratch, float* out) {
+// Calls fn(s, row_offset) for positions s in [0, count) in order, walking the block table once per
+// block instead of dividing per position.
+template <typename Fn>
+inline void ForEachRow(const KvView& kv, int64_t count, Fn fn) {
+  for (int64_t first = 0, b = 0; first < count; first += kv.block_size, ++b) {
+    const int64_t base = int64_t{kv.block_table[b]} * kv.block_size;
+    const int64_t end = std::min(count - first, kv.block_size);
+    for (int64_t j = 0; j < end; ++j) fn(first + j, (base + j) * kv.row_stride);
+  }
+}
+
+// q · k over d elements in 8 interleaved partial sums combined in a fixed order: the compiler turns
+// the lanes into one SIMD register, and the result does not depend on anything but the inputs.
+inline float Dot(const float* q, const float* k, int64_t d) {
+  float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t x = 0;
+  for (; x + 8 <= d; x += 8) {
+    for (int l = 0; l < 8; ++l) lanes[l] += q[x + l] * k[x + l];
+  }
+  float tail = 0.0f;
+  for (; x < d; ++x) tail += q[x] * k[x];
+  return ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) +
+         ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7])) + tail;
+}
+
+}  // namespace
+
+void GqaAttention(const float* q, const KvView& kv, int64_t start_pos, int64_t n,
+                  const AttentionShape& shape, float* scratch, float* out) {
   const int64_t d = shape.head_dim;
   const int64_t group = shape.num_heads / shape.num_kv_heads;
-  const int64_t kv_stride = shape.num_kv_heads * d;  // floats per cached position
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   for (int64_t i = 0; i < n; ++i) {
     const int64_t num_visible = start_pos + i + 1;  // causal: positions [0, start_pos + i]
     for (int64_t h = 0; h < shape.num_heads; ++h) {
-      const int64_t g = h / group;
+      const int64_t head_offset = (h / group) * d;
       const float* qh = q + (i * shape.num_heads + h) * d;  // [d]
       float max_score = -std::numeric_limits<float>::infinity();
-      for (int64_t s = 0; s < num_visible; ++s) {
-        const float* k = keys + s * kv_stride + g * d;  // [d]
-        float dot = 0.0f;
-        for (int64_t x = 0; x < d; ++x) dot += qh[x] * k[x];
-        scratch[s] = dot * scale;
+      ForEachRow(kv, num_visible, [&](int64_t s, int64_t row) {
+        scratch[s] = Dot(qh, kv.keys + row + head_offset, d) * scale;  // k: [d]
         max_score = std::max(max_score, scratch[s]);
-      }
+      });
       double denom = 0.0;
       for (int64_t s = 0; s < num_visible; ++s) {
         scratch[s] = std::exp(scratch[s] - max_score);
@@ -33,11 +57,11 @@ void GqaAttention(const float* q, const float* keys, const float* values, int64_
       const float inv_denom = static_cast<float>(1.0 / denom);
       float* o = out + (i * shape.num_heads + h) * d;  // [d]
       std::fill(o, o + d, 0.0f);
-      for (int64_t s = 0; s < num_visible; ++s) {
+      ForEachRow(kv, num_visible, [&](int64_t s, int64_t row) {
         const float p = scratch[s] * inv_denom;
-        const float* v = values + s * kv_stride + g * d;  // [d]
+        const float* v = kv.values + row + head_offset;  // [d]
         for (int64_t x = 0; x < d; ++x) o[x] += p * v[x];
-      }
+      });
     }
   }
 }

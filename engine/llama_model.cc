@@ -103,6 +103,8 @@ void LlamaModel::Reserve(int64_t n, int64_t context) {
   x_.resize(n * hidden);
   h_.resize(n * hidden);
   q_.resize(n * q_dim);
+  k_.resize(n * int64_t{config_.num_key_value_heads} * config_.head_dim);
+  v_.resize(n * int64_t{config_.num_key_value_heads} * config_.head_dim);
   attn_.resize(n * q_dim);
   gate_.resize(n * config_.intermediate_size);
   up_.resize(n * config_.intermediate_size);
@@ -110,13 +112,22 @@ void LlamaModel::Reserve(int64_t n, int64_t context) {
   reserved_tokens_ = n;
 }
 
+cache::CacheSpec LlamaModel::CacheSpec(int32_t block_size) const {
+  cache::CacheSpec spec;
+  spec.block_size = block_size;
+  spec.layers.assign(config_.num_hidden_layers,
+                     cache::LayerMemory::AttentionKv(config_.num_key_value_heads, config_.head_dim));
+  return spec;
+}
+
 void LlamaModel::Forward(absl::Span<const int32_t> tokens, int32_t start_pos,
-                         cache::SequenceKvCache& kv, bool all_logits, float* logits) {
+                         cache::KvCacheManager& cache, const cache::SequenceCache& seq,
+                         bool all_logits, float* logits) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   KV_CHECK(n > 0);
-  KV_CHECK(start_pos >= 0 && start_pos + n <= kv.capacity_tokens())
-      << "positions [" << start_pos << ", " << start_pos + n << ") exceed KV capacity "
-      << kv.capacity_tokens();
+  KV_CHECK(start_pos >= 0 && start_pos + n <= seq.num_slots)
+      << "positions [" << start_pos << ", " << start_pos + n << ") exceed the sequence's "
+      << seq.num_slots << " cache slots";
   const int64_t hidden = config_.hidden_size;
   const int64_t kv_dim = int64_t{config_.num_key_value_heads} * config_.head_dim;
   const int64_t inter = config_.intermediate_size;
@@ -134,16 +145,22 @@ void LlamaModel::Forward(absl::Span<const int32_t> tokens, int32_t start_pos,
 
   for (int32_t l = 0; l < config_.num_hidden_layers; ++l) {
     Layer& layer = layers_[l];
-    float* k_rows = kv.Keys(l) + start_pos * kv_dim;    // {n, kv_heads, head_dim}
-    float* v_rows = kv.Values(l) + start_pos * kv_dim;  // {n, kv_heads, head_dim}
     RmsNorm(x_.data(), layer.attn_norm.data(), n, hidden, config_.rms_norm_eps, h_.data());
     layer.q_proj.Forward(h_.data(), n, q_.data());  // {n, heads, head_dim}
-    layer.k_proj.Forward(h_.data(), n, k_rows);     // written straight into the cache
-    layer.v_proj.Forward(h_.data(), n, v_rows);
+    layer.k_proj.Forward(h_.data(), n, k_.data());  // {n, kv_heads, head_dim}
+    layer.v_proj.Forward(h_.data(), n, v_.data());  // {n, kv_heads, head_dim}
     rope_.Apply(rope_table_.data(), n, config_.num_attention_heads, q_.data());
-    rope_.Apply(rope_table_.data(), n, config_.num_key_value_heads, k_rows);
-    GqaAttention(q_.data(), kv.Keys(l), kv.Values(l), start_pos, n, shape, scores_.data(),
-                 attn_.data());                           // {n, heads, head_dim}
+    rope_.Apply(rope_table_.data(), n, config_.num_key_value_heads, k_.data());
+    // Scatter the new K/V rows into their cache slots: {slot, [K kv_dim | V kv_dim]}.
+    float* arena = cache.LayerData(l);
+    for (int64_t i = 0; i < n; ++i) {
+      float* row = arena + cache.SlotOf(seq, start_pos + static_cast<int32_t>(i)) * 2 * kv_dim;
+      std::memcpy(row, &k_[i * kv_dim], kv_dim * sizeof(float));
+      std::memcpy(row + kv_dim, &v_[i * kv_dim], kv_dim * sizeof(float));
+    }
+    const KvView kv{arena, arena + kv_dim, 2 * kv_dim, seq.blocks.data(), cache.block_size()};
+    GqaAttention(q_.data(), kv, start_pos, n, shape, scores_.data(),
+                 attn_.data());  // {n, heads, head_dim}
     layer.o_proj.Forward(attn_.data(), n, proj_.data());  // {n, hidden}
     AddInPlace(x_.data(), proj_.data(), n * hidden);
 

@@ -20,7 +20,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "cache/sequence_kv_cache.h"
+#include "cache/cache_spec.h"
+#include "cache/kv_cache_manager.h"
 #include "engine/linear.h"
 #include "engine/model_config.h"
 #include "engine/ops.h"
@@ -36,12 +37,16 @@ class LlamaModel {
   static absl::StatusOr<std::unique_ptr<LlamaModel>> Create(const ModelConfig& config,
                                                             const WeightSource& weights);
 
-  // Runs tokens at positions [start_pos, start_pos + n) (n = tokens.size()), appending their K/V to
-  // `kv` and writing logits: [n, vocab] when all_logits, else [vocab] for the last token only.
-  // REQUIRES: kv holds positions [0, start_pos) of this sequence; start_pos + n <= kv capacity;
-  //           every token id in [0, vocab_size).
-  void Forward(absl::Span<const int32_t> tokens, int32_t start_pos, cache::SequenceKvCache& kv,
-               bool all_logits, float* logits);
+  // Runs tokens at positions [start_pos, start_pos + n) (n = tokens.size()) of the sequence `seq`,
+  // writing their K/V into its cache slots and the logits: [n, vocab] when all_logits, else [vocab]
+  // for the last token only.
+  // REQUIRES: the cache holds positions [0, start_pos) of this sequence; seq has slots for
+  //           [0, start_pos + n); every token id in [0, vocab_size); cache built from CacheSpec().
+  void Forward(absl::Span<const int32_t> tokens, int32_t start_pos, cache::KvCacheManager& cache,
+               const cache::SequenceCache& seq, bool all_logits, float* logits);
+
+  // The cache this model needs: one attention K/V layer per decoder layer.
+  cache::CacheSpec CacheSpec(int32_t block_size) const;
 
   const ModelConfig& config() const { return config_; }
   int64_t num_parameters() const { return num_parameters_; }
@@ -79,6 +84,8 @@ class LlamaModel {
   std::vector<float> x_;            // [n, hidden] residual stream
   std::vector<float> h_;            // [n, hidden] normed
   std::vector<float> q_;            // [n, heads*head_dim]
+  std::vector<float> k_;            // [n, kv_heads*head_dim]
+  std::vector<float> v_;            // [n, kv_heads*head_dim]
   std::vector<float> attn_;         // [n, heads*head_dim]
   std::vector<float> gate_;         // [n, intermediate]
   std::vector<float> up_;           // [n, intermediate]

@@ -3,6 +3,7 @@
 #ifndef KVSERVE_ENGINE_REQUEST_H_
 #define KVSERVE_ENGINE_REQUEST_H_
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -22,6 +23,11 @@ struct GenerationRequest {
   std::vector<std::string> stop;  // stop strings, matched on decoded text
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
+  // Requests share cached prefix blocks only with requests of the same salt ("" = the shared pool).
+  std::string cache_salt;
+  // When the server received the request, on the engine's clock (steady_clock unless a test injects
+  // one): time to first token and queue time are measured from here. Unset: Submit stamps it.
+  std::chrono::steady_clock::time_point arrival_time{};
 };
 
 enum class FinishReason {

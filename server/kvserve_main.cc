@@ -28,6 +28,9 @@ int Run(int argc, char** argv) {
   int64_t prefill_chunk = options.engine.prefill_chunk_tokens;
   uint64_t seed = options.engine.seed;
   int64_t threads = options.engine.num_threads;
+  int64_t kv_cache_bytes = options.engine.kv_cache_bytes;
+  int64_t block_size = options.engine.block_size;
+  bool prefix_caching = options.engine.enable_prefix_caching;
   bool reflection = options.enable_reflection;
   double shutdown_timeout = 30.0;
   std::string log_level = "info";
@@ -50,6 +53,12 @@ int Run(int argc, char** argv) {
                "longest prompt chunk prefilled in one engine step");
   flags.AddUint64("seed", &seed, "seed for requests that do not set sampling.seed");
   flags.AddInt("threads", &threads, "threads per model for matmuls (0 = one per core)");
+  flags.AddInt("kv-cache-bytes", &kv_cache_bytes,
+               "KV-cache budget per model, allocated at start (0 = enough for every running "
+               "request at full context, at most 40% of available memory; printed at start-up)");
+  flags.AddInt("block-size", &block_size, "tokens per KV-cache block");
+  flags.AddBool("prefix-caching", &prefix_caching,
+                "reuse the cached KV blocks of earlier prompts that share a prefix");
   flags.AddBool("reflection", &reflection, "serve gRPC server reflection (v1alpha)");
   flags.AddDouble("shutdown-timeout", &shutdown_timeout,
                   "seconds in-flight streams may run after SIGTERM");
@@ -72,10 +81,12 @@ int Run(int argc, char** argv) {
   }
   kvserve::base::SetMinLogSeverity(severity);
   if (max_running < 1 || max_queued < 0 || prefill_chunk < 1 || threads < 0 ||
+      kv_cache_bytes < 0 || block_size < 1 || block_size > 1024 ||
       !(shutdown_timeout >= 0)) {
     std::fprintf(stderr,
                  "kvserve: --max-running-requests and --prefill-chunk-tokens must be >= 1, "
-                 "--max-queued-requests, --threads and --shutdown-timeout >= 0\n");
+                 "--max-queued-requests, --threads, --kv-cache-bytes and --shutdown-timeout >= 0, "
+                 "--block-size in [1, 1024]\n");
     return 2;
   }
   options.engine.max_running_requests = static_cast<int32_t>(max_running);
@@ -83,6 +94,9 @@ int Run(int argc, char** argv) {
   options.engine.prefill_chunk_tokens = static_cast<int32_t>(prefill_chunk);
   options.engine.seed = seed;
   options.engine.num_threads = static_cast<int32_t>(threads);
+  options.engine.kv_cache_bytes = kv_cache_bytes;
+  options.engine.block_size = static_cast<int32_t>(block_size);
+  options.engine.enable_prefix_caching = prefix_caching;
   options.enable_reflection = reflection;
   for (const std::string& m : models) options.models.push_back(kvserve::server::ParseModelSpec(m));
 

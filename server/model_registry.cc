@@ -51,7 +51,9 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
     const engine::ModelInfo& info = engine->info();
     KV_LOG(INFO) << "model '" << info.name << "': " << info.config.architecture << " "
                  << info.config.AttentionKind() << ", " << info.num_parameters << " parameters, "
-                 << info.kv_cache_bytes_per_token << " KV bytes/token, from " << info.source;
+                 << info.kv_cache_bytes_per_token << " KV bytes/token, from " << info.source
+                 << "; KV cache " << info.kv_cache_bytes / (1 << 20) << " MiB = "
+                 << info.kv_cache_blocks << " blocks of " << info.block_size << " tokens";
     registry->engines_.push_back(std::move(engine));
   }
   return registry;

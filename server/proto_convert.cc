@@ -39,6 +39,7 @@ absl::StatusOr<engine::GenerationRequest> FromProto(const pb::GenerateRequest& r
   out.stop.assign(request.stop().begin(), request.stop().end());
   out.stop_token_ids.assign(request.stop_token_ids().begin(), request.stop_token_ids().end());
   out.ignore_eos = request.ignore_eos();
+  out.cache_salt = request.cache_salt();
   return out;
 }
 
@@ -59,6 +60,9 @@ void ToProto(const engine::ModelInfo& info, pb::ModelInfo* out) {
   out->set_kv_cache_bytes_per_token(info.kv_cache_bytes_per_token);
   out->set_tokenizer(info.tokenizer);
   out->set_eos_token_id(c.eos_token_ids.empty() ? -1 : c.eos_token_ids.front());
+  out->set_kv_cache_bytes(info.kv_cache_bytes);
+  out->set_kv_cache_blocks(info.kv_cache_blocks);
+  out->set_kv_cache_block_size(info.block_size);
 }
 
 pb::FinishReason ToProto(engine::FinishReason reason) {

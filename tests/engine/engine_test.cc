@@ -98,9 +98,15 @@ TEST(EngineTest, FirstGreedyTokenIsArgmaxOfModelLogits) {
   auto loaded = LoadModelDirectory(std::string(KVSERVE_TEST_DATA_DIR) + "/tiny_llama_gqa");
   ASSERT_TRUE(loaded.ok());
   const std::vector<int32_t> prompt = {3, 14, 15, 9, 26};
-  cache::SequenceKvCache kv(2, 8, 8);
+  const cache::CacheSpec spec = loaded->model->CacheSpec(4);
+  cache::CacheOptions options;
+  options.block_size = 4;
+  options.budget_bytes = spec.PagedBytesPerToken() * 4 * 4;
+  auto cache = *cache::KvCacheManager::Create(spec, options);
+  cache::SequenceCache seq = *cache->Begin(0);
+  ASSERT_TRUE(cache->AllocateSlots(seq, 5));
   std::vector<float> logits(64);
-  loaded->model->Forward(prompt, 0, kv, false, logits.data());
+  loaded->model->Forward(prompt, 0, *cache, seq, false, logits.data());
   const int32_t argmax =
       static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   auto engine = MakeEngine();

@@ -3,6 +3,7 @@
 // softmax row by row.
 #include "engine/gqa_attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -60,12 +61,36 @@ std::vector<float> NaiveAttention(const std::vector<float>& q, const std::vector
   return out;
 }
 
+// Runs the kernel over a contiguous cache: one block holding every position.
 std::vector<float> Engine(const std::vector<float>& q, const std::vector<float>& keys,
                           const std::vector<float>& values, int start, int n, int heads,
                           int kv_heads, int d) {
   std::vector<float> out(n * heads * d), scratch(start + n);
-  GqaAttention(q.data(), keys.data(), values.data(), start, n, {heads, kv_heads, d}, scratch.data(),
-               out.data());
+  const int32_t table[] = {0};
+  const KvView kv{keys.data(), values.data(), kv_heads * d, table, start + n};
+  GqaAttention(q.data(), kv, start, n, {heads, kv_heads, d}, scratch.data(), out.data());
+  return out;
+}
+
+// The same K/V scattered into a paged arena: blocks of `block_size` rows in a shuffled order, K and
+// V interleaved per row as the KV cache stores them.
+std::vector<float> EnginePaged(const std::vector<float>& q, const std::vector<float>& keys,
+                               const std::vector<float>& values, int start, int n, int heads,
+                               int kv_heads, int d, int block_size) {
+  const int total = start + n;
+  const int kv_dim = kv_heads * d;
+  const int num_blocks = (total + block_size - 1) / block_size;
+  std::vector<int32_t> table(num_blocks);
+  for (int b = 0; b < num_blocks; ++b) table[b] = num_blocks + 4 - b;  // distinct, reversed
+  std::vector<float> arena((num_blocks + 5) * block_size * 2 * kv_dim, NAN);
+  for (int s = 0; s < total; ++s) {
+    const int slot = table[s / block_size] * block_size + s % block_size;
+    std::copy_n(&keys[s * kv_dim], kv_dim, &arena[slot * 2 * kv_dim]);
+    std::copy_n(&values[s * kv_dim], kv_dim, &arena[slot * 2 * kv_dim + kv_dim]);
+  }
+  std::vector<float> out(n * heads * d), scratch(total);
+  const KvView kv{arena.data(), arena.data() + kv_dim, 2 * kv_dim, table.data(), block_size};
+  GqaAttention(q.data(), kv, start, n, {heads, kv_heads, d}, scratch.data(), out.data());
   return out;
 }
 
@@ -94,6 +119,20 @@ TEST_P(GqaAttentionTest, MatchesNaiveReference) {
             1e-5f);
 }
 
+TEST_P(GqaAttentionTest, PagedViewIsBitIdenticalToContiguous) {
+  const Case c = GetParam();
+  const int total = c.start + c.n;
+  auto q = RandomVector(c.n * c.heads * c.d, 4);
+  auto keys = RandomVector(total * c.kv_heads * c.d, 5);
+  auto values = RandomVector(total * c.kv_heads * c.d, 6);
+  const auto contiguous = Engine(q, keys, values, c.start, c.n, c.heads, c.kv_heads, c.d);
+  for (int block_size : {1, 3, 16}) {
+    EXPECT_EQ(EnginePaged(q, keys, values, c.start, c.n, c.heads, c.kv_heads, c.d, block_size),
+              contiguous)
+        << "block size " << block_size;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Shapes, GqaAttentionTest,
     ::testing::Values(Case{"MhaPrefill", 4, 4, 16, 0, 9}, Case{"MqaPrefill", 4, 1, 16, 0, 9},
@@ -119,7 +158,9 @@ TEST(GqaAttentionEquivalenceTest, GroupsEqualToHeadsIsMha) {
         vh[i * d + x] = values[(i * heads + h) * d + x];
       }
     }
-    GqaAttention(qh.data(), kh.data(), vh.data(), 0, n, {1, 1, d}, scratch.data(), oh.data());
+    const int32_t table[] = {0};
+    const KvView kv{kh.data(), vh.data(), d, table, n};
+    GqaAttention(qh.data(), kv, 0, n, {1, 1, d}, scratch.data(), oh.data());
     for (int i = 0; i < n; ++i) {
       for (int x = 0; x < d; ++x) mha[(i * heads + h) * d + x] = oh[i * d + x];
     }

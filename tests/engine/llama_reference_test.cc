@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "cache/sequence_kv_cache.h"
+#include "cache/kv_cache_manager.h"
 #include "engine/model_loader.h"
 #include "engine/safetensors.h"
 #include "gmock/gmock.h"
@@ -56,10 +56,25 @@ class LlamaReferenceTest : public ::testing::TestWithParam<std::string> {
     ASSERT_EQ(expected_.logits.size(), expected_.input_ids.size() * vocab());
   }
   int vocab() const { return model_->config().vocab_size; }
-  cache::SequenceKvCache NewCache() const {
-    const ModelConfig& c = model_->config();
-    return cache::SequenceKvCache(c.num_hidden_layers, 32,
-                                  static_cast<int32_t>(c.KvFloatsPerTokenPerLayer() / 2));
+  // A paged cache of `num_blocks` blocks of `block_size` and one sequence with slots for every
+  // fixture position. `filler_blocks` blocks are taken by another sequence first, so the tested
+  // sequence's blocks do not start at 0.
+  struct PagedSequence {
+    std::unique_ptr<cache::KvCacheManager> cache;
+    cache::SequenceCache seq;
+  };
+  PagedSequence NewSequence(int32_t block_size = 4, int32_t filler_blocks = 1) const {
+    const cache::CacheSpec spec = model_->CacheSpec(block_size);
+    cache::CacheOptions options;
+    options.block_size = block_size;
+    options.budget_bytes = spec.PagedBytesPerToken() * block_size * (16 + filler_blocks);
+    PagedSequence p;
+    p.cache = *cache::KvCacheManager::Create(spec, options);
+    cache::SequenceCache filler = *p.cache->Begin(0);
+    EXPECT_TRUE(p.cache->AllocateSlots(filler, filler_blocks * block_size));
+    p.seq = *p.cache->Begin(0);
+    EXPECT_TRUE(p.cache->AllocateSlots(p.seq, static_cast<int32_t>(expected_.input_ids.size())));
+    return p;
   }
 
   std::string dir_;
@@ -70,8 +85,8 @@ class LlamaReferenceTest : public ::testing::TestWithParam<std::string> {
 TEST_P(LlamaReferenceTest, OneShotPrefillMatchesReferenceLogitsAtEveryPosition) {
   const size_t t = expected_.input_ids.size();
   std::vector<float> logits(t * vocab());
-  cache::SequenceKvCache kv = NewCache();
-  model_->Forward(expected_.input_ids, 0, kv, /*all_logits=*/true, logits.data());
+  PagedSequence p = NewSequence();
+  model_->Forward(expected_.input_ids, 0, *p.cache, p.seq, /*all_logits=*/true, logits.data());
   for (size_t i = 0; i < t; ++i) {
     EXPECT_LE(MaxAbsDiff(&logits[i * vocab()], &expected_.logits[i * vocab()], vocab()), kTolerance)
         << "position " << i;
@@ -82,15 +97,16 @@ TEST_P(LlamaReferenceTest, PrefillThenEightDecodeStepsMatchReference) {
   const size_t t = expected_.input_ids.size();
   ASSERT_EQ(t, 12u);
   const size_t prefill = t - 8;
-  cache::SequenceKvCache kv = NewCache();
+  PagedSequence p = NewSequence();
   std::vector<float> logits(vocab());
-  model_->Forward(absl::MakeConstSpan(expected_.input_ids).subspan(0, prefill), 0, kv,
-                  /*all_logits=*/false, logits.data());
+  model_->Forward(absl::MakeConstSpan(expected_.input_ids).subspan(0, prefill), 0, *p.cache,
+                  p.seq, /*all_logits=*/false, logits.data());
   EXPECT_LE(MaxAbsDiff(logits.data(), &expected_.logits[(prefill - 1) * vocab()], vocab()),
             kTolerance);
   for (size_t pos = prefill; pos < t; ++pos) {
     model_->Forward(absl::MakeConstSpan(expected_.input_ids).subspan(pos, 1),
-                    static_cast<int32_t>(pos), kv, /*all_logits=*/false, logits.data());
+                    static_cast<int32_t>(pos), *p.cache, p.seq, /*all_logits=*/false,
+                    logits.data());
     EXPECT_LE(MaxAbsDiff(logits.data(), &expected_.logits[pos * vocab()], vocab()), kTolerance)
         << "decode position " << pos;
   }
@@ -99,14 +115,33 @@ TEST_P(LlamaReferenceTest, PrefillThenEightDecodeStepsMatchReference) {
 TEST_P(LlamaReferenceTest, ChunkedPrefillMatchesOneShotPrefill) {
   const size_t t = expected_.input_ids.size();
   std::vector<float> one_shot(t * vocab()), chunked(t * vocab());
-  cache::SequenceKvCache kv_a = NewCache(), kv_b = NewCache();
-  model_->Forward(expected_.input_ids, 0, kv_a, true, one_shot.data());
+  PagedSequence a = NewSequence(), b = NewSequence();
+  model_->Forward(expected_.input_ids, 0, *a.cache, a.seq, true, one_shot.data());
   for (size_t start = 0; start < t; start += 5) {
     const size_t n = std::min<size_t>(5, t - start);
     model_->Forward(absl::MakeConstSpan(expected_.input_ids).subspan(start, n),
-                    static_cast<int32_t>(start), kv_b, true, &chunked[start * vocab()]);
+                    static_cast<int32_t>(start), *b.cache, b.seq, true, &chunked[start * vocab()]);
   }
   EXPECT_LE(MaxAbsDiff(one_shot.data(), chunked.data(), one_shot.size()), 1e-5f);
+}
+
+// Paged with small blocks at arbitrary block ids vs one block holding the whole sequence (the
+// contiguous layout): bit-identical logits.
+TEST_P(LlamaReferenceTest, PagedCacheMatchesContiguousCacheExactly) {
+  const size_t t = expected_.input_ids.size();
+  std::vector<float> paged(t * vocab()), contiguous(t * vocab());
+  PagedSequence small = NewSequence(/*block_size=*/2, /*filler_blocks=*/3);
+  PagedSequence whole = NewSequence(/*block_size=*/64, /*filler_blocks=*/0);
+  ASSERT_EQ(whole.seq.blocks.size(), 1u);
+  for (size_t pos = 0; pos < t; pos += 3) {
+    const size_t n = std::min<size_t>(3, t - pos);
+    auto chunk = absl::MakeConstSpan(expected_.input_ids).subspan(pos, n);
+    model_->Forward(chunk, static_cast<int32_t>(pos), *small.cache, small.seq, true,
+                    &paged[pos * vocab()]);
+    model_->Forward(chunk, static_cast<int32_t>(pos), *whole.cache, whole.seq, true,
+                    &contiguous[pos * vocab()]);
+  }
+  EXPECT_EQ(paged, contiguous);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, LlamaReferenceTest,
