@@ -53,8 +53,8 @@ struct Engine::Sequence {
   StopStringMatcher stop;
   cache::SequenceCache cache;  // block table; valid while running
   bool has_cache = false;
-  std::vector<int32_t> tokens;  // prompt, then generated tokens
-  int32_t num_computed = 0;     // tokens whose K/V are in the cache
+  std::vector<int32_t> tokens;           // prompt, then generated tokens
+  int32_t num_computed = 0;              // tokens whose K/V are in the cache
   int32_t num_cached_prompt_tokens = 0;  // prompt tokens served by the prefix cache
   int32_t num_generated = 0;
   // Timings for RequestStats (arrival is request.arrival_time); SteadyTime{} until they happen.
@@ -209,7 +209,8 @@ absl::Status Engine::Validate(const GenerationRequest& r) const {
 absl::StatusOr<RequestId> Engine::Submit(GenerationRequest request,
                                          std::shared_ptr<TokenSink> sink) {
   if (absl::Status s = Validate(request); !s.ok()) return s;
-  const int64_t max_len = static_cast<int64_t>(request.prompt_token_ids.size()) + request.max_tokens;
+  const int64_t max_len =
+      static_cast<int64_t>(request.prompt_token_ids.size()) + request.max_tokens;
   if (!cache_->CanEverFit(max_len)) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "max_tokens: prompt length ", request.prompt_token_ids.size(), " + max_tokens ",
@@ -359,8 +360,8 @@ bool Engine::TryAdmit(Sequence& seq) {
     return false;
   }
   // The last token must be computed to produce logits, so at most size - 1 come from the cache.
-  const int32_t hit = cache_->AttachCachedPrefix(*cache, seq.tokens,
-                                                 static_cast<int32_t>(seq.tokens.size()) - 1);
+  const int32_t hit =
+      cache_->AttachCachedPrefix(*cache, seq.tokens, static_cast<int32_t>(seq.tokens.size()) - 1);
   iteration_stats_.num_prefix_cache_queries += static_cast<int64_t>(seq.tokens.size());
   iteration_stats_.num_prefix_cache_hits += hit;
   if (seq.num_generated == 0) seq.num_cached_prompt_tokens = hit;

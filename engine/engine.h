@@ -135,13 +135,13 @@ class Engine {
 
   const EngineOptions options_;
   ModelInfo info_;
-  std::unique_ptr<LlamaModel> model_;     // engine thread only
+  std::unique_ptr<DecoderModel> model_;           // engine thread only
   std::unique_ptr<cache::KvCacheManager> cache_;  // engine thread only
-  std::unique_ptr<Tokenizer> tokenizer_;  // const, shared
-  std::vector<float> logits_;             // engine thread only, [vocab]
-  const Clock* clock_;                    // options_.clock or a SteadyClock
-  IterationStats iteration_stats_;        // engine thread only; the current iteration's
-  int64_t reported_evictions_ = 0;        // engine thread only
+  std::unique_ptr<Tokenizer> tokenizer_;          // const, shared
+  std::vector<float> logits_;                     // engine thread only, [vocab]
+  const Clock* clock_;                            // options_.clock or a SteadyClock
+  IterationStats iteration_stats_;                // engine thread only; the current iteration's
+  int64_t reported_evictions_ = 0;                // engine thread only
 
   mutable absl::Mutex mu_;
   absl::CondVar work_available_;

@@ -70,7 +70,7 @@ struct CacheKindUsage {
 
 struct CacheUsage {
   std::array<CacheKindUsage, kNumCacheKinds> kinds{};  // indexed by CacheKind
-  int32_t num_state_slots = 0;                        // recurrent-state slots (0: none)
+  int32_t num_state_slots = 0;                         // recurrent-state slots (0: none)
   int32_t num_used_state_slots = 0;
 };
 

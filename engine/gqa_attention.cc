@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "engine/ops.h"
+
 namespace kvserve::engine {
 namespace {
 
@@ -16,20 +18,6 @@ inline void ForEachRow(const KvView& kv, int64_t count, Fn fn) {
     const int64_t end = std::min(count - first, kv.block_size);
     for (int64_t j = 0; j < end; ++j) fn(first + j, (base + j) * kv.row_stride);
   }
-}
-
-// q · k over d elements in 8 interleaved partial sums combined in a fixed order: the compiler turns
-// the lanes into one SIMD register, and the result does not depend on anything but the inputs.
-inline float Dot(const float* q, const float* k, int64_t d) {
-  float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t x = 0;
-  for (; x + 8 <= d; x += 8) {
-    for (int l = 0; l < 8; ++l) lanes[l] += q[x + l] * k[x + l];
-  }
-  float tail = 0.0f;
-  for (; x < d; ++x) tail += q[x] * k[x];
-  return ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) +
-         ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7])) + tail;
 }
 
 }  // namespace

@@ -35,8 +35,8 @@ struct KvView {
   int64_t block_size = 0;
 };
 
-// Attention for n new query tokens at positions [start_pos, start_pos + n), each attending to cached
-// positions [0, its own position].
+// Attention for n new query tokens at positions [start_pos, start_pos + n), each attending to
+// cached positions [0, its own position].
 //   q:       [n, num_heads, head_dim]
 //   kv:      rows for positions [0, start_pos + n), already holding the new tokens' K and V
 //   out:     [n, num_heads, head_dim]

@@ -1,5 +1,6 @@
 #include "engine/model_config.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -43,13 +44,29 @@ absl::Status ReadNumber(const Json& j, absl::string_view key, T* out) {
 }  // namespace
 
 std::string_view ModelConfig::AttentionKind() const {
+  if (mla.has_value()) return "MLA";
   if (num_key_value_heads == num_attention_heads) return "MHA";
   if (num_key_value_heads == 1) return "MQA";
   return "GQA";
 }
 
 int64_t ModelConfig::KvFloatsPerTokenPerLayer() const {
+  if (mla.has_value()) return int64_t{mla->kv_lora_rank} + mla->qk_rope_head_dim;
   return int64_t{2} * num_key_value_heads * head_dim;
+}
+
+double YarnGetMscale(double scale, double m) {
+  return scale <= 1 ? 1.0 : 0.1 * m * std::log(scale) + 1.0;
+}
+
+double ModelConfig::SoftmaxScale() const {
+  const double qk_dim = mla.has_value() ? mla->qk_nope_head_dim + mla->qk_rope_head_dim : head_dim;
+  double scale = 1.0 / std::sqrt(qk_dim);
+  if (yarn.has_value() && yarn->mscale_all_dim != 0) {
+    const double m = YarnGetMscale(yarn->factor, yarn->mscale_all_dim);
+    scale *= m * m;
+  }
+  return scale;
 }
 
 absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text) {
@@ -64,10 +81,11 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text) {
     }
     c.architecture = (*it)[0].get<std::string>();
   }
-  if (c.architecture != "LlamaForCausalLM") {
+  const bool deepseek = c.architecture == "DeepseekV2ForCausalLM";
+  if (c.architecture != "LlamaForCausalLM" && !deepseek) {
     return absl::UnimplementedError(
         absl::StrCat("config.json: architecture '", c.architecture,
-                     "' is not supported (supported: LlamaForCausalLM)"));
+                     "' is not supported (supported: LlamaForCausalLM, DeepseekV2ForCausalLM)"));
   }
   KV_RETURN_IF_ERROR(ReadInt(j, "vocab_size", &c.vocab_size, true));
   KV_RETURN_IF_ERROR(ReadInt(j, "hidden_size", &c.hidden_size, true));
@@ -105,8 +123,54 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text) {
                                                  " is not supported (supported: \"silu\")"));
   }
   if (auto it = j.find("rope_scaling"); it != j.end() && !it->is_null()) {
-    return absl::UnimplementedError(
-        absl::StrCat("config.json: rope_scaling ", it->dump(), " is not supported yet"));
+    const Json& rs = *it;
+    const std::string type =
+        rs.is_object() ? rs.value("type", rs.value("rope_type", std::string())) : "";
+    if (!deepseek || type != "yarn") {
+      return absl::UnimplementedError(
+          absl::StrCat("config.json: rope_scaling ", rs.dump(),
+                       " is not supported (supported: type \"yarn\" for DeepseekV2ForCausalLM)"));
+    }
+    YarnScaling y;
+    KV_RETURN_IF_ERROR(ReadNumber(rs, "factor", &y.factor));
+    KV_RETURN_IF_ERROR(ReadInt(rs, "original_max_position_embeddings",
+                               &y.original_max_position_embeddings, false));
+    KV_RETURN_IF_ERROR(ReadNumber(rs, "beta_fast", &y.beta_fast));
+    KV_RETURN_IF_ERROR(ReadNumber(rs, "beta_slow", &y.beta_slow));
+    KV_RETURN_IF_ERROR(ReadNumber(rs, "mscale", &y.mscale));
+    KV_RETURN_IF_ERROR(ReadNumber(rs, "mscale_all_dim", &y.mscale_all_dim));
+    if (!(y.factor >= 1) || y.original_max_position_embeddings <= 0 ||
+        !(y.beta_fast > y.beta_slow) || !(y.beta_slow > 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config.json: rope_scaling ", rs.dump(),
+                       " needs factor >= 1, original_max_position_embeddings > 0 and beta_fast > "
+                       "beta_slow > 0"));
+    }
+    c.yarn = y;
+  }
+  if (deepseek) {
+    MlaDims m;
+    KV_RETURN_IF_ERROR(ReadInt(j, "q_lora_rank", &m.q_lora_rank, false));
+    KV_RETURN_IF_ERROR(ReadInt(j, "kv_lora_rank", &m.kv_lora_rank, true));
+    KV_RETURN_IF_ERROR(ReadInt(j, "qk_nope_head_dim", &m.qk_nope_head_dim, true));
+    KV_RETURN_IF_ERROR(ReadInt(j, "qk_rope_head_dim", &m.qk_rope_head_dim, true));
+    KV_RETURN_IF_ERROR(ReadInt(j, "v_head_dim", &m.v_head_dim, true));
+    c.mla = m;
+    // Layer i is a mixture-of-experts layer when n_routed_experts is set, i >=
+    // first_k_dense_replace and i % moe_layer_freq == 0. Only dense layers are implemented.
+    int32_t experts = 0, first_dense = 0, freq = 1;
+    KV_RETURN_IF_ERROR(ReadInt(j, "n_routed_experts", &experts, false));
+    KV_RETURN_IF_ERROR(ReadInt(j, "first_k_dense_replace", &first_dense, false));
+    KV_RETURN_IF_ERROR(ReadInt(j, "moe_layer_freq", &freq, false));
+    for (int32_t i = std::max(first_dense, 0); experts > 0 && freq > 0 && i < c.num_hidden_layers;
+         ++i) {
+      if (i % freq == 0) {
+        return absl::UnimplementedError(absl::StrCat(
+            "config.json: layer ", i, " is a mixture-of-experts layer (n_routed_experts ", experts,
+            ", first_k_dense_replace ", first_dense,
+            "); only dense MLP layers are supported so far"));
+      }
+    }
   }
   for (const char* key : {"attention_bias", "mlp_bias"}) {
     if (auto it = j.find(key); it != j.end() && it->is_boolean() && it->get<bool>()) {
@@ -137,7 +201,19 @@ absl::Status ModelConfig::Validate() const {
         absl::StrCat("config.json: num_attention_heads (", num_attention_heads,
                      ") must be a multiple of num_key_value_heads (", num_key_value_heads, ")"));
   }
-  if (head_dim % 2 != 0) {
+  if (mla.has_value()) {
+    KV_RETURN_IF_ERROR(positive("kv_lora_rank", mla->kv_lora_rank));
+    KV_RETURN_IF_ERROR(positive("qk_nope_head_dim", mla->qk_nope_head_dim));
+    KV_RETURN_IF_ERROR(positive("qk_rope_head_dim", mla->qk_rope_head_dim));
+    KV_RETURN_IF_ERROR(positive("v_head_dim", mla->v_head_dim));
+    if (mla->q_lora_rank < 0) {
+      return absl::InvalidArgumentError("config.json: 'q_lora_rank' must be >= 0 or null");
+    }
+    if (mla->qk_rope_head_dim % 2 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config.json: qk_rope_head_dim must be even for RoPE, got ", mla->qk_rope_head_dim));
+    }
+  } else if (head_dim % 2 != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("config.json: head_dim must be even for RoPE, got ", head_dim));
   }

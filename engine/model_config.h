@@ -1,13 +1,15 @@
 // Model hyper-parameters, read from a Hugging Face `config.json`.
 //
-// Only decoder-only Llama-style models (`LlamaForCausalLM`) are accepted for now. Fields the engine
-// does not implement (rope_scaling, attention biases, non-SiLU activations) are rejected with a
-// clear error instead of being silently ignored: a model that loads must compute what its authors
-// meant.
+// Two decoder families are accepted: `LlamaForCausalLM` (MHA / MQA / GQA attention) and
+// `DeepseekV2ForCausalLM` (multi-head latent attention, MLA, with dense MLPs). Fields the engine
+// does not implement (MoE layers, attention biases, non-SiLU activations, RoPE scalings other than
+// DeepSeek's YaRN) are rejected with a clear error instead of being silently ignored: a model that
+// loads must compute what its authors meant.
 #ifndef KVSERVE_ENGINE_MODEL_CONFIG_H_
 #define KVSERVE_ENGINE_MODEL_CONFIG_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,8 +18,32 @@
 
 namespace kvserve::engine {
 
+// YaRN context extension as DeepSeek-V2 applies it to the decoupled RoPE dims (rope_scaling of
+// type "yarn"): per-frequency interpolation ramp, cos/sin scaled by mscale / mscale_all_dim, and
+// the softmax scale multiplied by get_mscale(factor, mscale_all_dim)².
+struct YarnScaling {
+  double factor = 1.0;
+  int32_t original_max_position_embeddings = 4096;
+  double beta_fast = 32.0;
+  double beta_slow = 1.0;
+  double mscale = 1.0;
+  double mscale_all_dim = 0.0;
+};
+
+// Multi-head latent attention dimensions (DeepSeek-V2, math.md §2.2).
+struct MlaDims {
+  int32_t q_lora_rank = 0;  // 0: no query compression (plain q_proj)
+  int32_t kv_lora_rank = 0;
+  int32_t qk_nope_head_dim = 0;
+  int32_t qk_rope_head_dim = 0;
+  int32_t v_head_dim = 0;
+};
+
 struct ModelConfig {
   std::string architecture = "LlamaForCausalLM";
+  // Set for DeepseekV2ForCausalLM: every layer's attention is MLA.
+  std::optional<MlaDims> mla;
+  std::optional<YarnScaling> yarn;
   int32_t vocab_size = 0;
   int32_t hidden_size = 0;
   int32_t intermediate_size = 0;
@@ -38,16 +64,22 @@ struct ModelConfig {
 
   // Number of query heads sharing one K/V head.
   int32_t group_size() const { return num_attention_heads / num_key_value_heads; }
-  // "MHA", "MQA" or "GQA".
+  // "MHA", "MQA", "GQA" or "MLA".
   std::string_view AttentionKind() const;
-  // K and V floats per token per layer: 2 * num_key_value_heads * head_dim.
+  // Cached floats per token per layer: 2 * num_key_value_heads * head_dim (K and V), or for MLA
+  // kv_lora_rank + qk_rope_head_dim (the latent and the shared RoPE key).
   int64_t KvFloatsPerTokenPerLayer() const;
+  // Attention's softmax scale: 1/sqrt(head_dim), for MLA 1/sqrt(nope + rope) (× mscale² with YaRN).
+  double SoftmaxScale() const;
 
   // Parses config.json text. Errors name the offending key and value.
   static absl::StatusOr<ModelConfig> FromJson(std::string_view json_text);
   // Checks internal consistency (positive sizes, heads divisible by kv heads, even head_dim).
   absl::Status Validate() const;
 };
+
+// DeepSeek's YaRN attention factor: 0.1 * m * ln(scale) + 1 for scale > 1, else 1.
+double YarnGetMscale(double scale, double m);
 
 }  // namespace kvserve::engine
 

@@ -140,7 +140,7 @@ absl::StatusOr<LoadedModel> LoadModelDirectory(const std::string& dir) {
   const ModelConfig& config = *config_or;
   CheckpointTensors tensors;
   KV_RETURN_IF_ERROR(tensors.Open(root));
-  auto model = LlamaModel::Create(
+  auto model = DecoderModel::Create(
       config, [&tensors](const std::string& name, const std::vector<int64_t>& shape) {
         return tensors.Read(name, shape);
       });
@@ -192,7 +192,7 @@ absl::StatusOr<LoadedModel> CreateRandomModel(const ModelConfig& config, uint64_
         name == "model.embed_tokens.weight" ? 1.0 : 1.0 / std::sqrt(static_cast<double>(shape[1]));
     return RandomTensor(seed, name, count, stddev);
   };
-  KV_ASSIGN_OR_RETURN(auto model, LlamaModel::Create(config, source));
+  KV_ASSIGN_OR_RETURN(auto model, DecoderModel::Create(config, source));
   LoadedModel loaded;
   loaded.model = std::move(model);
   loaded.tokenizer = std::make_unique<ByteTokenizer>(

@@ -11,14 +11,14 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "engine/llama_model.h"
+#include "engine/decoder_model.h"
 #include "engine/model_config.h"
 #include "engine/tokenizer.h"
 
 namespace kvserve::engine {
 
 struct LoadedModel {
-  std::unique_ptr<LlamaModel> model;
+  std::unique_ptr<DecoderModel> model;
   std::unique_ptr<Tokenizer> tokenizer;
   std::string source;  // directory, or "embedded (random weights, seed N)"
   bool random_weights = false;

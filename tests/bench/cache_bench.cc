@@ -1,6 +1,7 @@
 // Paged KV-cache benchmarks (issue "Paged KV / state cache with prefix caching"):
 //   BM_InternalFragmentation  bytes allocated but unused for 100 sequences of random lengths
-//   BM_TimeToFirstToken       TTFT of a 1,024-token prompt, cold vs with its first 960 tokens cached
+//   BM_TimeToFirstToken       TTFT of a 1,024-token prompt, cold vs with its first 960 tokens
+//   cached
 //
 //   build/tests/bench/cache_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <random>
@@ -16,7 +17,8 @@ namespace {
 
 // 100 sequences with lengths uniform in [1, 2048] hold their tokens in blocks of block_size; the
 // waste is the unused tail of each last block. Reported per memory kind of a GQA model (all layers
-// attention K/V) — every paged kind shares the block table, so the ratio is the same for MLA latents.
+// attention K/V) — every paged kind shares the block table, so the ratio is the same for MLA
+// latents.
 void BM_InternalFragmentation(benchmark::State& state) {
   const int32_t block_size = static_cast<int32_t>(state.range(0));
   cache::CacheSpec spec;
@@ -90,9 +92,9 @@ void BM_TimeToFirstToken(benchmark::State& state) {
   run(request(0));  // warm-up; caches the shared prefix when prefix caching is on
   int32_t suffix = 1;
   for (auto _ : state) state.SetIterationTime(run(request(suffix++)));
-  state.counters["prefix_hit_tokens_per_request"] = benchmark::Counter(
-      static_cast<double>(engine->stats().cache.prefix_hit_tokens) /
-      static_cast<double>(state.iterations() + 1));
+  state.counters["prefix_hit_tokens_per_request"] =
+      benchmark::Counter(static_cast<double>(engine->stats().cache.prefix_hit_tokens) /
+                         static_cast<double>(state.iterations() + 1));
 }
 BENCHMARK(BM_TimeToFirstToken)->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 

@@ -1,5 +1,7 @@
 #include "engine/model_config.h"
 
+#include <cmath>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -78,6 +80,49 @@ INSTANTIATE_TEST_SUITE_P(
                                 absl::StatusCode::kInvalidArgument,
                                 "'num_hidden_layers' must be > 0, got 0"},
                       BadConfig{"{", "[", absl::StatusCode::kInvalidArgument, "not valid JSON"}));
+
+constexpr char kDeepseek[] = R"({
+  "architectures": ["DeepseekV2ForCausalLM"], "vocab_size": 100, "hidden_size": 64,
+  "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4,
+  "num_key_value_heads": 4, "q_lora_rank": null, "kv_lora_rank": 32, "qk_nope_head_dim": 16,
+  "qk_rope_head_dim": 8, "v_head_dim": 16, "n_routed_experts": null, "first_k_dense_replace": 0,
+  "moe_layer_freq": 1, "eos_token_id": 1,
+  "rope_scaling": {"type": "yarn", "factor": 40, "original_max_position_embeddings": 4096,
+                   "beta_fast": 32, "beta_slow": 1, "mscale": 0.707, "mscale_all_dim": 0.707}})";
+
+TEST(ModelConfigTest, ParsesDeepseekV2MlaAndYarn) {
+  auto c = ModelConfig::FromJson(kDeepseek);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(c->mla.has_value());
+  EXPECT_EQ(c->mla->q_lora_rank, 0);
+  EXPECT_EQ(c->mla->kv_lora_rank, 32);
+  EXPECT_EQ(c->KvFloatsPerTokenPerLayer(), 40);
+  EXPECT_EQ(c->AttentionKind(), "MLA");
+  ASSERT_TRUE(c->yarn.has_value());
+  EXPECT_DOUBLE_EQ(c->yarn->factor, 40.0);
+  EXPECT_EQ(c->yarn->original_max_position_embeddings, 4096);
+  EXPECT_NEAR(c->SoftmaxScale(), 1.0 / std::sqrt(24.0) * 1.2608 * 1.2608, 1e-4);
+}
+
+TEST(ModelConfigTest, RejectsMixtureOfExpertsLayersByIndex) {
+  std::string json = kDeepseek;
+  json.replace(json.find("\"n_routed_experts\": null"), 24, "\"n_routed_experts\": 64");
+  json.replace(json.find("\"first_k_dense_replace\": 0"), 26, "\"first_k_dense_replace\": 1");
+  auto c = ModelConfig::FromJson(json);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(c.status().message()),
+              HasSubstr("layer 1 is a mixture-of-experts layer (n_routed_experts 64, "
+                        "first_k_dense_replace 1)"));
+}
+
+TEST(ModelConfigTest, LlamaStillRejectsRopeScaling) {
+  std::string json = kLlama;
+  json.replace(json.find("\"rope_scaling\": null"), 20,
+               "\"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4}");
+  auto c = ModelConfig::FromJson(json);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kUnimplemented);
+}
 
 }  // namespace
 }  // namespace kvserve::engine

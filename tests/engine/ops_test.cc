@@ -112,3 +112,54 @@ TEST(SiluMulTest, MatchesDefinition) {
 
 }  // namespace
 }  // namespace kvserve::engine
+
+namespace kvserve::engine {
+namespace {
+
+// Interleaved layout: pair (2j, 2j+1) rotates like the complex number x[2j] + i·x[2j+1].
+TEST(RotaryEmbeddingTest, InterleavedLayoutRotatesAdjacentPairs) {
+  const int d = 8;
+  const int32_t pos = 5;
+  RotaryEmbedding rope(d, 10000.0, RopeLayout::kInterleaved);
+  auto x = Random(d, 12);
+  std::vector<float> table(d), y = x;
+  rope.Table(&pos, 1, table.data());
+  rope.Apply(table.data(), 1, 1, y.data());
+  for (int j = 0; j < d / 2; ++j) {
+    const std::complex<double> z = std::complex<double>(x[2 * j], x[2 * j + 1]) *
+                                   std::polar(1.0, pos * std::pow(1e4, -2.0 * j / d));
+    EXPECT_NEAR(y[2 * j], z.real(), 1e-5);
+    EXPECT_NEAR(y[2 * j + 1], z.imag(), 1e-5);
+  }
+}
+
+// YaRN for d = 8, θ = 10⁴, factor 4, original context 4096, β 32/1: correction dims 1.31 and 2.81,
+// so low = 1, high = 3, ramp [0, 0, 0.5, 1]: frequencies 0-1 kept, 2 blended, 3 divided by 4
+// (values from tools/reference_deepseek_v2.py's fixture).
+TEST(RotaryEmbeddingTest, YarnRampsBetweenExtrapolatedAndInterpolatedFrequencies) {
+  const YarnScaling yarn{4.0, 4096, 32.0, 1.0, 0.707, 0.707};
+  RotaryEmbedding rope(8, 10000.0, RopeLayout::kInterleaved, yarn);
+  ASSERT_EQ(rope.inv_freq().size(), 4u);
+  EXPECT_DOUBLE_EQ(rope.inv_freq()[0], 1.0);
+  EXPECT_NEAR(rope.inv_freq()[1], 0.1, 1e-15);
+  EXPECT_NEAR(rope.inv_freq()[2], 0.01 * 0.5 + 0.01 / 4 * 0.5, 1e-15);
+  EXPECT_NEAR(rope.inv_freq()[3], 0.001 / 4, 1e-15);
+  // mscale == mscale_all_dim: cos/sin are not scaled.
+  const int32_t pos = 3;
+  std::vector<float> table(8);
+  rope.Table(&pos, 1, table.data());
+  EXPECT_NEAR(table[0], std::cos(3.0), 1e-6);
+}
+
+TEST(RotaryEmbeddingTest, YarnScalesCosAndSinByTheMscaleRatio) {
+  const YarnScaling yarn{40.0, 4096, 32.0, 1.0, 1.0, 0.707};
+  RotaryEmbedding rope(8, 10000.0, RopeLayout::kInterleaved, yarn);
+  const int32_t pos = 0;
+  std::vector<float> table(8);
+  rope.Table(&pos, 1, table.data());
+  const double expected = (0.1 * 1.0 * std::log(40.0) + 1) / (0.1 * 0.707 * std::log(40.0) + 1);
+  EXPECT_NEAR(table[0], expected, 1e-6);  // cos(0) · factor
+}
+
+}  // namespace
+}  // namespace kvserve::engine

@@ -1,5 +1,6 @@
-// The engine against an independent PyTorch reference (tools/reference_llama.py): whole tiny
-// checkpoints loaded from disk, logits compared position by position.
+// The engine against independent PyTorch references (tools/reference_llama.py and
+// tools/reference_deepseek_v2.py): whole tiny checkpoints loaded from disk, logits compared
+// position by position.
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -45,7 +46,7 @@ float MaxAbsDiff(const float* a, const float* b, size_t n) {
   return m;
 }
 
-class LlamaReferenceTest : public ::testing::TestWithParam<std::string> {
+class ModelReferenceTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     dir_ = std::string(KVSERVE_TEST_DATA_DIR) + "/" + GetParam();
@@ -78,11 +79,11 @@ class LlamaReferenceTest : public ::testing::TestWithParam<std::string> {
   }
 
   std::string dir_;
-  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<DecoderModel> model_;
   Expected expected_;
 };
 
-TEST_P(LlamaReferenceTest, OneShotPrefillMatchesReferenceLogitsAtEveryPosition) {
+TEST_P(ModelReferenceTest, OneShotPrefillMatchesReferenceLogitsAtEveryPosition) {
   const size_t t = expected_.input_ids.size();
   std::vector<float> logits(t * vocab());
   PagedSequence p = NewSequence();
@@ -93,14 +94,14 @@ TEST_P(LlamaReferenceTest, OneShotPrefillMatchesReferenceLogitsAtEveryPosition) 
   }
 }
 
-TEST_P(LlamaReferenceTest, PrefillThenEightDecodeStepsMatchReference) {
+TEST_P(ModelReferenceTest, PrefillThenEightDecodeStepsMatchReference) {
   const size_t t = expected_.input_ids.size();
   ASSERT_EQ(t, 12u);
   const size_t prefill = t - 8;
   PagedSequence p = NewSequence();
   std::vector<float> logits(vocab());
-  model_->Forward(absl::MakeConstSpan(expected_.input_ids).subspan(0, prefill), 0, *p.cache,
-                  p.seq, /*all_logits=*/false, logits.data());
+  model_->Forward(absl::MakeConstSpan(expected_.input_ids).subspan(0, prefill), 0, *p.cache, p.seq,
+                  /*all_logits=*/false, logits.data());
   EXPECT_LE(MaxAbsDiff(logits.data(), &expected_.logits[(prefill - 1) * vocab()], vocab()),
             kTolerance);
   for (size_t pos = prefill; pos < t; ++pos) {
@@ -112,7 +113,7 @@ TEST_P(LlamaReferenceTest, PrefillThenEightDecodeStepsMatchReference) {
   }
 }
 
-TEST_P(LlamaReferenceTest, ChunkedPrefillMatchesOneShotPrefill) {
+TEST_P(ModelReferenceTest, ChunkedPrefillMatchesOneShotPrefill) {
   const size_t t = expected_.input_ids.size();
   std::vector<float> one_shot(t * vocab()), chunked(t * vocab());
   PagedSequence a = NewSequence(), b = NewSequence();
@@ -127,7 +128,7 @@ TEST_P(LlamaReferenceTest, ChunkedPrefillMatchesOneShotPrefill) {
 
 // Paged with small blocks at arbitrary block ids vs one block holding the whole sequence (the
 // contiguous layout): bit-identical logits.
-TEST_P(LlamaReferenceTest, PagedCacheMatchesContiguousCacheExactly) {
+TEST_P(ModelReferenceTest, PagedCacheMatchesContiguousCacheExactly) {
   const size_t t = expected_.input_ids.size();
   std::vector<float> paged(t * vocab()), contiguous(t * vocab());
   PagedSequence small = NewSequence(/*block_size=*/2, /*filler_blocks=*/3);
@@ -144,8 +145,10 @@ TEST_P(LlamaReferenceTest, PagedCacheMatchesContiguousCacheExactly) {
   EXPECT_EQ(paged, contiguous);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, LlamaReferenceTest,
-                         ::testing::Values("tiny_llama_gqa", "tiny_llama_mqa_tied"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, ModelReferenceTest,
+                         ::testing::Values("tiny_llama_gqa", "tiny_llama_mqa_tied",
+                                           "tiny_deepseek_v2_mla",
+                                           "tiny_deepseek_v2_mla_qlora_yarn"));
 
 TEST(ModelLoaderTest, ReportsMissingTensorByName) {
   const std::string dir = ::testing::TempDir() + "/kvserve_missing_tensor";

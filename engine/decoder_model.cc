@@ -1,4 +1,4 @@
-#include "engine/llama_model.h"
+#include "engine/decoder_model.h"
 
 #include <algorithm>
 #include <cstring>
@@ -28,8 +28,8 @@ absl::StatusOr<std::vector<float>> LoadVector(const WeightSource& weights, const
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(const ModelConfig& config,
-                                                               const WeightSource& weights) {
+absl::StatusOr<std::unique_ptr<DecoderModel>> DecoderModel::Create(const ModelConfig& config,
+                                                                   const WeightSource& weights) {
   KV_RETURN_IF_ERROR(config.Validate());
   const int64_t hidden = config.hidden_size;
   const int64_t q_dim = int64_t{config.num_attention_heads} * config.head_dim;
@@ -47,14 +47,20 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(const ModelConfig
     const std::string p = absl::StrCat("model.layers.", i, ".");
     KV_ASSIGN_OR_RETURN(auto attn_norm,
                         LoadVector(weights, p + "input_layernorm.weight", hidden, &count));
-    KV_ASSIGN_OR_RETURN(auto q,
-                        LoadLinear(weights, p + "self_attn.q_proj.weight", q_dim, hidden, &count));
-    KV_ASSIGN_OR_RETURN(auto k,
-                        LoadLinear(weights, p + "self_attn.k_proj.weight", kv_dim, hidden, &count));
-    KV_ASSIGN_OR_RETURN(auto v,
-                        LoadLinear(weights, p + "self_attn.v_proj.weight", kv_dim, hidden, &count));
-    KV_ASSIGN_OR_RETURN(auto o,
-                        LoadLinear(weights, p + "self_attn.o_proj.weight", hidden, q_dim, &count));
+    Layer layer;
+    layer.attn_norm = std::move(attn_norm);
+    if (config.mla.has_value()) {
+      KV_ASSIGN_OR_RETURN(layer.mla, MlaAttention::Create(config, weights, p, &count));
+    } else {
+      KV_ASSIGN_OR_RETURN(
+          layer.q_proj, LoadLinear(weights, p + "self_attn.q_proj.weight", q_dim, hidden, &count));
+      KV_ASSIGN_OR_RETURN(
+          layer.k_proj, LoadLinear(weights, p + "self_attn.k_proj.weight", kv_dim, hidden, &count));
+      KV_ASSIGN_OR_RETURN(
+          layer.v_proj, LoadLinear(weights, p + "self_attn.v_proj.weight", kv_dim, hidden, &count));
+      KV_ASSIGN_OR_RETURN(
+          layer.o_proj, LoadLinear(weights, p + "self_attn.o_proj.weight", hidden, q_dim, &count));
+    }
     KV_ASSIGN_OR_RETURN(auto mlp_norm,
                         LoadVector(weights, p + "post_attention_layernorm.weight", hidden, &count));
     KV_ASSIGN_OR_RETURN(auto gate,
@@ -63,9 +69,11 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(const ModelConfig
                         LoadLinear(weights, p + "mlp.up_proj.weight", inter, hidden, &count));
     KV_ASSIGN_OR_RETURN(auto down,
                         LoadLinear(weights, p + "mlp.down_proj.weight", hidden, inter, &count));
-    layers.push_back(Layer{std::move(attn_norm), std::move(q), std::move(k), std::move(v),
-                           std::move(o), std::move(mlp_norm), std::move(gate), std::move(up),
-                           std::move(down)});
+    layer.mlp_norm = std::move(mlp_norm);
+    layer.gate_proj.emplace(std::move(gate));
+    layer.up_proj.emplace(std::move(up));
+    layer.down_proj.emplace(std::move(down));
+    layers.push_back(std::move(layer));
   }
   KV_ASSIGN_OR_RETURN(auto final_norm, LoadVector(weights, "model.norm.weight", hidden, &count));
   std::vector<float> head_weight;
@@ -77,23 +85,27 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(const ModelConfig
     count += vocab * hidden;
   }
   KV_ASSIGN_OR_RETURN(Linear lm_head, Linear::Create(std::move(head_weight), vocab, hidden));
-  return std::unique_ptr<LlamaModel>(new LlamaModel(config, std::move(embed), std::move(layers),
-                                                    std::move(final_norm), std::move(lm_head),
-                                                    count));
+  return std::unique_ptr<DecoderModel>(new DecoderModel(config, std::move(embed), std::move(layers),
+                                                        std::move(final_norm), std::move(lm_head),
+                                                        count));
 }
 
-LlamaModel::LlamaModel(const ModelConfig& config, std::vector<float> embed,
-                       std::vector<Layer> layers, std::vector<float> final_norm, Linear lm_head,
-                       int64_t num_parameters)
+DecoderModel::DecoderModel(const ModelConfig& config, std::vector<float> embed,
+                           std::vector<Layer> layers, std::vector<float> final_norm, Linear lm_head,
+                           int64_t num_parameters)
     : config_(config),
       embed_(std::move(embed)),
       layers_(std::move(layers)),
       final_norm_(std::move(final_norm)),
       lm_head_(std::move(lm_head)),
       rope_(config.head_dim, config.rope_theta),
+      mla_rope_(config.mla.has_value() ? std::make_optional<RotaryEmbedding>(
+                                             config.mla->qk_rope_head_dim, config.rope_theta,
+                                             RopeLayout::kInterleaved, config.yarn)
+                                       : std::nullopt),
       num_parameters_(num_parameters) {}
 
-void LlamaModel::Reserve(int64_t n, int64_t context) {
+void DecoderModel::Reserve(int64_t n, int64_t context) {
   if (static_cast<int64_t>(scores_.size()) < context) scores_.resize(context);
   if (n <= reserved_tokens_) return;
   const int64_t hidden = config_.hidden_size;
@@ -112,24 +124,26 @@ void LlamaModel::Reserve(int64_t n, int64_t context) {
   reserved_tokens_ = n;
 }
 
-cache::CacheSpec LlamaModel::CacheSpec(int32_t block_size) const {
+cache::CacheSpec DecoderModel::CacheSpec(int32_t block_size) const {
   cache::CacheSpec spec;
   spec.block_size = block_size;
-  spec.layers.assign(config_.num_hidden_layers,
-                     cache::LayerMemory::AttentionKv(config_.num_key_value_heads, config_.head_dim));
+  spec.layers.assign(
+      config_.num_hidden_layers,
+      config_.mla.has_value()
+          ? cache::LayerMemory::MlaLatent(config_.mla->kv_lora_rank, config_.mla->qk_rope_head_dim)
+          : cache::LayerMemory::AttentionKv(config_.num_key_value_heads, config_.head_dim));
   return spec;
 }
 
-void LlamaModel::Forward(absl::Span<const int32_t> tokens, int32_t start_pos,
-                         cache::KvCacheManager& cache, const cache::SequenceCache& seq,
-                         bool all_logits, float* logits) {
+void DecoderModel::Forward(absl::Span<const int32_t> tokens, int32_t start_pos,
+                           cache::KvCacheManager& cache, const cache::SequenceCache& seq,
+                           bool all_logits, float* logits) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   KV_CHECK(n > 0);
   KV_CHECK(start_pos >= 0 && start_pos + n <= seq.num_slots)
       << "positions [" << start_pos << ", " << start_pos + n << ") exceed the sequence's "
       << seq.num_slots << " cache slots";
   const int64_t hidden = config_.hidden_size;
-  const int64_t kv_dim = int64_t{config_.num_key_value_heads} * config_.head_dim;
   const int64_t inter = config_.intermediate_size;
   const AttentionShape shape{config_.num_attention_heads, config_.num_key_value_heads,
                              config_.head_dim};
@@ -141,34 +155,29 @@ void LlamaModel::Forward(absl::Span<const int32_t> tokens, int32_t start_pos,
     std::memcpy(&x_[i * hidden], &embed_[int64_t{id} * hidden], hidden * sizeof(float));
     positions_[i] = start_pos + static_cast<int32_t>(i);
   }
-  rope_.Table(positions_.data(), n, rope_table_.data());  // {n, head_dim/2, 2}
+  if (mla_rope_.has_value()) {
+    mla_rope_table_.resize(n * config_.mla->qk_rope_head_dim);
+    mla_rope_->Table(positions_.data(), n, mla_rope_table_.data());  // {n, rope/2, 2}
+  } else {
+    rope_.Table(positions_.data(), n, rope_table_.data());  // {n, head_dim/2, 2}
+  }
 
   for (int32_t l = 0; l < config_.num_hidden_layers; ++l) {
     Layer& layer = layers_[l];
     RmsNorm(x_.data(), layer.attn_norm.data(), n, hidden, config_.rms_norm_eps, h_.data());
-    layer.q_proj.Forward(h_.data(), n, q_.data());  // {n, heads, head_dim}
-    layer.k_proj.Forward(h_.data(), n, k_.data());  // {n, kv_heads, head_dim}
-    layer.v_proj.Forward(h_.data(), n, v_.data());  // {n, kv_heads, head_dim}
-    rope_.Apply(rope_table_.data(), n, config_.num_attention_heads, q_.data());
-    rope_.Apply(rope_table_.data(), n, config_.num_key_value_heads, k_.data());
-    // Scatter the new K/V rows into their cache slots: {slot, [K kv_dim | V kv_dim]}.
-    float* arena = cache.LayerData(l);
-    for (int64_t i = 0; i < n; ++i) {
-      float* row = arena + cache.SlotOf(seq, start_pos + static_cast<int32_t>(i)) * 2 * kv_dim;
-      std::memcpy(row, &k_[i * kv_dim], kv_dim * sizeof(float));
-      std::memcpy(row + kv_dim, &v_[i * kv_dim], kv_dim * sizeof(float));
+    if (layer.mla != nullptr) {
+      layer.mla->Forward(h_.data(), n, start_pos, mla_rope_table_.data(), cache, seq, l,
+                         proj_.data());  // {n, hidden}
+    } else {
+      GqaLayer(layer, n, start_pos, shape, cache, seq, l);
     }
-    const KvView kv{arena, arena + kv_dim, 2 * kv_dim, seq.blocks.data(), cache.block_size()};
-    GqaAttention(q_.data(), kv, start_pos, n, shape, scores_.data(),
-                 attn_.data());  // {n, heads, head_dim}
-    layer.o_proj.Forward(attn_.data(), n, proj_.data());  // {n, hidden}
     AddInPlace(x_.data(), proj_.data(), n * hidden);
 
     RmsNorm(x_.data(), layer.mlp_norm.data(), n, hidden, config_.rms_norm_eps, h_.data());
-    layer.gate_proj.Forward(h_.data(), n, gate_.data());  // {n, intermediate}
-    layer.up_proj.Forward(h_.data(), n, up_.data());      // {n, intermediate}
+    layer.gate_proj->Forward(h_.data(), n, gate_.data());  // {n, intermediate}
+    layer.up_proj->Forward(h_.data(), n, up_.data());      // {n, intermediate}
     SiluMul(gate_.data(), up_.data(), n * inter);
-    layer.down_proj.Forward(gate_.data(), n, proj_.data());  // {n, hidden}
+    layer.down_proj->Forward(gate_.data(), n, proj_.data());  // {n, hidden}
     AddInPlace(x_.data(), proj_.data(), n * hidden);
   }
 
@@ -180,6 +189,28 @@ void LlamaModel::Forward(absl::Span<const int32_t> tokens, int32_t start_pos,
     RmsNorm(last, final_norm_.data(), 1, hidden, config_.rms_norm_eps, h_.data());
     lm_head_.Forward(h_.data(), 1, logits);  // {vocab}
   }
+}
+
+void DecoderModel::GqaLayer(Layer& layer, int64_t n, int32_t start_pos, const AttentionShape& shape,
+                            cache::KvCacheManager& cache, const cache::SequenceCache& seq,
+                            int32_t l) {
+  const int64_t kv_dim = int64_t{config_.num_key_value_heads} * config_.head_dim;
+  layer.q_proj->Forward(h_.data(), n, q_.data());  // {n, heads, head_dim}
+  layer.k_proj->Forward(h_.data(), n, k_.data());  // {n, kv_heads, head_dim}
+  layer.v_proj->Forward(h_.data(), n, v_.data());  // {n, kv_heads, head_dim}
+  rope_.Apply(rope_table_.data(), n, config_.num_attention_heads, q_.data());
+  rope_.Apply(rope_table_.data(), n, config_.num_key_value_heads, k_.data());
+  // Scatter the new K/V rows into their cache slots: {slot, [K kv_dim | V kv_dim]}.
+  float* arena = cache.LayerData(l);
+  for (int64_t i = 0; i < n; ++i) {
+    float* row = arena + cache.SlotOf(seq, start_pos + static_cast<int32_t>(i)) * 2 * kv_dim;
+    std::memcpy(row, &k_[i * kv_dim], kv_dim * sizeof(float));
+    std::memcpy(row + kv_dim, &v_[i * kv_dim], kv_dim * sizeof(float));
+  }
+  const KvView kv{arena, arena + kv_dim, 2 * kv_dim, seq.blocks.data(), cache.block_size()};
+  GqaAttention(q_.data(), kv, start_pos, n, shape, scores_.data(),
+               attn_.data());                            // {n, heads, head_dim}
+  layer.o_proj->Forward(attn_.data(), n, proj_.data());  // {n, hidden}
 }
 
 }  // namespace kvserve::engine

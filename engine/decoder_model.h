@@ -1,0 +1,107 @@
+// DecoderModel: the decoder-only transformers of Hugging Face's LlamaForCausalLM and
+// DeepseekV2ForCausalLM (dense MLP layers), in f32.
+//
+//   x = embed(tokens)                                  {n, hidden}
+//   per layer:  x += attention(RMSNorm(x))     GQA: o_proj(GQA(RoPE(q_proj h), RoPE(k_proj h),
+//   v_proj h))
+//                                              MLA: MlaAttention (latent cache, mla_attention.h)
+//               x += down_proj(silu(gate_proj(h)) * up_proj(h))                  h = RMSNorm(x)
+//   logits = lm_head(RMSNorm(x))                        {n, vocab}  (lm_head = embed when tied)
+//
+// Weights come from a WeightSource, so a checkpoint on disk and the embedded seeded-random default
+// model are built by exactly the same code.
+//
+// Thread-safety: Forward mutates internal workspaces; one thread (the engine thread) at a time.
+#ifndef KVSERVE_ENGINE_DECODER_MODEL_H_
+#define KVSERVE_ENGINE_DECODER_MODEL_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "cache/cache_spec.h"
+#include "cache/kv_cache_manager.h"
+#include "engine/gqa_attention.h"
+#include "engine/linear.h"
+#include "engine/mla_attention.h"
+#include "engine/model_config.h"
+#include "engine/ops.h"
+#include "engine/weight_source.h"
+
+namespace kvserve::engine {
+
+class DecoderModel {
+ public:
+  static absl::StatusOr<std::unique_ptr<DecoderModel>> Create(const ModelConfig& config,
+                                                              const WeightSource& weights);
+
+  // Runs tokens at positions [start_pos, start_pos + n) (n = tokens.size()) of the sequence `seq`,
+  // writing their K/V into its cache slots and the logits: [n, vocab] when all_logits, else [vocab]
+  // for the last token only.
+  // REQUIRES: the cache holds positions [0, start_pos) of this sequence; seq has slots for
+  //           [0, start_pos + n); every token id in [0, vocab_size); cache built from CacheSpec().
+  void Forward(absl::Span<const int32_t> tokens, int32_t start_pos, cache::KvCacheManager& cache,
+               const cache::SequenceCache& seq, bool all_logits, float* logits);
+
+  // The cache this model needs: one attention K/V layer per decoder layer.
+  cache::CacheSpec CacheSpec(int32_t block_size) const;
+
+  const ModelConfig& config() const { return config_; }
+  int64_t num_parameters() const { return num_parameters_; }
+
+ private:
+  struct Layer {
+    std::vector<float> attn_norm;       // [hidden]
+    std::optional<Linear> q_proj;       // GQA: [heads*head_dim, hidden]
+    std::optional<Linear> k_proj;       // GQA: [kv_heads*head_dim, hidden]
+    std::optional<Linear> v_proj;       // GQA: [kv_heads*head_dim, hidden]
+    std::optional<Linear> o_proj;       // GQA: [hidden, heads*head_dim]
+    std::unique_ptr<MlaAttention> mla;  // MLA layers instead of the four above
+    std::vector<float> mlp_norm;        // [hidden]
+    std::optional<Linear> gate_proj;    // [intermediate, hidden]
+    std::optional<Linear> up_proj;      // [intermediate, hidden]
+    std::optional<Linear> down_proj;    // [hidden, intermediate]
+  };
+
+  DecoderModel(const ModelConfig& config, std::vector<float> embed, std::vector<Layer> layers,
+               std::vector<float> final_norm, Linear lm_head, int64_t num_parameters);
+  // One GQA attention layer: reads h_, writes the layer's output to proj_ {n, hidden}.
+  void GqaLayer(Layer& layer, int64_t n, int32_t start_pos, const AttentionShape& shape,
+                cache::KvCacheManager& cache, const cache::SequenceCache& seq, int32_t l);
+  // Grows the workspaces to hold n tokens attending over `context` positions.
+  void Reserve(int64_t n, int64_t context);
+
+  ModelConfig config_;
+  std::vector<float> embed_;  // [vocab, hidden]
+  std::vector<Layer> layers_;
+  std::vector<float> final_norm_;            // [hidden]
+  Linear lm_head_;                           // [vocab, hidden]
+  RotaryEmbedding rope_;                     // GQA layers: head_dim, rotate-half
+  std::optional<RotaryEmbedding> mla_rope_;  // MLA layers: rope dims, interleaved, YaRN
+  int64_t num_parameters_;
+
+  // Workspaces, grown on demand and reused across calls (no allocation per decode step).
+  int64_t reserved_tokens_ = 0;
+  std::vector<int32_t> positions_;     // [n]
+  std::vector<float> rope_table_;      // [n, head_dim/2, 2]
+  std::vector<float> mla_rope_table_;  // [n, qk_rope_head_dim/2, 2]
+  std::vector<float> x_;               // [n, hidden] residual stream
+  std::vector<float> h_;               // [n, hidden] normed
+  std::vector<float> q_;               // [n, heads*head_dim]
+  std::vector<float> k_;               // [n, kv_heads*head_dim]
+  std::vector<float> v_;               // [n, kv_heads*head_dim]
+  std::vector<float> attn_;            // [n, heads*head_dim]
+  std::vector<float> gate_;            // [n, intermediate]
+  std::vector<float> up_;              // [n, intermediate]
+  std::vector<float> proj_;            // [n, hidden]
+  std::vector<float> scores_;          // [context]
+};
+
+}  // namespace kvserve::engine
+
+#endif  // KVSERVE_ENGINE_DECODER_MODEL_H_
