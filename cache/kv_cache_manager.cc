@@ -49,7 +49,10 @@ KvCacheManager::KvCacheManager(const CacheSpec& spec, const CacheOptions& option
   int64_t state_offset = 0;
   for (const LayerMemory& layer : spec_.layers) {
     if (IsPaged(layer.kind)) {
-      arenas_.emplace_back(static_cast<size_t>(num_blocks) * spec_.block_size * layer.num_floats);
+      // new float[n], not make_unique<float[]>(n): nothing is read before the model writes it, and
+      // pages nobody has touched cost no memory yet.
+      arenas_.emplace_back(
+          new float[static_cast<size_t>(num_blocks) * spec_.block_size * layer.num_floats]);
       state_offset_.push_back(-1);
     } else {
       arenas_.emplace_back();
@@ -149,11 +152,11 @@ bool KvCacheManager::AllocateSlots(SequenceCache& seq, int32_t num_tokens) {
 
 void KvCacheManager::CopyBlock(BlockId from, BlockId to, int32_t num_tokens) {
   for (size_t l = 0; l < arenas_.size(); ++l) {
-    if (arenas_[l].empty()) continue;
+    if (arenas_[l] == nullptr) continue;
     const int64_t per_block = int64_t{spec_.block_size} * spec_.layers[l].num_floats;
-    const float* src = arenas_[l].data() + from * per_block;
+    const float* src = arenas_[l].get() + from * per_block;
     std::copy_n(src, int64_t{num_tokens} * spec_.layers[l].num_floats,
-                arenas_[l].data() + to * per_block);
+                arenas_[l].get() + to * per_block);
   }
 }
 
@@ -199,9 +202,9 @@ std::optional<SequenceCache> KvCacheManager::Fork(const SequenceCache& seq) {
 }
 
 float* KvCacheManager::LayerData(int32_t layer) {
-  KV_CHECK(!arenas_[layer].empty() || pool_.num_blocks() == 0)
+  KV_CHECK(arenas_[layer] != nullptr)
       << "layer " << layer << " is not paged";
-  return arenas_[layer].data();
+  return arenas_[layer].get();
 }
 
 const float* KvCacheManager::LayerData(int32_t layer) const {

@@ -144,7 +144,9 @@ class KvCacheManager {
   CacheOptions options_;
   BlockPool pool_;
   StatePool state_;
-  std::vector<std::vector<float>> arenas_;  // per layer; empty for recurrent layers
+  // Per layer; null for recurrent layers. Reserved at start but not written: the kernel hands out
+  // zero pages as the cache fills, so start-up does not touch (or wait for) the whole budget.
+  std::vector<std::unique_ptr<float[]>> arenas_;
   std::vector<int64_t> state_offset_;       // per layer: offset inside a state slot
   int64_t prefix_query_tokens_ = 0;
   int64_t prefix_hit_tokens_ = 0;

@@ -38,7 +38,8 @@ class CollectingSink : public TokenSink {
   TokenEvent final_ ABSL_GUARDED_BY(mu_);
 };
 
-// Bytes of one block of the tiny model: 2 layers * 2 * 2 kv heads * head_dim 4 * 4 bytes * 4 tokens.
+// Bytes of one block of the tiny model: 2 layers * 2 * 2 kv heads * head_dim 4 * 4 bytes * 4
+// tokens.
 constexpr int64_t kBlockBytes = 2 * 2 * 2 * 4 * 4 * 4;
 
 std::unique_ptr<Engine> MakeEngine(int32_t num_blocks, int32_t max_running = 64,
