@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages kvserve needs, only those that are missing. Idempotent.
 #
-#   scripts/install-deps.sh [build] [test] [sanitize] [python] [runtime]     (default: build)
+#   scripts/install-deps.sh [build] [test] [sanitize] [python] [runtime] [image]  (default: build)
 #
-#   build    compilers, CMake, gRPC/protobuf, oneDNN, Abseil, nlohmann-json: what `kvserve` needs
-#   test     GoogleTest/GMock, Google Benchmark
+#   build    compilers, CMake, gRPC/protobuf, oneDNN, Abseil, nlohmann-json, prometheus-cpp: what
+#            `kvserve` needs
+#   test     GoogleTest/GMock, Google Benchmark, promtool (in Debian's prometheus package),
+#            yamllint (tests/deploy/check_manifests.sh)
 #   sanitize clang 14 and its sanitizer runtimes (ASan, UBSan, TSan)
 #   python   Debian's PyTorch/numpy/grpcio for tools/*.py (run them with /usr/bin/python3)
 #   runtime  shared libraries only, for the container's final stage
+#   image    podman, runc and mmdebstrap: build and run the image without a Docker engine
+#            (scripts/image-test.sh)
 # Used by scripts/serve.sh, scripts/test.sh and the Dockerfile.
 set -euo pipefail
 
 declare -A groups=(
   [build]="g++ cmake ninja-build ccache pkg-config git libgrpc++-dev protobuf-compiler-grpc
-           libprotobuf-dev protobuf-compiler grpc-proto libdnnl-dev libabsl-dev nlohmann-json3-dev"
-  [test]="libgtest-dev libgmock-dev libbenchmark-dev"
+           libprotobuf-dev protobuf-compiler grpc-proto libdnnl-dev libabsl-dev nlohmann-json3-dev
+           prometheus-cpp-dev"
+  [test]="libgtest-dev libgmock-dev libbenchmark-dev prometheus yamllint"
   [sanitize]="clang-14 libclang-rt-14-dev"
+  [image]="podman runc mmdebstrap"
   [python]="python3-torch python3-numpy python3-grpcio python3-protobuf libopenblas0-pthread"
-  [runtime]="libgrpc++1.51 libgrpc29 libprotobuf32 libdnnl2 libabsl20220623 libgomp1"
+  [runtime]="libgrpc++1.51 libgrpc29 libprotobuf32 libdnnl2 libabsl20220623 libgomp1
+             libprometheus-cpp-pull1.0 libprometheus-cpp-core1.0"
 )
 
 wanted=()

@@ -15,9 +15,15 @@ namespace kvserve::server {
 
 namespace pb = ::kvserve::v1;
 
+// A cancel this close to the call's deadline is taken as the deadline's doing: gRPC fires the
+// deadline on its own clock, converted to the system clock for ServerContext::deadline().
+constexpr std::chrono::milliseconds kDeadlineSlack(10);
+
 class GenerateReactor::StreamState : public engine::TokenSink {
  public:
-  explicit StreamState(GenerateReactor* reactor) : reactor_(reactor) {}
+  StreamState(GenerateReactor* reactor, ModelMetrics* metrics,
+              std::chrono::system_clock::time_point deadline)
+      : reactor_(reactor), metrics_(metrics), deadline_(deadline) {}
 
   // What to do with the reactor once the mutex is released.
   enum class Action { kNone, kWrite, kWriteAndFinish, kFinish };
@@ -59,12 +65,16 @@ class GenerateReactor::StreamState : public engine::TokenSink {
   }
 
   // Fails the call before anything was submitted.
-  void FailNow(const grpc::Status& status) {
+  void FailNow(const absl::Status& status) {
     {
       absl::MutexLock lock(&mu_);
       finish_called_ = true;
     }
-    reactor_->Finish(status);
+    if (metrics_ != nullptr) {
+      metrics_->CountFailure(
+          FailureReasonFor(status.code(), /*reached_engine=*/false, /*deadline_passed=*/false));
+    }
+    reactor_->Finish(ToGrpcStatus(status));
   }
 
   void OnWriteDone(bool ok) {
@@ -131,7 +141,8 @@ class GenerateReactor::StreamState : public engine::TokenSink {
     return Action::kWrite;
   }
 
-  // Reactor calls happen outside mu_: gRPC may run reactions inline.
+  // Reactor calls happen outside mu_: gRPC may run reactions inline. The two finishing actions
+  // count the call's outcome, before the client can see it.
   void Run(Action action) {
     switch (action) {
       case Action::kNone:
@@ -140,6 +151,10 @@ class GenerateReactor::StreamState : public engine::TokenSink {
         reactor_->StartWrite(&out_);
         return;
       case Action::kWriteAndFinish:
+        if (metrics_ != nullptr) {
+          absl::MutexLock lock(&mu_);
+          metrics_->CountSuccess(finish_reason_);
+        }
         reactor_->StartWriteAndFinish(&out_, grpc::WriteOptions(), grpc::Status::OK);
         return;
       case Action::kFinish: {
@@ -147,6 +162,12 @@ class GenerateReactor::StreamState : public engine::TokenSink {
         {
           absl::MutexLock lock(&mu_);
           status = *final_status_;
+        }
+        if (metrics_ != nullptr) {
+          const bool deadline_passed =
+              std::chrono::system_clock::now() + kDeadlineSlack >= deadline_;
+          metrics_->CountFailure(
+              FailureReasonFor(status.code(), /*reached_engine=*/true, deadline_passed));
         }
         reactor_->Finish(ToGrpcStatus(status));
         return;
@@ -168,6 +189,8 @@ class GenerateReactor::StreamState : public engine::TokenSink {
   }
 
   GenerateReactor* const reactor_;  // valid until Finish has been called and OnDone has run
+  ModelMetrics* const metrics_;     // may be null
+  const std::chrono::system_clock::time_point deadline_;
   absl::Mutex mu_;
   engine::Engine* engine_ ABSL_GUARDED_BY(mu_) = nullptr;
   engine::RequestId id_ ABSL_GUARDED_BY(mu_) = 0;
@@ -188,13 +211,18 @@ class GenerateReactor::StreamState : public engine::TokenSink {
   pb::GenerateResponse out_;
 };
 
-GenerateReactor::GenerateReactor(engine::Engine* engine, const pb::GenerateRequest& request)
-    : state_(std::make_shared<StreamState>(this)) {
+GenerateReactor::GenerateReactor(engine::Engine* engine, ModelMetrics* metrics,
+                                 std::chrono::system_clock::time_point deadline,
+                                 const pb::GenerateRequest& request)
+    : state_(std::make_shared<StreamState>(this, metrics, deadline)) {
+  // Arrival, for queue time and TTFT: before tokenization, as vLLM's front end stamps it.
+  const auto arrival = std::chrono::steady_clock::now();
   absl::StatusOr<engine::GenerationRequest> converted = FromProto(request, *engine);
   if (!converted.ok()) {
-    state_->FailNow(ToGrpcStatus(converted.status()));
+    state_->FailNow(converted.status());
     return;
   }
+  converted->arrival_time = arrival;
   static std::atomic<uint64_t> counter{0};
   if (converted->request_id.empty()) {
     converted->request_id = absl::StrCat("gen-", counter.fetch_add(1) + 1);
@@ -202,7 +230,7 @@ GenerateReactor::GenerateReactor(engine::Engine* engine, const pb::GenerateReque
   state_->SetRequestId(converted->request_id);
   absl::StatusOr<engine::RequestId> id = engine->Submit(std::move(*converted), state_);
   if (!id.ok()) {
-    state_->FailNow(ToGrpcStatus(id.status()));
+    state_->FailNow(id.status());
     return;
   }
   state_->Started(engine, *id);

@@ -12,19 +12,25 @@
 #ifndef KVSERVE_SERVER_GENERATE_REACTOR_H_
 #define KVSERVE_SERVER_GENERATE_REACTOR_H_
 
+#include <chrono>
 #include <memory>
 
 #include "engine/engine.h"
 #include "grpcpp/grpcpp.h"
 #include "kvserve/v1/kvserve.pb.h"
+#include "server/metrics.h"
 
 namespace kvserve::server {
 
 class GenerateReactor : public grpc::ServerWriteReactor<kvserve::v1::GenerateResponse> {
  public:
   // Validates, converts and submits `request` to `engine`; on failure finishes the call at once
-  // with the error. `engine` must outlive the call.
-  GenerateReactor(engine::Engine* engine, const kvserve::v1::GenerateRequest& request);
+  // with the error. `engine` and `metrics` (the model's series; may be null) must outlive the call,
+  // which counts its outcome there exactly once. `deadline` is the call's (tells a cancel caused by
+  // the deadline from a client's cancel).
+  GenerateReactor(engine::Engine* engine, ModelMetrics* metrics,
+                  std::chrono::system_clock::time_point deadline,
+                  const kvserve::v1::GenerateRequest& request);
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;

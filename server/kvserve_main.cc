@@ -2,11 +2,13 @@
 //
 //   kvserve [--listen=HOST:PORT] [--model=[NAME=]DIR ...] [flags]
 //
-// SIGINT / SIGTERM: readiness goes NOT_SERVING, the listener closes, in-flight streams get
-// --shutdown-timeout seconds to finish, then the process exits 0.
+// SIGINT / SIGTERM: readiness goes NOT_SERVING, new calls get UNAVAILABLE, the listener closes,
+// in-flight streams get --shutdown-timeout seconds to finish (those still running then end with
+// UNAVAILABLE), then the process exits 0.
 #include <signal.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -33,7 +35,10 @@ int Run(int argc, char** argv) {
   bool prefix_caching = options.engine.enable_prefix_caching;
   bool reflection = options.enable_reflection;
   double shutdown_timeout = 30.0;
+  double max_connection_age = 0;
   std::string log_level = "info";
+  std::string metrics_address = "0.0.0.0:9464";
+  bool log_requests = false;
 
   FlagSet flags("kvserve",
                 "Serves decoder language models over gRPC (kvserve.v1.KvServe, grpc.health.v1, "
@@ -62,7 +67,15 @@ int Run(int argc, char** argv) {
   flags.AddBool("reflection", &reflection, "serve gRPC server reflection (v1alpha)");
   flags.AddDouble("shutdown-timeout", &shutdown_timeout,
                   "seconds in-flight streams may run after SIGTERM");
+  flags.AddDouble("max-connection-age", &max_connection_age,
+                  "seconds after which a client connection is sent GOAWAY, so clients re-resolve "
+                  "and spread over new replicas; its streams finish first (0 = never)");
   flags.AddString("log-level", &log_level, "debug, info, warning or error");
+  flags.AddString("metrics-address", &metrics_address,
+                  "serve Prometheus metrics on http://HOST:PORT/metrics (port 0 picks a free "
+                  "port; empty = off)");
+  flags.AddBool("log-requests", &log_requests,
+                "write one JSON line per finished request to stderr");
 
   absl::Status parsed = flags.Parse(argc, argv, 1, nullptr);
   if (flags.help_requested()) {
@@ -80,15 +93,20 @@ int Run(int argc, char** argv) {
     return 2;
   }
   kvserve::base::SetMinLogSeverity(severity);
-  if (max_running < 1 || max_queued < 0 || prefill_chunk < 1 || threads < 0 ||
-      kv_cache_bytes < 0 || block_size < 1 || block_size > 1024 ||
-      !(shutdown_timeout >= 0)) {
+  if (max_running < 1 || max_queued < 0 || prefill_chunk < 1 || threads < 0 || kv_cache_bytes < 0 ||
+      block_size < 1 || block_size > 1024 || !(shutdown_timeout >= 0)) {
     std::fprintf(stderr,
                  "kvserve: --max-running-requests and --prefill-chunk-tokens must be >= 1, "
                  "--max-queued-requests, --threads, --kv-cache-bytes and --shutdown-timeout >= 0, "
                  "--block-size in [1, 1024]\n");
     return 2;
   }
+  // gRPC takes the age in int milliseconds.
+  if (!(max_connection_age >= 0 && max_connection_age <= 2e6)) {
+    std::fprintf(stderr, "kvserve: --max-connection-age must be in [0, 2000000] seconds\n");
+    return 2;
+  }
+  options.max_connection_age = std::chrono::milliseconds(std::llround(max_connection_age * 1000));
   options.engine.max_running_requests = static_cast<int32_t>(max_running);
   options.engine.max_queued_requests = static_cast<int32_t>(max_queued);
   options.engine.prefill_chunk_tokens = static_cast<int32_t>(prefill_chunk);
@@ -98,6 +116,8 @@ int Run(int argc, char** argv) {
   options.engine.block_size = static_cast<int32_t>(block_size);
   options.engine.enable_prefix_caching = prefix_caching;
   options.enable_reflection = reflection;
+  options.metrics_address = metrics_address;
+  options.log_requests = log_requests;
   for (const std::string& m : models) options.models.push_back(kvserve::server::ParseModelSpec(m));
 
   // Block the shutdown signals in every thread (threads inherit the mask) and wait for them here.
@@ -114,6 +134,10 @@ int Run(int argc, char** argv) {
   }
   KV_LOG(INFO) << "kvserve listening on " << options.listen_address << " (port "
                << (*server)->port() << "), " << (*server)->models().engines().size() << " model(s)";
+  if (!metrics_address.empty()) {
+    KV_LOG(INFO) << "metrics on http://" << metrics_address.substr(0, metrics_address.rfind(':'))
+                 << ":" << (*server)->metrics_port() << "/metrics";
+  }
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

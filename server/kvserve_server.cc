@@ -1,9 +1,13 @@
 #include "server/kvserve_server.h"
 
+#include <atomic>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "base/logging.h"
 #include "base/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -20,17 +24,31 @@ namespace pb = ::kvserve::v1;
 // The unary methods are quick (no engine round trip) and answer inline.
 class KvServer::Service final : public pb::KvServe::CallbackService {
  public:
-  explicit Service(const ModelRegistry* registry) : registry_(registry) {}
+  Service(const ModelRegistry* registry, PrometheusMetrics* metrics)
+      : registry_(registry), metrics_(metrics) {}
+
+  // From now on Generate answers UNAVAILABLE; streams already started are not affected.
+  void StartDraining() { draining_.store(true); }
 
   grpc::ServerWriteReactor<pb::GenerateResponse>* Generate(
-      grpc::CallbackServerContext* /*context*/, const pb::GenerateRequest* request) override {
+      grpc::CallbackServerContext* context, const pb::GenerateRequest* request) override {
+    if (draining_.load()) {
+      if (ModelMetrics* m = MetricsFor(request->model())) m->CountFailure(FailureReason::kRejected);
+      // UNAVAILABLE is the code clients may retry on another replica: nothing was generated.
+      auto* reactor = new FailedGenerate();
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                   "server is draining: send the request to another replica"));
+      return reactor;
+    }
     absl::StatusOr<engine::Engine*> engine = registry_->Find(request->model());
     if (!engine.ok()) {
+      metrics_->CountUnknownModel();
       auto* reactor = new FailedGenerate();
       reactor->Finish(ToGrpcStatus(engine.status()));
       return reactor;
     }
-    return new GenerateReactor(*engine, *request);
+    return new GenerateReactor(*engine, metrics_->ForModel((*engine)->info().name),
+                               context->deadline(), *request);
   }
 
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
@@ -70,13 +88,32 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
     void OnDone() override { delete this; }
   };
 
+  // The series of the model `name` resolves to; null for an unknown model.
+  ModelMetrics* MetricsFor(const std::string& name) const {
+    absl::StatusOr<engine::Engine*> engine = registry_->Find(name);
+    return engine.ok() ? metrics_->ForModel((*engine)->info().name) : nullptr;
+  }
+
   const ModelRegistry* registry_;
+  PrometheusMetrics* const metrics_;
+  std::atomic<bool> draining_{false};
 };
 
 absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& options) {
   std::unique_ptr<KvServer> server(new KvServer());
-  KV_ASSIGN_OR_RETURN(server->registry_, ModelRegistry::Create(options.models, options.engine));
-  server->service_ = std::make_unique<Service>(server->registry_.get());
+  if (options.log_requests) server->request_log_ = std::make_shared<RequestLog>();
+  server->metrics_ = std::make_unique<PrometheusMetrics>();
+  KV_ASSIGN_OR_RETURN(
+      server->registry_,
+      ModelRegistry::Create(options.models, options.engine,
+                            [&server](const std::string& name, const engine::ModelConfig& config) {
+                              return server->metrics_->AddModel(
+                                  name, config.max_position_embeddings, server->request_log_);
+                            }));
+  for (const auto& engine : server->registry_->engines()) {
+    server->metrics_->SetEngineInfo(engine->info(), options.engine);
+  }
+  server->service_ = std::make_unique<Service>(server->registry_.get(), server->metrics_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   if (options.enable_reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -85,6 +122,10 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
                            &server->port_);
   builder.RegisterService(server->service_.get());
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  if (options.max_connection_age.count() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                               static_cast<int>(options.max_connection_age.count()));
+  }
   // Let clients keep idle channels warm without being sent GOAWAY for pinging.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
@@ -94,6 +135,14 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
     return absl::UnavailableError(absl::StrCat(
         "--listen: cannot listen on ", options.listen_address, " (address in use or invalid)"));
   }
+  // After the gRPC port, so that a taken --listen address is the error reported when both are.
+  if (!options.metrics_address.empty()) {
+    if (absl::Status s = server->metrics_->Serve(options.metrics_address); !s.ok()) {
+      server->server_->Shutdown(std::chrono::system_clock::now());
+      server->registry_->Shutdown();
+      return s;
+    }
+  }
   grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
   health->SetServingStatus("", true);
   health->SetServingStatus(kServiceName, true);
@@ -102,6 +151,18 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
 
 KvServer::~KvServer() { Shutdown(std::chrono::system_clock::now()); }
 
+// How long the streams ended at the drain deadline get to deliver their UNAVAILABLE status before
+// gRPC cancels whatever is still open.
+constexpr std::chrono::milliseconds kFinalStatusGrace(1000);
+
+// The drain, from the call on:
+//   now        readiness NOT_SERVING; Generate answers UNAVAILABLE; gRPC closes the listener and
+//              sends GOAWAY, so clients start new calls on other replicas while the streams in
+//              flight go on (engines keep running)
+//   ...        returns as soon as the last call has finished
+//   deadline   engines stop: unfinished streams end with UNAVAILABLE "the server is shutting down"
+//              (gRPC alone would cancel them, which clients read as CANCELLED)
+//   + grace    gRPC cancels anything still open
 void KvServer::Shutdown(std::chrono::system_clock::time_point deadline) {
   if (shut_down_) return;
   shut_down_ = true;
@@ -109,8 +170,25 @@ void KvServer::Shutdown(std::chrono::system_clock::time_point deadline) {
     grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
     health->SetServingStatus(kServiceName, false);
     health->SetServingStatus("", false);
-    // Engines are still running here, so in-flight streams can complete until the deadline.
-    server_->Shutdown(deadline);
+    service_->StartDraining();
+    absl::Notification calls_done;
+    std::thread grpc_shutdown([&] {
+      server_->Shutdown(deadline + kFinalStatusGrace);
+      calls_done.Notify();
+    });
+    if (!calls_done.WaitForNotificationWithDeadline(absl::FromChrono(deadline))) {
+      int64_t unfinished = 0;
+      for (const auto& engine : registry_->engines()) {
+        const engine::EngineStats stats = engine->stats();
+        unfinished += stats.num_running + stats.num_waiting;
+      }
+      if (unfinished > 0) {
+        KV_LOG(INFO) << "drain deadline reached: ending " << unfinished
+                     << " unfinished request(s) with UNAVAILABLE";
+      }
+      registry_->Shutdown();
+    }
+    grpc_shutdown.join();
   }
   if (registry_ != nullptr) registry_->Shutdown();
 }

@@ -16,7 +16,9 @@
 #include "absl/status/statusor.h"
 #include "engine/engine.h"
 #include "grpcpp/grpcpp.h"
+#include "server/metrics.h"
 #include "server/model_registry.h"
+#include "server/request_log.h"
 
 namespace kvserve::server {
 
@@ -28,6 +30,15 @@ struct ServerOptions {
   engine::EngineOptions engine;
   bool enable_reflection = true;
   int max_receive_message_bytes = 4 << 20;
+  // Connections older than this get GOAWAY (gRPC adds +-10% jitter), so clients re-resolve the
+  // service name and spread over replicas added since; their streams in flight finish on the old
+  // connection (no grace limit). Zero: never.
+  std::chrono::milliseconds max_connection_age{0};
+  // Serves Prometheus metrics on http://ADDRESS/metrics (port 0 picks a free port); empty: not
+  // served (the series are still kept, see metrics()).
+  std::string metrics_address;
+  // One JSON line per finished request on stderr (server/request_log.h).
+  bool log_requests = false;
 };
 
 class KvServer {
@@ -38,9 +49,14 @@ class KvServer {
   // The port actually bound (useful with port 0).
   int port() const { return port_; }
   const ModelRegistry& models() const { return *registry_; }
+  // The port /metrics is served on; 0 when ServerOptions::metrics_address is empty.
+  int metrics_port() const { return metrics_->port(); }
+  const PrometheusMetrics& metrics() const { return *metrics_; }
 
-  // Readiness goes NOT_SERVING, the listener closes, in-flight calls get until `deadline` to finish
-  // and are then cancelled; engines stop. Idempotent.
+  // Drains, then stops: health goes NOT_SERVING, new Generate calls get UNAVAILABLE, the listener
+  // closes and clients are sent GOAWAY; in-flight streams run on and the call returns as soon as
+  // they are done. Streams still running at `deadline` end with UNAVAILABLE. Engines stop.
+  // Idempotent. Blocks until done (at most about a second past `deadline`).
   void Shutdown(std::chrono::system_clock::time_point deadline);
   // Blocks until Shutdown has completed.
   void Wait();
@@ -49,6 +65,9 @@ class KvServer {
   class Service;
   KvServer() = default;
 
+  // Declared first, destroyed last: engines report to them until they stop.
+  std::shared_ptr<RequestLog> request_log_;  // null unless log_requests
+  std::unique_ptr<PrometheusMetrics> metrics_;
   std::unique_ptr<ModelRegistry> registry_;
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;

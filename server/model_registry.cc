@@ -27,7 +27,8 @@ ModelSpec ParseModelSpec(std::string_view flag_value) {
 }
 
 absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
-    const std::vector<ModelSpec>& specs, const engine::EngineOptions& options) {
+    const std::vector<ModelSpec>& specs, const engine::EngineOptions& options,
+    const ObserverFactory& make_observer) {
   std::vector<ModelSpec> to_load = specs;
   if (to_load.empty()) to_load.push_back(ModelSpec{});
   auto registry = std::make_unique<ModelRegistry>();
@@ -47,13 +48,17 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
             absl::StrCat("--model: two models are named '", name, "'; use NAME=DIR to rename one"));
       }
     }
-    KV_ASSIGN_OR_RETURN(auto engine, engine::Engine::Create(name, std::move(loaded), options));
+    engine::EngineOptions engine_options = options;
+    if (make_observer) engine_options.observer = make_observer(name, loaded.model->config());
+    KV_ASSIGN_OR_RETURN(auto engine,
+                        engine::Engine::Create(name, std::move(loaded), engine_options));
     const engine::ModelInfo& info = engine->info();
     KV_LOG(INFO) << "model '" << info.name << "': " << info.config.architecture << " "
                  << info.config.AttentionKind() << ", " << info.num_parameters << " parameters, "
                  << info.kv_cache_bytes_per_token << " KV bytes/token, from " << info.source
-                 << "; KV cache " << info.kv_cache_bytes / (1 << 20) << " MiB = "
-                 << info.kv_cache_blocks << " blocks of " << info.block_size << " tokens";
+                 << "; KV cache " << info.kv_cache_bytes / (1 << 20)
+                 << " MiB = " << info.kv_cache_blocks << " blocks of " << info.block_size
+                 << " tokens";
     registry->engines_.push_back(std::move(engine));
   }
   return registry;

@@ -4,6 +4,7 @@
 #ifndef KVSERVE_SERVER_MODEL_REGISTRY_H_
 #define KVSERVE_SERVER_MODEL_REGISTRY_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -24,9 +25,15 @@ ModelSpec ParseModelSpec(std::string_view flag_value);
 
 class ModelRegistry {
  public:
-  // Loads every model (the embedded default when `specs` is empty) and starts its engine.
+  // The observer for a model's engine (EngineOptions::observer), given its name and config.
+  using ObserverFactory = std::function<std::shared_ptr<engine::EngineObserver>(
+      const std::string& name, const engine::ModelConfig& config)>;
+
+  // Loads every model (the embedded default when `specs` is empty) and starts its engine, with an
+  // observer from `make_observer` when it is set.
   static absl::StatusOr<std::unique_ptr<ModelRegistry>> Create(
-      const std::vector<ModelSpec>& specs, const engine::EngineOptions& options);
+      const std::vector<ModelSpec>& specs, const engine::EngineOptions& options,
+      const ObserverFactory& make_observer = nullptr);
 
   // The engine serving `name`; the first model for an empty name. NOT_FOUND names the known models.
   absl::StatusOr<engine::Engine*> Find(std::string_view name) const;
