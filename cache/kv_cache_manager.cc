@@ -92,24 +92,32 @@ int32_t KvCacheManager::AttachCachedPrefix(SequenceCache& seq, absl::Span<const 
   const int32_t bs = spec_.block_size;
   const int32_t max_blocks =
       std::min<int32_t>(std::max(max_tokens, 0), static_cast<int32_t>(tokens.size())) / bs;
+  // Walk the cached chain; with recurrent layers the usable prefix ends at the last block whose
+  // state checkpoint exists (checkpoints are saved where steps end, not at every block).
+  std::vector<BlockId> hits;
+  std::vector<BlockHash> hashes;
   BlockHash parent = seq.root;
+  size_t usable = 0;
   for (int32_t i = 0; i < max_blocks; ++i) {
     absl::Span<const int32_t> block_tokens = tokens.subspan(int64_t{i} * bs, bs);
     const BlockHash hash = HashBlock(parent, block_tokens);
     std::optional<BlockId> hit = pool_.FindCached(hash, parent, block_tokens);
     if (!hit.has_value()) break;
-    // Recurrent layers can resume only from a saved state at this exact boundary.
-    if (spec_.HasRecurrentLayers() && !state_.HasCheckpoint(hash)) break;
-    pool_.Ref(*hit);
-    seq.blocks.push_back(*hit);
+    hits.push_back(*hit);
+    hashes.push_back(hash);
+    if (!spec_.HasRecurrentLayers() || state_.HasCheckpoint(hash)) usable = hits.size();
     parent = hash;
   }
-  const int32_t num_hit_blocks = static_cast<int32_t>(seq.blocks.size());
+  for (size_t i = 0; i < usable; ++i) {
+    pool_.Ref(hits[i]);
+    seq.blocks.push_back(hits[i]);
+  }
+  const int32_t num_hit_blocks = static_cast<int32_t>(usable);
   seq.num_slots = num_hit_blocks * bs;
   seq.num_committed_blocks = num_hit_blocks;
-  seq.last_hash = parent;
+  seq.last_hash = usable > 0 ? hashes[usable - 1] : seq.root;
   if (spec_.HasRecurrentLayers() && num_hit_blocks > 0) {
-    KV_CHECK(state_.RestoreCheckpoint(parent, seq.state_slot));
+    KV_CHECK(state_.RestoreCheckpoint(seq.last_hash, seq.state_slot));
   }
   prefix_hit_tokens_ += seq.num_slots;
   return seq.num_slots;
@@ -202,8 +210,7 @@ std::optional<SequenceCache> KvCacheManager::Fork(const SequenceCache& seq) {
 }
 
 float* KvCacheManager::LayerData(int32_t layer) {
-  KV_CHECK(arenas_[layer] != nullptr)
-      << "layer " << layer << " is not paged";
+  KV_CHECK(arenas_[layer] != nullptr) << "layer " << layer << " is not paged";
   return arenas_[layer].get();
 }
 

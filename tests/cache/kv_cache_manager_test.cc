@@ -220,6 +220,27 @@ TEST(KvCacheManagerTest, RecurrentLayersGetPrefixHitsThroughStateCheckpoints) {
   EXPECT_NE(second.state_slot, first.state_slot);
 }
 
+TEST(KvCacheManagerTest, RecurrentPrefixEndsAtTheLastCheckpointNotTheFirstGap) {
+  CacheSpec spec;
+  spec.block_size = 2;
+  spec.layers = {LayerMemory::AttentionKv(1, 2), LayerMemory::RecurrentState(3)};
+  auto m = Make(spec, 8, /*max_checkpoints=*/4);
+  const auto prompt = Tokens(50, 9);
+  auto first = *m->Begin(0);
+  ASSERT_TRUE(m->AllocateSlots(first, 9));
+  m->StateData(1, first)[0] = 6.0f;
+  m->Commit(first, prompt, 6);  // one chunk of 6: blocks 0-2 full, a checkpoint only after block 2
+  m->StateData(1, first)[0] = 9.0f;
+  m->Commit(first, prompt, 9);
+  auto second = *m->Begin(0);
+  EXPECT_EQ(m->AttachCachedPrefix(second, prompt, 8), 6);
+  EXPECT_EQ(m->StateData(1, second)[0], 6.0f);
+  EXPECT_EQ(second.blocks.size(), 3u);
+  m->Free(second);
+  m->Free(first);
+  EXPECT_EQ(m->stats().num_used_blocks, 0);
+}
+
 TEST(KvCacheManagerTest, RecurrentPrefixStopsWhereNoCheckpointExists) {
   CacheSpec spec;
   spec.block_size = 2;
