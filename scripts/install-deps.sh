@@ -3,8 +3,8 @@
 #
 #   scripts/install-deps.sh [build] [test] [sanitize] [python] [runtime] [image]  (default: build)
 #
-#   build    compilers, CMake, gRPC/protobuf, oneDNN, Abseil, nlohmann-json, prometheus-cpp: what
-#            `kvserve` needs
+#   build    compilers, CMake, gRPC/protobuf, oneDNN, Abseil, nlohmann-json, prometheus-cpp, FFTW
+#            (S4 convolution): what `kvserve` needs
 #   test     GoogleTest/GMock, Google Benchmark, promtool (in Debian's prometheus package),
 #            yamllint (tests/deploy/check_manifests.sh)
 #   sanitize clang 14 and its sanitizer runtimes (ASan, UBSan, TSan)
@@ -18,19 +18,27 @@ set -euo pipefail
 declare -A groups=(
   [build]="g++ cmake ninja-build ccache pkg-config git libgrpc++-dev protobuf-compiler-grpc
            libprotobuf-dev protobuf-compiler grpc-proto libdnnl-dev libabsl-dev nlohmann-json3-dev
-           prometheus-cpp-dev"
+           prometheus-cpp-dev libfftw3-dev"
   [test]="libgtest-dev libgmock-dev libbenchmark-dev prometheus yamllint"
   [sanitize]="clang-14 libclang-rt-14-dev"
   [image]="podman runc mmdebstrap"
   [python]="python3-torch python3-numpy python3-grpcio python3-protobuf libopenblas0-pthread"
   [runtime]="libgrpc++1.51 libgrpc29 libprotobuf32 libdnnl2 libabsl20220623 libgomp1
-             libprometheus-cpp-pull1.0 libprometheus-cpp-core1.0"
+             libprometheus-cpp-pull1.0 libprometheus-cpp-core1.0 libfftw3-double3"
 )
 
 wanted=()
 for group in "${@:-build}"; do
   [[ -n "${groups[$group]+x}" ]] || { echo "install-deps: unknown group '$group'" >&2; exit 2; }
   wanted+=(${groups[$group]})
+done
+
+# The manifest schema check (tests/deploy) needs Node.js and npm. Machines that already have them
+# (e.g. from NodeSource, whose nodejs bundles npm) must not get Debian's npm, which conflicts.
+for group in "${@:-build}"; do
+  if [[ "$group" == test ]] && ! command -v npm >/dev/null; then
+    wanted+=(nodejs npm)
+  fi
 done
 
 missing=()
