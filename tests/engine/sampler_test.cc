@@ -13,22 +13,7 @@
 
 #include "absl/types/span.h"
 #include "gtest/gtest.h"
-
-// Counts every global operator new in this test binary, so the no-allocation-after-warm-up contract
-// is checked rather than assumed. Plain malloc/free underneath; sanitizers still see the calls.
-// noinline: once inlined, GCC 12 pairs the callers' `new` with our free() and warns
-// (-Wmismatched-new-delete) at -O2.
-namespace {
-std::size_t g_num_allocations = 0;
-}  // namespace
-
-[[gnu::noinline]] void* operator new(std::size_t size) {
-  ++g_num_allocations;
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#include "tests/testing/allocation_counter.h"
 
 namespace kvserve::engine {
 namespace {
@@ -469,14 +454,15 @@ TEST(SamplerTest, DoesNotAllocateAfterFirstCallForAVocabSize) {
     Sampler sampler(params, 5);
     scratch = inputs[0];
     sampler.Sample(absl::MakeSpan(scratch));  // warm-up sizes the scratch buffers
-    const size_t before = g_num_allocations;
+    const size_t before = kvserve::testing::NumAllocations();
     for (const std::vector<float>& logits : inputs) {
       std::copy(logits.begin(), logits.end(), scratch.begin());
       sampler.Sample(absl::MakeSpan(scratch));
     }
     // Smaller vocabularies reuse the same buffers.
     sampler.Sample(absl::MakeSpan(scratch).subspan(0, 100));
-    EXPECT_EQ(g_num_allocations, before) << "top_k " << params.top_k << " top_p " << params.top_p;
+    EXPECT_EQ(kvserve::testing::NumAllocations(), before)
+        << "top_k " << params.top_k << " top_p " << params.top_p;
   }
 }
 

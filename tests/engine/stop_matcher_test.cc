@@ -15,22 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/utf8_stream.h"
 #include "gtest/gtest.h"
-
-// Counts every global operator new in this test binary, so "no allocation per token once warm" is
-// checked rather than assumed. Plain malloc/free underneath; sanitizers still see the calls.
-// noinline: once inlined, GCC 12 pairs the callers' `new` with our free() and warns
-// (-Wmismatched-new-delete) at -O2.
-namespace {
-std::size_t g_num_allocations = 0;
-}  // namespace
-
-[[gnu::noinline]] void* operator new(std::size_t size) {
-  ++g_num_allocations;
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#include "tests/testing/allocation_counter.h"
 
 namespace kvserve::engine {
 
@@ -228,11 +213,11 @@ TEST(StopStringMatcherTest, DoesNotAllocateForTokenSizedPiecesOnceWarm) {
   const std::vector<std::string> pieces = {"The", " <|e", "n", "d", "!", " <|", "eo", "x", "."};
   StopStringMatcher matcher({"<|end|>", "<|eot|>"});
   for (const std::string& piece : pieces) matcher.Push(piece);
-  const size_t before = g_num_allocations;
+  const size_t before = kvserve::testing::NumAllocations();
   size_t total = 0;
   for (const std::string& piece : pieces) total += matcher.Push(piece).text.size();
   total += matcher.Flush().text.size();
-  EXPECT_EQ(g_num_allocations, before);
+  EXPECT_EQ(kvserve::testing::NumAllocations(), before);
   EXPECT_EQ(total, 17u);  // the whole second pass came out, nothing stuck
 }
 

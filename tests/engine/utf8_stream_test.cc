@@ -14,22 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-
-// Counts every global operator new in this test binary, so "no allocation per token once warm" is
-// checked rather than assumed. Plain malloc/free underneath; sanitizers still see the calls.
-// noinline: once inlined, GCC 12 pairs the callers' `new` with our free() and warns
-// (-Wmismatched-new-delete) at -O2.
-namespace {
-std::size_t g_num_allocations = 0;
-}  // namespace
-
-[[gnu::noinline]] void* operator new(std::size_t size) {
-  ++g_num_allocations;
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
-[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#include "tests/testing/allocation_counter.h"
 
 namespace kvserve::engine {
 namespace {
@@ -360,10 +345,10 @@ TEST(Utf8StreamDecoderTest, DoesNotAllocateForTokenSizedPieces) {
                                            "\x96\xF0\x9F", "\x98\x80", "!"};
   Utf8StreamDecoder decoder;
   size_t total = 0;
-  const size_t before = g_num_allocations;
+  const size_t before = kvserve::testing::NumAllocations();
   for (const std::string& piece : pieces) total += decoder.Push(piece).size();
   total += decoder.Flush().size();
-  EXPECT_EQ(g_num_allocations, before);
+  EXPECT_EQ(kvserve::testing::NumAllocations(), before);
   EXPECT_EQ(total, 20u);
 }
 

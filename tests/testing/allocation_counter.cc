@@ -1,0 +1,24 @@
+#include "tests/testing/allocation_counter.h"
+
+#include <cstdlib>
+#include <new>
+
+namespace {
+std::size_t g_num_allocations = 0;
+}  // namespace
+
+// noinline: once inlined, GCC 12 pairs the callers' `new` with our free() and warns
+// (-Wmismatched-new-delete) at -O2.
+[[gnu::noinline]] void* operator new(std::size_t size) {
+  ++g_num_allocations;
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+namespace kvserve::testing {
+
+std::size_t NumAllocations() { return g_num_allocations; }
+
+}  // namespace kvserve::testing
