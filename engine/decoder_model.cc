@@ -26,6 +26,32 @@ absl::StatusOr<std::vector<float>> LoadVector(const WeightSource& weights, const
   return w;
 }
 
+// An S4 layer's SSM parameters (docs/model-format.md): channels = hidden_size, M complex modes.
+absl::StatusOr<std::unique_ptr<S4Layer>> LoadS4(const ModelConfig& config,
+                                                const WeightSource& weights,
+                                                const std::string& prefix, int64_t* count) {
+  const int64_t h = config.hidden_size;
+  const int64_t m = config.s4->state_size / 2;
+  S4Params params;
+  params.channels = h;
+  params.modes = m;
+  params.discretization =
+      config.s4->bilinear ? S4Discretization::kBilinear : S4Discretization::kZoh;
+  KV_ASSIGN_OR_RETURN(params.log_dt, weights(prefix + "log_dt", {h}));
+  KV_ASSIGN_OR_RETURN(params.a_real, weights(prefix + "A_real", {h, m}));
+  KV_ASSIGN_OR_RETURN(params.a_imag, weights(prefix + "A_imag", {h, m}));
+  KV_ASSIGN_OR_RETURN(params.b, weights(prefix + "B", {h, m, 2}));
+  KV_ASSIGN_OR_RETURN(params.c, weights(prefix + "C", {h, m, 2}));
+  KV_ASSIGN_OR_RETURN(params.d, weights(prefix + "D", {h}));
+  *count += h * (2 + 6 * m);
+  auto layer = S4Layer::Create(std::move(params));
+  if (!layer.ok()) {
+    return absl::Status(layer.status().code(),
+                        absl::StrCat(prefix, ": ", layer.status().message()));
+  }
+  return layer;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DecoderModel>> DecoderModel::Create(const ModelConfig& config,
@@ -49,7 +75,11 @@ absl::StatusOr<std::unique_ptr<DecoderModel>> DecoderModel::Create(const ModelCo
                         LoadVector(weights, p + "input_layernorm.weight", hidden, &count));
     Layer layer;
     layer.attn_norm = std::move(attn_norm);
-    if (config.mla.has_value()) {
+    if (config.layer_type(i) == LayerType::kS4) {
+      KV_ASSIGN_OR_RETURN(layer.s4, LoadS4(config, weights, p + "s4.", &count));
+      KV_ASSIGN_OR_RETURN(layer.s4_out_proj,
+                          LoadLinear(weights, p + "s4.out_proj.weight", hidden, hidden, &count));
+    } else if (config.mla.has_value()) {
       KV_ASSIGN_OR_RETURN(layer.mla, MlaAttention::Create(config, weights, p, &count));
     } else {
       KV_ASSIGN_OR_RETURN(
@@ -118,6 +148,7 @@ void DecoderModel::Reserve(int64_t n, int64_t context) {
   k_.resize(n * int64_t{config_.num_key_value_heads} * config_.head_dim);
   v_.resize(n * int64_t{config_.num_key_value_heads} * config_.head_dim);
   attn_.resize(n * q_dim);
+  s4_out_.resize(n * hidden);
   gate_.resize(n * config_.intermediate_size);
   up_.resize(n * config_.intermediate_size);
   proj_.resize(n * hidden);
@@ -127,11 +158,17 @@ void DecoderModel::Reserve(int64_t n, int64_t context) {
 cache::CacheSpec DecoderModel::CacheSpec(int32_t block_size) const {
   cache::CacheSpec spec;
   spec.block_size = block_size;
-  spec.layers.assign(
-      config_.num_hidden_layers,
-      config_.mla.has_value()
-          ? cache::LayerMemory::MlaLatent(config_.mla->kv_lora_rank, config_.mla->qk_rope_head_dim)
-          : cache::LayerMemory::AttentionKv(config_.num_key_value_heads, config_.head_dim));
+  for (int32_t l = 0; l < config_.num_hidden_layers; ++l) {
+    if (layers_[l].s4 != nullptr) {
+      spec.layers.push_back(cache::LayerMemory::RecurrentState(layers_[l].s4->state_floats()));
+    } else if (config_.mla.has_value()) {
+      spec.layers.push_back(
+          cache::LayerMemory::MlaLatent(config_.mla->kv_lora_rank, config_.mla->qk_rope_head_dim));
+    } else {
+      spec.layers.push_back(
+          cache::LayerMemory::AttentionKv(config_.num_key_value_heads, config_.head_dim));
+    }
+  }
   return spec;
 }
 
@@ -165,7 +202,18 @@ void DecoderModel::Forward(absl::Span<const int32_t> tokens, int32_t start_pos,
   for (int32_t l = 0; l < config_.num_hidden_layers; ++l) {
     Layer& layer = layers_[l];
     RmsNorm(x_.data(), layer.attn_norm.data(), n, hidden, config_.rms_norm_eps, h_.data());
-    if (layer.mla != nullptr) {
+    if (layer.s4 != nullptr) {
+      // Convolution mode for a prefill chunk, recurrent mode for one token; the sequence's state
+      // slot carries the SSM state between calls.
+      float* state = cache.StateData(l, seq);
+      if (n > 1) {
+        layer.s4->Prefill(h_.data(), n, state, s4_out_.data());  // {n, hidden}
+      } else {
+        layer.s4->Step(h_.data(), state, s4_out_.data());
+      }
+      Gelu(s4_out_.data(), n * hidden);
+      layer.s4_out_proj->Forward(s4_out_.data(), n, proj_.data());  // {n, hidden}
+    } else if (layer.mla != nullptr) {
       layer.mla->Forward(h_.data(), n, start_pos, mla_rope_table_.data(), cache, seq, l,
                          proj_.data());  // {n, hidden}
     } else {

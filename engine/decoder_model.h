@@ -1,12 +1,13 @@
 // DecoderModel: the decoder-only transformers of Hugging Face's LlamaForCausalLM and
-// DeepseekV2ForCausalLM (dense MLP layers), in f32.
+// DeepseekV2ForCausalLM (dense MLP layers), and kvserve's attention/S4 hybrids, in f32.
 //
-//   x = embed(tokens)                                  {n, hidden}
-//   per layer:  x += attention(RMSNorm(x))     GQA: o_proj(GQA(RoPE(q_proj h), RoPE(k_proj h),
-//   v_proj h))
-//                                              MLA: MlaAttention (latent cache, mla_attention.h)
-//               x += down_proj(silu(gate_proj(h)) * up_proj(h))                  h = RMSNorm(x)
-//   logits = lm_head(RMSNorm(x))                        {n, vocab}  (lm_head = embed when tied)
+//   x = embed(tokens)                                     {n, hidden}
+//   per layer:  x += mixer(h),  h = RMSNorm(x), mixer one of
+//                 GQA  o_proj(GQA(RoPE(q_proj h), RoPE(k_proj h), v_proj h))     paged K/V
+//                 MLA  MlaAttention (mla_attention.h)                           paged latent
+//                 S4   out_proj(GELU(S4(h) + D·h)) (s4_layer.h)                  recurrent state
+//               x += down_proj(silu(gate_proj(h)) * up_proj(h)),  h = RMSNorm(x)
+//   logits = lm_head(RMSNorm(x))                          {n, vocab}  (lm_head = embed when tied)
 //
 // Weights come from a WeightSource, so a checkpoint on disk and the embedded seeded-random default
 // model are built by exactly the same code.
@@ -31,6 +32,7 @@
 #include "engine/mla_attention.h"
 #include "engine/model_config.h"
 #include "engine/ops.h"
+#include "engine/s4_layer.h"
 #include "engine/weight_source.h"
 
 namespace kvserve::engine {
@@ -62,6 +64,8 @@ class DecoderModel {
     std::optional<Linear> v_proj;       // GQA: [kv_heads*head_dim, hidden]
     std::optional<Linear> o_proj;       // GQA: [hidden, heads*head_dim]
     std::unique_ptr<MlaAttention> mla;  // MLA layers instead of the four above
+    std::unique_ptr<S4Layer> s4;        // S4 layers instead of attention
+    std::optional<Linear> s4_out_proj;  // S4: [hidden, hidden] after GELU
     std::vector<float> mlp_norm;        // [hidden]
     std::optional<Linear> gate_proj;    // [intermediate, hidden]
     std::optional<Linear> up_proj;      // [intermediate, hidden]
@@ -96,6 +100,7 @@ class DecoderModel {
   std::vector<float> k_;               // [n, kv_heads*head_dim]
   std::vector<float> v_;               // [n, kv_heads*head_dim]
   std::vector<float> attn_;            // [n, heads*head_dim]
+  std::vector<float> s4_out_;          // [n, hidden] S4 output before out_proj
   std::vector<float> gate_;            // [n, intermediate]
   std::vector<float> up_;              // [n, intermediate]
   std::vector<float> proj_;            // [n, hidden]

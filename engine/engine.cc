@@ -74,27 +74,31 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedM
   }
   EngineOptions resolved = options;
   if (resolved.kv_cache_bytes == 0) {
-    resolved.kv_cache_bytes = DefaultKvCacheBytes(model.model->config(), options);
+    resolved.kv_cache_bytes = DefaultKvCacheBytes(model.model->CacheSpec(resolved.block_size),
+                                                  model.model->config(), options);
   }
   cache::CacheOptions cache_options;
   cache_options.budget_bytes = resolved.kv_cache_bytes;
   cache_options.block_size = resolved.block_size;
   cache_options.max_sequences = resolved.max_running_requests;
   cache_options.enable_prefix_caching = resolved.enable_prefix_caching;
+  cache_options.max_state_checkpoints = resolved.max_state_checkpoints;
   KV_ASSIGN_OR_RETURN(auto cache, cache::KvCacheManager::Create(
                                       model.model->CacheSpec(resolved.block_size), cache_options));
   return std::unique_ptr<Engine>(
       new Engine(std::move(name), std::move(model), resolved, std::move(cache)));
 }
 
-int64_t DefaultKvCacheBytes(const ModelConfig& config, const EngineOptions& options) {
-  const int64_t bytes_per_token =
-      config.KvFloatsPerTokenPerLayer() * config.num_hidden_layers * int64_t{sizeof(float)};
-  const int64_t full_context = bytes_per_token * config.max_position_embeddings *
-                               std::max<int64_t>(1, options.max_running_requests);
+int64_t DefaultKvCacheBytes(const cache::CacheSpec& spec, const ModelConfig& config,
+                            const EngineOptions& options) {
+  const int64_t sequences = std::max<int64_t>(1, options.max_running_requests);
+  const int64_t full_context =
+      spec.PagedBytesPerToken() * config.max_position_embeddings * sequences +
+      spec.StateBytesPerSequence() * (sequences + options.max_state_checkpoints);
   const int64_t available = base::AvailableMemoryBytes().value_or(int64_t{4} << 30);
   return std::max<int64_t>(std::min(full_context, available / 10 * 4),
-                           bytes_per_token * options.block_size);
+                           spec.PagedBytesPerToken() * options.block_size +
+                               spec.StateBytesPerSequence() * (1 + options.max_state_checkpoints));
 }
 
 Engine::Engine(std::string name, LoadedModel model, const EngineOptions& options,
@@ -115,8 +119,8 @@ Engine::Engine(std::string name, LoadedModel model, const EngineOptions& options
   info_.config = config;
   info_.tokenizer = tokenizer_->name();
   info_.num_parameters = model_->num_parameters();
-  info_.kv_cache_bytes_per_token =
-      config.KvFloatsPerTokenPerLayer() * config.num_hidden_layers * int64_t{sizeof(float)};
+  info_.kv_cache_bytes_per_token = cache_->spec().PagedBytesPerToken();
+  info_.state_bytes_per_sequence = cache_->spec().StateBytesPerSequence();
   info_.kv_cache_bytes = options_.kv_cache_bytes;
   info_.kv_cache_blocks = cache_->num_blocks();
   info_.block_size = cache_->block_size();
@@ -286,7 +290,14 @@ Engine::StepResult Engine::Step(Sequence& seq) {
   // Tokens without K/V: the prompt (or, after a preemption, everything so far) in chunks, then one
   // sampled token per step. Only the step that computes the last of them samples.
   const int32_t total = static_cast<int32_t>(seq.tokens.size());
-  const int32_t n = std::min(total - seq.num_computed, options_.prefill_chunk_tokens);
+  int32_t n = std::min(total - seq.num_computed, options_.prefill_chunk_tokens);
+  // Recurrent layers can only be checkpointed for prefix reuse where a step ends, so a chunk that
+  // does not finish the prompt ends on a block boundary.
+  if (cache_->spec().HasRecurrentLayers() && seq.num_computed + n < total) {
+    const int32_t bs = cache_->block_size();
+    const int32_t aligned = (seq.num_computed + n) / bs * bs - seq.num_computed;
+    if (aligned > 0) n = aligned;
+  }
   if (!cache_->AllocateSlots(seq.cache, seq.num_computed + n)) return StepResult::kOutOfBlocks;
   model_->Forward(absl::MakeConstSpan(seq.tokens).subspan(seq.num_computed, n), seq.num_computed,
                   *cache_, seq.cache, /*all_logits=*/false, logits_.data());

@@ -48,6 +48,8 @@ struct EngineOptions {
   int32_t block_size = 16;
   // Reuse cached full blocks of earlier prompts with the same prefix (and cache_salt).
   bool enable_prefix_caching = true;
+  // Recurrent-state checkpoints kept for prefix reuse by models with recurrent (S4) layers.
+  int32_t max_state_checkpoints = 256;
   // Receives iteration and request stats on the engine thread (engine_observer.h); null = none.
   std::shared_ptr<EngineObserver> observer;
   // Time source for request timings; null = std::chrono::steady_clock.
@@ -62,7 +64,8 @@ struct ModelInfo {
   ModelConfig config;
   std::string tokenizer;
   int64_t num_parameters = 0;
-  int64_t kv_cache_bytes_per_token = 0;  // f32 K and V, all layers
+  int64_t kv_cache_bytes_per_token = 0;  // paged cache (K/V or MLA latents), all layers, f32
+  int64_t state_bytes_per_sequence = 0;  // recurrent state (S4 layers), all layers, f32
   int64_t kv_cache_bytes = 0;            // the whole cache's budget
   int32_t kv_cache_blocks = 0;
   int32_t block_size = 0;
@@ -80,8 +83,10 @@ struct EngineStats {
 };
 
 // The KV-cache budget used when EngineOptions::kv_cache_bytes is 0: enough for every running
-// request at full context, but at most 40% of the memory available now (cgroup limits included).
-int64_t DefaultKvCacheBytes(const ModelConfig& config, const EngineOptions& options);
+// request at full context (plus state slots and checkpoints), but at most 40% of the memory
+// available now (cgroup limits included).
+int64_t DefaultKvCacheBytes(const cache::CacheSpec& spec, const ModelConfig& config,
+                            const EngineOptions& options);
 
 class Engine {
  public:

@@ -45,6 +45,11 @@ absl::Status ReadNumber(const Json& j, absl::string_view key, T* out) {
 
 std::string_view ModelConfig::AttentionKind() const {
   if (mla.has_value()) return "MLA";
+  if (s4.has_value()) {
+    if (num_key_value_heads == num_attention_heads) return "MHA+S4";
+    if (num_key_value_heads == 1) return "MQA+S4";
+    return "GQA+S4";
+  }
   if (num_key_value_heads == num_attention_heads) return "MHA";
   if (num_key_value_heads == 1) return "MQA";
   return "GQA";
@@ -82,10 +87,12 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text) {
     c.architecture = (*it)[0].get<std::string>();
   }
   const bool deepseek = c.architecture == "DeepseekV2ForCausalLM";
-  if (c.architecture != "LlamaForCausalLM" && !deepseek) {
+  const bool hybrid = c.architecture == "KvserveHybridForCausalLM";
+  if (c.architecture != "LlamaForCausalLM" && !deepseek && !hybrid) {
     return absl::UnimplementedError(
         absl::StrCat("config.json: architecture '", c.architecture,
-                     "' is not supported (supported: LlamaForCausalLM, DeepseekV2ForCausalLM)"));
+                     "' is not supported (supported: LlamaForCausalLM, DeepseekV2ForCausalLM, "
+                     "KvserveHybridForCausalLM)"));
   }
   KV_RETURN_IF_ERROR(ReadInt(j, "vocab_size", &c.vocab_size, true));
   KV_RETURN_IF_ERROR(ReadInt(j, "hidden_size", &c.hidden_size, true));
@@ -148,6 +155,38 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text) {
     }
     c.yarn = y;
   }
+  if (hybrid) {
+    auto it = j.find("layer_types");
+    if (it == j.end() || !it->is_array()) {
+      return absl::InvalidArgumentError(
+          "config.json: KvserveHybridForCausalLM needs 'layer_types', a list of \"attention\" "
+          "or \"s4\" per layer");
+    }
+    for (const Json& t : *it) {
+      if (t == "attention") {
+        c.layer_types.push_back(LayerType::kAttention);
+      } else if (t == "s4") {
+        c.layer_types.push_back(LayerType::kS4);
+      } else {
+        return InvalidKey("layer_types", *it, "a list of \"attention\" or \"s4\"");
+      }
+    }
+    if (static_cast<int32_t>(c.layer_types.size()) != c.num_hidden_layers) {
+      return absl::InvalidArgumentError(absl::StrCat("config.json: 'layer_types' lists ",
+                                                     c.layer_types.size(), " layers but ",
+                                                     "num_hidden_layers is ", c.num_hidden_layers));
+    }
+    S4Dims s4;
+    KV_RETURN_IF_ERROR(ReadInt(j, "s4_d_state", &s4.state_size, true));
+    if (auto d = j.find("s4_discretization"); d != j.end() && !d->is_null()) {
+      if (*d == "bilinear") {
+        s4.bilinear = true;
+      } else if (*d != "zoh") {
+        return InvalidKey("s4_discretization", *d, "\"zoh\" or \"bilinear\"");
+      }
+    }
+    c.s4 = s4;
+  }
   if (deepseek) {
     MlaDims m;
     KV_RETURN_IF_ERROR(ReadInt(j, "q_lora_rank", &m.q_lora_rank, false));
@@ -200,6 +239,10 @@ absl::Status ModelConfig::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("config.json: num_attention_heads (", num_attention_heads,
                      ") must be a multiple of num_key_value_heads (", num_key_value_heads, ")"));
+  }
+  if (s4.has_value() && (s4->state_size <= 0 || s4->state_size % 2 != 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.json: 's4_d_state' must be a positive even number, got ", s4->state_size));
   }
   if (mla.has_value()) {
     KV_RETURN_IF_ERROR(positive("kv_lora_rank", mla->kv_lora_rank));

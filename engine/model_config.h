@@ -1,10 +1,11 @@
 // Model hyper-parameters, read from a Hugging Face `config.json`.
 //
-// Two decoder families are accepted: `LlamaForCausalLM` (MHA / MQA / GQA attention) and
-// `DeepseekV2ForCausalLM` (multi-head latent attention, MLA, with dense MLPs). Fields the engine
-// does not implement (MoE layers, attention biases, non-SiLU activations, RoPE scalings other than
-// DeepSeek's YaRN) are rejected with a clear error instead of being silently ignored: a model that
-// loads must compute what its authors meant.
+// Three decoder families are accepted: `LlamaForCausalLM` (MHA / MQA / GQA attention),
+// `DeepseekV2ForCausalLM` (multi-head latent attention, MLA, with dense MLPs) and kvserve's
+// `KvserveHybridForCausalLM` (Llama attention layers mixed with S4 layers; docs/model-format.md).
+// Fields the engine does not implement (MoE layers, attention biases, non-SiLU activations, RoPE
+// scalings other than DeepSeek's YaRN) are rejected with a clear error instead of being silently
+// ignored: a model that loads must compute what its authors meant.
 #ifndef KVSERVE_ENGINE_MODEL_CONFIG_H_
 #define KVSERVE_ENGINE_MODEL_CONFIG_H_
 
@@ -39,8 +40,20 @@ struct MlaDims {
   int32_t v_head_dim = 0;
 };
 
+enum class LayerType { kAttention, kS4 };
+
+// S4 (S4D) layer sizes of a hybrid model: channels = hidden_size, state_size / 2 complex modes
+// each.
+struct S4Dims {
+  int32_t state_size = 0;  // N ("s4_d_state"), even
+  bool bilinear = false;   // "s4_discretization": "zoh" (default) or "bilinear"
+};
+
 struct ModelConfig {
   std::string architecture = "LlamaForCausalLM";
+  // One per layer. All kAttention except in KvserveHybridForCausalLM ("layer_types").
+  std::vector<LayerType> layer_types;
+  std::optional<S4Dims> s4;
   // Set for DeepseekV2ForCausalLM: every layer's attention is MLA.
   std::optional<MlaDims> mla;
   std::optional<YarnScaling> yarn;
@@ -64,6 +77,9 @@ struct ModelConfig {
 
   // Number of query heads sharing one K/V head.
   int32_t group_size() const { return num_attention_heads / num_key_value_heads; }
+  LayerType layer_type(int32_t layer) const {
+    return layer_types.empty() ? LayerType::kAttention : layer_types[layer];
+  }
   // "MHA", "MQA", "GQA" or "MLA".
   std::string_view AttentionKind() const;
   // Cached floats per token per layer: 2 * num_key_value_heads * head_dim (K and V), or for MLA

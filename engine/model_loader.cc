@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "base/logging.h"
 #include "base/status_macros.h"
+#include "engine/s4_layer.h"
 #include "engine/safetensors.h"
 #include "nlohmann/json.hpp"
 
@@ -186,6 +187,31 @@ absl::StatusOr<LoadedModel> CreateRandomModel(const ModelConfig& config, uint64_
                        const std::vector<int64_t>& shape) -> absl::StatusOr<std::vector<float>> {
     int64_t count = 1;
     for (int64_t d : shape) count *= d;
+    // S4 layers (docs/model-format.md): S4D-Lin modes, steps spread over [0.001, 0.1].
+    auto ends_with = [&name](std::string_view suffix) {
+      return name.size() >= suffix.size() &&
+             name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (ends_with("s4.log_dt")) {
+      std::vector<float> v(count);
+      for (int64_t i = 0; i < count; ++i) {
+        v[i] = static_cast<float>(std::log(0.001) + (std::log(0.1) - std::log(0.001)) * i /
+                                                        std::max<int64_t>(1, count - 1));
+      }
+      return v;
+    }
+    if (ends_with("s4.A_real") || ends_with("s4.A_imag")) {
+      std::vector<float> re(count), im(count);
+      S4dLinInit(shape[1], re.data(), im.data());  // the same modes for every channel
+      for (int64_t h = 1; h < shape[0]; ++h) {
+        std::copy_n(re.data(), shape[1], re.data() + h * shape[1]);
+        std::copy_n(im.data(), shape[1], im.data() + h * shape[1]);
+      }
+      return ends_with("s4.A_real") ? re : im;
+    }
+    if (ends_with("s4.B") || ends_with("s4.C") || ends_with("s4.D")) {
+      return RandomTensor(seed, name, count, 1.0);
+    }
     if (shape.size() == 1) return std::vector<float>(count, 1.0f);  // RMSNorm gains
     // Embeddings N(0, 1); projections N(0, 1/in) so activations keep unit scale through the layers.
     const double stddev =

@@ -23,6 +23,12 @@ void SiluMul(float* gate, const float* up, int64_t count) {
   }
 }
 
+void Gelu(float* x, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) {
+    x[i] = static_cast<float>(0.5 * x[i] * (1.0 + std::erf(x[i] * M_SQRT1_2)));
+  }
+}
+
 void AddInPlace(float* y, const float* x, int64_t count) {
   for (int64_t i = 0; i < count; ++i) y[i] += x[i];
 }

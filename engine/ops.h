@@ -40,6 +40,9 @@ inline void Axpy(float a, const float* x, float* y, int64_t count) {
   for (int64_t i = 0; i < count; ++i) y[i] += a * x[i];
 }
 
+// GELU, exact (erf) form: x · ½(1 + erf(x/√2)), in place over count elements.
+void Gelu(float* x, int64_t count);
+
 // y[i] += x[i] for i < count.
 void AddInPlace(float* y, const float* x, int64_t count);
 

@@ -63,6 +63,7 @@ void ToProto(const engine::ModelInfo& info, pb::ModelInfo* out) {
   out->set_kv_cache_bytes(info.kv_cache_bytes);
   out->set_kv_cache_blocks(info.kv_cache_blocks);
   out->set_kv_cache_block_size(info.block_size);
+  out->set_state_bytes_per_sequence(info.state_bytes_per_sequence);
 }
 
 pb::FinishReason ToProto(engine::FinishReason reason) {

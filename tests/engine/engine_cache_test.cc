@@ -192,5 +192,34 @@ TEST(EngineCacheTest, CancelledAndFinishedRequestsReturnEveryBlock) {
   EXPECT_EQ(engine->stats().num_running, 0);
 }
 
+// A hybrid attention/S4 model: its S4 layers cannot share per-token blocks, so prefix reuse goes
+// through recurrent-state checkpoints saved where prefill chunks end (block-aligned).
+TEST(EngineCacheTest, HybridModelGetsPrefixHitsThroughStateCheckpoints) {
+  auto make = [](bool prefix_caching) {
+    auto loaded = LoadModelDirectory(std::string(KVSERVE_TEST_DATA_DIR) + "/tiny_hybrid_s4");
+    EXPECT_TRUE(loaded.ok()) << loaded.status();
+    EngineOptions options;
+    options.block_size = 4;
+    options.prefill_chunk_tokens = 8;
+    options.kv_cache_bytes = int64_t{4} << 20;
+    options.enable_prefix_caching = prefix_caching;
+    auto engine = Engine::Create("hybrid", std::move(*loaded), options);
+    EXPECT_TRUE(engine.ok()) << engine.status();
+    return std::move(*engine);
+  };
+  auto cold_engine = make(false);
+  auto engine = make(true);
+  const auto prompt = Prompt(30, 10);
+  const auto cold = Generate(*cold_engine, Greedy(prompt, 12));
+  EXPECT_EQ(Generate(*engine, Greedy(prompt, 12)), cold);
+  EXPECT_EQ(engine->stats().cache.prefix_hit_tokens, 0);
+  EXPECT_GT(engine->stats().cache.num_state_checkpoints, 0);
+  // Chunks end at 8, 16, 24 (then 30): the longest checkpointed prefix within 29 tokens is 24.
+  EXPECT_EQ(Generate(*engine, Greedy(prompt, 12)), cold);
+  EXPECT_EQ(engine->stats().cache.prefix_hit_tokens, 24);
+  EXPECT_EQ(engine->stats().cache.num_used_blocks, 0);
+  EXPECT_EQ(engine->stats().cache.num_used_state_slots, 0);
+}
+
 }  // namespace
 }  // namespace kvserve::engine

@@ -1,6 +1,6 @@
-// The engine against independent PyTorch references (tools/reference_llama.py and
-// tools/reference_deepseek_v2.py): whole tiny checkpoints loaded from disk, logits compared
-// position by position.
+// The engine against independent PyTorch references (tools/reference_llama.py,
+// tools/reference_deepseek_v2.py and tools/reference_hybrid_s4.py): whole tiny checkpoints loaded
+// from disk, logits compared position by position.
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -17,7 +17,9 @@
 namespace kvserve::engine {
 namespace {
 
-constexpr float kTolerance = 1e-4f;
+// The issues ask for 1e-4; 1e-5 still leaves ~5x margin over float32 error and also catches an
+// rms_norm_eps mix-up, which moves these fixtures' logits by only 3e-5 to 9e-5.
+constexpr float kTolerance = 1e-5f;
 
 struct Expected {
   std::vector<int32_t> input_ids;
@@ -68,7 +70,9 @@ class ModelReferenceTest : public ::testing::TestWithParam<std::string> {
     const cache::CacheSpec spec = model_->CacheSpec(block_size);
     cache::CacheOptions options;
     options.block_size = block_size;
-    options.budget_bytes = spec.PagedBytesPerToken() * block_size * (16 + filler_blocks);
+    options.max_sequences = 2;  // the filler and the tested sequence (state slots for S4 layers)
+    options.budget_bytes = spec.PagedBytesPerToken() * block_size * (16 + filler_blocks) +
+                           spec.StateBytesPerSequence() * options.max_sequences;
     PagedSequence p;
     p.cache = *cache::KvCacheManager::Create(spec, options);
     cache::SequenceCache filler = *p.cache->Begin(0);
@@ -148,7 +152,8 @@ TEST_P(ModelReferenceTest, PagedCacheMatchesContiguousCacheExactly) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, ModelReferenceTest,
                          ::testing::Values("tiny_llama_gqa", "tiny_llama_mqa_tied",
                                            "tiny_deepseek_v2_mla",
-                                           "tiny_deepseek_v2_mla_qlora_yarn"));
+                                           "tiny_deepseek_v2_mla_qlora_yarn", "tiny_hybrid_s4",
+                                           "tiny_hybrid_s4_bilinear"));
 
 TEST(ModelLoaderTest, ReportsMissingTensorByName) {
   const std::string dir = ::testing::TempDir() + "/kvserve_missing_tensor";
