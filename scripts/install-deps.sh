@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages kvserve needs, only those that are missing. Idempotent.
 #
-#   scripts/install-deps.sh [build] [test] [sanitize] [python] [runtime] [image]  (default: build)
+#   scripts/install-deps.sh [build] [test] [sanitize] [python] [runtime] [image] [bench]
+#                                                                            (default: build)
 #
 #   build    compilers, CMake, gRPC/protobuf, oneDNN, Abseil, nlohmann-json, prometheus-cpp, FFTW
 #            (S4 convolution): what `kvserve` needs
@@ -12,6 +13,7 @@
 #   runtime  shared libraries only, for the container's final stage
 #   image    podman, runc and mmdebstrap: build and run the image without a Docker engine
 #            (scripts/image-test.sh)
+#   bench    gnuplot (no X11) for kvserve-bench --sweep's throughput-vs-latency PNG
 # Used by scripts/serve.sh, scripts/test.sh and the Dockerfile.
 set -euo pipefail
 
@@ -22,6 +24,7 @@ declare -A groups=(
   [test]="libgtest-dev libgmock-dev libbenchmark-dev prometheus yamllint"
   [sanitize]="clang-14 libclang-rt-14-dev"
   [image]="podman runc mmdebstrap"
+  [bench]="gnuplot-nox"
   [python]="python3-torch python3-numpy python3-grpcio python3-protobuf libopenblas0-pthread"
   [runtime]="libgrpc++1.51 libgrpc29 libprotobuf32 libdnnl2 libabsl20220623 libgomp1
              libprometheus-cpp-pull1.0 libprometheus-cpp-core1.0 libfftw3-double3"

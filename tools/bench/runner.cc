@@ -1,0 +1,451 @@
+#include "tools/bench/runner.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <random>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "base/logging.h"
+#include "kvserve/v1/kvserve.grpc.pb.h"
+
+namespace kvserve::bench {
+
+namespace pb = ::kvserve::v1;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::chrono::system_clock::time_point DeadlineAfter(double seconds) {
+  return std::chrono::system_clock::now() +
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(
+             std::chrono::duration<double>(seconds));
+}
+
+absl::Time ToAbslTime(Clock::time_point t) {
+  return absl::Now() + absl::FromChrono(t - Clock::now());
+}
+
+// Splits "host:port" / "[v6]:port" into its host; the port is not checked here (gRPC does).
+std::optional<std::string> HostOf(absl::string_view host_port) {
+  if (absl::StartsWith(host_port, "[")) {
+    const size_t close = host_port.find(']');
+    if (close == absl::string_view::npos) return std::nullopt;
+    return std::string(host_port.substr(1, close - 1));
+  }
+  const size_t colon = host_port.rfind(':');
+  if (colon == absl::string_view::npos) return std::string(host_port);
+  // More than one colon without brackets: a bare IPv6 address without a port.
+  if (host_port.find(':') != colon) return std::string(host_port);
+  return std::string(host_port.substr(0, colon));
+}
+
+}  // namespace
+
+bool IsLoopbackHost(absl::string_view host) {
+  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (absl::EqualsIgnoreCase(host, "localhost") || host == "::1" ||
+      absl::EqualsIgnoreCase(host, "ip6-localhost")) {
+    return true;
+  }
+  const std::vector<absl::string_view> octets = absl::StrSplit(host, '.');
+  if (octets.size() != 4) return false;
+  for (absl::string_view octet : octets) {
+    int value = 0;
+    if (octet.empty() || !absl::SimpleAtoi(octet, &value) || value < 0 || value > 255) return false;
+  }
+  return octets[0] == "127";
+}
+
+absl::Status ValidateTarget(absl::string_view target, bool allow_remote) {
+  if (target.empty()) return absl::InvalidArgumentError("--target must not be empty");
+  absl::string_view rest = target;
+  if (absl::StartsWith(rest, "unix:") || absl::StartsWith(rest, "unix-abstract:")) {
+    return absl::OkStatus();
+  }
+  std::vector<std::string> hosts;
+  if (absl::ConsumePrefix(&rest, "dns:")) {
+    if (absl::ConsumePrefix(&rest, "//")) {
+      const size_t slash = rest.find('/');  // skip the DNS server authority
+      if (slash == absl::string_view::npos) {
+        return absl::InvalidArgumentError(absl::StrCat("--target '", target, "': bad dns URI"));
+      }
+      rest = rest.substr(slash + 1);
+    }
+    if (auto h = HostOf(rest)) hosts.push_back(*h);
+  } else if (absl::ConsumePrefix(&rest, "ipv4:") || absl::ConsumePrefix(&rest, "ipv6:")) {
+    for (absl::string_view address : absl::StrSplit(rest, ',')) {
+      if (auto h = HostOf(address)) hosts.push_back(*h);
+    }
+  } else if (auto h = HostOf(rest)) {
+    hosts.push_back(*h);
+  }
+  if (hosts.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--target '", target, "': no host"));
+  }
+  if (allow_remote) return absl::OkStatus();
+  for (const std::string& host : hosts) {
+    if (!IsLoopbackHost(host)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "--target '", target, "': '", host,
+          "' is not a loopback address. kvserve-bench loads only servers on this machine unless "
+          "--allow-remote is given, so that a mistyped address cannot overload a shared server."));
+    }
+  }
+  return absl::OkStatus();
+}
+
+struct Runner::Channel {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<pb::KvServe::Stub> stub;
+};
+
+// One Generate call. Reactions (OnReadDone, then OnDone) run one at a time on gRPC's threads and
+// own `record_`; the runner reads it only after OnDone has handed the call back (OnCallDone, under
+// the runner's mutex). The Runner owns every Call until the run ends, so CutOff may touch a call
+// whose stream has already finished.
+class Runner::Call final : public grpc::ClientReadReactor<pb::GenerateResponse> {
+ public:
+  Call(Runner* runner, int64_t index, int32_t target_index, const std::string& model,
+       const BenchRequest& request, int32_t estimated_prompt_tokens, int32_t cancel_after_tokens)
+      : runner_(runner), cancel_after_tokens_(cancel_after_tokens) {
+    record_.index = index;
+    record_.target_index = target_index;
+    record_.max_tokens = request.max_tokens;
+    record_.prompt_tokens = estimated_prompt_tokens;
+    record_.cancel_planned = cancel_after_tokens > 0;
+    request_.set_model(model);
+    request_.set_prompt(request.prompt);
+    request_.set_max_tokens(request.max_tokens);
+    request_.set_ignore_eos(true);
+  }
+
+  void Start(pb::KvServe::Stub* stub, double timeout_s) {
+    if (timeout_s > 0) context_.set_deadline(DeadlineAfter(timeout_s));
+    record_.start_s = runner_->Now();
+    stub->async()->Generate(&context_, &request_, this);
+    StartRead(&response_);
+    StartCall();
+  }
+
+  // Runner thread, under the runner's mutex, for a call that has not reported done.
+  void MarkCutOff() { cut_off_.store(true); }
+  // Runner thread, without the mutex (gRPC may run reactions inline).
+  void Cancel() {
+    cancel_sent_.store(true);
+    context_.TryCancel();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // the stream ended; OnDone follows
+    const double now = runner_->Now();
+    const int32_t n = response_.token_ids_size();
+    if (n > 0) {
+      if (!record_.first_token_s) {
+        record_.first_token_s = now;
+      } else {
+        record_.itl_s.push_back(now - last_token_s_);
+      }
+      last_token_s_ = now;
+      record_.output_tokens += n;
+      ++record_.num_token_messages;
+      runner_->output_tokens_.fetch_add(n, std::memory_order_relaxed);
+    }
+    if (response_.finish_reason() != pb::FINISH_REASON_UNSPECIFIED) {
+      record_.usage_output_tokens = response_.usage().completion_tokens();
+      record_.prompt_tokens = response_.usage().prompt_tokens();
+      record_.prompt_tokens_from_server = true;
+    }
+    if (cancel_after_tokens_ > 0 && record_.output_tokens >= cancel_after_tokens_ &&
+        !cancel_sent_.load()) {
+      Cancel();
+    }
+    StartRead(&response_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    record_.end_s = runner_->Now();
+    record_.status_code = static_cast<int>(status.error_code());
+    record_.error_message = status.error_message();
+    runner_->OnCallDone(this, status.ok());
+  }
+
+  // After OnDone. `cut_off` holds only for calls that did not succeed anyway.
+  RequestRecord TakeRecord() {
+    record_.cancel_sent = cancel_sent_.load();
+    record_.cut_off = cut_off_.load() && !record_.ok();
+    return std::move(record_);
+  }
+
+ private:
+  Runner* const runner_;
+  const int32_t cancel_after_tokens_;
+  grpc::ClientContext context_;
+  pb::GenerateRequest request_;
+  pb::GenerateResponse response_;
+  RequestRecord record_;
+  double last_token_s_ = 0;
+  std::atomic<bool> cancel_sent_{false};
+  std::atomic<bool> cut_off_{false};
+
+ public:
+  bool done_ = false;  // guarded by the runner's mu_: OnDone has run
+};
+
+Runner::Runner(RunnerOptions options) : options_(std::move(options)) {}
+Runner::~Runner() = default;
+
+absl::StatusOr<std::unique_ptr<Runner>> Runner::Create(RunnerOptions options) {
+  if (options.targets.empty()) return absl::InvalidArgumentError("no --target given");
+  for (const std::string& target : options.targets) {
+    if (absl::Status s = ValidateTarget(target, options.allow_remote); !s.ok()) return s;
+  }
+  if (!(options.connect_timeout_s > 0)) {
+    return absl::InvalidArgumentError("connect timeout must be > 0");
+  }
+  std::unique_ptr<Runner> runner(new Runner(std::move(options)));
+  for (const std::string& target : runner->options_.targets) {
+    auto channel = std::make_unique<Channel>();
+    // A distinct channel argument per target keeps gRPC from sharing one subchannel (one TCP
+    // connection) between targets that resolve to the same address.
+    grpc::ChannelArguments args;
+    args.SetInt("kvserve.bench.channel_index", static_cast<int>(runner->channels_.size()));
+    channel->channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+    channel->stub = pb::KvServe::NewStub(channel->channel);
+    runner->channels_.push_back(std::move(channel));
+  }
+  return runner;
+}
+
+absl::Status Runner::Connect() {
+  targets_.clear();
+  for (size_t i = 0; i < channels_.size(); ++i) {
+    const std::string& target = options_.targets[i];
+    TargetInfo info;
+    info.target = target;
+    auto fail = [&](const grpc::Status& status, const char* rpc) {
+      return absl::UnavailableError(absl::StrCat(
+          "target ", target, ": ", rpc,
+          " failed: ", absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())),
+          ": ", status.error_message()));
+    };
+    pb::ListModelsResponse models;
+    {
+      grpc::ClientContext context;
+      context.set_deadline(DeadlineAfter(options_.connect_timeout_s));
+      context.set_wait_for_ready(true);  // a server that is still starting gets the timeout
+      const grpc::Status status =
+          channels_[i]->stub->ListModels(&context, pb::ListModelsRequest(), &models);
+      if (!status.ok()) return fail(status, "ListModels");
+    }
+    const pb::ModelInfo* model = nullptr;
+    for (const pb::ModelInfo& m : models.models()) {
+      if (options_.model.empty() || m.name() == options_.model) {
+        model = &m;
+        break;
+      }
+    }
+    if (model == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat("target ", target, " does not serve model '", options_.model, "'"));
+    }
+    info.model = model->name();
+    info.max_context_length = model->max_context_length();
+    {
+      grpc::ClientContext context;
+      context.set_deadline(DeadlineAfter(options_.connect_timeout_s));
+      pb::TokenizeRequest request;
+      request.set_model(info.model);
+      request.set_text("x");
+      pb::TokenizeResponse response;
+      const grpc::Status status = channels_[i]->stub->Tokenize(&context, request, &response);
+      if (!status.ok()) return fail(status, "Tokenize");
+      info.num_special_tokens = std::max(0, response.token_ids_size() - 1);
+    }
+    targets_.push_back(std::move(info));
+  }
+  return absl::OkStatus();
+}
+
+void Runner::Stop() {
+  absl::MutexLock lock(&mu_);
+  stop_ = true;
+}
+
+bool Runner::stopped() const {
+  absl::MutexLock lock(&mu_);
+  return stop_;
+}
+
+Progress Runner::ProgressLocked(double elapsed_s) const {
+  Progress p;
+  p.elapsed_s = elapsed_s;
+  p.total = total_;
+  p.sent = sent_;
+  p.in_flight = in_flight_;
+  p.succeeded = succeeded_;
+  p.failed = failed_;
+  p.output_tokens = output_tokens_.load(std::memory_order_relaxed);
+  return p;
+}
+
+void Runner::OnCallDone(Call* call, bool ok) {
+  absl::MutexLock lock(&mu_);
+  call->done_ = true;
+  --in_flight_;
+  ++(ok ? succeeded_ : failed_);
+}
+
+bool Runner::SlotFreeOrStopLocked() const {
+  return stop_ || max_concurrency_ == 0 || in_flight_ < max_concurrency_;
+}
+bool Runner::IdleOrStopLocked() const { return stop_ || in_flight_ == 0; }
+bool Runner::AllDoneLocked() const { return in_flight_ == 0; }
+
+void Runner::MaybeReportLocked() {
+  const Clock::time_point now = Clock::now();
+  if (now < next_progress_) return;
+  while (next_progress_ <= now) next_progress_ += load_->progress_interval;
+  if (!load_->on_progress) return;
+  const Progress p = ProgressLocked(Now());
+  mu_.Unlock();  // the callback may print, slowly; calls finish meanwhile
+  load_->on_progress(p);
+  mu_.Lock();
+}
+
+void Runner::WaitLocked(const absl::Condition& condition, Clock::time_point until) {
+  while (!condition.Eval() && Clock::now() < until) {
+    mu_.AwaitWithDeadline(condition, ToAbslTime(std::min(until, next_progress_)));
+    MaybeReportLocked();
+  }
+}
+
+double Runner::Now() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
+
+absl::StatusOr<RunResult> Runner::Run(const std::vector<BenchRequest>& requests,
+                                      const LoadOptions& load) {
+  KV_CHECK(targets_.size() == channels_.size()) << "Runner::Run before a successful Connect()";
+  if (load.max_concurrency < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max-concurrency must be >= 0 (0 = unlimited), got ", load.max_concurrency));
+  }
+  if (!(load.duration_s > 0) || std::isinf(load.duration_s)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--duration must be a finite number of seconds > 0, got ", load.duration_s));
+  }
+  if (!(load.cancel_fraction >= 0 && load.cancel_fraction <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--cancel-fraction must be in [0, 1], got ", load.cancel_fraction));
+  }
+  if (!(load.request_timeout_s >= 0) || std::isinf(load.request_timeout_s)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--timeout must be >= 0 seconds (0 = none), got ", load.request_timeout_s));
+  }
+  absl::StatusOr<ArrivalProcess> arrivals = ArrivalProcess::Create(load.arrivals);
+  if (!arrivals.ok()) return arrivals.status();
+  const int64_t n = static_cast<int64_t>(requests.size());
+  for (int64_t i = 0; i < n; ++i) {
+    const TargetInfo& t = targets_[static_cast<size_t>(i) % targets_.size()];
+    const int64_t tokens = static_cast<int64_t>(requests[i].prompt.size()) + t.num_special_tokens +
+                           requests[i].max_tokens;
+    if (t.max_context_length > 0 && tokens > t.max_context_length) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "request ", i, ": ", requests[i].prompt.size(), " prompt bytes + ", t.num_special_tokens,
+          " special tokens + max_tokens ", requests[i].max_tokens, " = ", tokens, " exceeds model ",
+          t.model, "'s context length ", t.max_context_length, " on ", t.target));
+    }
+  }
+
+  const std::vector<double> due = arrivals->ArrivalTimes(n);
+  // Cancellation plan: k > 0 = cancel after k tokens.
+  std::vector<int32_t> cancel_after(static_cast<size_t>(n), 0);
+  if (load.cancel_fraction > 0) {
+    std::mt19937_64 rng(load.seed ^ 0x6b7673657276ULL);
+    std::bernoulli_distribution cancel(load.cancel_fraction);
+    for (int64_t i = 0; i < n; ++i) {
+      const bool chosen = cancel(rng);
+      if (!chosen || requests[i].max_tokens < 2) continue;
+      std::uniform_int_distribution<int32_t> k(1, std::max(1, requests[i].max_tokens / 2));
+      cancel_after[static_cast<size_t>(i)] = k(rng);
+    }
+  }
+
+  std::vector<std::unique_ptr<Call>> calls;
+  calls.reserve(static_cast<size_t>(n));
+  mu_.Lock();
+  total_ = n;
+  sent_ = in_flight_ = succeeded_ = failed_ = 0;
+  max_concurrency_ = load.max_concurrency;
+  output_tokens_.store(0);
+  start_ = Clock::now();
+  const Clock::time_point end_by = start_ + std::chrono::duration_cast<Clock::duration>(
+                                                std::chrono::duration<double>(load.duration_s));
+  next_progress_ = start_ + load.progress_interval;
+  load_ = &load;
+  const absl::Condition stop_requested(&stop_);
+  const absl::Condition slot_free(this, &Runner::SlotFreeOrStopLocked);
+  const absl::Condition idle(this, &Runner::IdleOrStopLocked);
+
+  for (int64_t i = 0; i < n; ++i) {
+    const Clock::time_point due_at =
+        start_ + std::chrono::duration_cast<Clock::duration>(
+                     std::chrono::duration<double>(due[static_cast<size_t>(i)]));
+    WaitLocked(stop_requested, std::min(due_at, end_by));
+    WaitLocked(slot_free, end_by);
+    if (stop_ || Clock::now() >= end_by) break;
+    const int32_t target = static_cast<int32_t>(static_cast<size_t>(i) % targets_.size());
+    const TargetInfo& t = targets_[static_cast<size_t>(target)];
+    calls.push_back(std::make_unique<Call>(
+        this, i, target, t.model, requests[static_cast<size_t>(i)],
+        static_cast<int32_t>(requests[static_cast<size_t>(i)].prompt.size()) + t.num_special_tokens,
+        cancel_after[static_cast<size_t>(i)]));
+    ++sent_;
+    ++in_flight_;
+    Call* call = calls.back().get();
+    mu_.Unlock();
+    call->Start(channels_[static_cast<size_t>(target)]->stub.get(), load.request_timeout_s);
+    mu_.Lock();
+  }
+  WaitLocked(idle, end_by);
+
+  RunResult result;
+  result.stopped = stop_;
+  result.num_not_sent = n - sent_;
+  result.duration_reached = !stop_ && (in_flight_ > 0 || result.num_not_sent > 0);
+  // Cut off what is still running: marked under mu_ (so OnCallDone sees it), cancelled outside.
+  std::vector<Call*> running;
+  for (const auto& call : calls) {
+    if (!call->done_) {
+      call->MarkCutOff();
+      running.push_back(call.get());
+    }
+  }
+  mu_.Unlock();
+  for (Call* call : running) call->Cancel();
+  mu_.Lock();
+  mu_.Await(absl::Condition(this, &Runner::AllDoneLocked));
+  const Progress last = ProgressLocked(Now());
+  load_ = nullptr;
+  mu_.Unlock();
+  if (load.on_progress) load.on_progress(last);
+
+  result.records.reserve(calls.size());
+  for (const auto& call : calls) {
+    result.records.push_back(call->TakeRecord());
+    result.duration_s = std::max(result.duration_s, result.records.back().end_s);
+  }
+  return result;
+}
+
+}  // namespace kvserve::bench
