@@ -76,6 +76,8 @@ absl::StatusOr<std::unique_ptr<DecoderModel>> DecoderModel::Create(const ModelCo
     Layer layer;
     layer.attn_norm = std::move(attn_norm);
     if (config.layer_type(i) == LayerType::kS4) {
+      KV_ASSIGN_OR_RETURN(layer.s4_in_proj, LoadLinear(weights, p + "s4.in_proj.weight", hidden,
+                                                       hidden, &count));
       KV_ASSIGN_OR_RETURN(layer.s4, LoadS4(config, weights, p + "s4.", &count));
       KV_ASSIGN_OR_RETURN(layer.s4_out_proj,
                           LoadLinear(weights, p + "s4.out_proj.weight", hidden, hidden, &count));
@@ -148,6 +150,7 @@ void DecoderModel::Reserve(int64_t n, int64_t context) {
   k_.resize(n * int64_t{config_.num_key_value_heads} * config_.head_dim);
   v_.resize(n * int64_t{config_.num_key_value_heads} * config_.head_dim);
   attn_.resize(n * q_dim);
+  s4_in_.resize(n * hidden);
   s4_out_.resize(n * hidden);
   gate_.resize(n * config_.intermediate_size);
   up_.resize(n * config_.intermediate_size);
@@ -206,10 +209,11 @@ void DecoderModel::Forward(absl::Span<const int32_t> tokens, int32_t start_pos,
       // Convolution mode for a prefill chunk, recurrent mode for one token; the sequence's state
       // slot carries the SSM state between calls.
       float* state = cache.StateData(l, seq);
+      layer.s4_in_proj->Forward(h_.data(), n, s4_in_.data());  // {n, hidden}
       if (n > 1) {
-        layer.s4->Prefill(h_.data(), n, state, s4_out_.data());  // {n, hidden}
+        layer.s4->Prefill(s4_in_.data(), n, state, s4_out_.data());  // {n, hidden}
       } else {
-        layer.s4->Step(h_.data(), state, s4_out_.data());
+        layer.s4->Step(s4_in_.data(), state, s4_out_.data());
       }
       Gelu(s4_out_.data(), n * hidden);
       layer.s4_out_proj->Forward(s4_out_.data(), n, proj_.data());  // {n, hidden}

@@ -5,7 +5,7 @@
 //   per layer:  x += mixer(h),  h = RMSNorm(x), mixer one of
 //                 GQA  o_proj(GQA(RoPE(q_proj h), RoPE(k_proj h), v_proj h))     paged K/V
 //                 MLA  MlaAttention (mla_attention.h)                           paged latent
-//                 S4   out_proj(GELU(S4(h) + D·h)) (s4_layer.h)                  recurrent state
+//                 S4   out_proj(GELU(S4(u) + D·u)), u = in_proj h (s4_layer.h)   recurrent state
 //               x += down_proj(silu(gate_proj(h)) * up_proj(h)),  h = RMSNorm(x)
 //   logits = lm_head(RMSNorm(x))                          {n, vocab}  (lm_head = embed when tied)
 //
@@ -64,6 +64,7 @@ class DecoderModel {
     std::optional<Linear> v_proj;       // GQA: [kv_heads*head_dim, hidden]
     std::optional<Linear> o_proj;       // GQA: [hidden, heads*head_dim]
     std::unique_ptr<MlaAttention> mla;  // MLA layers instead of the four above
+    std::optional<Linear> s4_in_proj;   // S4: [hidden, hidden] before the SSM
     std::unique_ptr<S4Layer> s4;        // S4 layers instead of attention
     std::optional<Linear> s4_out_proj;  // S4: [hidden, hidden] after GELU
     std::vector<float> mlp_norm;        // [hidden]
@@ -100,6 +101,7 @@ class DecoderModel {
   std::vector<float> k_;               // [n, kv_heads*head_dim]
   std::vector<float> v_;               // [n, kv_heads*head_dim]
   std::vector<float> attn_;            // [n, heads*head_dim]
+  std::vector<float> s4_in_;           // [n, hidden] S4 input after in_proj
   std::vector<float> s4_out_;          // [n, hidden] S4 output before out_proj
   std::vector<float> gate_;            // [n, intermediate]
   std::vector<float> up_;              // [n, intermediate]

@@ -33,7 +33,7 @@ M = s4_d_state / 2 complex modes per channel:
         dt  = exp(log_dt[c])
         ZOH:      Abar = exp(dt lambda),                  Bbar = (exp(dt lambda) - 1) / lambda * B
         bilinear: Abar = (1 + dt lambda/2)/(1 - dt lambda/2), Bbar = dt / (1 - dt lambda/2) * B
-        s_k = Abar s_{k-1} + Bbar u_k   (s_{-1} = 0 at position 0),  u = x[:, c]
+        s_k = Abar s_{k-1} + Bbar u_k   (s_{-1} = 0 at position 0),  u = (x @ s4.in_proj.weight.T)[:, c]
         y_k = 2 Re(sum_n C_n s_{k,n}) + D[c] u_k
         h   = h + GELU_erf(y) @ s4.out_proj.weight.T
     x   = RMSNorm(h) * post_attention_layernorm
@@ -285,6 +285,7 @@ def weight_shapes(shape):
         else:
             h, m = s.hidden, s.modes
             out += [
+                (p + "s4.in_proj.weight", [s.hidden, s.hidden]),
                 (p + "s4.log_dt", [h]),
                 (p + "s4.A_real", [h, m]),
                 (p + "s4.A_imag", [h, m]),
@@ -569,7 +570,7 @@ def forward_chunk(shape, w, ids, start, cache, mode="convolution", opts=CORRECT,
             h = h + o @ w[p + "self_attn.o_proj.weight"].T
         else:
             prm = s4_params[i] if s4_params is not None else S4Discrete(s, w, p, opts)
-            u = h if opts.s4_input_unnormed else x                               # [T, H]
+            u = (h if opts.s4_input_unnormed else x) @ w[p + "s4.in_proj.weight"].T  # [T, H]
             y, cache[i] = s4_mix(prm, u, cache[i], mode, opts, check, layer_outputs)
             h = h + gelu(y, opts.activation) @ w[p + "s4.out_proj.weight"].T
         x = rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
