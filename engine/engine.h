@@ -39,7 +39,7 @@ struct EngineOptions {
   int32_t prefill_chunk_tokens = 256;
   // Seeds requests that carry no seed of their own (mixed with the request id).
   uint64_t seed = 0;
-  // Threads for the engine's matmuls (OpenMP inside oneDNN); 0 = one per core.
+  // Threads for the engine's matmuls (OpenMP inside oneDNN); 0 = auto (see EngineThreads).
   int32_t num_threads = 0;
   // KV-cache budget in bytes, allocated at start; 0 = derived from available memory (see
   // DefaultKvCacheBytes).
@@ -81,6 +81,12 @@ struct EngineStats {
   int64_t kv_cache_bytes_in_use = 0;  // bytes of blocks referenced by sequences
   cache::CacheStats cache;            // as of the end of the last engine step
 };
+
+// Models below this many parameters run their matmuls on one thread when num_threads is 0.
+inline constexpr int64_t kSmallModelParameters = 100'000'000;
+// The engine's matmul threads: options.num_threads if set; else 1 for models under
+// kSmallModelParameters and one per core for larger ones.
+int32_t EngineThreads(const EngineOptions& options, int64_t num_parameters);
 
 // The KV-cache budget used when EngineOptions::kv_cache_bytes is 0: enough for every running
 // request at full context (plus state slots and checkpoints), but at most 40% of the memory

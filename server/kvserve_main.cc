@@ -57,7 +57,9 @@ int Run(int argc, char** argv) {
   flags.AddInt("prefill-chunk-tokens", &prefill_chunk,
                "longest prompt chunk prefilled in one engine step");
   flags.AddUint64("seed", &seed, "seed for requests that do not set sampling.seed");
-  flags.AddInt("threads", &threads, "threads per model for matmuls (0 = one per core)");
+  flags.AddInt("threads", &threads,
+               "threads per model for matmuls (0 = auto: 1 for models under 100M parameters, "
+               "whose matmuls are too small to share, else one per core)");
   flags.AddInt("kv-cache-bytes", &kv_cache_bytes,
                "KV-cache budget per model, allocated at start (0 = enough for every running "
                "request at full context, at most 40% of available memory; printed at start-up)");

@@ -2,6 +2,8 @@
 // Uses the tiny reference checkpoint (vocab 64, no tokenizer needed: prompts are token ids).
 #include "engine/engine.h"
 
+#include <omp.h>
+
 #include <string>
 #include <vector>
 
@@ -290,6 +292,22 @@ INSTANTIATE_TEST_SUITE_P(
         InvalidCase{"StopTokenOutOfVocab", [](GenerationRequest& r) { r.stop_token_ids = {99}; },
                     "stop_token_ids[0]: 99 is outside the vocabulary [0, 64)"}),
     [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace kvserve::engine
+
+namespace kvserve::engine {
+namespace {
+
+TEST(EngineThreadsTest, ExplicitCountWinsAndSmallModelsGetOneThread) {
+  EngineOptions options;
+  options.num_threads = 3;
+  EXPECT_EQ(EngineThreads(options, 1), 3);
+  EXPECT_EQ(EngineThreads(options, int64_t{7} << 30), 3);
+  options.num_threads = 0;
+  EXPECT_EQ(EngineThreads(options, kSmallModelParameters - 1), 1);
+  EXPECT_EQ(EngineThreads(options, kSmallModelParameters), omp_get_num_procs());
+}
 
 }  // namespace
 }  // namespace kvserve::engine
