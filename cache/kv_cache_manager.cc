@@ -84,38 +84,57 @@ std::optional<SequenceCache> KvCacheManager::Begin(BlockHash root) {
   return seq;
 }
 
-int32_t KvCacheManager::AttachCachedPrefix(SequenceCache& seq, absl::Span<const int32_t> tokens,
-                                           int32_t max_tokens) {
-  KV_CHECK(seq.blocks.empty() && seq.num_slots == 0) << "prefix attach on a non-empty sequence";
-  prefix_query_tokens_ += static_cast<int64_t>(tokens.size());
-  if (!options_.enable_prefix_caching || !spec_.HasPagedLayers()) return 0;
+KvCacheManager::PrefixMatch KvCacheManager::FindPrefix(BlockHash root,
+                                                       absl::Span<const int32_t> tokens,
+                                                       int32_t max_tokens) const {
+  PrefixMatch match;
+  match.last_hash = root;
+  if (!options_.enable_prefix_caching || !spec_.HasPagedLayers()) return match;
   const int32_t bs = spec_.block_size;
   const int32_t max_blocks =
       std::min<int32_t>(std::max(max_tokens, 0), static_cast<int32_t>(tokens.size())) / bs;
   // Walk the cached chain; with recurrent layers the usable prefix ends at the last block whose
   // state checkpoint exists (checkpoints are saved where steps end, not at every block).
-  std::vector<BlockId> hits;
-  std::vector<BlockHash> hashes;
-  BlockHash parent = seq.root;
-  size_t usable = 0;
+  BlockHash parent = root;
+  std::vector<BlockId> chain;
   for (int32_t i = 0; i < max_blocks; ++i) {
     absl::Span<const int32_t> block_tokens = tokens.subspan(int64_t{i} * bs, bs);
     const BlockHash hash = HashBlock(parent, block_tokens);
     std::optional<BlockId> hit = pool_.FindCached(hash, parent, block_tokens);
     if (!hit.has_value()) break;
-    hits.push_back(*hit);
-    hashes.push_back(hash);
-    if (!spec_.HasRecurrentLayers() || state_.HasCheckpoint(hash)) usable = hits.size();
+    chain.push_back(*hit);
+    if (!spec_.HasRecurrentLayers() || state_.HasCheckpoint(hash)) {
+      match.blocks.assign(chain.begin(), chain.end());
+      match.last_hash = hash;
+    }
     parent = hash;
   }
-  for (size_t i = 0; i < usable; ++i) {
-    pool_.Ref(hits[i]);
-    seq.blocks.push_back(hits[i]);
+  for (BlockId id : match.blocks) {
+    if (pool_.ref_count(id) == 0) ++match.num_free_blocks;
   }
-  const int32_t num_hit_blocks = static_cast<int32_t>(usable);
-  seq.num_slots = num_hit_blocks * bs;
+  return match;
+}
+
+int32_t KvCacheManager::PeekCachedPrefix(const SequenceCache& seq, absl::Span<const int32_t> tokens,
+                                         int32_t max_tokens, int32_t* num_free_blocks) const {
+  const PrefixMatch match = FindPrefix(seq.root, tokens, max_tokens);
+  if (num_free_blocks != nullptr) *num_free_blocks = match.num_free_blocks;
+  return static_cast<int32_t>(match.blocks.size()) * spec_.block_size;
+}
+
+int32_t KvCacheManager::AttachCachedPrefix(SequenceCache& seq, absl::Span<const int32_t> tokens,
+                                           int32_t max_tokens) {
+  KV_CHECK(seq.blocks.empty() && seq.num_slots == 0) << "prefix attach on a non-empty sequence";
+  prefix_query_tokens_ += static_cast<int64_t>(tokens.size());
+  const PrefixMatch match = FindPrefix(seq.root, tokens, max_tokens);
+  for (BlockId id : match.blocks) {
+    pool_.Ref(id);
+    seq.blocks.push_back(id);
+  }
+  const int32_t num_hit_blocks = static_cast<int32_t>(match.blocks.size());
+  seq.num_slots = num_hit_blocks * spec_.block_size;
   seq.num_committed_blocks = num_hit_blocks;
-  seq.last_hash = usable > 0 ? hashes[usable - 1] : seq.root;
+  seq.last_hash = match.last_hash;
   if (spec_.HasRecurrentLayers() && num_hit_blocks > 0) {
     KV_CHECK(state_.RestoreCheckpoint(seq.last_hash, seq.state_slot));
   }

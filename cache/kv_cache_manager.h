@@ -106,6 +106,12 @@ class KvCacheManager {
   int32_t AttachCachedPrefix(SequenceCache& seq, absl::Span<const int32_t> tokens,
                              int32_t max_tokens);
 
+  // What AttachCachedPrefix would reuse, without taking anything: the tokens it would cover, and in
+  // *num_free_blocks how many of those blocks sit in the free queue now (attaching takes them out
+  // of it, so they no longer count as free for the sequence's next allocation). Changes nothing.
+  int32_t PeekCachedPrefix(const SequenceCache& seq, absl::Span<const int32_t> tokens,
+                           int32_t max_tokens, int32_t* num_free_blocks) const;
+
   // Makes positions [0, num_tokens) writable: appends blocks, and first copies a partially filled
   // last block that other sequences share (copy-on-write). Returns false and changes nothing when
   // the free blocks do not suffice.
@@ -139,6 +145,13 @@ class KvCacheManager {
   KvCacheManager(const CacheSpec& spec, const CacheOptions& options, int32_t num_blocks,
                  int32_t num_state_slots);
   void CopyBlock(BlockId from, BlockId to, int32_t num_tokens);
+  struct PrefixMatch {
+    std::vector<BlockId> blocks;  // the usable cached prefix, in order
+    BlockHash last_hash = 0;      // hash of its last block (the root when empty)
+    int32_t num_free_blocks = 0;  // of `blocks`, those with no reference now
+  };
+  PrefixMatch FindPrefix(BlockHash root, absl::Span<const int32_t> tokens,
+                         int32_t max_tokens) const;
 
   CacheSpec spec_;
   CacheOptions options_;
@@ -147,7 +160,7 @@ class KvCacheManager {
   // Per layer; null for recurrent layers. Reserved at start but not written: the kernel hands out
   // zero pages as the cache fills, so start-up does not touch (or wait for) the whole budget.
   std::vector<std::unique_ptr<float[]>> arenas_;
-  std::vector<int64_t> state_offset_;       // per layer: offset inside a state slot
+  std::vector<int64_t> state_offset_;  // per layer: offset inside a state slot
   int64_t prefix_query_tokens_ = 0;
   int64_t prefix_hit_tokens_ = 0;
   int64_t num_copy_on_writes_ = 0;

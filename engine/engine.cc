@@ -370,20 +370,23 @@ bool Engine::TryAdmit(Sequence& seq) {
   std::optional<cache::SequenceCache> cache =
       cache_->Begin(cache::PrefixRootHash(info_.name, seq.request.cache_salt));
   if (!cache.has_value()) return false;
-  // The first step needs at most this many blocks; prefix hits only lower it (a hit block counts
-  // once: it leaves the free queue and is not allocated again), so the check is conservative.
-  const int32_t first_step =
-      std::min<int32_t>(static_cast<int32_t>(seq.tokens.size()), options_.prefill_chunk_tokens);
-  if (!cache_->CanAllocate(*cache, first_step)) {
+  // The last token must be computed to produce logits, so at most size - 1 come from the cache.
+  // Reusing cached blocks takes the free ones out of the free queue, so the first step must fit in
+  // what is left: look first (changing nothing), then decide, then attach.
+  const int32_t size = static_cast<int32_t>(seq.tokens.size());
+  int32_t free_hit_blocks = 0;
+  const int32_t hit = cache_->PeekCachedPrefix(*cache, seq.tokens, size - 1, &free_hit_blocks);
+  const int32_t first_step_end = hit + std::min(size - hit, options_.prefill_chunk_tokens);
+  const int32_t new_blocks = cache_->BlocksForTokens(first_step_end) - cache_->BlocksForTokens(hit);
+  if (new_blocks > cache_->pool().num_free() - free_hit_blocks) {
     cache_->Free(*cache);
     return false;
   }
-  // The last token must be computed to produce logits, so at most size - 1 come from the cache.
-  const int32_t hit =
-      cache_->AttachCachedPrefix(*cache, seq.tokens, static_cast<int32_t>(seq.tokens.size()) - 1);
-  iteration_stats_.num_prefix_cache_queries += static_cast<int64_t>(seq.tokens.size());
+  KV_CHECK(cache_->AttachCachedPrefix(*cache, seq.tokens, size - 1) == hit);
+  iteration_stats_.num_prefix_cache_queries += size;
   iteration_stats_.num_prefix_cache_hits += hit;
-  if (seq.num_generated == 0) seq.num_cached_prompt_tokens = hit;
+  // A request readmitted after a preemption finds its own blocks: not a prompt-cache hit.
+  if (seq.first_scheduled_time == SteadyTime{}) seq.num_cached_prompt_tokens = hit;
   seq.cache = std::move(*cache);
   seq.has_cache = true;
   seq.num_computed = hit;
@@ -453,10 +456,12 @@ void Engine::Loop() {
         }
       }
       // Updated under mu_ together with waiting_, so Submit never counts a request twice.
-      // Cancelled requests that were running still count until Finish releases them.
-      num_running_.store(static_cast<int32_t>(
-          running.size() + std::count_if(to_cancel.begin(), to_cancel.end(),
-                                         [](const auto& seq) { return seq->has_cache; })));
+      // Admitted requests (those holding cache) count until Finish releases them; that includes
+      // cancelled ones, and excludes waiting ones moved to `running` only to be aborted.
+      auto admitted = [](const auto& seq) { return seq->has_cache; };
+      num_running_.store(
+          static_cast<int32_t>(std::count_if(running.begin(), running.end(), admitted) +
+                               std::count_if(to_cancel.begin(), to_cancel.end(), admitted)));
       num_waiting_.store(static_cast<int32_t>(waiting_.size()));
     }
     for (auto& s : to_cancel) {
@@ -512,7 +517,13 @@ void Engine::ReportIteration(int32_t num_running) {
     sched.cache.num_used_state_slots = c.num_used_state_slots;
     const int64_t evictions = c.num_evictions - reported_evictions_;
     reported_evictions_ = c.num_evictions;
-    iteration_stats_.num_evicted_blocks[static_cast<int>(CacheKind::kAttentionKv)] = evictions;
+    // Paged kinds share the block table, so an evicted block is evicted in each paged kind the
+    // model has (attention K/V, or MLA latents).
+    for (int k = 0; k < kNumCacheKinds; ++k) {
+      if (k != static_cast<int>(CacheKind::kRecurrentState) && c.total_bytes[k] > 0) {
+        iteration_stats_.num_evicted_blocks[k] = evictions;
+      }
+    }
     options_.observer->OnIteration(iteration_stats_);
   }
   iteration_stats_.num_scheduled_tokens = 0;

@@ -126,6 +126,30 @@ TEST(KvCacheManagerTest, ReusesCachedPrefixAndRecomputesTheLastToken) {
   EXPECT_EQ(s.prefix_hit_tokens, 8 + 4);
 }
 
+// Admission looks before it takes: PeekCachedPrefix reports what a hit would reuse and how many of
+// those blocks are free now (a hit takes them out of the free queue), and changes nothing.
+TEST(KvCacheManagerTest, PeekingAtAPrefixChangesNothingAndCountsFreeHits) {
+  auto m = Make(AttentionSpec(), 8);
+  const auto prompt = Tokens(0, 13);
+  auto first = *m->Begin(0);
+  ASSERT_TRUE(m->AllocateSlots(first, 13));
+  m->Commit(first, prompt, 13);
+  auto holder = *m->Fork(first);  // keeps every block referenced...
+  m->Free(first);
+  auto second = *m->Begin(0);
+  int32_t free_hits = -1;
+  EXPECT_EQ(m->PeekCachedPrefix(second, prompt, 12, &free_hits), 12);
+  EXPECT_EQ(free_hits, 0);  // ...so none of the hits is in the free queue
+  m->Free(holder);          // now all four blocks are free (three of them cached)
+  const std::vector<BlockId> free_before = m->pool().free_queue().ToVector();
+  EXPECT_EQ(m->PeekCachedPrefix(second, prompt, 12, &free_hits), 12);
+  EXPECT_EQ(free_hits, 3);
+  EXPECT_EQ(m->pool().free_queue().ToVector(), free_before);
+  EXPECT_EQ(m->stats().prefix_query_tokens, 0);
+  EXPECT_EQ(m->AttachCachedPrefix(second, prompt, 12), 12);
+  EXPECT_EQ(m->pool().num_free(), 8 - 3);
+}
+
 TEST(KvCacheManagerTest, FreedBlocksStayFindableUntilEvictedTailFirst) {
   auto m = Make(AttentionSpec(), 3);
   const auto prompt = Tokens(0, 12);
