@@ -88,7 +88,11 @@ class GenerateReactor::StreamState : public engine::TokenSink {
         cancelled_ = true;
         finish_called_ = true;
         action = Action::kFinish;
-        final_status_ = absl::CancelledError("the client cancelled the stream");
+        // An engine error that was waiting behind this write (e.g. UNAVAILABLE at the drain
+        // deadline) is the real outcome; only a clean stream becomes a client cancel.
+        if (!final_status_.has_value() || final_status_->ok()) {
+          final_status_ = absl::CancelledError("the client cancelled the stream");
+        }
       } else {
         action = NextActionLocked();
       }

@@ -33,7 +33,11 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
   grpc::ServerWriteReactor<pb::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const pb::GenerateRequest* request) override {
     if (draining_.load()) {
-      if (ModelMetrics* m = MetricsFor(request->model())) m->CountFailure(FailureReason::kRejected);
+      if (ModelMetrics* m = MetricsFor(request->model())) {
+        m->CountFailure(FailureReason::kRejected);
+      } else {
+        metrics_->CountUnknownModel();  // still counted, under model=""
+      }
       // UNAVAILABLE is the code clients may retry on another replica: nothing was generated.
       auto* reactor = new FailedGenerate();
       reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
