@@ -1,5 +1,6 @@
-// How much memory this process may still use: the smaller of the kernel's MemAvailable and, inside a
-// container, the cgroup limit minus current usage. Used to size the KV cache when no budget is given.
+// How much memory this process may still use: the smaller of the kernel's MemAvailable and, inside
+// a container, the cgroup limit minus current usage. Used to size the KV cache when no budget is
+// given.
 #ifndef KVSERVE_BASE_SYSTEM_MEMORY_H_
 #define KVSERVE_BASE_SYSTEM_MEMORY_H_
 

@@ -76,8 +76,8 @@ absl::StatusOr<std::unique_ptr<DecoderModel>> DecoderModel::Create(const ModelCo
     Layer layer;
     layer.attn_norm = std::move(attn_norm);
     if (config.layer_type(i) == LayerType::kS4) {
-      KV_ASSIGN_OR_RETURN(layer.s4_in_proj, LoadLinear(weights, p + "s4.in_proj.weight", hidden,
-                                                       hidden, &count));
+      KV_ASSIGN_OR_RETURN(layer.s4_in_proj,
+                          LoadLinear(weights, p + "s4.in_proj.weight", hidden, hidden, &count));
       KV_ASSIGN_OR_RETURN(layer.s4, LoadS4(config, weights, p + "s4.", &count));
       KV_ASSIGN_OR_RETURN(layer.s4_out_proj,
                           LoadLinear(weights, p + "s4.out_proj.weight", hidden, hidden, &count));

@@ -56,8 +56,6 @@ writer round-trips, the written files reproduce the logits, and each fixture's l
 materially under common implementation mistakes (NeoX half-split RoPE pairing being the main one).
 """
 
-import argparse
-import filecmp
 import json
 import math
 import pathlib
@@ -71,7 +69,13 @@ import torch
 # The colleague's Llama reference holds a hand-written safetensors reader/writer and RMSNorm; reuse
 # them instead of duplicating them (the round-trip self-check below re-verifies the writer).
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from reference_llama import causal_mask, read_safetensors, rms_norm, write_safetensors  # noqa: E402
+from reference_llama import (  # noqa: E402
+    causal_mask,
+    read_safetensors,
+    rms_norm,
+    run_cli,
+    write_safetensors,
+)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_OUT_DIR = REPO_ROOT / "tests" / "data"
@@ -729,61 +733,8 @@ def generate(out_dir, verbose):
               f"{_max_absorbed_diff[0]:.3g} (tolerance {ABSORBED_TOL:g})")
 
 
-def check(committed_dir):
-    """Regenerates into a temp dir and compares bytes with committed_dir; returns an exit code."""
-    failures = []
-    with tempfile.TemporaryDirectory() as tmp:
-        generate(tmp, verbose=False)
-        for name in FIXTURES:
-            for f in FIXTURE_FILES:
-                fresh = pathlib.Path(tmp) / name / f
-                old = pathlib.Path(committed_dir) / name / f
-                if not old.exists():
-                    failures.append(f"{old}: missing")
-                elif not filecmp.cmp(fresh, old, shallow=False):
-                    failures.append(f"{old}: differs from regenerated output"
-                                    + _describe_difference(fresh, old))
-    if failures:
-        print("reference_deepseek_v2 --check FAILED:\n  " + "\n  ".join(failures),
-              file=sys.stderr)
-        return 1
-    print(f"reference_deepseek_v2 --check: fixtures in {committed_dir} are up to date")
-    return 0
-
-
-def _describe_difference(fresh, old):
-    if fresh.suffix != ".safetensors":
-        return ""
-    try:
-        a, b = read_safetensors(fresh), read_safetensors(old)
-    except Exception as e:  # A corrupt committed file is itself the answer.
-        return f" (unreadable: {e})"
-    if set(a) != set(b):
-        return f" (tensor names differ: {sorted(set(a) ^ set(b))})"
-    parts = []
-    for tname in sorted(a):
-        (da, xa), (db, xb) = a[tname], b[tname]
-        if da != db or xa.shape != xb.shape:
-            parts.append(f"{tname}: {db}{list(xb.shape)} -> {da}{list(xa.shape)}")
-        elif not np.array_equal(xa, xb):
-            diff = np.max(np.abs(xa.astype(np.float64) - xb.astype(np.float64)))
-            parts.append(f"{tname}: max |diff| {diff:.3g}")
-    return " (" + "; ".join(parts) + ")" if parts else ""
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR),
-                        help="directory that holds the fixture directories (default: %(default)s)")
-    parser.add_argument("--check", action="store_true",
-                        help="regenerate into a temp dir and compare bytes with --out-dir")
-    args = parser.parse_args()
-    torch.set_num_threads(1)  # One summation order for the float64 matmuls.
-    run_self_checks()
-    if args.check:
-        return check(args.out_dir)
-    generate(args.out_dir, verbose=True)
-    return 0
+    return run_cli(__doc__, run_self_checks, generate, FIXTURES, "reference_deepseek_v2")
 
 
 if __name__ == "__main__":

@@ -72,8 +72,6 @@ moves every S4 layer's output by > 1e-3, and the logits move materially under ea
 common implementation mistakes.
 """
 
-import argparse
-import filecmp
 import json
 import math
 import pathlib
@@ -93,6 +91,7 @@ from reference_llama import (  # noqa: E402
     rms_norm,
     rope_half_split,
     rope_interleaved,
+    run_cli,
     write_safetensors,
 )
 
@@ -916,60 +915,8 @@ def generate(out_dir, verbose):
               f"{_max_conv_rec_diff[0]:.3g} (tolerance {CONV_VS_RECURRENCE_TOL:g})")
 
 
-def check(committed_dir):
-    """Regenerates into a temp dir and compares bytes with committed_dir; returns an exit code."""
-    failures = []
-    with tempfile.TemporaryDirectory() as tmp:
-        generate(tmp, verbose=False)
-        for name in FIXTURES:
-            for f in FIXTURE_FILES:
-                fresh = pathlib.Path(tmp) / name / f
-                old = pathlib.Path(committed_dir) / name / f
-                if not old.exists():
-                    failures.append(f"{old}: missing")
-                elif not filecmp.cmp(fresh, old, shallow=False):
-                    failures.append(f"{old}: differs from regenerated output"
-                                    + _describe_difference(fresh, old))
-    if failures:
-        print("reference_hybrid_s4 --check FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
-        return 1
-    print(f"reference_hybrid_s4 --check: fixtures in {committed_dir} are up to date")
-    return 0
-
-
-def _describe_difference(fresh, old):
-    if fresh.suffix != ".safetensors":
-        return ""
-    try:
-        a, b = read_safetensors(fresh), read_safetensors(old)
-    except Exception as e:  # A corrupt committed file is itself the answer.
-        return f" (unreadable: {e})"
-    if set(a) != set(b):
-        return f" (tensor names differ: {sorted(set(a) ^ set(b))})"
-    parts = []
-    for tname in sorted(a):
-        (da, xa), (db, xb) = a[tname], b[tname]
-        if da != db or xa.shape != xb.shape:
-            parts.append(f"{tname}: {db}{list(xb.shape)} -> {da}{list(xa.shape)}")
-        elif not np.array_equal(xa, xb):
-            diff = np.max(np.abs(xa.astype(np.float64) - xb.astype(np.float64)))
-            parts.append(f"{tname}: max |diff| {diff:.3g}")
-    return " (" + "; ".join(parts) + ")" if parts else ""
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR),
-                        help="directory that holds the fixture directories (default: %(default)s)")
-    parser.add_argument("--check", action="store_true",
-                        help="regenerate into a temp dir and compare bytes with --out-dir")
-    args = parser.parse_args()
-    torch.set_num_threads(1)  # One summation order for the float64 matmuls.
-    run_self_checks()
-    if args.check:
-        return check(args.out_dir)
-    generate(args.out_dir, verbose=True)
-    return 0
+    return run_cli(__doc__, run_self_checks, generate, FIXTURES, "reference_hybrid_s4")
 
 
 if __name__ == "__main__":

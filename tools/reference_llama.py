@@ -596,10 +596,17 @@ def generate(out_dir, verbose):
 
 def check(committed_dir):
     """Regenerates into a temp dir and compares bytes with committed_dir; returns an exit code."""
+    return check_fixtures("reference_llama", generate, FIXTURES, committed_dir)
+
+
+def check_fixtures(tool, generate_fn, fixture_names, committed_dir):
+    """Shared by the reference scripts: regenerates every fixture of `fixture_names` with
+    generate_fn into a temp dir, compares bytes with committed_dir, prints what differs (per
+    tensor for safetensors files) and returns an exit code."""
     failures = []
     with tempfile.TemporaryDirectory() as tmp:
-        generate(tmp, verbose=False)
-        for name in FIXTURES:
+        generate_fn(tmp, verbose=False)
+        for name in fixture_names:
             for f in FIXTURE_FILES:
                 fresh = pathlib.Path(tmp) / name / f
                 old = pathlib.Path(committed_dir) / name / f
@@ -607,15 +614,15 @@ def check(committed_dir):
                     failures.append(f"{old}: missing")
                 elif not filecmp.cmp(fresh, old, shallow=False):
                     failures.append(f"{old}: differs from regenerated output"
-                                    + _describe_difference(fresh, old))
+                                    + describe_difference(fresh, old))
     if failures:
-        print("reference_llama --check FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
+        print(f"{tool} --check FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
         return 1
-    print(f"reference_llama --check: fixtures in {committed_dir} are up to date")
+    print(f"{tool} --check: fixtures in {committed_dir} are up to date")
     return 0
 
 
-def _describe_difference(fresh, old):
+def describe_difference(fresh, old):
     if fresh.suffix != ".safetensors":
         return ""
     try:
@@ -636,19 +643,24 @@ def _describe_difference(fresh, old):
     return " (" + "; ".join(parts) + ")" if parts else ""
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def run_cli(doc, self_checks, generate_fn, fixture_names, tool):
+    """The command line every reference script shares: [--out-dir DIR] [--check]."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR),
                         help="directory that holds the fixture directories (default: %(default)s)")
     parser.add_argument("--check", action="store_true",
                         help="regenerate into a temp dir and compare bytes with --out-dir")
     args = parser.parse_args()
     torch.set_num_threads(1)  # One summation order for the float64 matmuls.
-    run_self_checks()
+    self_checks()
     if args.check:
-        return check(args.out_dir)
-    generate(args.out_dir, verbose=True)
+        return check_fixtures(tool, generate_fn, fixture_names, args.out_dir)
+    generate_fn(args.out_dir, verbose=True)
     return 0
+
+
+def main():
+    return run_cli(__doc__, run_self_checks, generate, FIXTURES, "reference_llama")
 
 
 if __name__ == "__main__":
