@@ -59,7 +59,6 @@ materially under common implementation mistakes (NeoX half-split RoPE pairing be
 import json
 import math
 import pathlib
-import struct
 import sys
 import tempfile
 
@@ -73,6 +72,7 @@ from reference_llama import (  # noqa: E402
     causal_mask,
     read_safetensors,
     rms_norm,
+    self_check_safetensors_roundtrip,
     run_cli,
     write_safetensors,
 )
@@ -594,28 +594,6 @@ def self_check_absorbed_random():
         a = attention_expanded(s, w_uk, w_uv, q_nope, q_pe, c_kv, k_pe, 0.2, q_offset=off)
         b = attention_absorbed(s, w_uk, w_uv, q_nope, q_pe, c_kv, k_pe, 0.2, q_offset=off)
         assert torch.max(torch.abs(a - b)).item() <= ABSORBED_TOL
-
-
-def self_check_safetensors_roundtrip(tmp_dir):
-    gen = torch.Generator().manual_seed(9)
-    tensors = {
-        "w": ("F32", torch.randn(3, 5, generator=gen).numpy()),
-        "a": ("F32", np.array([1.0, -0.0, 3.5e-38, 1e30], dtype=np.float32)),
-        "ids": ("I32", np.arange(7, dtype=np.int32) - 3),
-    }
-    path = pathlib.Path(tmp_dir) / "roundtrip.safetensors"
-    write_safetensors(path, tensors)
-    raw = path.read_bytes()
-    (n,) = struct.unpack("<Q", raw[:8])
-    assert n % 8 == 0
-    header = json.loads(raw[8:8 + n])
-    assert header["__metadata__"] == {"format": "pt"}
-    assert [k for k in header if k != "__metadata__"] == sorted(tensors)
-    back = read_safetensors(path)
-    assert set(back) == set(tensors)
-    for name, (dtype, array) in tensors.items():
-        assert back[name][0] == dtype and back[name][1].shape == array.shape
-        assert back[name][1].tobytes() == np.ascontiguousarray(array).tobytes(), name
 
 
 def run_self_checks():

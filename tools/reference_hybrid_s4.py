@@ -75,7 +75,6 @@ common implementation mistakes.
 import json
 import math
 import pathlib
-import struct
 import sys
 import tempfile
 
@@ -89,6 +88,7 @@ from reference_llama import (  # noqa: E402
     gqa_attention,
     read_safetensors,
     rms_norm,
+    self_check_safetensors_roundtrip,
     rope_half_split,
     rope_interleaved,
     run_cli,
@@ -725,28 +725,6 @@ def self_check_s4_views():
         zoh = torch.exp(dt * lam)
         bil = (1 + dt * lam / 2) / (1 - dt * lam / 2)
         assert lo <= torch.abs(zoh - bil).item() <= hi
-
-
-def self_check_safetensors_roundtrip(tmp_dir):
-    gen = torch.Generator().manual_seed(9)
-    tensors = {
-        "model.layers.0.s4.B": ("F32", torch.randn(3, 4, 2, generator=gen).numpy()),
-        "a": ("F32", np.array([1.0, -0.0, 3.5e-38, -0.5], dtype=np.float32)),
-        "ids": ("I32", np.arange(7, dtype=np.int32) - 3),
-    }
-    path = pathlib.Path(tmp_dir) / "roundtrip.safetensors"
-    write_safetensors(path, tensors)
-    raw = path.read_bytes()
-    (n,) = struct.unpack("<Q", raw[:8])
-    assert n % 8 == 0
-    header = json.loads(raw[8:8 + n])
-    assert header["__metadata__"] == {"format": "pt"}
-    assert [k for k in header if k != "__metadata__"] == sorted(tensors)
-    back = read_safetensors(path)
-    assert set(back) == set(tensors)
-    for name, (dtype, array) in tensors.items():
-        assert back[name][0] == dtype and back[name][1].shape == array.shape
-        assert back[name][1].tobytes() == np.ascontiguousarray(array).tobytes(), name
 
 
 def run_self_checks():

@@ -474,22 +474,28 @@ def self_check_rope():
 
 
 def self_check_safetensors_roundtrip(tmp_dir):
+    """The writer and reader agree byte for byte (shared by every reference script)."""
     gen = torch.Generator().manual_seed(9)
     x = torch.randn(3, 5, generator=gen)
     tensors = {
         "b": ("F32", x.numpy()),
         "a": ("BF16", float32_to_bf16_bits(x.numpy())),
         "c": ("I32", np.arange(7, dtype=np.int32) - 3),
+        "d": ("F32", np.array([1.0, -0.0, 3.5e-38, 1e30], dtype=np.float32)),  # -0, subnormal-ish
     }
     path = pathlib.Path(tmp_dir) / "roundtrip.safetensors"
     write_safetensors(path, tensors)
     raw = path.read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])
     assert n % 8 == 0
+    header = json.loads(raw[8:8 + n])
+    assert header["__metadata__"] == {"format": "pt"}
+    assert [k for k in header if k != "__metadata__"] == sorted(tensors)
     back = read_safetensors(path)
     assert set(back) == set(tensors)
     for name, (dtype, array) in tensors.items():
-        assert back[name][0] == dtype and np.array_equal(back[name][1], array), name
+        assert back[name][0] == dtype and back[name][1].shape == array.shape, name
+        assert back[name][1].tobytes() == np.ascontiguousarray(array).tobytes(), name
     # BF16 rounding: ties to even, and values exactly representable stay put.
     probe = np.array([1.0, 1.0 + 2**-8, 1.0 + 3 * 2**-8, -2.5, 1.0 + 2**-9], dtype=np.float32)
     assert list(bf16_bits_to_float32(float32_to_bf16_bits(probe))) == \
