@@ -162,10 +162,11 @@ EngineStats Engine::stats() const {
   return s;
 }
 
-void Engine::PublishCacheStats() {
+cache::CacheStats Engine::PublishCacheStats() {
   const cache::CacheStats stats = cache_->stats();
   absl::MutexLock lock(&stats_mu_);
   cache_stats_ = stats;
+  return stats;
 }
 
 absl::Status Engine::Validate(const GenerationRequest& r) const {
@@ -491,18 +492,17 @@ void Engine::Loop() {
       if (result == StepResult::kFinished) running[i].reset();
     }
     std::erase(running, nullptr);
-    PublishCacheStats();
+    const cache::CacheStats cache_stats = PublishCacheStats();
     num_running_.store(static_cast<int32_t>(running.size()));
-    ReportIteration(static_cast<int32_t>(running.size()));
+    ReportIteration(static_cast<int32_t>(running.size()), cache_stats);
   }
 }
 
-void Engine::ReportIteration(int32_t num_running) {
+void Engine::ReportIteration(int32_t num_running, const cache::CacheStats& c) {
   if (options_.observer != nullptr) {
     SchedulerStats& sched = iteration_stats_.scheduler;
     sched.num_running = num_running;
     sched.num_waiting = num_waiting_.load();
-    const cache::CacheStats c = cache_->stats();
     sched.cache = CacheUsage{};
     for (int k = 0; k < kNumCacheKinds; ++k) {
       CacheKindUsage& usage = sched.cache.kinds[k];

@@ -138,11 +138,11 @@ class Engine {
   // Gives the cache of `seq` back and sends it to the front of the waiting queue; its tokens so far
   // are recomputed (mostly from the prefix cache) when it is admitted again.
   void Preempt(std::unique_ptr<Sequence> seq);
-  // Copies cache statistics for stats(), which other threads read.
-  void PublishCacheStats();
+  // Copies cache statistics for stats(), which other threads read, and returns them.
+  cache::CacheStats PublishCacheStats();
   void Finish(Sequence& seq, TokenEvent event, FinishReason reason, absl::Status status);
   // Hands iteration_stats_ (plus scheduler and cache state) to the observer and resets it.
-  void ReportIteration(int32_t num_running);
+  void ReportIteration(int32_t num_running, const cache::CacheStats& cache_stats);
 
   const EngineOptions options_;
   ModelInfo info_;
