@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cache/cache_spec.h"
 #include "engine/request.h"
 
 namespace kvserve::engine {
@@ -45,21 +46,11 @@ inline double SecondsBetween(SteadyTime from, SteadyTime to) {
 
 // The kinds of cache memory a model can have (the `kind` label of cache metrics). Same values and
 // names as cache::MemoryKind.
-enum class CacheKind { kAttentionKv = 0, kMlaLatent = 1, kRecurrentState = 2 };
-inline constexpr int kNumCacheKinds = 3;
-inline std::string_view CacheKindName(CacheKind kind) {
-  switch (kind) {
-    case CacheKind::kAttentionKv:
-      return "attention_kv";
-    case CacheKind::kMlaLatent:
-      return "mla_latent";
-    case CacheKind::kRecurrentState:
-      return "recurrent_state";
-  }
-  return "unknown";
-}
+// The cache's memory kinds (cache/cache_spec.h), by the name metrics use.
+using CacheKind = cache::MemoryKind;
+inline constexpr int kNumCacheKinds = cache::kNumMemoryKinds;
+inline std::string_view CacheKindName(CacheKind kind) { return cache::MemoryKindName(kind); }
 
-// Occupancy of one kind of cache memory.
 struct CacheKindUsage {
   // Paged kinds: blocks of the pool that hold this kind (0 while there is no block pool).
   int64_t num_blocks = 0;
