@@ -137,11 +137,11 @@ DecoderModel::DecoderModel(const ModelConfig& config, std::vector<float> embed,
                                        : std::nullopt),
       num_parameters_(num_parameters) {}
 
-void DecoderModel::Reserve(int64_t n, int64_t context) {
-  if (static_cast<int64_t>(scores_.size()) < context) scores_.resize(context);
+void DecoderModel::Reserve(int64_t n) {
   if (n <= reserved_tokens_) return;
   const int64_t hidden = config_.hidden_size;
   const int64_t q_dim = int64_t{config_.num_attention_heads} * config_.head_dim;
+  tokens_.resize(n);
   positions_.resize(n);
   rope_table_.resize(n * config_.head_dim);
   x_.resize(n * hidden);
@@ -178,91 +178,163 @@ cache::CacheSpec DecoderModel::CacheSpec(int32_t block_size) const {
 void DecoderModel::Forward(absl::Span<const int32_t> tokens, int32_t start_pos,
                            cache::KvCacheManager& cache, const cache::SequenceCache& seq,
                            bool all_logits, float* logits) {
+  KV_CHECK(!tokens.empty());
+  const BatchEntry entry{tokens, start_pos, &seq, /*logits=*/true};
+  if (!all_logits) {
+    ForwardBatch(absl::MakeConstSpan(&entry, 1), cache, logits);
+    return;
+  }
+  // Every row's logits: the one-entry batch with all its rows selected.
   const int64_t n = static_cast<int64_t>(tokens.size());
-  KV_CHECK(n > 0);
-  KV_CHECK(start_pos >= 0 && start_pos + n <= seq.num_slots)
-      << "positions [" << start_pos << ", " << start_pos + n << ") exceed the sequence's "
-      << seq.num_slots << " cache slots";
+  Reserve(n);
+  seq_rows_.assign(1, SequenceRows{0, n, start_pos, &seq});
+  logit_rows_.resize(n);
+  for (int64_t i = 0; i < n; ++i) {
+    logit_rows_[i] = i;
+    tokens_[i] = tokens[i];
+    positions_[i] = start_pos + static_cast<int32_t>(i);
+  }
+  Run(n, cache, logits);
+}
+
+void DecoderModel::ForwardBatch(absl::Span<const BatchEntry> batch, cache::KvCacheManager& cache,
+                                float* logits) {
+  int64_t num_rows = 0;
+  for (const BatchEntry& e : batch) num_rows += static_cast<int64_t>(e.tokens.size());
+  if (num_rows == 0) return;
+  Reserve(num_rows);
+  seq_rows_.clear();
+  logit_rows_.clear();
+  int64_t row = 0;
+  for (const BatchEntry& e : batch) {
+    const int64_t n = static_cast<int64_t>(e.tokens.size());
+    if (n == 0) continue;
+    KV_CHECK(e.seq != nullptr);
+    seq_rows_.push_back(SequenceRows{row, n, e.start_pos, e.seq});
+    for (int64_t i = 0; i < n; ++i) {
+      tokens_[row + i] = e.tokens[i];
+      positions_[row + i] = e.start_pos + static_cast<int32_t>(i);
+    }
+    row += n;
+    if (e.logits) logit_rows_.push_back(row - 1);
+  }
+  Run(num_rows, cache, logits);
+}
+
+void DecoderModel::Run(int64_t num_rows, cache::KvCacheManager& cache, float* logits) {
   const int64_t hidden = config_.hidden_size;
   const int64_t inter = config_.intermediate_size;
   const AttentionShape shape{config_.num_attention_heads, config_.num_key_value_heads,
                              config_.head_dim};
-  Reserve(n, start_pos + n);
+  int64_t max_context = 0;
+  for (const SequenceRows& s : seq_rows_) {
+    KV_CHECK(s.start_pos >= 0 && s.start_pos + s.n <= s.seq->num_slots)
+        << "positions [" << s.start_pos << ", " << s.start_pos + s.n
+        << ") exceed the sequence's " << s.seq->num_slots << " cache slots";
+    max_context = std::max(max_context, s.start_pos + s.n);
+  }
+  if (static_cast<int64_t>(scores_.size()) < max_context) scores_.resize(max_context);
 
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t id = tokens[i];
+  for (int64_t i = 0; i < num_rows; ++i) {
+    const int32_t id = tokens_[i];
     KV_CHECK(id >= 0 && id < config_.vocab_size) << "token id " << id;
     std::memcpy(&x_[i * hidden], &embed_[int64_t{id} * hidden], hidden * sizeof(float));
-    positions_[i] = start_pos + static_cast<int32_t>(i);
   }
   if (mla_rope_.has_value()) {
-    mla_rope_table_.resize(n * config_.mla->qk_rope_head_dim);
-    mla_rope_->Table(positions_.data(), n, mla_rope_table_.data());  // {n, rope/2, 2}
+    mla_rope_table_.resize(num_rows * config_.mla->qk_rope_head_dim);
+    mla_rope_->Table(positions_.data(), num_rows, mla_rope_table_.data());  // {rows, rope/2, 2}
   } else {
-    rope_.Table(positions_.data(), n, rope_table_.data());  // {n, head_dim/2, 2}
+    rope_.Table(positions_.data(), num_rows, rope_table_.data());  // {rows, head_dim/2, 2}
   }
 
   for (int32_t l = 0; l < config_.num_hidden_layers; ++l) {
     Layer& layer = layers_[l];
-    RmsNorm(x_.data(), layer.attn_norm.data(), n, hidden, config_.rms_norm_eps, h_.data());
+    RmsNorm(x_.data(), layer.attn_norm.data(), num_rows, hidden, config_.rms_norm_eps, h_.data());
     if (layer.s4 != nullptr) {
-      // Convolution mode for a prefill chunk, recurrent mode for one token; the sequence's state
-      // slot carries the SSM state between calls.
-      float* state = cache.StateData(l, seq);
-      layer.s4_in_proj->Forward(h_.data(), n, s4_in_.data());  // {n, hidden}
-      if (n > 1) {
-        layer.s4->Prefill(s4_in_.data(), n, state, s4_out_.data());  // {n, hidden}
-      } else {
-        layer.s4->Step(s4_in_.data(), state, s4_out_.data());
+      // Convolution mode for a prefill chunk, recurrent mode for one token; each sequence's state
+      // slot carries its SSM state between steps.
+      layer.s4_in_proj->Forward(h_.data(), num_rows, s4_in_.data());  // {rows, hidden}
+      for (const SequenceRows& s : seq_rows_) {
+        float* state = cache.StateData(l, *s.seq);
+        const float* u = &s4_in_[s.row * hidden];
+        float* y = &s4_out_[s.row * hidden];
+        if (s.n > 1) {
+          layer.s4->Prefill(u, s.n, state, y);  // {n, hidden}
+        } else {
+          layer.s4->Step(u, state, y);
+        }
       }
-      Gelu(s4_out_.data(), n * hidden);
-      layer.s4_out_proj->Forward(s4_out_.data(), n, proj_.data());  // {n, hidden}
+      Gelu(s4_out_.data(), num_rows * hidden);
+      layer.s4_out_proj->Forward(s4_out_.data(), num_rows, proj_.data());  // {rows, hidden}
     } else if (layer.mla != nullptr) {
-      layer.mla->Forward(h_.data(), n, start_pos, mla_rope_table_.data(), cache, seq, l,
-                         proj_.data());  // {n, hidden}
+      layer.mla->ForwardBatch(h_.data(), num_rows, seq_rows_, mla_rope_table_.data(), cache, l,
+                              proj_.data());  // {rows, hidden}
     } else {
-      GqaLayer(layer, n, start_pos, shape, cache, seq, l);
+      GqaLayer(layer, num_rows, shape, cache, l);
     }
-    AddInPlace(x_.data(), proj_.data(), n * hidden);
+    AddInPlace(x_.data(), proj_.data(), num_rows * hidden);
 
-    RmsNorm(x_.data(), layer.mlp_norm.data(), n, hidden, config_.rms_norm_eps, h_.data());
-    layer.gate_proj->Forward(h_.data(), n, gate_.data());  // {n, intermediate}
-    layer.up_proj->Forward(h_.data(), n, up_.data());      // {n, intermediate}
-    SiluMul(gate_.data(), up_.data(), n * inter);
-    layer.down_proj->Forward(gate_.data(), n, proj_.data());  // {n, hidden}
-    AddInPlace(x_.data(), proj_.data(), n * hidden);
+    RmsNorm(x_.data(), layer.mlp_norm.data(), num_rows, hidden, config_.rms_norm_eps, h_.data());
+    layer.gate_proj->Forward(h_.data(), num_rows, gate_.data());  // {rows, intermediate}
+    layer.up_proj->Forward(h_.data(), num_rows, up_.data());      // {rows, intermediate}
+    SiluMul(gate_.data(), up_.data(), num_rows * inter);
+    layer.down_proj->Forward(gate_.data(), num_rows, proj_.data());  // {rows, hidden}
+    AddInPlace(x_.data(), proj_.data(), num_rows * hidden);
   }
 
-  if (all_logits) {
-    RmsNorm(x_.data(), final_norm_.data(), n, hidden, config_.rms_norm_eps, h_.data());
-    lm_head_.Forward(h_.data(), n, logits);  // {n, vocab}
-  } else {
-    const float* last = x_.data() + (n - 1) * hidden;
-    RmsNorm(last, final_norm_.data(), 1, hidden, config_.rms_norm_eps, h_.data());
-    lm_head_.Forward(h_.data(), 1, logits);  // {vocab}
+  // Only the rows that will be sampled (or were asked for) go through the vocabulary projection.
+  const int64_t num_logits = static_cast<int64_t>(logit_rows_.size());
+  if (num_logits == 0) return;
+  logit_h_.resize(std::max<size_t>(logit_h_.size(), num_logits * hidden));
+  for (int64_t i = 0; i < num_logits; ++i) {
+    RmsNorm(&x_[logit_rows_[i] * hidden], final_norm_.data(), 1, hidden, config_.rms_norm_eps,
+            &logit_h_[i * hidden]);
   }
+  lm_head_.Forward(logit_h_.data(), num_logits, logits);  // {logit rows, vocab}
 }
 
-void DecoderModel::GqaLayer(Layer& layer, int64_t n, int32_t start_pos, const AttentionShape& shape,
-                            cache::KvCacheManager& cache, const cache::SequenceCache& seq,
-                            int32_t l) {
+void DecoderModel::GqaLayer(Layer& layer, int64_t num_rows, const AttentionShape& shape,
+                            cache::KvCacheManager& cache, int32_t l) {
   const int64_t kv_dim = int64_t{config_.num_key_value_heads} * config_.head_dim;
-  layer.q_proj->Forward(h_.data(), n, q_.data());  // {n, heads, head_dim}
-  layer.k_proj->Forward(h_.data(), n, k_.data());  // {n, kv_heads, head_dim}
-  layer.v_proj->Forward(h_.data(), n, v_.data());  // {n, kv_heads, head_dim}
-  rope_.Apply(rope_table_.data(), n, config_.num_attention_heads, q_.data());
-  rope_.Apply(rope_table_.data(), n, config_.num_key_value_heads, k_.data());
-  // Scatter the new K/V rows into their cache slots: {slot, [K kv_dim | V kv_dim]}.
+  const int64_t q_dim = int64_t{config_.num_attention_heads} * config_.head_dim;
+  layer.q_proj->Forward(h_.data(), num_rows, q_.data());  // {rows, heads, head_dim}
+  layer.k_proj->Forward(h_.data(), num_rows, k_.data());  // {rows, kv_heads, head_dim}
+  layer.v_proj->Forward(h_.data(), num_rows, v_.data());  // {rows, kv_heads, head_dim}
+  rope_.Apply(rope_table_.data(), num_rows, config_.num_attention_heads, q_.data());
+  rope_.Apply(rope_table_.data(), num_rows, config_.num_key_value_heads, k_.data());
   float* arena = cache.LayerData(l);
-  for (int64_t i = 0; i < n; ++i) {
-    float* row = arena + cache.SlotOf(seq, start_pos + static_cast<int32_t>(i)) * 2 * kv_dim;
-    std::memcpy(row, &k_[i * kv_dim], kv_dim * sizeof(float));
-    std::memcpy(row + kv_dim, &v_[i * kv_dim], kv_dim * sizeof(float));
+  for (const SequenceRows& s : seq_rows_) {
+    // Scatter the new K/V rows into their cache slots: {slot, [K kv_dim | V kv_dim]}.
+    for (int64_t i = 0; i < s.n; ++i) {
+      float* row = arena + cache.SlotOf(*s.seq, s.start_pos + static_cast<int32_t>(i)) * 2 * kv_dim;
+      std::memcpy(row, &k_[(s.row + i) * kv_dim], kv_dim * sizeof(float));
+      std::memcpy(row + kv_dim, &v_[(s.row + i) * kv_dim], kv_dim * sizeof(float));
+    }
+    const KvView kv{arena, arena + kv_dim, 2 * kv_dim, s.seq->blocks.data(), cache.block_size()};
+    GqaAttention(&q_[s.row * q_dim], kv, s.start_pos, s.n, shape, scores_.data(),
+                 &attn_[s.row * q_dim]);  // {n, heads, head_dim}
   }
-  const KvView kv{arena, arena + kv_dim, 2 * kv_dim, seq.blocks.data(), cache.block_size()};
-  GqaAttention(q_.data(), kv, start_pos, n, shape, scores_.data(),
-               attn_.data());                            // {n, heads, head_dim}
-  layer.o_proj->Forward(attn_.data(), n, proj_.data());  // {n, hidden}
+  layer.o_proj->Forward(attn_.data(), num_rows, proj_.data());  // {rows, hidden}
+}
+
+bool DecoderModel::chunking_affects_numerics() const {
+  if (config_.mla.has_value()) return true;
+  for (const Layer& layer : layers_) {
+    if (layer.s4 != nullptr) return true;
+  }
+  return false;
+}
+
+void DecoderModel::set_batch_invariant(bool on) {
+  for (Layer& layer : layers_) {
+    for (std::optional<Linear>* linear :
+         {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj, &layer.s4_in_proj,
+          &layer.s4_out_proj, &layer.gate_proj, &layer.up_proj, &layer.down_proj}) {
+      if (linear->has_value()) (*linear)->set_row_invariant(on);
+    }
+    if (layer.mla != nullptr) layer.mla->set_row_invariant(on);
+  }
+  lm_head_.set_row_invariant(on);
 }
 
 }  // namespace kvserve::engine

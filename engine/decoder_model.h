@@ -27,6 +27,7 @@
 #include "absl/types/span.h"
 #include "cache/cache_spec.h"
 #include "cache/kv_cache_manager.h"
+#include "engine/batch_rows.h"
 #include "engine/gqa_attention.h"
 #include "engine/linear.h"
 #include "engine/mla_attention.h"
@@ -49,6 +50,30 @@ class DecoderModel {
   //           [0, start_pos + n); every token id in [0, vocab_size); cache built from CacheSpec().
   void Forward(absl::Span<const int32_t> tokens, int32_t start_pos, cache::KvCacheManager& cache,
                const cache::SequenceCache& seq, bool all_logits, float* logits);
+
+  // One sequence's part of a batched step.
+  struct BatchEntry {
+    absl::Span<const int32_t> tokens;  // positions [start_pos, start_pos + tokens.size())
+    int32_t start_pos = 0;
+    const cache::SequenceCache* seq = nullptr;
+    bool logits = false;  // produce the logits of its last token
+  };
+  // Runs every entry's tokens through the model in one batched step: each weight's matmul runs
+  // once over all rows; attention and S4 run per sequence over its own cache. Writes one logits
+  // row {vocab} per entry with logits = true, in entry order, to `logits`.
+  // REQUIRES: as for Forward, per entry; entries belong to distinct sequences; a batch with no
+  // tokens is allowed and does nothing.
+  void ForwardBatch(absl::Span<const BatchEntry> batch, cache::KvCacheManager& cache,
+                    float* logits);
+
+  // Whether results depend (in their low bits) on how a sequence's tokens are split into steps:
+  // MLA computes a multi-token chunk in its expanded form and a single
+  // token in its absorbed form, and S4 layers convolve a chunk by FFT but step one token by
+  // recurrence. The scheduler keeps such models' chunk boundaries independent of the batch.
+  bool chunking_affects_numerics() const;
+
+  // Every matmul computes each row as it would alone (Linear::set_row_invariant); on by default.
+  void set_batch_invariant(bool on);
 
   // The cache this model needs: one attention K/V layer per decoder layer.
   cache::CacheSpec CacheSpec(int32_t block_size) const;
@@ -75,11 +100,14 @@ class DecoderModel {
 
   DecoderModel(const ModelConfig& config, std::vector<float> embed, std::vector<Layer> layers,
                std::vector<float> final_norm, Linear lm_head, int64_t num_parameters);
-  // One GQA attention layer: reads h_, writes the layer's output to proj_ {n, hidden}.
-  void GqaLayer(Layer& layer, int64_t n, int32_t start_pos, const AttentionShape& shape,
-                cache::KvCacheManager& cache, const cache::SequenceCache& seq, int32_t l);
-  // Grows the workspaces to hold n tokens attending over `context` positions.
-  void Reserve(int64_t n, int64_t context);
+  // The batched step over rows_ (one SequenceRows per entry); logit_rows_ lists the rows whose
+  // logits go to `logits`, in order.
+  void Run(int64_t num_rows, cache::KvCacheManager& cache, float* logits);
+  // One GQA attention layer: reads h_, writes the layer's output to proj_ {rows, hidden}.
+  void GqaLayer(Layer& layer, int64_t num_rows, const AttentionShape& shape,
+                cache::KvCacheManager& cache, int32_t l);
+  // Grows the per-row workspaces to hold n rows.
+  void Reserve(int64_t n);
 
   ModelConfig config_;
   std::vector<float> embed_;  // [vocab, hidden]
@@ -92,7 +120,11 @@ class DecoderModel {
 
   // Workspaces, grown on demand and reused across calls (no allocation per decode step).
   int64_t reserved_tokens_ = 0;
-  std::vector<int32_t> positions_;     // [n]
+  std::vector<SequenceRows> seq_rows_;  // one per sequence of the current step
+  std::vector<int64_t> logit_rows_;     // rows whose logits the caller wants
+  std::vector<float> logit_h_;          // [logit rows, hidden] their normed hidden states
+  std::vector<int32_t> tokens_;         // [n]
+  std::vector<int32_t> positions_;      // [n]
   std::vector<float> rope_table_;      // [n, head_dim/2, 2]
   std::vector<float> mla_rope_table_;  // [n, qk_rope_head_dim/2, 2]
   std::vector<float> x_;               // [n, hidden] residual stream

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/logging.h"
+#include "engine/row_invariant_matmul.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
 namespace kvserve::engine {
@@ -71,6 +72,14 @@ const std::vector<float>& Linear::weight() const { return impl_->weight; }
 
 void Linear::Forward(const float* x, int64_t m, float* y) const {
   KV_CHECK(m > 0) << "Linear::Forward with m=" << m;
+  if (row_invariant_ || m < kOneDnnMinRows) {
+    RowInvariantMatmul(x, m, impl_->weight.data(), out_features_, in_features_, y);
+    return;
+  }
+  Execute(x, m, y);
+}
+
+void Linear::Execute(const float* x, int64_t m, float* y) const {
   try {
     const dnnl::engine& engine = CpuEngine();
     dnnl::memory src({{m, in_features_}, dt::f32, tag::ab}, engine, const_cast<float*>(x));

@@ -82,53 +82,71 @@ absl::StatusOr<std::unique_ptr<MlaAttention>> MlaAttention::Create(const ModelCo
 void MlaAttention::Forward(const float* h, int64_t n, int32_t start_pos, const float* cos_sin,
                            cache::KvCacheManager& cache, const cache::SequenceCache& seq,
                            int32_t layer, float* out, Form form) {
+  const SequenceRows one{0, n, start_pos, &seq};
+  ForwardBatch(h, n, absl::MakeConstSpan(&one, 1), cos_sin, cache, layer, out, form);
+}
+
+void MlaAttention::set_row_invariant(bool on) {
+  for (std::optional<Linear>* linear :
+       {&q_proj_, &q_a_proj_, &q_b_proj_, &kv_a_proj_, &kv_b_proj_, &o_proj_}) {
+    if (linear->has_value()) (*linear)->set_row_invariant(on);
+  }
+}
+
+void MlaAttention::ForwardBatch(const float* h, int64_t rows, absl::Span<const SequenceRows> seqs,
+                                const float* cos_sin, cache::KvCacheManager& cache, int32_t layer,
+                                float* out, Form form) {
   const int64_t qk = nope_ + rope_dim_;
   const int64_t width = latent_width();
-  const int64_t context = start_pos + n;
-  q_.resize(n * heads_ * qk);
-  kv_a_.resize(n * width);
-  attn_.resize(n * heads_ * v_dim_);
-  scores_.resize(context);
-  rows_.resize(context);
+  q_.resize(rows * heads_ * qk);
+  kv_a_.resize(rows * width);
+  attn_.resize(rows * heads_ * v_dim_);
 
-  // Queries: {n, heads, [q_C nope | q_R rope]}.
+  // Queries: {rows, heads, [q_C nope | q_R rope]}.
   if (q_proj_.has_value()) {
-    q_proj_->Forward(h, n, q_.data());
+    q_proj_->Forward(h, rows, q_.data());
   } else {
-    q_lat_.resize(n * q_lora_);
-    q_a_proj_->Forward(h, n, q_lat_.data());  // {n, q_lora}
-    RmsNorm(q_lat_.data(), q_a_norm_.data(), n, q_lora_, eps_, q_lat_.data());
-    q_b_proj_->Forward(q_lat_.data(), n, q_.data());  // {n, heads, qk}
+    q_lat_.resize(rows * q_lora_);
+    q_a_proj_->Forward(h, rows, q_lat_.data());  // {rows, q_lora}
+    RmsNorm(q_lat_.data(), q_a_norm_.data(), rows, q_lora_, eps_, q_lat_.data());
+    q_b_proj_->Forward(q_lat_.data(), rows, q_.data());  // {rows, heads, qk}
   }
-  rope_.ApplyStrided(cos_sin, n, heads_, qk, q_.data() + nope_);
+  rope_.ApplyStrided(cos_sin, rows, heads_, qk, q_.data() + nope_);
 
-  // The new tokens' cache rows: {n, [RMSNorm(c_KV) kv_lora | RoPE(k_R) rope]}.
-  kv_a_proj_->Forward(h, n, kv_a_.data());
-  for (int64_t i = 0; i < n; ++i) {
+  // The new tokens' cache rows: {rows, [RMSNorm(c_KV) kv_lora | RoPE(k_R) rope]}.
+  kv_a_proj_->Forward(h, rows, kv_a_.data());
+  for (int64_t i = 0; i < rows; ++i) {
     float* row = kv_a_.data() + i * width;
     RmsNorm(row, kv_a_norm_.data(), 1, kv_lora_, eps_, row);
   }
-  rope_.ApplyStrided(cos_sin, n, 1, width, kv_a_.data() + kv_lora_);
+  rope_.ApplyStrided(cos_sin, rows, 1, width, kv_a_.data() + kv_lora_);
   float* arena = cache.LayerData(layer);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t slot = cache.SlotOf(seq, start_pos + static_cast<int32_t>(i));
-    std::memcpy(arena + slot * width, kv_a_.data() + i * width, width * sizeof(float));
+  for (const SequenceRows& s : seqs) {
+    for (int64_t i = 0; i < s.n; ++i) {
+      const int64_t slot = cache.SlotOf(*s.seq, s.start_pos + static_cast<int32_t>(i));
+      std::memcpy(arena + slot * width, kv_a_.data() + (s.row + i) * width,
+                  width * sizeof(float));
+    }
   }
-  for (int64_t s = 0; s < context; ++s) {
-    rows_[s] = cache.SlotOf(seq, static_cast<int32_t>(s)) * width;
+  for (const SequenceRows& s : seqs) {
+    const int64_t context = s.start_pos + s.n;
+    scores_.resize(std::max<int64_t>(scores_.size(), context));
+    rows_.resize(std::max<int64_t>(rows_.size(), context));
+    for (int64_t p = 0; p < context; ++p) {
+      rows_[p] = cache.SlotOf(*s.seq, static_cast<int32_t>(p)) * width;
+    }
+    const Form f = form != Form::kAuto ? form : (s.n > 1 ? Form::kExpanded : Form::kAbsorbed);
+    if (f == Form::kExpanded) {
+      Expanded(s.row, s.n, s.start_pos, arena);
+    } else {
+      Absorbed(s.row, s.n, s.start_pos, arena);
+    }
   }
-
-  if (form == Form::kAuto) form = n > 1 ? Form::kExpanded : Form::kAbsorbed;
-  if (form == Form::kExpanded) {
-    Expanded(n, start_pos, arena);
-  } else {
-    Absorbed(n, start_pos, arena);
-  }
-  o_proj_->Forward(attn_.data(), n, out);  // {n, hidden}
+  o_proj_->Forward(attn_.data(), rows, out);  // {rows, hidden}
 }
 
 // MHA form: K_C and V of every visible position decompressed from its cached latent.
-void MlaAttention::Expanded(int64_t n, int32_t start_pos, const float* arena) {
+void MlaAttention::Expanded(int64_t row, int64_t n, int32_t start_pos, const float* arena) {
   const int64_t qk = nope_ + rope_dim_;
   const int64_t kv_width = nope_ + v_dim_;
   const int64_t context = start_pos + n;
@@ -141,14 +159,14 @@ void MlaAttention::Expanded(int64_t n, int32_t start_pos, const float* arena) {
   for (int64_t i = 0; i < n; ++i) {
     const int64_t visible = start_pos + i + 1;
     for (int64_t hd = 0; hd < heads_; ++hd) {
-      const float* q = &q_[(i * heads_ + hd) * qk];  // [q_C | q_R]
+      const float* q = &q_[((row + i) * heads_ + hd) * qk];  // [q_C | q_R]
       for (int64_t s = 0; s < visible; ++s) {
         const float* k_c = &kv_full_[(s * heads_ + hd) * kv_width];
         const float* k_r = arena + rows_[s] + kv_lora_;
         scores_[s] = (Dot(q, k_c, nope_) + Dot(q + nope_, k_r, rope_dim_)) * scale_;
       }
       const float inv = SoftmaxInPlace(scores_.data(), visible);
-      float* o = &attn_[(i * heads_ + hd) * v_dim_];
+      float* o = &attn_[((row + i) * heads_ + hd) * v_dim_];
       std::fill(o, o + v_dim_, 0.0f);
       for (int64_t s = 0; s < visible; ++s) {
         Axpy(scores_[s] * inv, &kv_full_[(s * heads_ + hd) * kv_width + nope_], o, v_dim_);
@@ -158,7 +176,7 @@ void MlaAttention::Expanded(int64_t n, int32_t start_pos, const float* arena) {
 }
 
 // MQA form over the latent cache: W_UK moves to the query side, W_UV after attention.
-void MlaAttention::Absorbed(int64_t n, int32_t start_pos, const float* arena) {
+void MlaAttention::Absorbed(int64_t row, int64_t n, int32_t start_pos, const float* arena) {
   const int64_t qk = nope_ + rope_dim_;
   const int64_t kv_width = nope_ + v_dim_;
   const float* w_b = kv_b_proj_->weight().data();  // [heads*(nope+v), kv_lora]
@@ -167,7 +185,7 @@ void MlaAttention::Absorbed(int64_t n, int32_t start_pos, const float* arena) {
   for (int64_t i = 0; i < n; ++i) {
     const int64_t visible = start_pos + i + 1;
     for (int64_t hd = 0; hd < heads_; ++hd) {
-      const float* q = &q_[(i * heads_ + hd) * qk];
+      const float* q = &q_[((row + i) * heads_ + hd) * qk];
       // q~ = W_UK_hᵀ q_C: {kv_lora}, W_UK_h = rows [hd*(nope+v), hd*(nope+v) + nope) of kv_b.
       float* q_abs = &q_abs_[hd * kv_lora_];
       std::fill(q_abs, q_abs + kv_lora_, 0.0f);
@@ -185,7 +203,7 @@ void MlaAttention::Absorbed(int64_t n, int32_t start_pos, const float* arena) {
       for (int64_t s = 0; s < visible; ++s)
         Axpy(scores_[s] * inv, arena + rows_[s], o_lat, kv_lora_);
       // o_h = W_UV_h ō: {v}, W_UV_h = the v rows after W_UK_h.
-      float* o = &attn_[(i * heads_ + hd) * v_dim_];
+      float* o = &attn_[((row + i) * heads_ + hd) * v_dim_];
       for (int64_t y = 0; y < v_dim_; ++y) {
         o[y] = Dot(w_b + (hd * kv_width + nope_ + y) * kv_lora_, o_lat, kv_lora_);
       }

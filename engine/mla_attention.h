@@ -29,7 +29,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "cache/kv_cache_manager.h"
+#include "engine/batch_rows.h"
 #include "engine/linear.h"
 #include "engine/model_config.h"
 #include "engine/ops.h"
@@ -57,14 +59,25 @@ class MlaAttention {
                cache::KvCacheManager& cache, const cache::SequenceCache& seq, int32_t layer,
                float* out, Form form = Form::kAuto);
 
+  // The same for a batched step: h, cos_sin and out hold `rows` rows, each sequence's at
+  // [seqs[i].row, seqs[i].row + seqs[i].n). Projections run once over all rows; attention per
+  // sequence, in the form `form` picks for that sequence's n. REQUIRES: seqs cover distinct rows.
+  void ForwardBatch(const float* h, int64_t rows, absl::Span<const SequenceRows> seqs,
+                    const float* cos_sin, cache::KvCacheManager& cache, int32_t layer, float* out,
+                    Form form = Form::kAuto);
+
+  // Makes every projection compute each row as it would alone (Linear::set_row_invariant).
+  void set_row_invariant(bool on);
+
   const RotaryEmbedding& rope() const { return rope_; }
   int64_t latent_width() const { return kv_lora_ + rope_dim_; }
 
  private:
   MlaAttention(const ModelConfig& config);
-  // Both read cache rows at arena + rows_[s] for positions s < start_pos + n and write attn_.
-  void Expanded(int64_t n, int32_t start_pos, const float* arena);
-  void Absorbed(int64_t n, int32_t start_pos, const float* arena);
+  // Both read q_ rows [row, row + n), cache rows at arena + rows_[s] for positions
+  // s < start_pos + n, and write attn_ rows [row, row + n).
+  void Expanded(int64_t row, int64_t n, int32_t start_pos, const float* arena);
+  void Absorbed(int64_t row, int64_t n, int32_t start_pos, const float* arena);
 
   int64_t hidden_, heads_, q_lora_, kv_lora_, nope_, rope_dim_, v_dim_;
   float eps_;
