@@ -11,7 +11,6 @@
 #include "base/status_macros.h"
 #include "base/system_memory.h"
 #include "cache/kv_cache_manager.h"
-#include "cache/prefix_hash.h"
 #include "engine/stop_matcher.h"
 #include "engine/utf8_stream.h"
 
@@ -31,37 +30,11 @@ const char* FinishReasonName(FinishReason reason) {
       return "cancelled";
     case FinishReason::kAborted:
       return "aborted";
+    case FinishReason::kDeadline:
+      return "deadline";
   }
   return "unknown";
 }
-
-// A request from admission to its last event. Owned by waiting_ and then by the engine thread.
-struct Engine::Sequence {
-  Sequence(RequestId id, GenerationRequest req, std::shared_ptr<TokenSink> s, uint64_t seed)
-      : id(id),
-        request(std::move(req)),
-        sink(std::move(s)),
-        sampler(request.sampling, seed),
-        stop(request.stop),
-        tokens(request.prompt_token_ids) {}
-
-  RequestId id;
-  GenerationRequest request;
-  std::shared_ptr<TokenSink> sink;
-  Sampler sampler;
-  Utf8StreamDecoder utf8;
-  StopStringMatcher stop;
-  cache::SequenceCache cache;  // block table; valid while running
-  bool has_cache = false;
-  std::vector<int32_t> tokens;           // prompt, then generated tokens
-  int32_t num_computed = 0;              // tokens whose K/V are in the cache
-  int32_t num_cached_prompt_tokens = 0;  // prompt tokens served by the prefix cache
-  int32_t num_generated = 0;
-  // Timings for RequestStats (arrival is request.arrival_time); SteadyTime{} until they happen.
-  SteadyTime first_scheduled_time;
-  SteadyTime first_token_time;
-  SteadyTime last_token_time;
-};
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedModel model,
                                                        const EngineOptions& options) {
@@ -69,7 +42,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedM
     return absl::InvalidArgumentError("Engine::Create: model and tokenizer are required");
   }
   if (options.max_running_requests < 1 || options.max_queued_requests < 0 ||
-      options.prefill_chunk_tokens < 1 || options.num_threads < 0) {
+      options.prefill_chunk_tokens < 1 || options.max_num_batched_tokens < 1 ||
+      options.num_threads < 0) {
     return absl::InvalidArgumentError("Engine::Create: options out of range");
   }
   EngineOptions resolved = options;
@@ -117,9 +91,20 @@ Engine::Engine(std::string name, LoadedModel model, const EngineOptions& options
       tokenizer_(std::move(model.tokenizer)) {
   static const SteadyClock kSteadyClock;
   clock_ = options_.clock != nullptr ? options_.clock.get() : &kSteadyClock;
+  model_->set_batch_invariant(options_.batch_invariant);
+  SchedulerConfig sched;
+  sched.max_num_seqs = options_.max_running_requests;
+  sched.max_num_batched_tokens = options_.max_num_batched_tokens;
+  sched.max_chunk_tokens = options_.prefill_chunk_tokens;
+  sched.fixed_chunks = model_->chunking_affects_numerics();
+  sched.align_chunks_to_blocks = cache_->spec().HasRecurrentLayers();
+  sched.model_name = name;
+  scheduler_ = std::make_unique<Scheduler>(sched, cache_.get());
   // Each running sequence yields at most one token per iteration: no allocation per token later.
   iteration_stats_.time_to_first_tokens.reserve(options_.max_running_requests);
   iteration_stats_.inter_token_latencies.reserve(options_.max_running_requests);
+  batch_.reserve(options_.max_running_requests);
+  sampled_.reserve(options_.max_running_requests);
   const ModelConfig& config = model_->config();
   info_.name = std::move(name);
   info_.source = std::move(model.source);
@@ -132,7 +117,8 @@ Engine::Engine(std::string name, LoadedModel model, const EngineOptions& options
   info_.kv_cache_bytes = options_.kv_cache_bytes;
   info_.kv_cache_blocks = cache_->num_blocks();
   info_.block_size = cache_->block_size();
-  logits_.resize(config.vocab_size);
+  // One logits row per sequence that samples in a step: at most one per running sequence.
+  logits_.resize(int64_t{options_.max_running_requests} * config.vocab_size);
   PublishCacheStats();
   thread_ = std::thread([this] { Loop(); });
 }
@@ -201,6 +187,42 @@ absl::Status Engine::Validate(const GenerationRequest& r) const {
     return absl::InvalidArgumentError(
         absl::StrCat("sampling.top_k: must be >= 0 (0 = disabled), got ", s.top_k));
   }
+  if (!(s.min_p >= 0.0f && s.min_p <= 1.0f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling.min_p: must be in [0, 1] (0 = disabled), got ", s.min_p));
+  }
+  if (!(std::isfinite(s.repetition_penalty) && s.repetition_penalty > 0.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sampling.repetition_penalty: must be a finite number > 0 (1 = disabled), got ",
+        s.repetition_penalty));
+  }
+  if (!(s.presence_penalty >= -2.0f && s.presence_penalty <= 2.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sampling.presence_penalty: must be in [-2, 2], got ", s.presence_penalty));
+  }
+  if (!(s.frequency_penalty >= -2.0f && s.frequency_penalty <= 2.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sampling.frequency_penalty: must be in [-2, 2], got ", s.frequency_penalty));
+  }
+  switch (s.normalizer) {
+    case Normalizer::kSoftmax:
+    case Normalizer::kSparsemax:
+    case Normalizer::kEntmax15:
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("sampling.normalizer: unknown value ",
+                                                     static_cast<int>(s.normalizer)));
+  }
+  const int32_t max_n = std::min(kMaxSamples, options_.max_running_requests);
+  if (r.n < 1 || r.n > max_n) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "n: must be in [1, ", max_n, "] (at most ", kMaxSamples,
+        " samples and at most --max-num-seqs), got ", r.n));
+  }
+  if (r.logprobs.has_value() && (*r.logprobs < 0 || *r.logprobs > kMaxLogprobs)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("logprobs: must be in [0, ", kMaxLogprobs, "], got ", *r.logprobs));
+  }
   for (size_t i = 0; i < r.stop.size(); ++i) {
     if (r.stop[i].empty()) {
       return absl::InvalidArgumentError(absl::StrCat("stop[", i, "]: must not be empty"));
@@ -235,19 +257,21 @@ absl::StatusOr<RequestId> Engine::Submit(GenerationRequest request,
   const RequestId id = next_id_.fetch_add(1);
   // Unseeded requests still get a reproducible stream per (engine seed, request number).
   const uint64_t fallback_seed = options_.seed * 0x9E3779B97F4A7C15ull + id;
-  auto seq = std::make_unique<Sequence>(id, std::move(request), std::move(sink), fallback_seed);
+  auto seq = std::make_unique<Sequence>(
+      id, 0, std::make_shared<const GenerationRequest>(std::move(request)), std::move(sink),
+      fallback_seed);
   absl::MutexLock lock(&mu_);
   if (stopping_) return absl::UnavailableError("the engine is shutting down");
   // A request only waits if no running slot is free for it: the queue bound counts those beyond
   // the free slots, so --max-queued-requests=0 still admits up to max_running_requests at once.
   const int32_t free_slots =
       std::max(0, options_.max_running_requests - num_running_.load(std::memory_order_relaxed));
-  if (static_cast<int32_t>(waiting_.size()) >= options_.max_queued_requests + free_slots) {
+  if (num_waiting_.load(std::memory_order_relaxed) >= options_.max_queued_requests + free_slots) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "the request queue is full (", options_.max_queued_requests, " waiting); retry later"));
   }
-  waiting_.push_back(std::move(seq));
-  num_waiting_.store(static_cast<int32_t>(waiting_.size()));
+  incoming_.push_back(std::move(seq));
+  num_waiting_.fetch_add(1);
   work_available_.Signal();
   return id;
 }
@@ -258,72 +282,83 @@ void Engine::Cancel(RequestId id) {
   work_available_.Signal();
 }
 
-void Engine::Finish(Sequence& seq, TokenEvent event, FinishReason reason, absl::Status status) {
-  event.finished = true;
-  event.finish_reason = reason;
-  event.status = std::move(status);
-  event.prompt_tokens = static_cast<int32_t>(seq.request.prompt_token_ids.size());
-  event.completion_tokens = seq.num_generated;
-  if (seq.has_cache) {  // it was running
-    cache_->Free(seq.cache);
-    seq.has_cache = false;
-    // Before the sink learns the request is over, so a client that saw its stream end never sees
-    // it still counted.
-    num_running_.fetch_sub(1);
-    PublishCacheStats();
-  }
+void Engine::PublishCounts() {
+  absl::MutexLock lock(&mu_);
+  num_running_.store(scheduler_->num_running_seqs());
+  num_waiting_.store(scheduler_->num_waiting() + static_cast<int32_t>(incoming_.size()));
+}
+
+void Engine::Finish(Sequence* seq, TokenEvent event, FinishReason reason, absl::Status status) {
+  std::unique_ptr<Sequence> owned = scheduler_->Remove(seq);
+  // Before the sink learns the request is over, so a client that saw its stream end never sees
+  // it still counted or its blocks in use.
+  PublishCounts();
+  PublishCacheStats();
+  Deliver(*owned, std::move(event), reason, std::move(status));
+}
+
+int Engine::FinishRemoved(std::vector<std::unique_ptr<Sequence>> seqs, FinishReason reason,
+                          const absl::Status& status) {
+  if (seqs.empty()) return 0;
+  PublishCounts();
+  PublishCacheStats();
+  for (auto& seq : seqs) Deliver(*seq, TokenEvent{}, reason, status);
+  return static_cast<int>(seqs.size());
+}
+
+void Engine::Deliver(Sequence& seq, TokenEvent event, FinishReason reason, absl::Status status) {
   num_finished_.fetch_add(1);
   if (options_.observer != nullptr) {
     RequestStats stats;
     stats.id = seq.id;
-    stats.request_id = seq.request.request_id;
+    stats.request_id = seq.request->request_id;
     stats.finish_reason = reason;
-    stats.num_prompt_tokens = event.prompt_tokens;
+    // The prompt belongs to the request: counted with its first sample only.
+    stats.num_prompt_tokens = seq.index == 0 ? seq.prompt_len() : 0;
     stats.num_generation_tokens = seq.num_generated;
-    stats.num_cached_prompt_tokens = seq.num_cached_prompt_tokens;
-    stats.arrival_time = seq.request.arrival_time;
+    stats.num_cached_prompt_tokens = seq.index == 0 ? seq.num_cached_prompt_tokens : 0;
+    stats.arrival_time = seq.request->arrival_time;
     stats.first_scheduled_time = seq.first_scheduled_time;
     stats.first_token_time = seq.first_token_time;
     stats.last_token_time = seq.last_token_time;
     stats.finish_time = clock_->Now();
     options_.observer->OnRequestFinished(stats);
   }
-  KV_LOG(DEBUG) << "request " << seq.id << " (" << seq.request.request_id
+  KV_LOG(DEBUG) << "request " << seq.id << "." << seq.index << " (" << seq.request->request_id
                 << ") finished: " << FinishReasonName(reason) << ", " << seq.num_generated
                 << " tokens";
+  // A request that ends before its samples were forked ends each of them here.
+  for (int32_t i = 1; i < seq.num_seqs; ++i) {
+    TokenEvent other;
+    other.index = seq.index + i;
+    other.finished = true;
+    other.finish_reason = reason;
+    other.status = status;
+    other.prompt_tokens = seq.prompt_len();
+    seq.sink->OnEvent(std::move(other));
+  }
+  event.index = seq.index;
+  event.finished = true;
+  event.finish_reason = reason;
+  event.status = std::move(status);
+  event.prompt_tokens = seq.prompt_len();
+  event.completion_tokens = seq.num_generated;
   seq.sink->OnEvent(std::move(event));
 }
 
-Engine::StepResult Engine::Step(Sequence& seq) {
-  const int32_t prompt_len = static_cast<int32_t>(seq.request.prompt_token_ids.size());
-  // Tokens without K/V: the prompt (or, after a preemption, everything so far) in chunks, then one
-  // sampled token per step. Only the step that computes the last of them samples.
-  const int32_t total = static_cast<int32_t>(seq.tokens.size());
-  int32_t n = std::min(total - seq.num_computed, options_.prefill_chunk_tokens);
-  // Recurrent layers can only be checkpointed for prefix reuse where a step ends, so a chunk that
-  // does not finish the prompt ends on a block boundary.
-  if (cache_->spec().HasRecurrentLayers() && seq.num_computed + n < total) {
-    const int32_t bs = cache_->block_size();
-    const int32_t aligned = (seq.num_computed + n) / bs * bs - seq.num_computed;
-    if (aligned > 0) n = aligned;
-  }
-  if (!cache_->AllocateSlots(seq.cache, seq.num_computed + n)) return StepResult::kOutOfBlocks;
-  model_->Forward(absl::MakeConstSpan(seq.tokens).subspan(seq.num_computed, n), seq.num_computed,
-                  *cache_, seq.cache, /*all_logits=*/false, logits_.data());
-  seq.num_computed += n;
-  cache_->Commit(seq.cache, seq.tokens, seq.num_computed);
-  iteration_stats_.num_scheduled_tokens += n;
-  if (seq.num_computed < total) return StepResult::kRunning;
-
-  const int32_t token = seq.sampler.Sample(absl::MakeSpan(logits_));
+void Engine::EmitToken(Sequence& seq, const float* logits) {
+  const int32_t vocab = info_.config.vocab_size;
+  const absl::Span<const float> row(logits, vocab);
+  const int32_t token = seq.sampler.Sample(row);
   seq.tokens.push_back(token);
   ++seq.num_generated;
-  // Token timings as vLLM defines them: TTFT from arrival, ITL between this request's tokens.
+  // Token timings as vLLM defines them: TTFT from arrival, ITL between this sample's tokens.
   const SteadyTime now = clock_->Now();
   if (seq.num_generated == 1) {
     seq.first_token_time = now;
-    iteration_stats_.num_prompt_tokens += prompt_len;
-    iteration_stats_.time_to_first_tokens.push_back(SecondsBetween(seq.request.arrival_time, now));
+    if (seq.index == 0) iteration_stats_.num_prompt_tokens += seq.prompt_len();
+    iteration_stats_.time_to_first_tokens.push_back(
+        SecondsBetween(seq.request->arrival_time, now));
   } else {
     iteration_stats_.inter_token_latencies.push_back(SecondsBetween(seq.last_token_time, now));
   }
@@ -331,11 +366,15 @@ Engine::StepResult Engine::Step(Sequence& seq) {
   ++iteration_stats_.num_generation_tokens;
 
   TokenEvent event;
+  event.index = seq.index;
   event.token_ids.push_back(token);
+  if (seq.request->logprobs.has_value()) {
+    ComputeLogprobs(row, token, *seq.request->logprobs, &event.logprobs.emplace_back());
+  }
   FinishReason reason = FinishReason::kNone;
   const auto& eos = info_.config.eos_token_ids;
-  const auto& stop_ids = seq.request.stop_token_ids;
-  if (!seq.request.ignore_eos && std::find(eos.begin(), eos.end(), token) != eos.end()) {
+  const auto& stop_ids = seq.request->stop_token_ids;
+  if (!seq.request->ignore_eos && std::find(eos.begin(), eos.end(), token) != eos.end()) {
     reason = FinishReason::kEos;
   } else if (std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end()) {
     reason = FinishReason::kStop;
@@ -344,12 +383,12 @@ Engine::StepResult Engine::Step(Sequence& seq) {
     event.text = std::move(r.text);
     if (r.stopped) reason = FinishReason::kStop;
   }
-  if (reason == FinishReason::kNone && seq.num_generated >= seq.request.max_tokens) {
+  if (reason == FinishReason::kNone && seq.num_generated >= seq.request->max_tokens) {
     reason = FinishReason::kLength;
   }
   if (reason == FinishReason::kNone) {
     seq.sink->OnEvent(std::move(event));
-    return StepResult::kRunning;
+    return;
   }
   {
     // Release what the decoder and the stop matcher still hold; a trailing partial character
@@ -363,145 +402,135 @@ Engine::StepResult Engine::Step(Sequence& seq) {
     }
     if (r.stopped) reason = FinishReason::kStop;
   }
-  Finish(seq, std::move(event), reason, absl::OkStatus());
-  return StepResult::kFinished;
+  Finish(&seq, std::move(event), reason, absl::OkStatus());
 }
 
-bool Engine::TryAdmit(Sequence& seq) {
-  std::optional<cache::SequenceCache> cache =
-      cache_->Begin(cache::PrefixRootHash(info_.name, seq.request.cache_salt));
-  if (!cache.has_value()) return false;
-  // The last token must be computed to produce logits, so at most size - 1 come from the cache.
-  // Reusing cached blocks takes the free ones out of the free queue, so the first step must fit in
-  // what is left: look first (changing nothing), then decide, then attach.
-  const int32_t size = static_cast<int32_t>(seq.tokens.size());
-  int32_t free_hit_blocks = 0;
-  const int32_t hit = cache_->PeekCachedPrefix(*cache, seq.tokens, size - 1, &free_hit_blocks);
-  const int32_t first_step_end = hit + std::min(size - hit, options_.prefill_chunk_tokens);
-  const int32_t new_blocks = cache_->BlocksForTokens(first_step_end) - cache_->BlocksForTokens(hit);
-  if (new_blocks > cache_->pool().num_free() - free_hit_blocks) {
-    cache_->Free(*cache);
-    return false;
+void Engine::ForkSamples(Sequence& parent, const float* logits) {
+  const uint64_t fallback_seed = options_.seed * 0x9E3779B97F4A7C15ull + parent.id;
+  for (int32_t i = parent.num_seqs - 1; i >= 1; --i) {
+    auto child = std::make_unique<Sequence>(parent.id, parent.index + i, parent.request,
+                                            parent.sink, fallback_seed);
+    std::optional<cache::SequenceCache> forked = cache_->Fork(parent.cache);
+    // The parent reserved running slots (and so recurrent-state slots) for its samples.
+    KV_CHECK(forked.has_value()) << "no cache slot for a forked sample";
+    child->cache = std::move(*forked);
+    child->has_cache = true;
+    child->num_computed = parent.num_computed;
+    child->arrival_order = parent.arrival_order;
+    child->first_scheduled_time = parent.first_scheduled_time;
+    Sequence* c = child.get();
+    scheduler_->AddFork(std::move(child), &parent);
+    EmitToken(*c, logits);
   }
-  KV_CHECK(cache_->AttachCachedPrefix(*cache, seq.tokens, size - 1) == hit);
-  iteration_stats_.num_prefix_cache_queries += size;
-  iteration_stats_.num_prefix_cache_hits += hit;
-  // A request readmitted after a preemption finds its own blocks: not a prompt-cache hit.
-  if (seq.first_scheduled_time == SteadyTime{}) seq.num_cached_prompt_tokens = hit;
-  seq.cache = std::move(*cache);
-  seq.has_cache = true;
-  seq.num_computed = hit;
-  return true;
 }
 
-void Engine::Preempt(std::unique_ptr<Sequence> seq) {
-  cache_->Free(seq->cache);
-  seq->has_cache = false;
-  seq->num_computed = 0;
-  num_running_.fetch_sub(1);
-  num_preemptions_.fetch_add(1);
-  ++iteration_stats_.num_preemptions;
-  KV_LOG(DEBUG) << "request " << seq->id << " preempted after " << seq->num_generated
-                << " tokens (out of KV-cache blocks)";
-  absl::MutexLock lock(&mu_);
-  waiting_.push_front(std::move(seq));
-  num_waiting_.store(static_cast<int32_t>(waiting_.size()));
+void Engine::RunStep(const SchedulerOutput& output) {
+  batch_.clear();
+  for (const ScheduledChunk& chunk : output.chunks) {
+    Sequence& seq = *chunk.seq;
+    const bool samples = seq.num_computed + chunk.num_tokens == static_cast<int32_t>(seq.tokens.size());
+    batch_.push_back(DecoderModel::BatchEntry{
+        absl::MakeConstSpan(seq.tokens).subspan(seq.num_computed, chunk.num_tokens),
+        seq.num_computed, &seq.cache, samples});
+  }
+  model_->ForwardBatch(batch_, *cache_, logits_.data());
+  sampled_.clear();
+  for (const ScheduledChunk& chunk : output.chunks) {
+    Sequence& seq = *chunk.seq;
+    seq.num_computed += chunk.num_tokens;
+    cache_->Commit(seq.cache, seq.tokens, seq.num_computed);
+    if (seq.num_computed == static_cast<int32_t>(seq.tokens.size())) sampled_.push_back(&seq);
+  }
+  iteration_stats_.num_scheduled_tokens += output.num_scheduled_tokens;
+  // Sampling may finish (and free) sequences; `output` is not used past this point.
+  const int64_t vocab = info_.config.vocab_size;
+  for (size_t k = 0; k < sampled_.size(); ++k) {
+    const float* row = &logits_[k * vocab];
+    if (sampled_[k]->num_seqs > 1) ForkSamples(*sampled_[k], row);
+    EmitToken(*sampled_[k], row);
+  }
 }
+
+namespace {
+bool HasDeadline(const std::unique_ptr<Sequence>& s) {
+  return s->request->deadline != SteadyTime{};
+}
+}  // namespace
 
 void Engine::Loop() {
   // OpenMP's thread count is per calling thread: this sets it for every matmul the engine runs.
   omp_set_num_threads(EngineThreads(options_, model_->num_parameters()));
-  std::vector<std::unique_ptr<Sequence>> running;
-  std::vector<std::unique_ptr<Sequence>> to_cancel;
-  for (;;) {
+  absl::flat_hash_set<RequestId> cancelled;
+  for (bool idle_wait = false;; ) {
     bool stopping = false;
     {
       absl::MutexLock lock(&mu_);
-      while (!stopping_ && waiting_.empty() && cancelled_.empty() && running.empty()) {
+      if (idle_wait && !stopping_ && incoming_.empty() && cancelled_.empty()) {
+        // Something waits but nothing could be scheduled: the cache is full of preempted work or a
+        // waiting request needs more than is free. Wake for news, or soon for deadlines.
+        work_available_.WaitWithTimeout(&mu_, absl::Milliseconds(5));
+      }
+      while (!stopping_ && incoming_.empty() && cancelled_.empty() && scheduler_->empty()) {
         work_available_.Wait(&mu_);
       }
       stopping = stopping_;
-      // Cancelled requests leave from wherever they are, without being prefilled.
-      if (!cancelled_.empty()) {
-        auto is_cancelled = [this](const std::unique_ptr<Sequence>& s) {
-          return cancelled_.contains(s->id);
-        };
-        for (auto* list : {&running}) {
-          for (auto& s : *list) {
-            if (is_cancelled(s)) to_cancel.push_back(std::move(s));
-          }
-          std::erase(*list, nullptr);
-        }
-        for (auto it = waiting_.begin(); it != waiting_.end();) {
-          if (is_cancelled(*it)) {
-            to_cancel.push_back(std::move(*it));
-            it = waiting_.erase(it);
-          } else {
-            ++it;
-          }
-        }
-        cancelled_.clear();
+      for (auto& seq : incoming_) {
+        seq->arrival_order = next_arrival_++;
+        scheduler_->AddWaiting(std::move(seq));
       }
-      if (stopping) {
-        for (auto& s : waiting_) running.push_back(std::move(s));
-        waiting_.clear();
-      } else {
-        // First come, first served: admission stops at the first request the cache cannot take.
-        while (static_cast<int32_t>(running.size()) < options_.max_running_requests &&
-               !waiting_.empty() && TryAdmit(*waiting_.front())) {
-          running.push_back(std::move(waiting_.front()));
-          waiting_.pop_front();
-          if (running.back()->first_scheduled_time == SteadyTime{}) {
-            running.back()->first_scheduled_time = clock_->Now();
-          }
-        }
-      }
-      // Updated under mu_ together with waiting_, so Submit never counts a request twice.
-      // Admitted requests (those holding cache) count until Finish releases them; that includes
-      // cancelled ones, and excludes waiting ones moved to `running` only to be aborted.
-      auto admitted = [](const auto& seq) { return seq->has_cache; };
-      num_running_.store(
-          static_cast<int32_t>(std::count_if(running.begin(), running.end(), admitted) +
-                               std::count_if(to_cancel.begin(), to_cancel.end(), admitted)));
-      num_waiting_.store(static_cast<int32_t>(waiting_.size()));
+      incoming_.clear();
+      cancelled.swap(cancelled_);
     }
-    for (auto& s : to_cancel) {
-      Finish(*s, TokenEvent{}, FinishReason::kCancelled, absl::CancelledError("request cancelled"));
+    // Cancelled requests leave from wherever they are; waiting ones are never prefilled.
+    int ended = 0;
+    if (!cancelled.empty()) {
+      ended += FinishRemoved(
+          scheduler_->RemoveIf([&](const Sequence& s) { return cancelled.contains(s.id); }),
+          FinishReason::kCancelled, absl::CancelledError("request cancelled"));
+      cancelled.clear();
     }
-    to_cancel.clear();
     if (stopping) {
-      for (auto& s : running) {
-        Finish(*s, TokenEvent{}, FinishReason::kAborted,
-               absl::UnavailableError("the server is shutting down"));
-      }
-      num_running_.store(0);
+      FinishRemoved(scheduler_->RemoveIf([](const Sequence&) { return true; }),
+                    FinishReason::kAborted, absl::UnavailableError("the server is shutting down"));
       return;
     }
-    // Each running request gets one step, oldest first. One that finds no free block preempts the
-    // newest running request (possibly itself) and retries: recomputation by the newest costs the
-    // least work already done, and the oldest always makes progress.
-    for (size_t i = 0; i < running.size(); ++i) {
-      if (running[i] == nullptr) continue;
-      StepResult result;
-      while ((result = Step(*running[i])) == StepResult::kOutOfBlocks) {
-        size_t victim = running.size() - 1;
-        while (running[victim] == nullptr) --victim;
-        Preempt(std::move(running[victim]));
-        if (victim == i) break;
-      }
-      if (result == StepResult::kFinished) running[i].reset();
+    // Only requests that carry a deadline make the engine read the clock here.
+    const bool any_deadline =
+        std::any_of(scheduler_->running().begin(), scheduler_->running().end(), HasDeadline) ||
+        std::any_of(scheduler_->waiting().begin(), scheduler_->waiting().end(), HasDeadline);
+    if (any_deadline) {
+      const SteadyTime now = clock_->Now();
+      ended += FinishRemoved(
+          scheduler_->RemoveIf([now](const Sequence& s) {
+            return s.request->deadline != SteadyTime{} && now >= s.request->deadline;
+          }),
+          FinishReason::kDeadline,
+          absl::DeadlineExceededError("the request's deadline passed before it finished"));
     }
-    std::erase(running, nullptr);
+
+    const SchedulerOutput& output = scheduler_->Schedule(*clock_);
+    num_preemptions_.fetch_add(output.num_preemptions);
+    iteration_stats_.num_preemptions += output.num_preemptions;
+    iteration_stats_.num_prefix_cache_queries += output.num_prefix_cache_queries;
+    iteration_stats_.num_prefix_cache_hits += output.num_prefix_cache_hits;
+    PublishCounts();
+    idle_wait = output.chunks.empty();
+    if (idle_wait) {
+      // Requests that ended without a step still change what the observer's gauges show.
+      if (ended > 0) ReportIteration(PublishCacheStats());
+      continue;
+    }
+    RunStep(output);
     const cache::CacheStats cache_stats = PublishCacheStats();
-    num_running_.store(static_cast<int32_t>(running.size()));
-    ReportIteration(static_cast<int32_t>(running.size()), cache_stats);
+    PublishCounts();
+    ReportIteration(cache_stats);
   }
 }
 
-void Engine::ReportIteration(int32_t num_running, const cache::CacheStats& c) {
+void Engine::ReportIteration(const cache::CacheStats& c) {
   if (options_.observer != nullptr) {
     SchedulerStats& sched = iteration_stats_.scheduler;
-    sched.num_running = num_running;
+    sched.num_running = scheduler_->num_running_seqs();
     sched.num_waiting = num_waiting_.load();
     sched.cache = CacheUsage{};
     for (int k = 0; k < kNumCacheKinds; ++k) {

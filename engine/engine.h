@@ -1,12 +1,14 @@
 // Engine: one model, one engine thread, many concurrent generation requests.
 //
-// Data path: Submit() validates and enqueues (any thread) -> the engine thread admits requests,
-// allocates their KV cache, runs prefill in chunks and then one decode step per running request per
-// iteration (round robin), samples, detokenizes, matches stop strings, and hands TokenEvents to
-// each request's TokenSink.
+// Data path: Submit() validates and enqueues (any thread) -> each iteration the engine thread drops
+// cancelled and expired requests, the Scheduler (scheduler.h) picks decode tokens and prefill
+// chunks under the step's token budget and allocates their cache, DecoderModel runs them all in
+// one batched step, and every sequence that completed its pending tokens samples, detokenizes,
+// matches stop strings and hands a TokenEvent to its request's TokenSink.
 //
-// Threads meet at two seams only, both under mu_: the waiting queue and the set of cancelled ids.
-// The engine thread alone owns the model, the caches, the samplers and the sinks' call sites.
+// Threads meet at two seams only, both under mu_: the incoming queue and the set of cancelled ids.
+// The engine thread alone owns the scheduler, the model, the caches, the samplers and the sinks'
+// call sites.
 //
 // Thread-safety: every public method may be called from any thread.
 #ifndef KVSERVE_ENGINE_ENGINE_H_
@@ -27,12 +29,22 @@
 #include "engine/engine_observer.h"
 #include "engine/model_loader.h"
 #include "engine/request.h"
+#include "engine/scheduler.h"
+#include "engine/sequence.h"
 
 namespace kvserve::engine {
 
 struct EngineOptions {
-  // Requests decoded concurrently; further ones wait in the queue.
+  // Sequences scheduled concurrently (vLLM's max_num_seqs; a request with n samples counts n);
+  // further requests wait in the queue.
   int32_t max_running_requests = 64;
+  // Token budget of one engine step: decode tokens of running sequences first, then prefill
+  // chunks, all in one batched model step (vLLM's max_num_batched_tokens).
+  int32_t max_num_batched_tokens = 512;
+  // Every matmul computes each row exactly as it would alone (rows padded to a fixed minimum and
+  // tiled; see Linear), so a greedy request yields the same tokens alone or in any batch. Costs
+  // single-stream speed on small batches; false lets oneDNN pick per batch size.
+  bool batch_invariant = true;
   // Requests allowed to wait; Submit beyond it fails with RESOURCE_EXHAUSTED.
   int32_t max_queued_requests = 1024;
   // Longest prefill chunk per engine step, so a long prompt does not stall running streams.
@@ -124,45 +136,55 @@ class Engine {
   EngineStats stats() const;
 
  private:
-  struct Sequence;
-
   Engine(std::string name, LoadedModel model, const EngineOptions& options,
          std::unique_ptr<cache::KvCacheManager> cache);
   void Loop();
-  enum class StepResult { kRunning, kFinished, kOutOfBlocks };
-  // One prefill chunk or one decode step of `seq`.
-  StepResult Step(Sequence& seq);
-  // Takes cache for the waiting request at the queue's head (prefix lookup included). False when
-  // the cache cannot take its first step now; then nothing changed.
-  bool TryAdmit(Sequence& seq);
-  // Gives the cache of `seq` back and sends it to the front of the waiting queue; its tokens so far
-  // are recomputed (mostly from the prefix cache) when it is admitted again.
-  void Preempt(std::unique_ptr<Sequence> seq);
+  // Runs the scheduled chunks through the model in one batched step, then samples a token for
+  // every sequence whose uncomputed tokens are all computed now.
+  void RunStep(const SchedulerOutput& output);
+  // Forks the n - 1 further samples of a request whose prompt is now prefilled; they share its
+  // blocks and sample their first token from the same logits.
+  void ForkSamples(Sequence& seq, const float* logits);
+  // Samples one token for seq from `logits` ({vocab}), streams it, and finishes seq when done.
+  void EmitToken(Sequence& seq, const float* logits);
+  // Removes seq from the scheduler (freeing its cache) and delivers its final event; for a
+  // request not yet forked into its n samples, one final event per sample.
+  void Finish(Sequence* seq, TokenEvent event, FinishReason reason, absl::Status status);
+  // Ends sequences already taken out of the scheduler (cancel, deadline, shutdown); returns how
+  // many.
+  int FinishRemoved(std::vector<std::unique_ptr<Sequence>> seqs, FinishReason reason,
+                     const absl::Status& status);
+  void Deliver(Sequence& seq, TokenEvent event, FinishReason reason, absl::Status status);
   // Copies cache statistics for stats(), which other threads read, and returns them.
   cache::CacheStats PublishCacheStats();
-  void Finish(Sequence& seq, TokenEvent event, FinishReason reason, absl::Status status);
+  // Publishes the scheduler's running and waiting counts for stats() and Submit's queue bound.
+  void PublishCounts();
   // Hands iteration_stats_ (plus scheduler and cache state) to the observer and resets it.
-  void ReportIteration(int32_t num_running, const cache::CacheStats& cache_stats);
+  void ReportIteration(const cache::CacheStats& cache_stats);
 
   const EngineOptions options_;
   ModelInfo info_;
   std::unique_ptr<DecoderModel> model_;           // engine thread only
   std::unique_ptr<cache::KvCacheManager> cache_;  // engine thread only
+  std::unique_ptr<Scheduler> scheduler_;          // engine thread only
   std::unique_ptr<Tokenizer> tokenizer_;          // const, shared
-  std::vector<float> logits_;                     // engine thread only, [vocab]
+  std::vector<float> logits_;                     // engine thread only, [max seqs, vocab]
+  std::vector<DecoderModel::BatchEntry> batch_;   // engine thread only
+  std::vector<Sequence*> sampled_;                // engine thread only
   const Clock* clock_;                            // options_.clock or a SteadyClock
   IterationStats iteration_stats_;                // engine thread only; the current iteration's
   int64_t reported_evictions_ = 0;                // engine thread only
+  uint64_t next_arrival_ = 0;                     // engine thread only
 
   mutable absl::Mutex mu_;
   absl::CondVar work_available_;
-  std::deque<std::unique_ptr<Sequence>> waiting_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::unique_ptr<Sequence>> incoming_ ABSL_GUARDED_BY(mu_);  // submitted, not queued
   absl::flat_hash_set<RequestId> cancelled_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
   std::atomic<RequestId> next_id_{1};
-  std::atomic<int32_t> num_running_{0};
-  std::atomic<int32_t> num_waiting_{0};
+  std::atomic<int32_t> num_running_{0};  // running sequences (scheduler's num_running_seqs)
+  std::atomic<int32_t> num_waiting_{0};  // requests submitted and not yet admitted
   std::atomic<int64_t> num_finished_{0};
   std::atomic<int64_t> num_preemptions_{0};
   mutable absl::Mutex stats_mu_;

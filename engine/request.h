@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,25 @@ struct GenerationRequest {
   // When the server received the request, on the engine's clock (steady_clock unless a test injects
   // one): time to first token and queue time are measured from here. Unset: Submit stamps it.
   std::chrono::steady_clock::time_point arrival_time{};
+  // When the client stops waiting, on the engine's clock; unset (epoch) = no deadline. A request
+  // still queued at its deadline is never prefilled; a running one stops. Either way it ends with
+  // FinishReason::kDeadline (DEADLINE_EXCEEDED) and its cache blocks are freed.
+  std::chrono::steady_clock::time_point deadline{};
+  // Scheduling priority: lower values are admitted first and preempted last; equal priorities are
+  // served first come, first served.
+  int32_t priority = 0;
+  // Parallel samples of the same prompt (1..kMaxSamples). The prompt is prefilled once; the n
+  // samples then share its cache blocks (copy-on-write) and decode independently, sample i seeded
+  // with sampling.seed + i (or the engine's fallback seed + i).
+  int32_t n = 1;
+  // Log-probabilities per generated token: unset = none; 0 = the sampled token's only; k = also the
+  // k most likely tokens (k <= kMaxLogprobs). Computed from the model's raw logits (log_softmax
+  // before penalties, temperature and truncation), as vLLM's default "raw_logprobs".
+  std::optional<int32_t> logprobs;
 };
+
+inline constexpr int32_t kMaxSamples = 16;
+inline constexpr int32_t kMaxLogprobs = 20;
 
 enum class FinishReason {
   kNone = 0,
@@ -37,18 +56,24 @@ enum class FinishReason {
   kEos,        // the model's end-of-sequence token
   kCancelled,  // Engine::Cancel
   kAborted,    // engine shut down before the request finished
+  kDeadline,   // GenerationRequest::deadline passed
 };
 const char* FinishReasonName(FinishReason reason);
 
-// Output of one engine step for one request. Events of a request arrive in order; the last one has
-// finished = true and nothing follows it.
+// Output of one engine step for one sample of a request. The events of each sample arrive in
+// order; each of the request's n samples ends with exactly one event with finished = true (also on
+// cancellation, deadline and shutdown, even before the prompt was prefilled), and nothing of that
+// sample follows it. The request is over after n finished events.
 struct TokenEvent {
+  int32_t index = 0;               // which of the request's n samples, [0, n)
   std::vector<int32_t> token_ids;  // tokens produced by this step (usually one)
-  std::string text;                // valid UTF-8 delta (may be empty: bytes held back)
+  // When the request asked for logprobs: one entry per token in token_ids.
+  std::vector<TokenLogprobs> logprobs;
+  std::string text;  // valid UTF-8 delta (may be empty: bytes held back)
   bool finished = false;
   FinishReason finish_reason = FinishReason::kNone;
-  // On the last event: OK for kLength/kStop/kEos, CANCELLED for kCancelled, UNAVAILABLE for
-  // kAborted.
+  // On a finished event: OK for kLength/kStop/kEos, CANCELLED for kCancelled, UNAVAILABLE for
+  // kAborted, DEADLINE_EXCEEDED for kDeadline.
   absl::Status status;
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
