@@ -1,8 +1,11 @@
 #include "server/generate_reactor.h"
 
+#include <algorithm>
+#include <atomic>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
@@ -15,10 +18,36 @@ namespace kvserve::server {
 
 namespace pb = ::kvserve::v1;
 
+namespace {
+
 // A cancel this close to the call's deadline is taken as the deadline's doing: gRPC fires the
 // deadline on its own clock, converted to the system clock for ServerContext::deadline().
 constexpr std::chrono::milliseconds kDeadlineSlack(10);
 
+// gRPC reports "no deadline" as a far-future time point; one further away than this counts as none.
+constexpr std::chrono::hours kNoDeadlineBeyond(24 * 365);
+
+// The call's deadline (system clock) on the steady clock the engine measures requests with;
+// steady_clock::time_point{} (the engine's "none") when the call has no deadline.
+std::chrono::steady_clock::time_point EngineDeadline(
+    std::chrono::system_clock::time_point deadline) {
+  const auto steady_now = std::chrono::steady_clock::now();
+  const auto system_now = std::chrono::system_clock::now();
+  // Compared before subtracting: gRPC's infinite past and future are the time_point extremes.
+  if (deadline <= system_now) return steady_now;
+  if (deadline - system_now > kNoDeadlineBeyond) return {};
+  return steady_now +
+         std::chrono::duration_cast<std::chrono::steady_clock::duration>(deadline - system_now);
+}
+
+}  // namespace
+
+// Design note: the engine sends each of the request's n samples as its own ordered event stream,
+// interleaved with the others. Output waiting for the network is buffered per sample, so that
+// coalescing never mixes samples (a message belongs to one sample) and memory stays bounded by n
+// buffers however slow the client is; `ready_` orders the samples with unsent output by the age of
+// their oldest unsent event, so a sample is never starved. The call finishes OK with the message
+// that carries the last of the n finished events, or with the first non-OK status at once.
 class GenerateReactor::StreamState : public engine::TokenSink {
  public:
   StreamState(GenerateReactor* reactor, ModelMetrics* metrics,
@@ -33,18 +62,51 @@ class GenerateReactor::StreamState : public engine::TokenSink {
     Action action;
     {
       absl::MutexLock lock(&mu_);
-      if (finish_called_) return;  // client went away; the engine was told to cancel
-      pending_ids_.insert(pending_ids_.end(), event.token_ids.begin(), event.token_ids.end());
-      pending_text_ += event.text;
+      if (finish_called_) return;  // client went away or the call already failed
+      KV_CHECK(event.index >= 0 && event.index < static_cast<int32_t>(samples_.size()))
+          << "sample index " << event.index << " of a request with n = " << samples_.size();
+      Sample& sample = samples_[event.index];
+      KV_CHECK(!sample.finished) << "event after the last one of sample " << event.index;
+      sample.token_ids.insert(sample.token_ids.end(), event.token_ids.begin(),
+                              event.token_ids.end());
+      for (engine::TokenLogprobs& logprobs : event.logprobs) {
+        sample.logprobs.push_back(std::move(logprobs));
+      }
+      sample.text += event.text;
       if (event.finished) {
-        final_status_ = event.status;
-        finish_reason_ = event.finish_reason;
-        prompt_tokens_ = event.prompt_tokens;
-        completion_tokens_ = event.completion_tokens;
+        sample.finished = true;
+        sample.finish_reason = event.finish_reason;
+        sample.prompt_tokens = event.prompt_tokens;
+        sample.completion_tokens = event.completion_tokens;
+        last_finish_reason_ = event.finish_reason;
+        ++num_finished_;
+        // The first error ends the call; cancellation, deadline and shutdown end every sample, so
+        // the engine has nothing left to run for it.
+        if (!event.status.ok()) {
+          if (!final_status_.has_value()) final_status_ = event.status;
+        } else if (num_finished_ == static_cast<int32_t>(samples_.size()) &&
+                   !final_status_.has_value()) {
+          final_status_ = absl::OkStatus();
+        }
+      }
+      const bool has_output = !sample.token_ids.empty() || !sample.text.empty() || sample.finished;
+      if (has_output && !sample.queued) {
+        sample.queued = true;
+        ready_[(ready_head_ + num_ready_) % ready_.size()] = event.index;
+        ++num_ready_;
       }
       action = NextActionLocked();
     }
     Run(action);
+  }
+
+  // Handler thread, before Submit: the request's id for the first message and its sample count.
+  void SetRequest(std::string request_id, int32_t n) {
+    absl::MutexLock lock(&mu_);
+    request_id_ = std::move(request_id);
+    // Submit rejects n outside [1, kMaxSamples], and then no event comes.
+    samples_.resize(std::clamp(n, 1, engine::kMaxSamples));
+    ready_.resize(samples_.size());
   }
 
   // Handler thread, right after Submit. A cancel that raced ahead is forwarded now.
@@ -57,11 +119,6 @@ class GenerateReactor::StreamState : public engine::TokenSink {
       cancel_now = cancelled_;
     }
     if (cancel_now) engine->Cancel(id);
-  }
-
-  void SetRequestId(std::string request_id) {
-    absl::MutexLock lock(&mu_);
-    request_id_ = std::move(request_id);
   }
 
   // Fails the call before anything was submitted.
@@ -117,29 +174,53 @@ class GenerateReactor::StreamState : public engine::TokenSink {
   }
 
  private:
+  // Output of one sample not yet written.
+  struct Sample {
+    std::vector<int32_t> token_ids;
+    std::vector<engine::TokenLogprobs> logprobs;
+    std::string text;
+    bool queued = false;    // in ready_
+    bool finished = false;  // its last event arrived
+    engine::FinishReason finish_reason = engine::FinishReason::kNone;
+    int32_t prompt_tokens = 0;
+    int32_t completion_tokens = 0;
+  };
+
   Action NextActionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (write_in_flight_ || finish_called_) return Action::kNone;
     if (final_status_.has_value() && !final_status_->ok()) {
       finish_called_ = true;
       return Action::kFinish;
     }
-    const bool have_data = !pending_ids_.empty() || !pending_text_.empty();
-    if (!have_data && !final_status_.has_value()) return Action::kNone;
+    if (num_ready_ == 0) return Action::kNone;
+    const int32_t index = ready_[ready_head_];
+    ready_head_ = (ready_head_ + 1) % ready_.size();
+    --num_ready_;
+    Sample& sample = samples_[index];
+    sample.queued = false;
     out_.Clear();
     if (!first_sent_) {
       out_.set_request_id(request_id_);
       first_sent_ = true;
     }
-    out_.mutable_token_ids()->Add(pending_ids_.begin(), pending_ids_.end());
-    out_.set_text(std::move(pending_text_));
-    pending_ids_.clear();
-    pending_text_.clear();
-    if (final_status_.has_value()) {
-      out_.set_finish_reason(ToProto(finish_reason_));
-      out_.mutable_usage()->set_prompt_tokens(prompt_tokens_);
-      out_.mutable_usage()->set_completion_tokens(completion_tokens_);
-      finish_called_ = true;
-      return Action::kWriteAndFinish;
+    out_.set_index(index);
+    out_.mutable_token_ids()->Add(sample.token_ids.begin(), sample.token_ids.end());
+    for (const engine::TokenLogprobs& logprobs : sample.logprobs) {
+      ToProto(logprobs, out_.add_logprobs());
+    }
+    out_.set_text(std::move(sample.text));
+    sample.token_ids.clear();
+    sample.logprobs.clear();
+    sample.text.clear();
+    if (sample.finished) {
+      out_.set_finish_reason(ToProto(sample.finish_reason));
+      out_.mutable_usage()->set_prompt_tokens(sample.prompt_tokens);
+      out_.mutable_usage()->set_completion_tokens(sample.completion_tokens);
+      // final_status_ is OK only once every sample has finished.
+      if (final_status_.has_value() && num_ready_ == 0) {
+        finish_called_ = true;
+        return Action::kWriteAndFinish;
+      }
     }
     write_in_flight_ = true;
     return Action::kWrite;
@@ -157,7 +238,7 @@ class GenerateReactor::StreamState : public engine::TokenSink {
       case Action::kWriteAndFinish:
         if (metrics_ != nullptr) {
           absl::MutexLock lock(&mu_);
-          metrics_->CountSuccess(finish_reason_);
+          metrics_->CountSuccess(last_finish_reason_);
         }
         reactor_->StartWriteAndFinish(&out_, grpc::WriteOptions(), grpc::Status::OK);
         return;
@@ -199,12 +280,18 @@ class GenerateReactor::StreamState : public engine::TokenSink {
   engine::Engine* engine_ ABSL_GUARDED_BY(mu_) = nullptr;
   engine::RequestId id_ ABSL_GUARDED_BY(mu_) = 0;
   std::string request_id_ ABSL_GUARDED_BY(mu_);
-  std::vector<int32_t> pending_ids_ ABSL_GUARDED_BY(mu_);
-  std::string pending_text_ ABSL_GUARDED_BY(mu_);
+  std::vector<Sample> samples_ ABSL_GUARDED_BY(mu_);  // one per sample, [0, n)
+  // Samples with unsent output, oldest unsent event first: a ring of num_ready_ entries from
+  // ready_head_. Each sample is in it at most once, so n slots suffice and nothing is allocated
+  // per event.
+  std::vector<int32_t> ready_ ABSL_GUARDED_BY(mu_);
+  size_t ready_head_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t num_ready_ ABSL_GUARDED_BY(mu_) = 0;
+  int32_t num_finished_ ABSL_GUARDED_BY(mu_) = 0;  // samples whose last event arrived
+  // Set when the call's outcome is known: the first error, or OK once all n samples finished.
   std::optional<absl::Status> final_status_ ABSL_GUARDED_BY(mu_);
-  engine::FinishReason finish_reason_ ABSL_GUARDED_BY(mu_) = engine::FinishReason::kNone;
-  int32_t prompt_tokens_ ABSL_GUARDED_BY(mu_) = 0;
-  int32_t completion_tokens_ ABSL_GUARDED_BY(mu_) = 0;
+  // The finish reason of the sample that finished last: the success label of the call.
+  engine::FinishReason last_finish_reason_ ABSL_GUARDED_BY(mu_) = engine::FinishReason::kNone;
   bool first_sent_ ABSL_GUARDED_BY(mu_) = false;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
@@ -227,11 +314,14 @@ GenerateReactor::GenerateReactor(engine::Engine* engine, ModelMetrics* metrics,
     return;
   }
   converted->arrival_time = arrival;
+  // The engine drops a request whose deadline passed (never prefilling one still queued), rather
+  // than relying on the cancel that gRPC's own deadline timer sends.
+  converted->deadline = EngineDeadline(deadline);
   static std::atomic<uint64_t> counter{0};
   if (converted->request_id.empty()) {
     converted->request_id = absl::StrCat("gen-", counter.fetch_add(1) + 1);
   }
-  state_->SetRequestId(converted->request_id);
+  state_->SetRequest(converted->request_id, converted->n);
   absl::StatusOr<engine::RequestId> id = engine->Submit(std::move(*converted), state_);
   if (!id.ok()) {
     state_->FailNow(id.status());

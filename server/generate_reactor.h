@@ -1,11 +1,12 @@
 // GenerateReactor: one Generate stream, bridging the engine thread and gRPC's callback threads.
 //
 // The engine pushes TokenEvents into the reactor's StreamState (a TokenSink) and never waits:
-// events produced while a write is in flight are coalesced into the next message, so a slow reader
-// costs the engine nothing and gets fewer, larger messages. At most one write is in flight; Finish
-// is called exactly once, by whichever of {last event, write failure, client cancel} comes first;
-// after that no reactor method is called again, so OnDone may delete the reactor while the engine
-// still holds the (now inert) StreamState.
+// events produced while a write is in flight are coalesced, per sample, into that sample's next
+// message, so a slow reader costs the engine nothing and gets fewer, larger messages; a message
+// never mixes samples. At most one write is in flight; Finish is called exactly once, by whichever
+// of {the last of the n samples' final events, an engine error, write failure, client cancel} comes
+// first; after that no reactor method is called again, so OnDone may delete the reactor while the
+// engine still holds the (now inert) StreamState.
 //
 // Thread-safety: StreamState is shared by the engine thread and gRPC threads; all of its state is
 // guarded by its mutex, and reactor operations are started outside that mutex.
@@ -26,8 +27,9 @@ class GenerateReactor : public grpc::ServerWriteReactor<kvserve::v1::GenerateRes
  public:
   // Validates, converts and submits `request` to `engine`; on failure finishes the call at once
   // with the error. `engine` and `metrics` (the model's series; may be null) must outlive the call,
-  // which counts its outcome there exactly once. `deadline` is the call's (tells a cancel caused by
-  // the deadline from a client's cancel).
+  // which counts its outcome there exactly once. `deadline` is the call's: the engine gets it as
+  // GenerationRequest::deadline (converted to the steady clock), and it tells a cancel caused by
+  // the deadline from a client's cancel.
   GenerateReactor(engine::Engine* engine, ModelMetrics* metrics,
                   std::chrono::system_clock::time_point deadline,
                   const kvserve::v1::GenerateRequest& request);

@@ -9,7 +9,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -22,10 +24,15 @@ namespace {
 
 using kvserve::base::FlagSet;
 
+constexpr int64_t kMaxInt32 = std::numeric_limits<int32_t>::max();
+
 int Run(int argc, char** argv) {
   kvserve::server::ServerOptions options;
   std::vector<std::string> models;
-  int64_t max_running = options.engine.max_running_requests;
+  int64_t max_num_seqs = options.engine.max_running_requests;
+  int64_t max_running = options.engine.max_running_requests;  // the old name of --max-num-seqs
+  int64_t max_batched_tokens = options.engine.max_num_batched_tokens;
+  bool batch_invariant = options.engine.batch_invariant;
   int64_t max_queued = options.engine.max_queued_requests;
   int64_t prefill_chunk = options.engine.prefill_chunk_tokens;
   uint64_t seed = options.engine.seed;
@@ -51,7 +58,17 @@ int Run(int argc, char** argv) {
       "model", &models,
       "model to serve: DIR or NAME=DIR, a Hugging Face directory with config.json "
       "and model.safetensors (repeatable; the first is the default model)");
-  flags.AddInt("max-running-requests", &max_running, "requests decoded concurrently per model");
+  flags.AddInt("max-num-seqs", &max_num_seqs,
+               "sequences decoded concurrently per model (a request with n samples counts n); "
+               "further requests wait");
+  flags.AddInt("max-running-requests", &max_running, "alias of --max-num-seqs");
+  flags.AddInt("max-num-batched-tokens", &max_batched_tokens,
+               "tokens per engine step per model: decode tokens of running sequences first, then "
+               "prefill chunks, in one batched model step");
+  flags.AddBool("batch-invariant", &batch_invariant,
+                "compute every matmul row exactly as it would be computed alone, so a greedy "
+                "request gives the same tokens alone or in any batch (costs some speed on small "
+                "batches)");
   flags.AddInt("max-queued-requests", &max_queued,
                "requests allowed to wait per model; beyond it RESOURCE_EXHAUSTED");
   flags.AddInt("prefill-chunk-tokens", &prefill_chunk,
@@ -95,12 +112,24 @@ int Run(int argc, char** argv) {
     return 2;
   }
   kvserve::base::SetMinLogSeverity(severity);
-  if (max_running < 1 || max_queued < 0 || prefill_chunk < 1 || threads < 0 || kv_cache_bytes < 0 ||
-      block_size < 1 || block_size > 1024 || !(shutdown_timeout >= 0)) {
+  if (flags.IsSet("max-running-requests")) {
+    if (flags.IsSet("max-num-seqs") && max_num_seqs != max_running) {
+      std::fprintf(stderr,
+                   "kvserve: --max-num-seqs=%lld and its alias --max-running-requests=%lld "
+                   "disagree\n",
+                   static_cast<long long>(max_num_seqs), static_cast<long long>(max_running));
+      return 2;
+    }
+    max_num_seqs = max_running;
+  }
+  if (max_num_seqs < 1 || max_num_seqs > kMaxInt32 || max_batched_tokens < 1 ||
+      max_batched_tokens > kMaxInt32 || max_queued < 0 || prefill_chunk < 1 ||
+      prefill_chunk > kMaxInt32 || threads < 0 || kv_cache_bytes < 0 || block_size < 1 ||
+      block_size > 1024 || !(shutdown_timeout >= 0)) {
     std::fprintf(stderr,
-                 "kvserve: --max-running-requests and --prefill-chunk-tokens must be >= 1, "
-                 "--max-queued-requests, --threads, --kv-cache-bytes and --shutdown-timeout >= 0, "
-                 "--block-size in [1, 1024]\n");
+                 "kvserve: --max-num-seqs, --max-num-batched-tokens and --prefill-chunk-tokens "
+                 "must be in [1, 2^31), --max-queued-requests, --threads, --kv-cache-bytes and "
+                 "--shutdown-timeout >= 0, --block-size in [1, 1024]\n");
     return 2;
   }
   // gRPC takes the age in int milliseconds.
@@ -109,7 +138,9 @@ int Run(int argc, char** argv) {
     return 2;
   }
   options.max_connection_age = std::chrono::milliseconds(std::llround(max_connection_age * 1000));
-  options.engine.max_running_requests = static_cast<int32_t>(max_running);
+  options.engine.max_running_requests = static_cast<int32_t>(max_num_seqs);
+  options.engine.max_num_batched_tokens = static_cast<int32_t>(max_batched_tokens);
+  options.engine.batch_invariant = batch_invariant;
   options.engine.max_queued_requests = static_cast<int32_t>(max_queued);
   options.engine.prefill_chunk_tokens = static_cast<int32_t>(prefill_chunk);
   options.engine.seed = seed;

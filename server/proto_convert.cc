@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 
 namespace kvserve::server {
@@ -36,11 +37,36 @@ absl::StatusOr<engine::GenerationRequest> FromProto(const pb::GenerateRequest& r
   out.sampling.top_k = s.top_k();
   out.sampling.top_p = s.has_top_p() ? s.top_p() : 1.0f;
   if (s.has_seed()) out.sampling.seed = s.seed();
+  out.sampling.min_p = s.min_p();
+  out.sampling.repetition_penalty = s.has_repetition_penalty() ? s.repetition_penalty() : 1.0f;
+  out.sampling.presence_penalty = s.presence_penalty();
+  out.sampling.frequency_penalty = s.frequency_penalty();
+  KV_ASSIGN_OR_RETURN(out.sampling.normalizer, FromProto(s.normalizer()));
   out.stop.assign(request.stop().begin(), request.stop().end());
   out.stop_token_ids.assign(request.stop_token_ids().begin(), request.stop_token_ids().end());
   out.ignore_eos = request.ignore_eos();
   out.cache_salt = request.cache_salt();
+  out.priority = request.priority();
+  out.n = request.has_n() ? request.n() : 1;
+  if (request.has_logprobs()) out.logprobs = request.logprobs();
   return out;
+}
+
+absl::StatusOr<engine::Normalizer> FromProto(pb::Normalizer normalizer) {
+  // proto3 enums are open: a client built from a newer .proto may send a value this one lacks.
+  switch (normalizer) {
+    case pb::NORMALIZER_SOFTMAX:
+      return engine::Normalizer::kSoftmax;
+    case pb::NORMALIZER_SPARSEMAX:
+      return engine::Normalizer::kSparsemax;
+    case pb::NORMALIZER_ENTMAX15:
+      return engine::Normalizer::kEntmax15;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("sampling.normalizer: must be NORMALIZER_SOFTMAX, NORMALIZER_SPARSEMAX or "
+                       "NORMALIZER_ENTMAX15, got ",
+                       static_cast<int>(normalizer)));
+  }
 }
 
 void ToProto(const engine::ModelInfo& info, pb::ModelInfo* out) {
@@ -64,6 +90,15 @@ void ToProto(const engine::ModelInfo& info, pb::ModelInfo* out) {
   out->set_kv_cache_blocks(info.kv_cache_blocks);
   out->set_kv_cache_block_size(info.block_size);
   out->set_state_bytes_per_sequence(info.state_bytes_per_sequence);
+}
+
+void ToProto(const engine::TokenLogprobs& logprobs, pb::TokenLogprobs* out) {
+  out->set_logprob(logprobs.logprob);
+  for (const engine::TokenLogprob& top : logprobs.top) {
+    pb::TopLogprob* entry = out->add_top();
+    entry->set_token_id(top.token);
+    entry->set_logprob(top.logprob);
+  }
 }
 
 pb::FinishReason ToProto(engine::FinishReason reason) {

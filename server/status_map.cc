@@ -1,6 +1,7 @@
 #include "server/status_map.h"
 
 #include <string>
+#include <utility>
 
 namespace kvserve::server {
 
@@ -51,7 +52,14 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
       code = grpc::StatusCode::INTERNAL;
       break;
   }
-  return grpc::Status(code, std::string(status.message()));
+  std::string message(status.message());
+  // An error always tells the client what happened, even when its producer gave no text.
+  if (message.empty()) {
+    message = status.code() == absl::StatusCode::kDeadlineExceeded
+                  ? "the call's deadline passed before generation finished"
+                  : absl::StatusCodeToString(status.code());
+  }
+  return grpc::Status(code, std::move(message));
 }
 
 }  // namespace kvserve::server

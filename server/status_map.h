@@ -7,8 +7,9 @@
 
 namespace kvserve::server {
 
-// Same code, same message. UNKNOWN and UNIMPLEMENTED are left to the gRPC library, so an engine
-// error carrying either becomes INTERNAL.
+// Same code, same message (an empty message gets a generic one: DEADLINE_EXCEEDED from the engine,
+// the request's deadline, says so). UNKNOWN and UNIMPLEMENTED are left to the gRPC library, so an
+// engine error carrying either becomes INTERNAL.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
 }  // namespace kvserve::server

@@ -451,6 +451,214 @@ TEST_F(KvServerTest, GenerateDefaultsToSixteenTokens) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Parallel samples (n), logprobs, priority, normalizers.
+
+// One sample's part of a Generate stream.
+struct SampleStream {
+  std::vector<const pb::GenerateResponse*> messages;
+  std::vector<int32_t> token_ids;
+  std::vector<pb::TokenLogprobs> logprobs;
+  std::string text;
+};
+
+// Splits `g` by GenerateResponse.index; fails the test on an index outside [0, n).
+std::vector<SampleStream> SplitBySample(const Generation& g, int32_t n) {
+  std::vector<SampleStream> samples(n);
+  for (const pb::GenerateResponse& m : g.messages) {
+    EXPECT_GE(m.index(), 0);
+    EXPECT_LT(m.index(), n);
+    if (m.index() < 0 || m.index() >= n) continue;
+    SampleStream& sample = samples[m.index()];
+    sample.messages.push_back(&m);
+    sample.token_ids.insert(sample.token_ids.end(), m.token_ids().begin(), m.token_ids().end());
+    sample.logprobs.insert(sample.logprobs.end(), m.logprobs().begin(), m.logprobs().end());
+    sample.text += m.text();
+  }
+  return samples;
+}
+
+// The stream contract with n samples: the request id on the stream's first message only; per
+// sample, finish reason and usage on its last message only (so exactly n messages carry one), the
+// usage counting that sample's tokens, every text valid UTF-8 and equal to its tokens' decoding.
+void ExpectWellFormedSamples(const Generation& g, int32_t n, int32_t prompt_tokens) {
+  ASSERT_TRUE(g.status.ok()) << Describe(g.status);
+  ASSERT_THAT(g.messages, testing::Not(testing::IsEmpty()));
+  EXPECT_NE(g.messages.front().request_id(), "");
+  int num_finished = 0;
+  for (size_t i = 0; i < g.messages.size(); ++i) {
+    if (i > 0) {
+      EXPECT_EQ(g.messages[i].request_id(), "") << "message " << i;
+    }
+    if (g.messages[i].finish_reason() != pb::FINISH_REASON_UNSPECIFIED) ++num_finished;
+  }
+  EXPECT_EQ(num_finished, n);
+  const std::vector<SampleStream> samples = SplitBySample(g, n);
+  for (int32_t i = 0; i < n; ++i) {
+    SCOPED_TRACE(absl::StrCat("sample ", i));
+    const SampleStream& sample = samples[i];
+    ASSERT_THAT(sample.messages, testing::Not(testing::IsEmpty()));
+    for (size_t j = 0; j < sample.messages.size(); ++j) {
+      const pb::GenerateResponse& m = *sample.messages[j];
+      const bool last = j + 1 == sample.messages.size();
+      EXPECT_EQ(m.finish_reason() != pb::FINISH_REASON_UNSPECIFIED, last) << "message " << j;
+      EXPECT_EQ(m.has_usage(), last) << "message " << j;
+      EXPECT_TRUE(IsWellFormedUtf8(m.text()));
+      // Logprobs, when present, come one per token in the same message.
+      if (m.logprobs_size() > 0) {
+        EXPECT_EQ(m.logprobs_size(), m.token_ids_size());
+      }
+    }
+    const pb::Usage& usage = sample.messages.back()->usage();
+    EXPECT_EQ(usage.prompt_tokens(), prompt_tokens);
+    EXPECT_EQ(usage.completion_tokens(), static_cast<int32_t>(sample.token_ids.size()));
+    EXPECT_EQ(sample.text, DecodeWithReplacement(TokenBytes(sample.token_ids)));
+  }
+}
+
+TEST_F(KvServerTest, SingleSampleMessagesAreIndexZeroWithoutLogprobs) {
+  const Generation g = Generate(*stub_, GreedyRequest("Hi", 8));
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(g, 3));
+  for (const pb::GenerateResponse& m : g.messages) {
+    EXPECT_EQ(m.index(), 0);
+    EXPECT_THAT(m.logprobs(), testing::IsEmpty());
+  }
+}
+
+TEST_F(KvServerTest, GreedyParallelSamplesAreIdenticalAndEachFinishesExactlyOnce) {
+  pb::GenerateRequest request = GreedyRequest("Once upon a time", 12);
+  const Generation solo = Generate(*stub_, request);
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(solo, 17));
+  request.set_n(3);
+  const Generation g = Generate(*stub_, request);
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedSamples(g, 3, 17));
+  const std::vector<SampleStream> samples = SplitBySample(g, 3);
+  for (int32_t i = 0; i < 3; ++i) {
+    SCOPED_TRACE(absl::StrCat("sample ", i));
+    // Greedy decoding has one answer, whether the prompt's cache is shared and batched or not.
+    EXPECT_EQ(samples[i].token_ids, solo.token_ids);
+    EXPECT_EQ(samples[i].text, solo.text);
+    EXPECT_EQ(samples[i].messages.back()->finish_reason(), solo.finish_reason());
+  }
+  EXPECT_ENGINE_IDLE(WaitUntilEngineIdle(engine(), kReleaseTimeout));
+}
+
+TEST_F(KvServerTest, SeededParallelSamplesAreReproducibleAndSampleIUsesSeedPlusI) {
+  constexpr uint64_t kSeed = 42;
+  pb::GenerateRequest request = SeededRequest("Once upon a time", 24, kSeed);
+  request.set_n(3);
+  request.set_logprobs(1);
+  const Generation first = Generate(*stub_, request);
+  const Generation second = Generate(*stub_, request);
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedSamples(first, 3, 17));
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedSamples(second, 3, 17));
+  const std::vector<SampleStream> a = SplitBySample(first, 3);
+  const std::vector<SampleStream> b = SplitBySample(second, 3);
+  for (int32_t i = 0; i < 3; ++i) {
+    SCOPED_TRACE(absl::StrCat("sample ", i));
+    EXPECT_EQ(a[i].token_ids, b[i].token_ids);
+    EXPECT_EQ(a[i].text, b[i].text);
+    ASSERT_THAT(a[i].logprobs, SizeIs(a[i].token_ids.size()));
+    for (const pb::TokenLogprobs& lp : a[i].logprobs) {
+      EXPECT_LE(lp.logprob(), 0.0f);
+      EXPECT_THAT(lp.top(), SizeIs(1));
+    }
+    // The documented seeding: the same request alone with seed + i gives sample i.
+    const Generation alone = Generate(*stub_, SeededRequest("Once upon a time", 24, kSeed + i));
+    ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(alone, 17));
+    EXPECT_EQ(a[i].token_ids, alone.token_ids);
+  }
+  // 24 draws over 320 tokens: distinct seeds give distinct samples.
+  EXPECT_NE(a[0].token_ids, a[1].token_ids);
+  EXPECT_NE(a[1].token_ids, a[2].token_ids);
+}
+
+TEST_F(KvServerTest, GreedyLogprobsAreSortedAndTheirTopEntryIsTheGeneratedToken) {
+  pb::GenerateRequest request = GreedyRequest("Once upon a time", 16);
+  request.set_logprobs(2);
+  const Generation g = Generate(*stub_, request);
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(g, 17));
+  const std::vector<SampleStream> samples = SplitBySample(g, 1);
+  const SampleStream& sample = samples[0];
+  for (const pb::GenerateResponse* m : sample.messages) {
+    EXPECT_EQ(m->logprobs_size(), m->token_ids_size());
+  }
+  ASSERT_THAT(sample.logprobs, SizeIs(sample.token_ids.size()));
+  ASSERT_THAT(sample.token_ids, testing::Not(testing::IsEmpty()));
+  for (size_t i = 0; i < sample.token_ids.size(); ++i) {
+    SCOPED_TRACE(absl::StrCat("token ", i, " (id ", sample.token_ids[i], ")"));
+    const pb::TokenLogprobs& lp = sample.logprobs[i];
+    EXPECT_LE(lp.logprob(), 0.0f);
+    ASSERT_THAT(lp.top(), SizeIs(2));
+    EXPECT_GE(lp.top(0).logprob(), lp.top(1).logprob());
+    EXPECT_LE(lp.top(0).logprob(), 0.0f);
+    EXPECT_NE(lp.top(0).token_id(), lp.top(1).token_id());
+    // Greedy picks the argmax of the raw logits, which log_softmax keeps on top.
+    EXPECT_EQ(lp.top(0).token_id(), sample.token_ids[i]);
+    EXPECT_FLOAT_EQ(lp.top(0).logprob(), lp.logprob());
+  }
+
+  // logprobs = 0: the generated token's logprob only, and the same value.
+  request.set_logprobs(0);
+  const Generation only = Generate(*stub_, request);
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(only, 17));
+  const std::vector<SampleStream> only_samples = SplitBySample(only, 1);
+  EXPECT_EQ(only_samples[0].token_ids, sample.token_ids);
+  ASSERT_THAT(only_samples[0].logprobs, SizeIs(sample.token_ids.size()));
+  for (size_t i = 0; i < sample.token_ids.size(); ++i) {
+    EXPECT_THAT(only_samples[0].logprobs[i].top(), testing::IsEmpty());
+    EXPECT_FLOAT_EQ(only_samples[0].logprobs[i].logprob(), sample.logprobs[i].logprob());
+  }
+}
+
+TEST_F(KvServerTest, PriorityIsAcceptedAndDoesNotChangeTheTokens) {
+  const pb::GenerateRequest request = GreedyRequest("Hi", 8);
+  const Generation base = Generate(*stub_, request);
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(base, 3));
+  for (int32_t priority : {-7, 1000, std::numeric_limits<int32_t>::max()}) {
+    SCOPED_TRACE(absl::StrCat("priority ", priority));
+    pb::GenerateRequest prioritized = request;
+    prioritized.set_priority(priority);
+    const Generation g = Generate(*stub_, prioritized);
+    ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(g, 3));
+    EXPECT_EQ(g.token_ids, base.token_ids);
+  }
+}
+
+TEST_F(KvServerTest, EveryNormalizerSamplesReproducibly) {
+  for (pb::Normalizer normalizer :
+       {pb::NORMALIZER_SOFTMAX, pb::NORMALIZER_SPARSEMAX, pb::NORMALIZER_ENTMAX15}) {
+    SCOPED_TRACE(pb::Normalizer_Name(normalizer));
+    pb::GenerateRequest request = SeededRequest("Once upon a time", 16, 5);
+    request.mutable_sampling()->set_normalizer(normalizer);
+    request.mutable_sampling()->set_min_p(0.05f);
+    request.mutable_sampling()->set_repetition_penalty(1.2f);
+    request.mutable_sampling()->set_presence_penalty(0.5f);
+    request.mutable_sampling()->set_frequency_penalty(0.25f);
+    const Generation a = Generate(*stub_, request);
+    const Generation b = Generate(*stub_, request);
+    ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(a, 17));
+    ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(b, 17));
+    EXPECT_EQ(a.token_ids, b.token_ids);
+  }
+}
+
+TEST_F(KvServerTest, CancellingAParallelRequestFreesEverySample) {
+  pb::GenerateRequest request = LongRequest();
+  request.set_n(3);
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(kCallTimeout));
+  auto reader = stub_->Generate(&context, request);
+  pb::GenerateResponse message;
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(reader->Read(&message));
+  EXPECT_GT(engine().stats().kv_cache_bytes_in_use, 0);
+  context.TryCancel();
+  while (reader->Read(&message)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_ENGINE_IDLE(WaitUntilEngineIdle(engine(), kReleaseTimeout));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Validation.
 
 struct BadRequest {
@@ -514,6 +722,13 @@ std::vector<BadRequest> BadRequests() {
   add("stop token id out of vocab", kInvalid,
       "stop_token_ids[0]: 320 is outside the vocabulary [0, 320)",
       [](pb::GenerateRequest& r) { r.add_stop_token_ids(320); });
+  add("unknown normalizer", kInvalid,
+      "sampling.normalizer: must be NORMALIZER_SOFTMAX, NORMALIZER_SPARSEMAX or "
+      "NORMALIZER_ENTMAX15, got 7",
+      [](pb::GenerateRequest& r) {
+        // proto3 enums are open: a newer client can send a value this server does not know.
+        r.mutable_sampling()->set_normalizer(static_cast<pb::Normalizer>(7));
+      });
   add("unknown model", grpc::StatusCode::NOT_FOUND,
       absl::StrCat("model: no model named 'gpt-nope'; available: ", kDefaultModel),
       [](pb::GenerateRequest& r) { r.set_model("gpt-nope"); });
@@ -533,6 +748,72 @@ TEST_F(KvServerTest, RejectsEachInvalidRequestWithAMessageNamingTheField) {
   const Generation ok = Generate(*stub_, GreedyRequest("Hi", 4));
   ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(ok, 3));
   EXPECT_EQ(engine().stats().num_finished, 1);
+}
+
+// Fields whose checks live in Engine::Validate: the message starts with the field's name, as the
+// proto spells it ("field: ..."); the exact wording is the engine's.
+TEST_F(KvServerTest, RejectsOutOfRangeSamplesLogprobsAndPenaltiesNamingTheField) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  struct Case {
+    std::string field;
+    std::function<void(pb::GenerateRequest&)> mutate;
+  };
+  const std::vector<Case> cases = {
+      {"n", [](pb::GenerateRequest& r) { r.set_n(0); }},
+      {"n", [](pb::GenerateRequest& r) { r.set_n(-1); }},
+      {"n", [](pb::GenerateRequest& r) { r.set_n(engine::kMaxSamples + 1); }},
+      {"logprobs", [](pb::GenerateRequest& r) { r.set_logprobs(-1); }},
+      {"logprobs", [](pb::GenerateRequest& r) { r.set_logprobs(engine::kMaxLogprobs + 1); }},
+      {"sampling.min_p", [](pb::GenerateRequest& r) { r.mutable_sampling()->set_min_p(-0.1f); }},
+      {"sampling.min_p", [](pb::GenerateRequest& r) { r.mutable_sampling()->set_min_p(1.5f); }},
+      {"sampling.min_p", [nan](pb::GenerateRequest& r) { r.mutable_sampling()->set_min_p(nan); }},
+      {"sampling.repetition_penalty",
+       [](pb::GenerateRequest& r) { r.mutable_sampling()->set_repetition_penalty(0); }},
+      {"sampling.repetition_penalty",
+       [](pb::GenerateRequest& r) { r.mutable_sampling()->set_repetition_penalty(-1); }},
+      {"sampling.repetition_penalty",
+       [nan](pb::GenerateRequest& r) { r.mutable_sampling()->set_repetition_penalty(nan); }},
+      {"sampling.repetition_penalty",
+       [inf](pb::GenerateRequest& r) { r.mutable_sampling()->set_repetition_penalty(inf); }},
+      {"sampling.presence_penalty",
+       [](pb::GenerateRequest& r) { r.mutable_sampling()->set_presence_penalty(2.5f); }},
+      {"sampling.presence_penalty",
+       [](pb::GenerateRequest& r) { r.mutable_sampling()->set_presence_penalty(-2.5f); }},
+      {"sampling.presence_penalty",
+       [nan](pb::GenerateRequest& r) { r.mutable_sampling()->set_presence_penalty(nan); }},
+      {"sampling.frequency_penalty",
+       [](pb::GenerateRequest& r) { r.mutable_sampling()->set_frequency_penalty(3); }},
+      {"sampling.frequency_penalty",
+       [](pb::GenerateRequest& r) { r.mutable_sampling()->set_frequency_penalty(-2.01f); }},
+      {"sampling.frequency_penalty",
+       [nan](pb::GenerateRequest& r) { r.mutable_sampling()->set_frequency_penalty(nan); }},
+  };
+  for (const Case& c : cases) {
+    pb::GenerateRequest request = GreedyRequest("Hi", 4);
+    c.mutate(request);
+    SCOPED_TRACE(request.ShortDebugString());
+    const Generation g = Generate(*stub_, request);
+    EXPECT_EQ(g.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(g.status);
+    EXPECT_THAT(g.status.error_message(), testing::StartsWith(c.field + ": "));
+    EXPECT_THAT(g.messages, testing::IsEmpty());
+  }
+  EXPECT_EQ(engine().stats().num_finished, 0);
+}
+
+TEST_F(KvServerTest, AcceptsTheBoundaryValuesOfTheNewFields) {
+  pb::GenerateRequest request = SeededRequest("Hi", 4, 7);
+  request.set_n(engine::kMaxSamples);
+  request.set_logprobs(engine::kMaxLogprobs);
+  request.set_priority(std::numeric_limits<int32_t>::min());
+  pb::SamplingParams& s = *request.mutable_sampling();
+  s.set_min_p(1.0f);
+  s.set_repetition_penalty(1e-3f);
+  s.set_presence_penalty(-2.0f);
+  s.set_frequency_penalty(2.0f);
+  s.set_normalizer(pb::NORMALIZER_ENTMAX15);
+  const Generation g = Generate(*stub_, request);
+  EXPECT_TRUE(g.status.ok()) << Describe(g.status);
 }
 
 TEST_F(KvServerTest, AcceptsAPromptThatFillsTheContextExactly) {
@@ -593,6 +874,27 @@ TEST_F(KvServerTest, ClientDeadlineEndsTheStreamAndFreesTheEngine) {
   if (num_tokens > 0) {
     EXPECT_EQ(stats.num_finished, 1);
   }
+}
+
+TEST_F(KvServerTest, AnAlreadyShortDeadlineIsExceededAndLeavesNothingInTheEngine) {
+  for (int32_t n : {1, 3}) {
+    SCOPED_TRACE(absl::StrCat("n = ", n));
+    pb::GenerateRequest request = LongRequest();
+    request.set_n(n);
+    grpc::ClientContext context;
+    context.set_deadline(DeadlineIn(std::chrono::milliseconds(1)));
+    auto reader = stub_->Generate(&context, request);
+    pb::GenerateResponse message;
+    size_t num_tokens = 0;
+    while (reader->Read(&message)) num_tokens += message.token_ids_size();
+    const grpc::Status status = reader->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << Describe(status);
+    EXPECT_LT(num_tokens, 2000u * n);
+    EXPECT_ENGINE_IDLE(WaitUntilEngineIdle(engine(), kReleaseTimeout));
+  }
+  // And the server goes on serving.
+  const Generation ok = Generate(*stub_, GreedyRequest("Hi", 4));
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(ok, 3));
 }
 
 TEST_F(KvServerTest, ShutdownEndsAnInFlightStreamAndReturns) {
@@ -1017,6 +1319,32 @@ TEST_F(KvServerSmallQueueTest, QueuedRequestRunsOnceTheRunningOneFinishes) {
   ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(alone, 3));
   EXPECT_EQ(queued.token_ids, alone.token_ids);
   EXPECT_EQ(engine().stats().num_finished, 3);
+}
+
+TEST_F(KvServerSmallQueueTest, DeadlinePassingWhileQueuedEndsTheCallWithoutRunningIt) {
+  grpc::ClientContext running_context;
+  running_context.set_deadline(DeadlineIn(kCallTimeout));
+  auto running = stub_->Generate(&running_context, LongRequest());
+  pb::GenerateResponse message;
+  ASSERT_TRUE(running->Read(&message));
+
+  // Queued behind the long stream until its deadline passes.
+  grpc::ClientContext waiting_context;
+  waiting_context.set_deadline(DeadlineIn(std::chrono::milliseconds(300)));
+  auto waiting = stub_->Generate(&waiting_context, GreedyRequest("Hi", 4));
+  while (waiting->Read(&message)) {
+    ADD_FAILURE() << "the queued request produced output";
+  }
+  const grpc::Status status = waiting->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << Describe(status);
+  ASSERT_TRUE(WaitForStats([](const engine::EngineStats& s) { return s.num_waiting == 0; }));
+  EXPECT_EQ(engine().stats().num_running, 1);
+
+  running_context.TryCancel();
+  while (running->Read(&message)) {
+  }
+  EXPECT_EQ(running->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_ENGINE_IDLE(WaitUntilEngineIdle(engine(), kReleaseTimeout));
 }
 
 // With no queue at all, a request is still served when a running slot is free.

@@ -208,14 +208,69 @@ std::string FinishReasonName(v1::FinishReason reason) {
   return absl::AsciiStrToLower(absl::StripPrefix(name, "FINISH_REASON_"));
 }
 
+// --normalizer's values, as the proto's Normalizer enum spells them without the prefix.
+std::optional<v1::Normalizer> ParseNormalizer(absl::string_view name) {
+  v1::Normalizer value;
+  if (absl::AsciiStrToLower(name) != name ||
+      !v1::Normalizer_Parse(absl::StrCat("NORMALIZER_", absl::AsciiStrToUpper(name)), &value)) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+// What one sample of a Generate stream produced.
+struct SampleOutput {
+  std::vector<int32_t> token_ids;
+  std::vector<v1::TokenLogprobs> logprobs;
+  std::string text;
+  bool finished = false;
+  v1::FinishReason finish_reason = v1::FINISH_REASON_UNSPECIFIED;
+  v1::Usage usage;
+};
+
+// "-0.1234"
+std::string Logprob(float logprob) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(4) << logprob;
+  return out.str();
+}
+
+// One line per token: position, token id, its logprob, then the top entries as id=logprob.
+void PrintLogprobs(const SampleOutput& sample, std::ostream& out) {
+  for (size_t i = 0; i < sample.token_ids.size(); ++i) {
+    out << "  " << i << "\t" << sample.token_ids[i];
+    if (i >= sample.logprobs.size()) {
+      out << "\t(none)\n";
+      continue;
+    }
+    const v1::TokenLogprobs& lp = sample.logprobs[i];
+    out << "\t" << Logprob(lp.logprob());
+    if (lp.top_size() > 0) {
+      out << "\ttop:";
+      for (const v1::TopLogprob& top : lp.top()) {
+        out << " " << top.token_id() << "=" << Logprob(top.logprob());
+      }
+    }
+    out << "\n";
+  }
+}
+
 int Generate(Connection connection, int argc, char** argv, int first) {
   // Defaults are the server's documented ones, for --help only: flags left out are not sent.
   std::string prompt;
   std::string model;
   int64_t max_tokens = 16;
+  int64_t n = 1;
+  int64_t priority = 0;
+  int64_t logprobs = 0;
   double temperature = 1.0;
   int64_t top_k = 0;
   double top_p = 1.0;
+  double min_p = 0.0;
+  double repetition_penalty = 1.0;
+  double presence_penalty = 0.0;
+  double frequency_penalty = 0.0;
+  std::string normalizer = "softmax";
   uint64_t seed = 0;
   std::vector<std::string> stop;
   bool ignore_eos = false;
@@ -225,17 +280,37 @@ int Generate(Connection connection, int argc, char** argv, int first) {
       "Streams a completion of --prompt (KvServe.Generate). The text goes to stdout as it arrives, "
       "followed by a newline; then one summary line goes to stderr: finish reason, prompt and "
       "completion tokens, time to first token, total time, and completion tokens per second of "
-      "total time. Sampling flags that are not given are not sent, so the server's defaults apply "
-      "(shown below). Ctrl-C cancels the call (exit status 130).");
+      "total time. With --n > 1 each sample's text is printed whole, as '[i] text', when that "
+      "sample finishes, and the summary gives every sample's finish reason and completion tokens. "
+      "Sampling flags that are not given are not sent, so the server's defaults apply (shown "
+      "below). Ctrl-C cancels the call (exit status 130).");
   AddConnectionFlags(flags, &connection);
   flags.AddString("prompt", &prompt, "Text to complete (required).");
   flags.AddString("model", &model, "Model name, see 'kvserve-cli models'.");
   flags.SetDefaultText("model", "server default");
-  flags.AddInt("max-tokens", &max_tokens, "Maximum number of tokens to generate.");
+  flags.AddInt("max-tokens", &max_tokens, "Maximum number of tokens to generate, per sample.");
+  flags.AddInt("n", &n, "Number of samples of the prompt, in [1, 16].");
+  flags.AddInt("priority", &priority, "Scheduling priority: lower values run first.");
+  flags.AddInt("logprobs", &logprobs,
+               "Print each generated token's log-probability on stderr, plus the N most likely "
+               "tokens at its position (0 = the generated token's only; at most 20).");
+  flags.SetDefaultText("logprobs", "none");
   flags.AddDouble("temperature", &temperature, "Sampling temperature; 0 = greedy.");
   flags.AddInt("top-k", &top_k, "Sample only from the k most likely tokens; 0 = all.");
   flags.AddDouble("top-p", &top_p, "Nucleus sampling probability mass, in (0, 1].");
-  flags.AddUint64("seed", &seed, "Random seed: the same seed and request give the same tokens.");
+  flags.AddDouble("min-p", &min_p,
+                  "Drop tokens less likely than min-p times the most likely one; in [0, 1].");
+  flags.AddDouble("repetition-penalty", &repetition_penalty,
+                  "Penalize tokens already in the prompt or output (> 1 discourages them); > 0.");
+  flags.AddDouble("presence-penalty", &presence_penalty,
+                  "Subtracted once from the logit of each token already generated; in [-2, 2].");
+  flags.AddDouble("frequency-penalty", &frequency_penalty,
+                  "Subtracted from a token's logit per time it was generated; in [-2, 2].");
+  flags.AddString("normalizer", &normalizer,
+                  "What turns logits into probabilities: softmax, sparsemax or entmax15.");
+  flags.AddUint64("seed", &seed,
+                  "Random seed: the same seed and request give the same tokens (sample i of --n "
+                  "uses seed + i).");
   flags.SetDefaultText("seed", "random");
   flags.AddRepeatedString("stop", &stop,
                           "Stop when the text contains this string (which is not printed). "
@@ -251,23 +326,53 @@ int Generate(Connection connection, int argc, char** argv, int first) {
   v1::GenerateRequest request;
   request.set_prompt(prompt);
   if (flags.IsSet("model")) request.set_model(model);
-  if (flags.IsSet("max-tokens")) {
-    const absl::StatusOr<int32_t> value = ToInt32("--max-tokens", max_tokens);
+  // Integer flags that map to int32 fields; each is sent only when given.
+  struct IntField {
+    const char* flag;
+    int64_t value;
+    void (*set)(v1::GenerateRequest&, int32_t);
+  };
+  const IntField int_fields[] = {
+      {"max-tokens", max_tokens, [](v1::GenerateRequest& r, int32_t v) { r.set_max_tokens(v); }},
+      {"n", n, [](v1::GenerateRequest& r, int32_t v) { r.set_n(v); }},
+      {"priority", priority, [](v1::GenerateRequest& r, int32_t v) { r.set_priority(v); }},
+      {"logprobs", logprobs, [](v1::GenerateRequest& r, int32_t v) { r.set_logprobs(v); }},
+      {"top-k", top_k,
+       [](v1::GenerateRequest& r, int32_t v) { r.mutable_sampling()->set_top_k(v); }},
+  };
+  for (const IntField& field : int_fields) {
+    if (!flags.IsSet(field.flag)) continue;
+    const absl::StatusOr<int32_t> value = ToInt32(absl::StrCat("--", field.flag), field.value);
     if (!value.ok()) return UsageError("generate", value.status().message());
-    request.set_max_tokens(*value);
+    field.set(request, *value);
   }
-  if (flags.IsSet("temperature")) {
-    request.mutable_sampling()->set_temperature(static_cast<float>(temperature));
+  v1::SamplingParams& sampling = *request.mutable_sampling();
+  if (flags.IsSet("temperature")) sampling.set_temperature(static_cast<float>(temperature));
+  if (flags.IsSet("top-p")) sampling.set_top_p(static_cast<float>(top_p));
+  if (flags.IsSet("min-p")) sampling.set_min_p(static_cast<float>(min_p));
+  if (flags.IsSet("repetition-penalty")) {
+    sampling.set_repetition_penalty(static_cast<float>(repetition_penalty));
   }
-  if (flags.IsSet("top-k")) {
-    const absl::StatusOr<int32_t> value = ToInt32("--top-k", top_k);
-    if (!value.ok()) return UsageError("generate", value.status().message());
-    request.mutable_sampling()->set_top_k(*value);
+  if (flags.IsSet("presence-penalty")) {
+    sampling.set_presence_penalty(static_cast<float>(presence_penalty));
   }
-  if (flags.IsSet("top-p")) request.mutable_sampling()->set_top_p(static_cast<float>(top_p));
-  if (flags.IsSet("seed")) request.mutable_sampling()->set_seed(seed);
+  if (flags.IsSet("frequency-penalty")) {
+    sampling.set_frequency_penalty(static_cast<float>(frequency_penalty));
+  }
+  if (flags.IsSet("normalizer")) {
+    const std::optional<v1::Normalizer> value = ParseNormalizer(normalizer);
+    if (!value) {
+      return UsageError("generate", absl::StrCat("invalid value '", normalizer,
+                                                 "' for flag --normalizer: must be softmax, "
+                                                 "sparsemax or entmax15"));
+    }
+    sampling.set_normalizer(*value);
+  }
+  if (flags.IsSet("seed")) sampling.set_seed(seed);
   for (const std::string& s : stop) request.add_stop(s);
   request.set_ignore_eos(ignore_eos);
+  // One sample streams its text as it comes; several print each text whole when it is complete.
+  const bool streaming = !request.has_n() || request.n() == 1;
 
   auto stub = v1::KvServe::NewStub(Connect(connection));
   grpc::ClientContext context;
@@ -277,37 +382,86 @@ int Generate(Connection connection, int argc, char** argv, int first) {
 
   const Clock::time_point start = Clock::now();
   std::optional<Clock::time_point> first_token;
-  std::vector<int32_t> token_ids;
-  v1::GenerateResponse last;
+  std::vector<SampleOutput> samples(streaming ? 1 : static_cast<size_t>(request.n()));
   bool wrote_text = false;
   v1::GenerateResponse response;
   std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
       stub->Generate(&context, request);
   while (reader->Read(&response)) {
     if (!first_token && response.token_ids_size() > 0) first_token = Clock::now();
-    token_ids.insert(token_ids.end(), response.token_ids().begin(), response.token_ids().end());
-    if (!response.text().empty()) {
-      std::cout << response.text() << std::flush;
-      wrote_text = true;
+    const size_t index = static_cast<size_t>(std::max(0, response.index()));
+    if (index >= samples.size()) samples.resize(index + 1);
+    SampleOutput& sample = samples[index];
+    sample.token_ids.insert(sample.token_ids.end(), response.token_ids().begin(),
+                            response.token_ids().end());
+    sample.logprobs.insert(sample.logprobs.end(), response.logprobs().begin(),
+                           response.logprobs().end());
+    if (streaming) {
+      if (!response.text().empty()) {
+        std::cout << response.text() << std::flush;
+        wrote_text = true;
+      }
+    } else {
+      sample.text += response.text();
     }
-    if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) last = response;
+    if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
+      sample.finished = true;
+      sample.finish_reason = response.finish_reason();
+      sample.usage = response.usage();
+      if (!streaming) std::cout << "[" << index << "] " << sample.text << std::endl;
+    }
   }
   const grpc::Status status = reader->Finish();
   const Clock::duration total = Clock::now() - start;
 
-  if (status.ok() || wrote_text) std::cout << std::endl;
-  if (print_token_ids) std::cerr << "token ids: " << absl::StrJoin(token_ids, " ") << "\n";
+  if (streaming && (status.ok() || wrote_text)) std::cout << std::endl;
+  // Samples cut off by an error: what they had so far.
+  if (!streaming && !status.ok()) {
+    for (size_t i = 0; i < samples.size(); ++i) {
+      if (!samples[i].finished && !samples[i].text.empty()) {
+        std::cout << "[" << i << "] " << samples[i].text << std::endl;
+      }
+    }
+  }
+  auto label = [&](size_t i) { return streaming ? std::string() : absl::StrCat(" [", i, "]"); };
+  if (print_token_ids) {
+    for (size_t i = 0; i < samples.size(); ++i) {
+      std::cerr << "token ids" << label(i) << ": " << absl::StrJoin(samples[i].token_ids, " ")
+                << "\n";
+    }
+  }
+  if (flags.IsSet("logprobs")) {
+    for (size_t i = 0; i < samples.size(); ++i) {
+      if (samples[i].token_ids.empty()) continue;
+      std::cerr << "logprobs" << label(i) << " (position, token id, logprob, top):\n";
+      PrintLogprobs(samples[i], std::cerr);
+    }
+  }
+  int64_t num_tokens = 0;
+  for (const SampleOutput& sample : samples) num_tokens += sample.token_ids.size();
   if (!status.ok() && watcher.interrupted()) {
-    std::cerr << "interrupted after " << token_ids.size() << " tokens, " << Milliseconds(total)
-              << "\n";
+    std::cerr << "interrupted after " << num_tokens << " tokens, " << Milliseconds(total) << "\n";
     return kExitInterrupted;
   }
   if (!status.ok()) return RpcError(status);
 
-  const int completion_tokens = last.usage().completion_tokens();
+  std::string finish;
+  int64_t completion_tokens = 0;
+  int32_t prompt_tokens = 0;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const SampleOutput& sample = samples[i];
+    if (streaming) {
+      finish = FinishReasonName(sample.finish_reason);
+    } else {
+      absl::StrAppend(&finish, i == 0 ? "" : ", ", "[", i, "] ",
+                      FinishReasonName(sample.finish_reason), " ",
+                      sample.usage.completion_tokens());
+    }
+    completion_tokens += sample.usage.completion_tokens();
+    prompt_tokens = sample.usage.prompt_tokens();
+  }
   const double seconds = std::chrono::duration<double>(total).count();
-  std::cerr << "finish: " << FinishReasonName(last.finish_reason())
-            << " | prompt tokens: " << last.usage().prompt_tokens()
+  std::cerr << "finish: " << finish << " | prompt tokens: " << prompt_tokens
             << " | completion tokens: " << completion_tokens << " | time to first token: "
             << (first_token ? Milliseconds(*first_token - start) : std::string("n/a"))
             << " | total: " << Milliseconds(total) << " | " << std::fixed << std::setprecision(1)
