@@ -229,8 +229,8 @@ void DecoderModel::Run(int64_t num_rows, cache::KvCacheManager& cache, float* lo
   int64_t max_context = 0;
   for (const SequenceRows& s : seq_rows_) {
     KV_CHECK(s.start_pos >= 0 && s.start_pos + s.n <= s.seq->num_slots)
-        << "positions [" << s.start_pos << ", " << s.start_pos + s.n
-        << ") exceed the sequence's " << s.seq->num_slots << " cache slots";
+        << "positions [" << s.start_pos << ", " << s.start_pos + s.n << ") exceed the sequence's "
+        << s.seq->num_slots << " cache slots";
     max_context = std::max(max_context, s.start_pos + s.n);
   }
   if (static_cast<int64_t>(scores_.size()) < max_context) scores_.resize(max_context);

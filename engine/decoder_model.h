@@ -27,6 +27,7 @@
 #include "absl/types/span.h"
 #include "cache/cache_spec.h"
 #include "cache/kv_cache_manager.h"
+#include "engine/aligned_buffer.h"
 #include "engine/batch_rows.h"
 #include "engine/gqa_attention.h"
 #include "engine/linear.h"
@@ -122,23 +123,23 @@ class DecoderModel {
   int64_t reserved_tokens_ = 0;
   std::vector<SequenceRows> seq_rows_;  // one per sequence of the current step
   std::vector<int64_t> logit_rows_;     // rows whose logits the caller wants
-  std::vector<float> logit_h_;          // [logit rows, hidden] their normed hidden states
+  AlignedFloats logit_h_;               // [logit rows, hidden] their normed hidden states
   std::vector<int32_t> tokens_;         // [n]
   std::vector<int32_t> positions_;      // [n]
-  std::vector<float> rope_table_;      // [n, head_dim/2, 2]
-  std::vector<float> mla_rope_table_;  // [n, qk_rope_head_dim/2, 2]
-  std::vector<float> x_;               // [n, hidden] residual stream
-  std::vector<float> h_;               // [n, hidden] normed
-  std::vector<float> q_;               // [n, heads*head_dim]
-  std::vector<float> k_;               // [n, kv_heads*head_dim]
-  std::vector<float> v_;               // [n, kv_heads*head_dim]
-  std::vector<float> attn_;            // [n, heads*head_dim]
-  std::vector<float> s4_in_;           // [n, hidden] S4 input after in_proj
-  std::vector<float> s4_out_;          // [n, hidden] S4 output before out_proj
-  std::vector<float> gate_;            // [n, intermediate]
-  std::vector<float> up_;              // [n, intermediate]
-  std::vector<float> proj_;            // [n, hidden]
-  std::vector<float> scores_;          // [context]
+  std::vector<float> rope_table_;       // [n, head_dim/2, 2]
+  std::vector<float> mla_rope_table_;   // [n, qk_rope_head_dim/2, 2]
+  AlignedFloats x_;                     // [n, hidden] residual stream
+  AlignedFloats h_;                     // [n, hidden] normed
+  AlignedFloats q_;                     // [n, heads*head_dim]
+  AlignedFloats k_;                     // [n, kv_heads*head_dim]
+  AlignedFloats v_;                     // [n, kv_heads*head_dim]
+  AlignedFloats attn_;                  // [n, heads*head_dim]
+  AlignedFloats s4_in_;                 // [n, hidden] S4 input after in_proj
+  AlignedFloats s4_out_;                // [n, hidden] S4 output before out_proj
+  AlignedFloats gate_;                  // [n, intermediate]
+  AlignedFloats up_;                    // [n, intermediate]
+  AlignedFloats proj_;                  // [n, hidden]
+  std::vector<float> scores_;           // [context]
 };
 
 }  // namespace kvserve::engine

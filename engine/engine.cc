@@ -197,12 +197,12 @@ absl::Status Engine::Validate(const GenerationRequest& r) const {
         s.repetition_penalty));
   }
   if (!(s.presence_penalty >= -2.0f && s.presence_penalty <= 2.0f)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sampling.presence_penalty: must be in [-2, 2], got ", s.presence_penalty));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling.presence_penalty: must be in [-2, 2], got ", s.presence_penalty));
   }
   if (!(s.frequency_penalty >= -2.0f && s.frequency_penalty <= 2.0f)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sampling.frequency_penalty: must be in [-2, 2], got ", s.frequency_penalty));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling.frequency_penalty: must be in [-2, 2], got ", s.frequency_penalty));
   }
   switch (s.normalizer) {
     case Normalizer::kSoftmax:
@@ -210,14 +210,14 @@ absl::Status Engine::Validate(const GenerationRequest& r) const {
     case Normalizer::kEntmax15:
       break;
     default:
-      return absl::InvalidArgumentError(absl::StrCat("sampling.normalizer: unknown value ",
-                                                     static_cast<int>(s.normalizer)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sampling.normalizer: unknown value ", static_cast<int>(s.normalizer)));
   }
   const int32_t max_n = std::min(kMaxSamples, options_.max_running_requests);
   if (r.n < 1 || r.n > max_n) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "n: must be in [1, ", max_n, "] (at most ", kMaxSamples,
-        " samples and at most --max-num-seqs), got ", r.n));
+    return absl::InvalidArgumentError(
+        absl::StrCat("n: must be in [1, ", max_n, "] (at most ", kMaxSamples,
+                     " samples and at most --max-num-seqs), got ", r.n));
   }
   if (r.logprobs.has_value() && (*r.logprobs < 0 || *r.logprobs > kMaxLogprobs)) {
     return absl::InvalidArgumentError(
@@ -357,8 +357,7 @@ void Engine::EmitToken(Sequence& seq, const float* logits) {
   if (seq.num_generated == 1) {
     seq.first_token_time = now;
     if (seq.index == 0) iteration_stats_.num_prompt_tokens += seq.prompt_len();
-    iteration_stats_.time_to_first_tokens.push_back(
-        SecondsBetween(seq.request->arrival_time, now));
+    iteration_stats_.time_to_first_tokens.push_back(SecondsBetween(seq.request->arrival_time, now));
   } else {
     iteration_stats_.inter_token_latencies.push_back(SecondsBetween(seq.last_token_time, now));
   }
@@ -428,7 +427,8 @@ void Engine::RunStep(const SchedulerOutput& output) {
   batch_.clear();
   for (const ScheduledChunk& chunk : output.chunks) {
     Sequence& seq = *chunk.seq;
-    const bool samples = seq.num_computed + chunk.num_tokens == static_cast<int32_t>(seq.tokens.size());
+    const bool samples =
+        seq.num_computed + chunk.num_tokens == static_cast<int32_t>(seq.tokens.size());
     batch_.push_back(DecoderModel::BatchEntry{
         absl::MakeConstSpan(seq.tokens).subspan(seq.num_computed, chunk.num_tokens),
         seq.num_computed, &seq.cache, samples});
@@ -461,7 +461,7 @@ void Engine::Loop() {
   // OpenMP's thread count is per calling thread: this sets it for every matmul the engine runs.
   omp_set_num_threads(EngineThreads(options_, model_->num_parameters()));
   absl::flat_hash_set<RequestId> cancelled;
-  for (bool idle_wait = false;; ) {
+  for (bool idle_wait = false;;) {
     bool stopping = false;
     {
       absl::MutexLock lock(&mu_);

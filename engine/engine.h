@@ -153,7 +153,7 @@ class Engine {
   // Ends sequences already taken out of the scheduler (cancel, deadline, shutdown); returns how
   // many.
   int FinishRemoved(std::vector<std::unique_ptr<Sequence>> seqs, FinishReason reason,
-                     const absl::Status& status);
+                    const absl::Status& status);
   void Deliver(Sequence& seq, TokenEvent event, FinishReason reason, absl::Status status);
   // Copies cache statistics for stats(), which other threads read, and returns them.
   cache::CacheStats PublishCacheStats();

@@ -28,7 +28,7 @@ dnnl::stream& ThreadStream() {
 }  // namespace
 
 struct Linear::Impl {
-  std::vector<float> weight;  // [N][K]
+  AlignedFloats weight;       // [N][K]
   dnnl::memory::desc src_md;  // [M?, K] with runtime M
   dnnl::memory::desc wei_md;  // [K, N] viewed as "ba"
   dnnl::memory::desc dst_md;  // [M?, N]
@@ -45,7 +45,9 @@ absl::StatusOr<Linear> Linear::Create(std::vector<float> weight, int64_t out_fea
                                                    in_features));
   }
   auto impl = std::make_unique<Impl>();
-  impl->weight = std::move(weight);
+  // Copied once into cache-line-aligned storage (see aligned_buffer.h).
+  impl->weight.assign(weight.begin(), weight.end());
+  weight = std::vector<float>();
   try {
     const dnnl::memory::dim k = in_features, n = out_features;
     impl->src_md = dnnl::memory::desc({DNNL_RUNTIME_DIM_VAL, k}, dt::f32, tag::ab);
@@ -68,7 +70,7 @@ Linear::Linear(Linear&&) noexcept = default;
 Linear& Linear::operator=(Linear&&) noexcept = default;
 Linear::~Linear() = default;
 
-const std::vector<float>& Linear::weight() const { return impl_->weight; }
+const AlignedFloats& Linear::weight() const { return impl_->weight; }
 
 void Linear::Forward(const float* x, int64_t m, float* y) const {
   KV_CHECK(m > 0) << "Linear::Forward with m=" << m;

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/aligned_buffer.h"
 
 namespace kvserve::engine {
 
@@ -47,7 +48,7 @@ class Linear {
 
   int64_t out_features() const { return out_features_; }
   int64_t in_features() const { return in_features_; }
-  const std::vector<float>& weight() const;
+  const AlignedFloats& weight() const;  // [out_features][in_features], 64-byte aligned
 
  private:
   struct Impl;

@@ -124,8 +124,7 @@ void MlaAttention::ForwardBatch(const float* h, int64_t rows, absl::Span<const S
   for (const SequenceRows& s : seqs) {
     for (int64_t i = 0; i < s.n; ++i) {
       const int64_t slot = cache.SlotOf(*s.seq, s.start_pos + static_cast<int32_t>(i));
-      std::memcpy(arena + slot * width, kv_a_.data() + (s.row + i) * width,
-                  width * sizeof(float));
+      std::memcpy(arena + slot * width, kv_a_.data() + (s.row + i) * width, width * sizeof(float));
     }
   }
   for (const SequenceRows& s : seqs) {

@@ -31,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "cache/kv_cache_manager.h"
+#include "engine/aligned_buffer.h"
 #include "engine/batch_rows.h"
 #include "engine/linear.h"
 #include "engine/model_config.h"
@@ -93,16 +94,16 @@ class MlaAttention {
   std::optional<Linear> o_proj_;     // [hidden, heads*v]
 
   // Workspaces, grown on demand.
-  std::vector<float> q_;        // [n, heads, nope+rope]
-  std::vector<float> q_lat_;    // [n, q_lora]
-  std::vector<float> kv_a_;     // [n, kv_lora+rope]
-  std::vector<float> latents_;  // [context, kv_lora]  gathered c_KV (expanded form)
-  std::vector<float> kv_full_;  // [context, heads, nope+v]  decompressed K_C | V (expanded form)
-  std::vector<float> q_abs_;    // [heads, kv_lora]  absorbed queries (absorbed form)
-  std::vector<float> o_lat_;    // [heads, kv_lora]  latent outputs (absorbed form)
-  std::vector<float> attn_;     // [n, heads, v]
-  std::vector<float> scores_;   // [context]
-  std::vector<int64_t> rows_;   // [context] cache row offsets
+  AlignedFloats q_;            // [n, heads, nope+rope]
+  AlignedFloats q_lat_;        // [n, q_lora]
+  AlignedFloats kv_a_;         // [n, kv_lora+rope]
+  AlignedFloats latents_;      // [context, kv_lora]  gathered c_KV (expanded form)
+  AlignedFloats kv_full_;      // [context, heads, nope+v]  decompressed K_C | V (expanded form)
+  std::vector<float> q_abs_;   // [heads, kv_lora]  absorbed queries (absorbed form)
+  std::vector<float> o_lat_;   // [heads, kv_lora]  latent outputs (absorbed form)
+  AlignedFloats attn_;         // [n, heads, v]
+  std::vector<float> scores_;  // [context]
+  std::vector<int64_t> rows_;  // [context] cache row offsets
 };
 
 }  // namespace kvserve::engine

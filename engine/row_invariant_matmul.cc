@@ -24,6 +24,9 @@ struct Vec {
 };
 inline Vec Zero() { return {_mm512_setzero_ps()}; }
 inline Vec Load(const float* p) { return {_mm512_loadu_ps(p)}; }
+// Keeps a loaded value in a register: otherwise GCC folds the load into every FMA that uses it,
+// loading the same weights once per row of the tile.
+inline void Pin(Vec& a) { __asm__("" : "+v"(a.v)); }
 inline Vec Fma(Vec a, Vec b, Vec c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
 constexpr int kRows = 4;  // register tile: 16 accumulators of 32 zmm registers
 constexpr int kCols = 4;
@@ -33,6 +36,7 @@ struct Vec {
 };
 inline Vec Zero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
 inline Vec Load(const float* p) { return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+inline void Pin(Vec& a) { __asm__("" : "+x"(a.lo), "+x"(a.hi)); }
 inline Vec Fma(Vec a, Vec b, Vec c) {
   return {_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
 }
@@ -43,6 +47,7 @@ struct Vec {
   float f[16];
 };
 inline Vec Zero() { return Vec{}; }
+inline void Pin(Vec&) {}
 inline Vec Load(const float* p) {
   Vec v;
   std::copy(p, p + 16, v.f);
@@ -101,7 +106,8 @@ inline void Tile(const float* x, const float* w, int64_t k, float* y, int64_t ld
     Vec xv[R];
     for (int i = 0; i < R; ++i) xv[i] = Load(x + i * k + kk);
     for (int j = 0; j < C; ++j) {
-      const Vec wv = Load(w + j * k + kk);
+      Vec wv = Load(w + j * k + kk);
+      Pin(wv);
       for (int i = 0; i < R; ++i) acc[i][j] = Fma(xv[i], wv, acc[i][j]);
     }
   }
@@ -116,7 +122,8 @@ void Block(const float* x, int64_t m, const float* w, int64_t n, int64_t k, floa
   int64_t i = 0;
   for (; i + kRows <= m; i += kRows) {
     int64_t j = n0;
-    for (; j + kCols <= n1; j += kCols) Tile<kRows, kCols>(x + i * k, w + j * k, k, y + i * n + j, n);
+    for (; j + kCols <= n1; j += kCols)
+      Tile<kRows, kCols>(x + i * k, w + j * k, k, y + i * n + j, n);
     for (; j < n1; ++j) Tile<kRows, 1>(x + i * k, w + j * k, k, y + i * n + j, n);
   }
   for (; i < m; ++i) {
@@ -128,15 +135,18 @@ void Block(const float* x, int64_t m, const float* w, int64_t n, int64_t k, floa
 
 }  // namespace
 
-void RowInvariantMatmul(const float* x, int64_t m, const float* w, int64_t n, int64_t k,
-                        float* y) {
+void RowInvariantMatmul(const float* x, int64_t m, const float* w, int64_t n, int64_t k, float* y) {
   // Column blocks of W small enough (~256 KiB) to stay in L2 while every row of x passes over
-  // them; a multiple of the tile width.
-  const int64_t block =
-      std::max<int64_t>(kCols, (int64_t{256} * 1024 / (k * 4)) / kCols * kCols);
+  // them, a multiple of the tile width. Threads pay off from about a million multiply-adds (a
+  // batched step of the smallest models); then every thread gets at least one block.
+  const int threads = omp_get_max_threads();
+  const bool parallel = threads > 1 && m * n * k >= (int64_t{1} << 20);
+  int64_t block = std::max<int64_t>(kCols, (int64_t{256} * 1024 / (k * 4)) / kCols * kCols);
+  if (parallel) {
+    const int64_t per_thread = (n + threads - 1) / threads;
+    block = std::min(block, (per_thread + kCols - 1) / kCols * kCols);
+  }
   const int64_t num_blocks = (n + block - 1) / block;
-  // Threads only pay off for products of a few million multiply-adds.
-  const bool parallel = num_blocks > 1 && m * n * k >= (int64_t{1} << 22) && omp_get_max_threads() > 1;
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t b = 0; b < num_blocks; ++b) {
     Block(x, m, w, n, k, y, b * block, std::min(n, (b + 1) * block));

@@ -28,8 +28,7 @@ namespace kvserve::engine {
 
 // y[m][n] = Σ_k x[m][k]·w[n][k]; x: {m, k}, w: {n, k}, y: {m, n}, all row-major and dense.
 // REQUIRES: m, n, k >= 1; y overlaps neither x nor w.
-void RowInvariantMatmul(const float* x, int64_t m, const float* w, int64_t n, int64_t k,
-                        float* y);
+void RowInvariantMatmul(const float* x, int64_t m, const float* w, int64_t n, int64_t k, float* y);
 
 }  // namespace kvserve::engine
 

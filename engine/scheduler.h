@@ -38,12 +38,12 @@
 namespace kvserve::engine {
 
 struct SchedulerConfig {
-  int32_t max_num_seqs = 64;              // running sequences (an unforked n-sample request: n)
-  int32_t max_num_batched_tokens = 512;   // tokens per step
-  int32_t max_chunk_tokens = 256;         // longest prefill chunk (capped at the budget)
-  bool fixed_chunks = false;              // chunks never cut to the budget (see above)
-  bool align_chunks_to_blocks = false;    // recurrent layers: unfinished chunks end on a block
-  std::string model_name;                 // prefix-cache root, with each request's cache_salt
+  int32_t max_num_seqs = 64;             // running sequences (an unforked n-sample request: n)
+  int32_t max_num_batched_tokens = 512;  // tokens per step
+  int32_t max_chunk_tokens = 256;        // longest prefill chunk (capped at the budget)
+  bool fixed_chunks = false;             // chunks never cut to the budget (see above)
+  bool align_chunks_to_blocks = false;   // recurrent layers: unfinished chunks end on a block
+  std::string model_name;                // prefix-cache root, with each request's cache_salt
 };
 
 // One sequence's share of a step: positions [seq->num_computed, + num_tokens).

@@ -23,7 +23,6 @@
 
 namespace kvserve::engine {
 
-
 struct Sequence {
   // `request` is shared by the samples of one request; `seed` is the request's fallback seed.
   Sequence(RequestId id, int32_t index, std::shared_ptr<const GenerationRequest> req,

@@ -180,9 +180,10 @@ TEST_P(BatchInvarianceTest, GreedyAloneEqualsGreedyInABatchOf32) {
   for (auto& s : sinks) s->Wait();
   for (size_t k = 0; k < targets.size(); ++k) {
     const SamplesSink::Sample batched = sinks[targets[k]]->Wait()[0];
-    SCOPED_TRACE(::testing::Message() << fixture << ": request " << targets[k] << " with a prompt of "
-                                      << requests[targets[k]].prompt_token_ids.size()
-                                      << " tokens (seed " << seed << ")");
+    SCOPED_TRACE(::testing::Message()
+                 << fixture << ": request " << targets[k] << " with a prompt of "
+                 << requests[targets[k]].prompt_token_ids.size() << " tokens (seed " << seed
+                 << ")");
     EXPECT_EQ(batched.tokens, solo[k].tokens);
     ASSERT_EQ(batched.logprobs.size(), solo[k].logprobs.size());
     for (size_t i = 0; i < solo[k].logprobs.size(); ++i) {
@@ -204,9 +205,8 @@ INSTANTIATE_TEST_SUITE_P(Models, BatchInvarianceTest,
 // with seed + i, so forking the prompt's cache changes nothing in the numbers.
 TEST(BatchingTest, ParallelSamplesEqualSoloRunsWithConsecutiveSeeds) {
   auto engine = MakeEngine("");
-  GenerationRequest r = Greedy({5, 17, 29, 41, 53, 65, 77, 89, 101, 113, 125, 137, 149, 161,
-                                173, 185, 197, 209},
-                               20);
+  GenerationRequest r =
+      Greedy({5, 17, 29, 41, 53, 65, 77, 89, 101, 113, 125, 137, 149, 161, 173, 185, 197, 209}, 20);
   r.sampling.temperature = 1.0f;
   r.sampling.seed = 100;
   r.n = 3;

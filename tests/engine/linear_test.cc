@@ -45,8 +45,8 @@ TEST(LinearTest, MatchesNaiveMatmulForPrefillAndDecodeShapes) {
 TEST(LinearTest, RowsAreBitIdenticalAloneAndInAnyBatch) {
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  const int64_t shapes[][2] = {{256, 256}, {688, 256}, {256, 688}, {320, 256},
-                               {1536, 576}, {576, 1536}, {37, 53}, {4096, 1024}};
+  const int64_t shapes[][2] = {{256, 256},  {688, 256},  {256, 688}, {320, 256},
+                               {1536, 576}, {576, 1536}, {37, 53},   {4096, 1024}};
   for (int threads : {1, 2}) {
     omp_set_num_threads(threads);
     for (const auto& [out, in] : shapes) {
