@@ -8,6 +8,7 @@
 #define KVSERVE_ENGINE_BATCH_ROWS_H_
 
 #include <cstdint>
+#include <limits>
 
 #include "cache/kv_cache_manager.h"
 
@@ -18,6 +19,10 @@ struct SequenceRows {
   int64_t n = 0;          // number of rows: positions [start_pos, start_pos + n)
   int32_t start_pos = 0;  // positions before it are in the sequence's cache
   const cache::SequenceCache* seq = nullptr;
+  // Positions from here on are generated tokens (the prompt ends here). MLA computes prompt
+  // positions in its expanded form and generated ones in its absorbed form, whatever chunk they
+  // fall in, so its numbers do not depend on how a sequence is split into steps.
+  int32_t generated_from = std::numeric_limits<int32_t>::max();
 };
 
 }  // namespace kvserve::engine

@@ -179,15 +179,18 @@ void DecoderModel::Forward(absl::Span<const int32_t> tokens, int32_t start_pos,
                            cache::KvCacheManager& cache, const cache::SequenceCache& seq,
                            bool all_logits, float* logits) {
   KV_CHECK(!tokens.empty());
-  const BatchEntry entry{tokens, start_pos, &seq, /*logits=*/true};
+  // As MlaAttention::Form::kAuto: a single token is a generated one (absorbed form), a chunk is
+  // prompt (expanded form).
+  const int32_t n = static_cast<int32_t>(tokens.size());
+  const int32_t prompt_len = n == 1 ? start_pos : start_pos + n;
+  const BatchEntry entry{tokens, start_pos, &seq, /*logits=*/true, prompt_len};
   if (!all_logits) {
     ForwardBatch(absl::MakeConstSpan(&entry, 1), cache, logits);
     return;
   }
   // Every row's logits: the one-entry batch with all its rows selected.
-  const int64_t n = static_cast<int64_t>(tokens.size());
   Reserve(n);
-  seq_rows_.assign(1, SequenceRows{0, n, start_pos, &seq});
+  seq_rows_.assign(1, SequenceRows{0, n, start_pos, &seq, prompt_len});
   logit_rows_.resize(n);
   for (int64_t i = 0; i < n; ++i) {
     logit_rows_[i] = i;
@@ -210,7 +213,7 @@ void DecoderModel::ForwardBatch(absl::Span<const BatchEntry> batch, cache::KvCac
     const int64_t n = static_cast<int64_t>(e.tokens.size());
     if (n == 0) continue;
     KV_CHECK(e.seq != nullptr);
-    seq_rows_.push_back(SequenceRows{row, n, e.start_pos, e.seq});
+    seq_rows_.push_back(SequenceRows{row, n, e.start_pos, e.seq, e.prompt_len});
     for (int64_t i = 0; i < n; ++i) {
       tokens_[row + i] = e.tokens[i];
       positions_[row + i] = e.start_pos + static_cast<int32_t>(i);
@@ -318,7 +321,6 @@ void DecoderModel::GqaLayer(Layer& layer, int64_t num_rows, const AttentionShape
 }
 
 bool DecoderModel::chunking_affects_numerics() const {
-  if (config_.mla.has_value()) return true;
   for (const Layer& layer : layers_) {
     if (layer.s4 != nullptr) return true;
   }

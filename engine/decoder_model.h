@@ -57,7 +57,8 @@ class DecoderModel {
     absl::Span<const int32_t> tokens;  // positions [start_pos, start_pos + tokens.size())
     int32_t start_pos = 0;
     const cache::SequenceCache* seq = nullptr;
-    bool logits = false;  // produce the logits of its last token
+    bool logits = false;     // produce the logits of its last token
+    int32_t prompt_len = 0;  // positions from here on are generated tokens (SequenceRows)
   };
   // Runs every entry's tokens through the model in one batched step: each weight's matmul runs
   // once over all rows; attention and S4 run per sequence over its own cache. Writes one logits

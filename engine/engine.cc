@@ -46,6 +46,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedM
       options.num_threads < 0) {
     return absl::InvalidArgumentError("Engine::Create: options out of range");
   }
+  if (options.max_num_batched_tokens < options.max_running_requests) {
+    // Otherwise some running sequences could not even decode in a step.
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_num_batched_tokens (", options.max_num_batched_tokens,
+                     ") must be >= max_num_seqs (", options.max_running_requests, ")"));
+  }
   EngineOptions resolved = options;
   if (resolved.kv_cache_bytes == 0) {
     resolved.kv_cache_bytes = DefaultKvCacheBytes(model.model->CacheSpec(resolved.block_size),
@@ -98,6 +104,7 @@ Engine::Engine(std::string name, LoadedModel model, const EngineOptions& options
   sched.max_chunk_tokens = options_.prefill_chunk_tokens;
   sched.fixed_chunks = model_->chunking_affects_numerics();
   sched.align_chunks_to_blocks = cache_->spec().HasRecurrentLayers();
+  sched.replay_generated_tokens = cache_->spec().HasRecurrentLayers();
   sched.model_name = name;
   scheduler_ = std::make_unique<Scheduler>(sched, cache_.get());
   // Each running sequence yields at most one token per iteration: no allocation per token later.
@@ -257,20 +264,25 @@ absl::StatusOr<RequestId> Engine::Submit(GenerationRequest request,
   const RequestId id = next_id_.fetch_add(1);
   // Unseeded requests still get a reproducible stream per (engine seed, request number).
   const uint64_t fallback_seed = options_.seed * 0x9E3779B97F4A7C15ull + id;
+  const int32_t n = request.n;
   auto seq = std::make_unique<Sequence>(
       id, 0, std::make_shared<const GenerationRequest>(std::move(request)), std::move(sink),
       fallback_seed);
+  seq->group = std::make_shared<SampleGroup>();
+  seq->group->unfinished = n;
   absl::MutexLock lock(&mu_);
   if (stopping_) return absl::UnavailableError("the engine is shutting down");
-  // A request only waits if no running slot is free for it: the queue bound counts those beyond
-  // the free slots, so --max-queued-requests=0 still admits up to max_running_requests at once.
+  // A request only waits if no running slot is free for it: the queue bound counts the sequences
+  // of new requests beyond the free slots (preempted ones, already accepted, do not count), so
+  // --max-queued-requests=0 still admits up to max_running_requests sequences at once.
   const int32_t free_slots =
       std::max(0, options_.max_running_requests - num_running_.load(std::memory_order_relaxed));
-  if (num_waiting_.load(std::memory_order_relaxed) >= options_.max_queued_requests + free_slots) {
+  if (num_queued_seqs_ + n > options_.max_queued_requests + free_slots) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "the request queue is full (", options_.max_queued_requests, " waiting); retry later"));
   }
   incoming_.push_back(std::move(seq));
+  num_queued_seqs_ += n;
   num_waiting_.fetch_add(1);
   work_available_.Signal();
   return id;
@@ -283,9 +295,16 @@ void Engine::Cancel(RequestId id) {
 }
 
 void Engine::PublishCounts() {
+  int32_t fresh_seqs = 0;  // waiting sequences never admitted (not preempted ones)
+  for (const auto& s : scheduler_->waiting()) {
+    if (s->first_scheduled_time == SteadyTime{}) fresh_seqs += s->num_seqs;
+  }
   absl::MutexLock lock(&mu_);
+  int32_t incoming_seqs = 0;
+  for (const auto& s : incoming_) incoming_seqs += s->num_seqs;
   num_running_.store(scheduler_->num_running_seqs());
   num_waiting_.store(scheduler_->num_waiting() + static_cast<int32_t>(incoming_.size()));
+  num_queued_seqs_ = fresh_seqs + incoming_seqs;
 }
 
 void Engine::Finish(Sequence* seq, TokenEvent event, FinishReason reason, absl::Status status) {
@@ -307,16 +326,20 @@ int Engine::FinishRemoved(std::vector<std::unique_ptr<Sequence>> seqs, FinishRea
 }
 
 void Engine::Deliver(Sequence& seq, TokenEvent event, FinishReason reason, absl::Status status) {
-  num_finished_.fetch_add(1);
-  if (options_.observer != nullptr) {
+  SampleGroup& group = *seq.group;
+  group.unfinished -= seq.num_seqs;
+  group.num_generated += seq.num_generated;
+  // A request is reported once, when its last sample ends: its samples share the prompt (and were
+  // forked in the step of their first token), the last one's times end the request.
+  if (group.unfinished == 0) num_finished_.fetch_add(1);
+  if (group.unfinished == 0 && options_.observer != nullptr) {
     RequestStats stats;
     stats.id = seq.id;
     stats.request_id = seq.request->request_id;
     stats.finish_reason = reason;
-    // The prompt belongs to the request: counted with its first sample only.
-    stats.num_prompt_tokens = seq.index == 0 ? seq.prompt_len() : 0;
-    stats.num_generation_tokens = seq.num_generated;
-    stats.num_cached_prompt_tokens = seq.index == 0 ? seq.num_cached_prompt_tokens : 0;
+    stats.num_prompt_tokens = seq.prompt_len();
+    stats.num_generation_tokens = static_cast<int32_t>(group.num_generated);
+    stats.num_cached_prompt_tokens = seq.num_cached_prompt_tokens;
     stats.arrival_time = seq.request->arrival_time;
     stats.first_scheduled_time = seq.first_scheduled_time;
     stats.first_token_time = seq.first_token_time;
@@ -417,6 +440,8 @@ void Engine::ForkSamples(Sequence& parent, const float* logits) {
     child->num_computed = parent.num_computed;
     child->arrival_order = parent.arrival_order;
     child->first_scheduled_time = parent.first_scheduled_time;
+    child->num_cached_prompt_tokens = parent.num_cached_prompt_tokens;
+    child->group = parent.group;
     Sequence* c = child.get();
     scheduler_->AddFork(std::move(child), &parent);
     EmitToken(*c, logits);
@@ -431,7 +456,7 @@ void Engine::RunStep(const SchedulerOutput& output) {
         seq.num_computed + chunk.num_tokens == static_cast<int32_t>(seq.tokens.size());
     batch_.push_back(DecoderModel::BatchEntry{
         absl::MakeConstSpan(seq.tokens).subspan(seq.num_computed, chunk.num_tokens),
-        seq.num_computed, &seq.cache, samples});
+        seq.num_computed, &seq.cache, samples, seq.prompt_len()});
   }
   model_->ForwardBatch(batch_, *cache_, logits_.data());
   sampled_.clear();

@@ -36,7 +36,7 @@ namespace kvserve::engine {
 
 struct EngineOptions {
   // Sequences scheduled concurrently (vLLM's max_num_seqs; a request with n samples counts n);
-  // further requests wait in the queue.
+  // further requests wait in the queue. At most max_num_batched_tokens.
   int32_t max_running_requests = 64;
   // Token budget of one engine step: decode tokens of running sequences first, then prefill
   // chunks, all in one batched model step (vLLM's max_num_batched_tokens).
@@ -45,7 +45,8 @@ struct EngineOptions {
   // tiled; see Linear), so a greedy request yields the same tokens alone or in any batch. Costs
   // single-stream speed on small batches; false lets oneDNN pick per batch size.
   bool batch_invariant = true;
-  // Requests allowed to wait; Submit beyond it fails with RESOURCE_EXHAUSTED.
+  // Requests allowed to wait beyond the free running slots, counted in sequences (a request with
+  // n samples counts n); Submit beyond it fails with RESOURCE_EXHAUSTED.
   int32_t max_queued_requests = 1024;
   // Longest prefill chunk per engine step, so a long prompt does not stall running streams.
   int32_t prefill_chunk_tokens = 256;
@@ -181,6 +182,9 @@ class Engine {
   std::deque<std::unique_ptr<Sequence>> incoming_ ABSL_GUARDED_BY(mu_);  // submitted, not queued
   absl::flat_hash_set<RequestId> cancelled_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Sequences of accepted requests not yet admitted (preempted ones excluded): Submit's queue
+  // bound.
+  int32_t num_queued_seqs_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::atomic<RequestId> next_id_{1};
   std::atomic<int32_t> num_running_{0};  // running sequences (scheduler's num_running_seqs)

@@ -82,7 +82,9 @@ absl::StatusOr<std::unique_ptr<MlaAttention>> MlaAttention::Create(const ModelCo
 void MlaAttention::Forward(const float* h, int64_t n, int32_t start_pos, const float* cos_sin,
                            cache::KvCacheManager& cache, const cache::SequenceCache& seq,
                            int32_t layer, float* out, Form form) {
-  const SequenceRows one{0, n, start_pos, &seq};
+  // As in kAuto's single-call meaning: one token is a generated one, a chunk is prompt.
+  const SequenceRows one{0, n, start_pos, &seq,
+                         n == 1 ? start_pos : std::numeric_limits<int32_t>::max()};
   ForwardBatch(h, n, absl::MakeConstSpan(&one, 1), cos_sin, cache, layer, out, form);
 }
 
@@ -134,11 +136,19 @@ void MlaAttention::ForwardBatch(const float* h, int64_t rows, absl::Span<const S
     for (int64_t p = 0; p < context; ++p) {
       rows_[p] = cache.SlotOf(*s.seq, static_cast<int32_t>(p)) * width;
     }
-    const Form f = form != Form::kAuto ? form : (s.n > 1 ? Form::kExpanded : Form::kAbsorbed);
-    if (f == Form::kExpanded) {
+    if (form == Form::kExpanded) {
       Expanded(s.row, s.n, s.start_pos, arena);
-    } else {
+    } else if (form == Form::kAbsorbed) {
       Absorbed(s.row, s.n, s.start_pos, arena);
+    } else {
+      // Prompt positions expanded, generated ones absorbed (SequenceRows::generated_from).
+      const int64_t num_prompt =
+          std::clamp<int64_t>(int64_t{s.generated_from} - s.start_pos, 0, s.n);
+      if (num_prompt > 0) Expanded(s.row, num_prompt, s.start_pos, arena);
+      if (num_prompt < s.n) {
+        Absorbed(s.row + num_prompt, s.n - num_prompt,
+                 s.start_pos + static_cast<int32_t>(num_prompt), arena);
+      }
     }
   }
   o_proj_->Forward(attn_.data(), rows, out);  // {rows, hidden}

@@ -9,11 +9,11 @@
 // q_R rotated with interleaved-pair RoPE (YaRN-scaled when configured). kv_b_proj maps c_KV to
 // per-head [k_C (nope) | v (v_head_dim)]: its rows are W_UK_h and W_UV_h.
 //
-// Two real computation forms, chosen per call:
-//   expanded  (prefill, n > 1): decompress every cached c_KV through kv_b_proj into per-head K and
-//   V,
-//             then attention with head size nope + rope (keys) and v_head_dim (values);
-//   absorbed  (decode, n == 1): q~_h = W_UK_hᵀ q_C_h, scores q~_h·c_KV + q_R_h·k_R, latent output
+// Two real computation forms, chosen per token by its role (see ForwardBatch):
+//   expanded  (prompt positions): decompress every cached c_KV through kv_b_proj into per-head K
+//             and V, then attention with head size nope + rope (keys) and v_head_dim (values);
+//   absorbed  (generated positions): q~_h = W_UK_hᵀ q_C_h, scores q~_h·c_KV + q_R_h·k_R, latent
+//   output
 //             ō_h = Σ p c_KV, then o_h = W_UV_h ō_h. W_UK and W_UV are applied in sequence, never
 //             pre-multiplied with W_UQ or W_O: the product loses precision (math.md §2.1, note 3).
 // Both use the softmax scale 1/sqrt(nope + rope) (× YaRN mscale²).
@@ -55,14 +55,16 @@ class MlaAttention {
   //   cos_sin: RoPE table for these positions from rope()
   //   out:     [n, hidden]  (after o_proj)
   // Writes the tokens' latent rows into `layer`'s cache slots first.
-  // kAuto = expanded for n > 1, absorbed for n == 1.
+  // kAuto = expanded for n > 1, absorbed for n == 1 (a single token counts as generated).
   void Forward(const float* h, int64_t n, int32_t start_pos, const float* cos_sin,
                cache::KvCacheManager& cache, const cache::SequenceCache& seq, int32_t layer,
                float* out, Form form = Form::kAuto);
 
   // The same for a batched step: h, cos_sin and out hold `rows` rows, each sequence's at
   // [seqs[i].row, seqs[i].row + seqs[i].n). Projections run once over all rows; attention per
-  // sequence, in the form `form` picks for that sequence's n. REQUIRES: seqs cover distinct rows.
+  // sequence. kAuto: prompt positions in the expanded form, generated positions
+  // (>= seqs[i].generated_from) in the absorbed form, so a token's numbers do not depend on the
+  // chunk it is computed in. REQUIRES: seqs cover distinct rows.
   void ForwardBatch(const float* h, int64_t rows, absl::Span<const SequenceRows> seqs,
                     const float* cos_sin, cache::KvCacheManager& cache, int32_t layer, float* out,
                     Form form = Form::kAuto);

@@ -60,8 +60,11 @@ void Scheduler::FreeCache(Sequence& seq) {
   seq.has_cache = false;
 }
 
-int32_t Scheduler::ChunkSize(const Sequence& seq, int32_t computed, int32_t budget) const {
-  const int32_t total = static_cast<int32_t>(seq.tokens.size());
+int32_t Scheduler::ChunkSize(const Sequence& seq, int32_t computed, int32_t budget) {
+  int32_t total = static_cast<int32_t>(seq.tokens.size());
+  if (config_.replay_generated_tokens && total > seq.prompt_len()) {
+    total = computed < seq.prompt_len() ? seq.prompt_len() : computed + 1;
+  }
   // Recurrent layers are checkpointed for prefix reuse only where a step ends: a chunk that does
   // not finish the sequence ends on a block boundary (0 when no boundary is within reach).
   auto align = [&](int32_t len) {
@@ -73,7 +76,10 @@ int32_t Scheduler::ChunkSize(const Sequence& seq, int32_t computed, int32_t budg
   // A whole chunk too short to reach a boundary still runs: it only costs a checkpoint.
   const int32_t n = align(whole) > 0 ? align(whole) : whole;
   if (n <= budget) return n;
-  if (config_.fixed_chunks) return 0;
+  if (config_.fixed_chunks) {
+    deferred_ = true;
+    return 0;
+  }
   return align(budget);
 }
 
@@ -161,6 +167,7 @@ const SchedulerOutput& Scheduler::Schedule(const Clock& clock) {
   output_.num_prefix_cache_queries = 0;
   output_.num_prefix_cache_hits = 0;
   budget_ = config_.max_num_batched_tokens;
+  deferred_ = false;
   for (auto& s : running_) s->scheduled_tokens = 0;
   // Decodes first, then the chunks of prompts in progress; both oldest first. A preemption nulls
   // its slot in running_ (compacted below), so indices stay valid during the passes.
@@ -172,8 +179,9 @@ const SchedulerOutput& Scheduler::Schedule(const Clock& clock) {
     }
   }
   std::erase(running_, nullptr);
-  // Admission only when nothing was preempted: the cache just ran out for running sequences.
-  if (output_.num_preemptions == 0) {
+  // Admission only when nothing was preempted (the cache just ran out for running sequences) and
+  // no running sequence's fixed chunk is waiting for budget (newcomers would keep taking it).
+  if (output_.num_preemptions == 0 && !deferred_) {
     SteadyTime now{};
     while (!waiting_.empty() && budget_ > 0 && TryAdmit(clock, &now)) {
     }

@@ -11,8 +11,9 @@
 //      their first chunk while the budget, max_num_seqs and the cache allow. Admission stops at the
 //      first one that does not fit (no overtaking: a large request is not starved by small ones).
 // A chunk that does not fit in the budget left is cut to it, except with fixed_chunks, where it
-// waits for a later step: models whose numerics depend on chunk boundaries (MLA's two forms, S4's
-// FFT vs recurrence) then see the same boundaries whatever else is in the batch.
+// waits for a later step (and nothing is admitted behind it in that step): models whose numerics
+// depend on chunk boundaries (S4's FFT vs recurrence) then see the same boundaries whatever else
+// is in the batch.
 //
 // Preemption by recompute: when a running sequence needs a block and none is free, the running
 // sequence with the highest (priority, arrival) — the least important, newest — gives its blocks
@@ -43,7 +44,10 @@ struct SchedulerConfig {
   int32_t max_chunk_tokens = 256;        // longest prefill chunk (capped at the budget)
   bool fixed_chunks = false;             // chunks never cut to the budget (see above)
   bool align_chunks_to_blocks = false;   // recurrent layers: unfinished chunks end on a block
-  std::string model_name;                // prefix-cache root, with each request's cache_salt
+  // Recurrent layers: a sequence recomputing after a preemption takes its prompt in chunks and its
+  // generated tokens one per step, as they were first computed, so its state is bit-identical.
+  bool replay_generated_tokens = false;
+  std::string model_name;  // prefix-cache root, with each request's cache_salt
 };
 
 // One sequence's share of a step: positions [seq->num_computed, + num_tokens).
@@ -96,7 +100,8 @@ class Scheduler {
 
  private:
   // Tokens of seq's next chunk that fit in `budget` (0 = none), given `computed` cached tokens.
-  int32_t ChunkSize(const Sequence& seq, int32_t computed, int32_t budget) const;
+  // Sets deferred_ when a fixed chunk had to wait for budget.
+  int32_t ChunkSize(const Sequence& seq, int32_t computed, int32_t budget);
   // Schedules running_[i] (allocating, preempting as needed). False if it was preempted itself.
   bool ScheduleRunning(size_t i);
   void Preempt(size_t victim);
@@ -110,7 +115,8 @@ class Scheduler {
   std::vector<std::unique_ptr<Sequence>> running_;  // admission order; null = left this step
   std::deque<std::unique_ptr<Sequence>> waiting_;
   int32_t num_running_seqs_ = 0;
-  int32_t budget_ = 0;  // during Schedule
+  int32_t budget_ = 0;     // during Schedule
+  bool deferred_ = false;  // during Schedule: a fixed chunk waits for budget
   SchedulerOutput output_;
 };
 

@@ -23,6 +23,13 @@
 
 namespace kvserve::engine {
 
+// What the samples of one request share on the engine thread: the request finishes (and is
+// reported once) when its last sample does.
+struct SampleGroup {
+  int32_t unfinished = 1;     // samples without their final event yet
+  int64_t num_generated = 0;  // tokens of the samples that finished
+};
+
 struct Sequence {
   // `request` is shared by the samples of one request; `seed` is the request's fallback seed.
   Sequence(RequestId id, int32_t index, std::shared_ptr<const GenerationRequest> req,
@@ -51,6 +58,8 @@ struct Sequence {
   const int32_t index;  // sample index in [0, request->n)
   const std::shared_ptr<const GenerationRequest> request;
   const std::shared_ptr<TokenSink> sink;
+  // Shared by the request's samples (set at Submit, copied into forks).
+  std::shared_ptr<SampleGroup> group;
   // Submission order: FCFS among equal priorities; samples of a request share it.
   uint64_t arrival_order = 0;
   Sampler sampler;

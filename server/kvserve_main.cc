@@ -132,6 +132,13 @@ int Run(int argc, char** argv) {
                  "--shutdown-timeout >= 0, --block-size in [1, 1024]\n");
     return 2;
   }
+  if (max_batched_tokens < max_num_seqs) {
+    std::fprintf(stderr,
+                 "kvserve: --max-num-batched-tokens (%lld) must be >= --max-num-seqs (%lld): every "
+                 "running sequence needs a token of each step\n",
+                 static_cast<long long>(max_batched_tokens), static_cast<long long>(max_num_seqs));
+    return 2;
+  }
   // gRPC takes the age in int milliseconds.
   if (!(max_connection_age >= 0 && max_connection_age <= 2e6)) {
     std::fprintf(stderr, "kvserve: --max-connection-age must be in [0, 2000000] seconds\n");
