@@ -138,9 +138,12 @@ void Block(const float* x, int64_t m, const float* w, int64_t n, int64_t k, floa
 void RowInvariantMatmul(const float* x, int64_t m, const float* w, int64_t n, int64_t k, float* y) {
   // Column blocks of W small enough (~256 KiB) to stay in L2 while every row of x passes over
   // them, a multiple of the tile width. Threads pay off from about a million multiply-adds (a
-  // batched step of the smallest models); then every thread gets at least one block.
+  // batched step of the smallest models), or when W is too large for one core's cache, where a
+  // single row is bound by memory bandwidth that one core cannot saturate; then every thread gets
+  // at least one block.
   const int threads = omp_get_max_threads();
-  const bool parallel = threads > 1 && m * n * k >= (int64_t{1} << 20);
+  const bool parallel =
+      threads > 1 && (m * n * k >= (int64_t{1} << 20) || n * k >= (int64_t{1} << 18));
   int64_t block = std::max<int64_t>(kCols, (int64_t{256} * 1024 / (k * 4)) / kCols * kCols);
   if (parallel) {
     const int64_t per_thread = (n + threads - 1) / threads;
