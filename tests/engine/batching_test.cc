@@ -19,6 +19,7 @@
 #include "engine/model_loader.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/requests.h"
 
 namespace kvserve::engine {
 namespace {
@@ -102,14 +103,7 @@ std::unique_ptr<Engine> MakeEngine(const std::string& fixture, EngineOptions opt
   return std::move(*engine);
 }
 
-GenerationRequest Greedy(std::vector<int32_t> prompt, int32_t max_tokens) {
-  GenerationRequest r;
-  r.prompt_token_ids = std::move(prompt);
-  r.max_tokens = max_tokens;
-  r.sampling.temperature = 0.0f;
-  r.ignore_eos = true;
-  return r;
-}
+using ::kvserve::testing::GreedyRequest;
 
 std::vector<int32_t> RandomPrompt(std::mt19937& rng, int32_t length, int32_t vocab) {
   std::uniform_int_distribution<int32_t> token(0, vocab - 1);
@@ -152,7 +146,7 @@ TEST_P(BatchInvarianceTest, GreedyAloneEqualsGreedyInABatchOf32) {
   std::vector<GenerationRequest> requests;
   for (int i = 0; i < 32; ++i) {
     std::uniform_int_distribution<int32_t> len(1, max_len / 2);
-    GenerationRequest r = Greedy(RandomPrompt(rng, len(rng), vocab), 8 + i % 13);
+    GenerationRequest r = GreedyRequest(RandomPrompt(rng, len(rng), vocab), 8 + i % 13);
     if (i % 3 == 1) {
       r.sampling.temperature = 0.8f;
       r.sampling.seed = i;
@@ -217,7 +211,7 @@ TEST_P(BatchInvarianceTest, PreemptedRequestMatchesItsSoloRun) {
   std::mt19937 rng(77);
   auto solo_engine = MakeEngine(fixture);
   const int32_t vocab = solo_engine->info().config.vocab_size;
-  GenerationRequest target = Greedy(RandomPrompt(rng, 20, vocab), 40);
+  GenerationRequest target = GreedyRequest(RandomPrompt(rng, 20, vocab), 40);
   target.logprobs = 0;
   target.priority = 5;  // the least important: preempted first
   const auto solo = Generate(*solo_engine, target).at(0);
@@ -236,7 +230,8 @@ TEST_P(BatchInvarianceTest, PreemptedRequestMatchesItsSoloRun) {
   ASSERT_TRUE(engine->Submit(target, target_sink).ok());
   for (int i = 0; i < 6; ++i) {
     others.push_back(std::make_shared<SamplesSink>());
-    ASSERT_TRUE(engine->Submit(Greedy(RandomPrompt(rng, 12, vocab), 30), others.back()).ok());
+    ASSERT_TRUE(
+        engine->Submit(GreedyRequest(RandomPrompt(rng, 12, vocab), 30), others.back()).ok());
   }
   ExpectSameTokensAndLogprobs(target_sink->Wait().at(0), solo);
   for (auto& o : others) o->Wait();
@@ -257,11 +252,11 @@ TEST(BatchingTest, PrefixCacheHitMatchesTheColdRun) {
     const std::vector<int32_t> prefix = RandomPrompt(rng, 32, vocab);
     std::vector<int32_t> prompt = prefix;
     prompt.push_back(5);
-    GenerationRequest target = Greedy(prompt, 12);
+    GenerationRequest target = GreedyRequest(prompt, 12);
     target.logprobs = 0;
     const auto want = Generate(*cold, target).at(0);
     auto warm = MakeEngine(fixture);
-    Generate(*warm, Greedy(prefix, 2));
+    Generate(*warm, GreedyRequest(prefix, 2));
     const EngineStats before = warm->stats();
     const auto got = Generate(*warm, target).at(0);
     EXPECT_GE(warm->stats().cache.prefix_hit_tokens - before.cache.prefix_hit_tokens, 32);
@@ -273,8 +268,8 @@ TEST(BatchingTest, PrefixCacheHitMatchesTheColdRun) {
 // with seed + i, so forking the prompt's cache changes nothing in the numbers.
 TEST(BatchingTest, ParallelSamplesEqualSoloRunsWithConsecutiveSeeds) {
   auto engine = MakeEngine("");
-  GenerationRequest r =
-      Greedy({5, 17, 29, 41, 53, 65, 77, 89, 101, 113, 125, 137, 149, 161, 173, 185, 197, 209}, 20);
+  GenerationRequest r = GreedyRequest(
+      {5, 17, 29, 41, 53, 65, 77, 89, 101, 113, 125, 137, 149, 161, 173, 185, 197, 209}, 20);
   r.sampling.temperature = 1.0f;
   r.sampling.seed = 100;
   r.n = 3;
@@ -296,7 +291,8 @@ TEST(BatchingTest, ParallelSamplesEqualSoloRunsWithConsecutiveSeeds) {
 
 TEST(BatchingTest, GreedySamplesAreIdenticalAndEachEndsOnce) {
   auto engine = MakeEngine("tiny_hybrid_s4");
-  GenerationRequest r = Greedy({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}, 9);
+  GenerationRequest r =
+      GreedyRequest({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}, 9);
   r.n = 4;
   const auto samples = Generate(*engine, r);
   ASSERT_EQ(samples.size(), 4u);
@@ -310,7 +306,7 @@ TEST(BatchingTest, GreedySamplesAreIdenticalAndEachEndsOnce) {
 // Logprobs come from the raw logits: the greedy token is the top-1 entry and carries its logprob.
 TEST(BatchingTest, LogprobsListTheGreedyTokenFirst) {
   auto engine = MakeEngine("");
-  GenerationRequest r = Greedy({7, 8, 9}, 5);
+  GenerationRequest r = GreedyRequest({7, 8, 9}, 5);
   r.logprobs = 3;
   const auto samples = Generate(*engine, r);
   const auto& s = samples.at(0);
@@ -333,7 +329,7 @@ TEST(BatchingTest, WaitingRequestsStartInPriorityOrder) {
   std::vector<std::string> order;
   absl::Mutex order_mu;
   auto submit = [&](std::string name, int32_t priority, int32_t max_tokens) {
-    GenerationRequest r = Greedy({3, 1, 4, 1, 5}, max_tokens);
+    GenerationRequest r = GreedyRequest({3, 1, 4, 1, 5}, max_tokens);
     r.priority = priority;
     auto sink = std::make_shared<SamplesSink>(1, &order, &order_mu, name);
     EXPECT_TRUE(engine->Submit(std::move(r), sink).ok());
@@ -360,8 +356,8 @@ TEST(BatchingTest, ExpiredQueuedRequestIsNeverPrefilled) {
   options.max_running_requests = 1;
   auto engine = MakeEngine("", options);
   auto blocker = std::make_shared<SamplesSink>();
-  ASSERT_TRUE(engine->Submit(Greedy({1, 2, 3}, 600), blocker).ok());
-  GenerationRequest late = Greedy({4, 5, 6}, 4);
+  ASSERT_TRUE(engine->Submit(GreedyRequest({1, 2, 3}, 600), blocker).ok());
+  GenerationRequest late = GreedyRequest({4, 5, 6}, 4);
   late.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(30);
   auto late_sink = std::make_shared<SamplesSink>();
   ASSERT_TRUE(engine->Submit(std::move(late), late_sink).ok());
@@ -377,7 +373,7 @@ TEST(BatchingTest, ExpiredQueuedRequestIsNeverPrefilled) {
 TEST(BatchingTest, RunningRequestStopsAtItsDeadline) {
   auto engine = MakeEngine("");
   const int32_t max_tokens = engine->info().config.max_position_embeddings - 4;
-  GenerationRequest r = Greedy({1, 2, 3}, max_tokens);
+  GenerationRequest r = GreedyRequest({1, 2, 3}, max_tokens);
   r.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(40);
   const auto result = Generate(*engine, r).at(0);
   EXPECT_EQ(result.final.finish_reason, FinishReason::kDeadline);
@@ -422,7 +418,7 @@ TEST(BatchingTest, SixtyFourRequestsWithCancellationsAndDeadlinesEndRightAndFree
     q.n = i % 5 == 0 ? 2 : 1;
     q.max_tokens = max_tokens(rng);
     q.sink = std::make_shared<SamplesSink>(q.n);
-    GenerationRequest r = Greedy(RandomPrompt(rng, prompt_len(rng), vocab), q.max_tokens);
+    GenerationRequest r = GreedyRequest(RandomPrompt(rng, prompt_len(rng), vocab), q.max_tokens);
     r.n = q.n;
     if (i % 2 == 1) {
       r.sampling.temperature = 1.0f;

@@ -8,6 +8,7 @@
 #include "engine/engine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/requests.h"
 
 namespace kvserve::engine {
 namespace {
@@ -57,15 +58,7 @@ std::unique_ptr<Engine> MakeEngine(int32_t num_blocks, int32_t max_running = 64,
   return std::move(*engine);
 }
 
-GenerationRequest Greedy(std::vector<int32_t> prompt, int32_t max_tokens, std::string salt = "") {
-  GenerationRequest r;
-  r.prompt_token_ids = std::move(prompt);
-  r.max_tokens = max_tokens;
-  r.sampling.temperature = 0.0f;
-  r.ignore_eos = true;
-  r.cache_salt = std::move(salt);
-  return r;
-}
+using ::kvserve::testing::GreedyRequest;
 
 std::vector<int32_t> Generate(Engine& engine, GenerationRequest request) {
   auto sink = std::make_shared<CollectingSink>();
@@ -84,10 +77,10 @@ std::vector<int32_t> Prompt(int32_t n, int32_t seed) {
 TEST(EngineCacheTest, WarmPrefixCacheGivesExactlyTheColdTokens) {
   auto engine = MakeEngine(64);
   const auto prompt = Prompt(30, 1);
-  const auto cold = Generate(*engine, Greedy(prompt, 20));
+  const auto cold = Generate(*engine, GreedyRequest(prompt, 20));
   const cache::CacheStats after_cold = engine->stats().cache;
   EXPECT_EQ(after_cold.prefix_hit_tokens, 0);
-  const auto warm = Generate(*engine, Greedy(prompt, 20));
+  const auto warm = Generate(*engine, GreedyRequest(prompt, 20));
   EXPECT_EQ(warm, cold);
   // 29 tokens may come from the cache (the last one is recomputed): 7 full blocks of 4.
   EXPECT_EQ(engine->stats().cache.prefix_hit_tokens, 28);
@@ -102,19 +95,19 @@ TEST(EngineCacheTest, SharedPrefixWithDifferentSuffixIsReusedAndStaysCorrect) {
   b.resize(16);
   for (int i = 0; i < 9; ++i) b.push_back(50 + i);
   auto fresh = MakeEngine(64);
-  const auto b_cold = Generate(*fresh, Greedy(b, 12));
-  Generate(*engine, Greedy(a, 12));
-  EXPECT_EQ(Generate(*engine, Greedy(b, 12)), b_cold);
+  const auto b_cold = Generate(*fresh, GreedyRequest(b, 12));
+  Generate(*engine, GreedyRequest(a, 12));
+  EXPECT_EQ(Generate(*engine, GreedyRequest(b, 12)), b_cold);
   EXPECT_EQ(engine->stats().cache.prefix_hit_tokens, 16);
 }
 
 TEST(EngineCacheTest, DifferentCacheSaltsShareNothing) {
   auto engine = MakeEngine(64);
   const auto prompt = Prompt(30, 3);
-  const auto a = Generate(*engine, Greedy(prompt, 8, "tenant-a"));
-  EXPECT_EQ(Generate(*engine, Greedy(prompt, 8, "tenant-b")), a);
+  const auto a = Generate(*engine, GreedyRequest(prompt, 8, "tenant-a"));
+  EXPECT_EQ(Generate(*engine, GreedyRequest(prompt, 8, "tenant-b")), a);
   EXPECT_EQ(engine->stats().cache.prefix_hit_tokens, 0);
-  Generate(*engine, Greedy(prompt, 8, "tenant-a"));
+  Generate(*engine, GreedyRequest(prompt, 8, "tenant-a"));
   EXPECT_EQ(engine->stats().cache.prefix_hit_tokens, 28);
 }
 
@@ -127,20 +120,21 @@ TEST(EngineCacheTest, PrefixCachingCanBeTurnedOff) {
   options.enable_prefix_caching = false;
   auto engine = *Engine::Create("tiny", std::move(*loaded), options);
   const auto prompt = Prompt(30, 4);
-  EXPECT_EQ(Generate(*engine, Greedy(prompt, 8)), Generate(*engine, Greedy(prompt, 8)));
+  EXPECT_EQ(Generate(*engine, GreedyRequest(prompt, 8)),
+            Generate(*engine, GreedyRequest(prompt, 8)));
   EXPECT_EQ(engine->stats().cache.prefix_hit_tokens, 0);
 }
 
 TEST(EngineCacheTest, RequestThatCouldNeverFitIsResourceExhausted) {
   auto engine = MakeEngine(8);  // 32 tokens in all
-  auto id = engine->Submit(Greedy(Prompt(20, 5), 13), std::make_shared<CollectingSink>());
+  auto id = engine->Submit(GreedyRequest(Prompt(20, 5), 13), std::make_shared<CollectingSink>());
   ASSERT_FALSE(id.ok());
   EXPECT_EQ(id.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(std::string(id.status().message()),
             "max_tokens: prompt length 20 + max_tokens 13 needs 9 KV-cache blocks but the whole "
             "cache holds 8 (raise --kv-cache-bytes)");
   // Exactly the whole cache is fine.
-  EXPECT_EQ(Generate(*engine, Greedy(Prompt(20, 5), 12)).size(), 12u);
+  EXPECT_EQ(Generate(*engine, GreedyRequest(Prompt(20, 5), 12)).size(), 12u);
 }
 
 TEST(EngineCacheTest, RunningOutOfBlocksPreemptsAndResumesWithIdenticalTokens) {
@@ -149,13 +143,14 @@ TEST(EngineCacheTest, RunningOutOfBlocksPreemptsAndResumesWithIdenticalTokens) {
   std::vector<std::vector<int32_t>> alone;
   {
     auto roomy = MakeEngine(64);
-    for (const auto& p : prompts) alone.push_back(Generate(*roomy, Greedy(p, 24 - p.size())));
+    for (const auto& p : prompts)
+      alone.push_back(Generate(*roomy, GreedyRequest(p, 24 - p.size())));
   }
   auto engine = MakeEngine(12);
   std::vector<std::shared_ptr<CollectingSink>> sinks;
   for (const auto& p : prompts) {
     sinks.push_back(std::make_shared<CollectingSink>());
-    ASSERT_TRUE(engine->Submit(Greedy(p, 24 - p.size()), sinks.back()).ok());
+    ASSERT_TRUE(engine->Submit(GreedyRequest(p, 24 - p.size()), sinks.back()).ok());
   }
   for (size_t i = 0; i < prompts.size(); ++i) {
     const TokenEvent final = sinks[i]->Wait();
@@ -173,7 +168,8 @@ TEST(EngineCacheTest, ChunkedPrefillThroughTheCacheMatchesOneShot) {
   const auto prompt = Prompt(37, 9);
   auto one_shot = MakeEngine(64);
   auto chunked = MakeEngine(64, 64, /*prefill_chunk=*/5);
-  EXPECT_EQ(Generate(*chunked, Greedy(prompt, 16)), Generate(*one_shot, Greedy(prompt, 16)));
+  EXPECT_EQ(Generate(*chunked, GreedyRequest(prompt, 16)),
+            Generate(*one_shot, GreedyRequest(prompt, 16)));
 }
 
 TEST(EngineCacheTest, CancelledAndFinishedRequestsReturnEveryBlock) {
@@ -182,7 +178,7 @@ TEST(EngineCacheTest, CancelledAndFinishedRequestsReturnEveryBlock) {
   std::vector<RequestId> ids;
   for (int i = 0; i < 12; ++i) {
     sinks.push_back(std::make_shared<CollectingSink>());
-    auto id = engine->Submit(Greedy(Prompt(10 + i, i), 40), sinks.back());
+    auto id = engine->Submit(GreedyRequest(Prompt(10 + i, i), 40), sinks.back());
     ASSERT_TRUE(id.ok());
     ids.push_back(*id);
   }
@@ -210,12 +206,12 @@ TEST(EngineCacheTest, HybridModelGetsPrefixHitsThroughStateCheckpoints) {
   auto cold_engine = make(false);
   auto engine = make(true);
   const auto prompt = Prompt(30, 10);
-  const auto cold = Generate(*cold_engine, Greedy(prompt, 12));
-  EXPECT_EQ(Generate(*engine, Greedy(prompt, 12)), cold);
+  const auto cold = Generate(*cold_engine, GreedyRequest(prompt, 12));
+  EXPECT_EQ(Generate(*engine, GreedyRequest(prompt, 12)), cold);
   EXPECT_EQ(engine->stats().cache.prefix_hit_tokens, 0);
   EXPECT_GT(engine->stats().cache.num_state_checkpoints, 0);
   // Chunks end at 8, 16, 24 (then 30): the longest checkpointed prefix within 29 tokens is 24.
-  EXPECT_EQ(Generate(*engine, Greedy(prompt, 12)), cold);
+  EXPECT_EQ(Generate(*engine, GreedyRequest(prompt, 12)), cold);
   EXPECT_EQ(engine->stats().cache.prefix_hit_tokens, 24);
   EXPECT_EQ(engine->stats().cache.num_used_blocks, 0);
   EXPECT_EQ(engine->stats().cache.num_used_state_slots, 0);

@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/requests.h"
 
 namespace kvserve::engine {
 namespace {
@@ -64,14 +65,7 @@ std::unique_ptr<Engine> MakeEngine(EngineOptions options = {}) {
   return std::move(*engine);
 }
 
-GenerationRequest Greedy(std::vector<int32_t> prompt, int32_t max_tokens) {
-  GenerationRequest r;
-  r.prompt_token_ids = std::move(prompt);
-  r.max_tokens = max_tokens;
-  r.sampling.temperature = 0.0f;
-  r.ignore_eos = true;
-  return r;
-}
+using ::kvserve::testing::GreedyRequest;
 
 std::vector<int32_t> Generate(Engine& engine, GenerationRequest request,
                               TokenEvent* final = nullptr) {
@@ -86,7 +80,7 @@ std::vector<int32_t> Generate(Engine& engine, GenerationRequest request,
 TEST(EngineTest, GreedyGenerationStopsAtMaxTokensWithUsage) {
   auto engine = MakeEngine();
   TokenEvent final;
-  auto tokens = Generate(*engine, Greedy({5, 6, 7, 8}, 10), &final);
+  auto tokens = Generate(*engine, GreedyRequest({5, 6, 7, 8}, 10), &final);
   EXPECT_EQ(tokens.size(), 10u);
   EXPECT_TRUE(final.status.ok());
   EXPECT_EQ(final.finish_reason, FinishReason::kLength);
@@ -112,7 +106,7 @@ TEST(EngineTest, FirstGreedyTokenIsArgmaxOfModelLogits) {
   const int32_t argmax =
       static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   auto engine = MakeEngine();
-  EXPECT_EQ(Generate(*engine, Greedy(prompt, 1)), std::vector<int32_t>{argmax});
+  EXPECT_EQ(Generate(*engine, GreedyRequest(prompt, 1)), std::vector<int32_t>{argmax});
 }
 
 TEST(EngineTest, GreedyIsDeterministicAndIndependentOfPrefillChunking) {
@@ -121,15 +115,15 @@ TEST(EngineTest, GreedyIsDeterministicAndIndependentOfPrefillChunking) {
   EngineOptions chunked_options;
   chunked_options.prefill_chunk_tokens = 3;
   auto chunked = MakeEngine(chunked_options);
-  const auto a = Generate(*whole, Greedy(prompt, 24));
-  EXPECT_EQ(Generate(*whole, Greedy(prompt, 24)), a);
-  EXPECT_EQ(Generate(*chunked, Greedy(prompt, 24)), a);
+  const auto a = Generate(*whole, GreedyRequest(prompt, 24));
+  EXPECT_EQ(Generate(*whole, GreedyRequest(prompt, 24)), a);
+  EXPECT_EQ(Generate(*chunked, GreedyRequest(prompt, 24)), a);
 }
 
 TEST(EngineTest, SameSeedGivesSameTokensAndOtherSeedDiffers) {
   auto engine = MakeEngine();
   auto sampled = [&](uint64_t seed) {
-    GenerationRequest r = Greedy({4, 5, 6}, 32);
+    GenerationRequest r = GreedyRequest({4, 5, 6}, 32);
     r.sampling.temperature = 1.0f;
     r.sampling.seed = seed;
     return Generate(*engine, r);
@@ -144,11 +138,11 @@ TEST(EngineTest, ConcurrentRequestsMatchTheirSoloRuns) {
   std::vector<std::vector<int32_t>> prompts = {
       {1, 2, 3}, {9, 8, 7, 6, 5, 4}, {33}, {12, 13, 14, 15}};
   std::vector<std::vector<int32_t>> solo;
-  for (const auto& p : prompts) solo.push_back(Generate(*engine, Greedy(p, 12)));
+  for (const auto& p : prompts) solo.push_back(Generate(*engine, GreedyRequest(p, 12)));
   std::vector<std::shared_ptr<RecordingSink>> sinks;
   for (const auto& p : prompts) {
     sinks.push_back(std::make_shared<RecordingSink>());
-    ASSERT_TRUE(engine->Submit(Greedy(p, 12), sinks.back()).ok());
+    ASSERT_TRUE(engine->Submit(GreedyRequest(p, 12), sinks.back()).ok());
   }
   for (size_t i = 0; i < prompts.size(); ++i) {
     sinks[i]->Wait();
@@ -158,9 +152,9 @@ TEST(EngineTest, ConcurrentRequestsMatchTheirSoloRuns) {
 
 TEST(EngineTest, StopTokenIdEndsGenerationWithStop) {
   auto engine = MakeEngine();
-  const auto free_run = Generate(*engine, Greedy({2, 3, 4}, 8));
+  const auto free_run = Generate(*engine, GreedyRequest({2, 3, 4}, 8));
   ASSERT_GE(free_run.size(), 3u);
-  GenerationRequest r = Greedy({2, 3, 4}, 8);
+  GenerationRequest r = GreedyRequest({2, 3, 4}, 8);
   r.stop_token_ids = {free_run[2]};
   TokenEvent final;
   const auto tokens = Generate(*engine, r, &final);
@@ -174,10 +168,10 @@ TEST(EngineTest, EosEndsGenerationUnlessIgnored) {
   auto engine = MakeEngine();
   // Find a prompt whose greedy continuation contains EOS (id 2) within 64 tokens.
   for (int32_t start = 0; start < 64; ++start) {
-    const auto free_run = Generate(*engine, Greedy({start}, 64));
+    const auto free_run = Generate(*engine, GreedyRequest({start}, 64));
     auto eos = std::find(free_run.begin(), free_run.end(), 2);
     if (eos == free_run.end()) continue;
-    GenerationRequest r = Greedy({start}, 64);
+    GenerationRequest r = GreedyRequest({start}, 64);
     r.ignore_eos = false;
     TokenEvent final;
     EXPECT_THAT(Generate(*engine, r, &final), ElementsAreArray(free_run.begin(), eos + 1));
@@ -191,7 +185,7 @@ TEST(EngineTest, CancelEndsRequestAndFreesItsCache) {
   auto engine = MakeEngine();
   auto sink = std::make_shared<RecordingSink>();
   // Long enough that it cannot finish before the cancel is seen.
-  auto id = engine->Submit(Greedy({1, 2, 3}, 120), sink);
+  auto id = engine->Submit(GreedyRequest({1, 2, 3}, 120), sink);
   ASSERT_TRUE(id.ok());
   engine->Cancel(*id);
   const TokenEvent final = sink->Wait();
@@ -208,8 +202,8 @@ TEST(EngineTest, ShutdownAbortsUnfinishedRequestsAndRejectsNewOnes) {
   auto engine = MakeEngine(options);
   auto running = std::make_shared<RecordingSink>();
   auto queued = std::make_shared<RecordingSink>();
-  ASSERT_TRUE(engine->Submit(Greedy({1}, 120), running).ok());
-  ASSERT_TRUE(engine->Submit(Greedy({2}, 120), queued).ok());
+  ASSERT_TRUE(engine->Submit(GreedyRequest({1}, 120), running).ok());
+  ASSERT_TRUE(engine->Submit(GreedyRequest({2}, 120), queued).ok());
   engine->Shutdown();
   for (auto* sink : {running.get(), queued.get()}) {
     const TokenEvent final = sink->Wait();
@@ -217,7 +211,7 @@ TEST(EngineTest, ShutdownAbortsUnfinishedRequestsAndRejectsNewOnes) {
                 final.finish_reason == FinishReason::kLength);
   }
   EXPECT_EQ(queued->Wait().finish_reason, FinishReason::kAborted);
-  auto late = engine->Submit(Greedy({3}, 4), std::make_shared<RecordingSink>());
+  auto late = engine->Submit(GreedyRequest({3}, 4), std::make_shared<RecordingSink>());
   EXPECT_EQ(late.status().code(), absl::StatusCode::kUnavailable);
 }
 
@@ -229,9 +223,9 @@ TEST(EngineTest, FullQueueIsResourceExhausted) {
   // One request may take the free running slot and one may wait; the third is refused.
   auto first = std::make_shared<RecordingSink>();
   auto second = std::make_shared<RecordingSink>();
-  ASSERT_TRUE(engine->Submit(Greedy({1}, 120), first).ok());
-  ASSERT_TRUE(engine->Submit(Greedy({2}, 4), second).ok());
-  auto id = engine->Submit(Greedy({3}, 4), std::make_shared<RecordingSink>());
+  ASSERT_TRUE(engine->Submit(GreedyRequest({1}, 120), first).ok());
+  ASSERT_TRUE(engine->Submit(GreedyRequest({2}, 4), second).ok());
+  auto id = engine->Submit(GreedyRequest({3}, 4), std::make_shared<RecordingSink>());
   EXPECT_EQ(id.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(id.status().message()), HasSubstr("queue is full"));
   EXPECT_EQ(first->Wait().finish_reason, FinishReason::kLength);
@@ -248,7 +242,7 @@ class EngineValidationTest : public ::testing::TestWithParam<InvalidCase> {};
 
 TEST_P(EngineValidationTest, RejectsWithMessageNamingTheField) {
   auto engine = MakeEngine();
-  GenerationRequest r = Greedy({1, 2, 3}, 4);
+  GenerationRequest r = GreedyRequest({1, 2, 3}, 4);
   GetParam().mutate(r);
   auto id = engine->Submit(r, std::make_shared<RecordingSink>());
   ASSERT_FALSE(id.ok());
