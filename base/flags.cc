@@ -307,7 +307,10 @@ std::string FlagSet::Usage() const {
     std::string help;
   };
   std::vector<Row> rows;
-  for (const auto& [name, flag] : flags_) {
+  for (const auto& entry : flags_) {
+    // Not a structured binding: clang 14 (the sanitizer builds) cannot capture those in lambdas.
+    const std::string& name = entry.first;
+    const auto& flag = entry.second;
     const std::string syntax = std::visit(
         Overloaded{
             [&](std::string*) { return absl::StrCat("--", name, "=<string>"); },

@@ -22,7 +22,7 @@ struct CacheLineAllocator {
   CacheLineAllocator(const CacheLineAllocator<U>&) {}  // NOLINT: allocator rebinding
 
   T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlignment)); }
-  void deallocate(T* p, std::size_t n) { ::operator delete(p, n * sizeof(T), kAlignment); }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, kAlignment); }
   template <typename U>
   bool operator==(const CacheLineAllocator<U>&) const {
     return true;
