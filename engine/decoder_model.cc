@@ -135,7 +135,10 @@ DecoderModel::DecoderModel(const ModelConfig& config, std::vector<float> embed,
                                              config.mla->qk_rope_head_dim, config.rope_theta,
                                              RopeLayout::kInterleaved, config.yarn)
                                        : std::nullopt),
-      num_parameters_(num_parameters) {}
+      num_parameters_(num_parameters) {
+  // Attention scores for the longest context: decode steps never reallocate them.
+  scores_.reserve(config.max_position_embeddings);
+}
 
 void DecoderModel::Reserve(int64_t n) {
   if (n <= reserved_tokens_) return;

@@ -45,7 +45,11 @@ MlaAttention::MlaAttention(const ModelConfig& config)
       eps_(config.rms_norm_eps),
       scale_(static_cast<float>(config.SoftmaxScale())),
       rope_(config.mla->qk_rope_head_dim, config.rope_theta, RopeLayout::kInterleaved,
-            config.yarn) {}
+            config.yarn) {
+  // Per-position scratch for the longest context: decode steps never reallocate it.
+  scores_.reserve(config.max_position_embeddings);
+  rows_.reserve(config.max_position_embeddings);
+}
 
 absl::StatusOr<std::unique_ptr<MlaAttention>> MlaAttention::Create(const ModelConfig& config,
                                                                    const WeightSource& weights,

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "engine/sampler.h"
 
@@ -65,10 +66,11 @@ const char* FinishReasonName(FinishReason reason);
 // cancellation, deadline and shutdown, even before the prompt was prefilled), and nothing of that
 // sample follows it. The request is over after n finished events.
 struct TokenEvent {
-  int32_t index = 0;               // which of the request's n samples, [0, n)
-  std::vector<int32_t> token_ids;  // tokens produced by this step (usually one)
+  int32_t index = 0;  // which of the request's n samples, [0, n)
+  // Tokens produced by this step (usually one). Inline storage: no heap allocation per token.
+  absl::InlinedVector<int32_t, 4> token_ids;
   // When the request asked for logprobs: one entry per token in token_ids.
-  std::vector<TokenLogprobs> logprobs;
+  absl::InlinedVector<TokenLogprobs, 1> logprobs;
   std::string text;  // valid UTF-8 delta (may be empty: bytes held back)
   bool finished = false;
   FinishReason finish_reason = FinishReason::kNone;

@@ -41,7 +41,10 @@ struct Sequence {
         sampler(SampleParams(*request, index), seed + index, request->prompt_token_ids),
         stop(request->stop),
         tokens(request->prompt_token_ids),
-        num_seqs(index == 0 ? request->n : 1) {}
+        num_seqs(index == 0 ? request->n : 1) {
+    // Every token it can ever hold: appending a sampled token never reallocates.
+    tokens.reserve(request->prompt_token_ids.size() + request->max_tokens);
+  }
 
   // Sample i of a seeded request draws from seed + i, so the n samples differ yet reproduce.
   static SamplingParams SampleParams(const GenerationRequest& request, int32_t index) {

@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/allocation_counter.h"
 #include "tests/testing/requests.h"
 
 namespace kvserve::engine {
@@ -148,6 +149,52 @@ TEST(EngineTest, ConcurrentRequestsMatchTheirSoloRuns) {
     sinks[i]->Wait();
     EXPECT_EQ(sinks[i]->tokens(), solo[i]) << "request " << i;
   }
+}
+
+// Records how many allocations the process had made at each event, on the engine thread, into
+// storage reserved up front (the sink itself never allocates).
+class AllocationRecordingSink : public TokenSink {
+ public:
+  explicit AllocationRecordingSink(size_t capacity) { counts_.reserve(capacity); }
+  void OnEvent(TokenEvent event) override {
+    absl::MutexLock lock(&mu_);
+    if (counts_.size() < counts_.capacity()) counts_.push_back(kvserve::testing::NumAllocations());
+    done_ = event.finished;
+  }
+  std::vector<size_t> Wait() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&done_));
+    return counts_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<size_t> counts_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// A decode step allocates nothing on the heap (STYLE: no allocation per token) unless it starts a
+// new cache block or fills one (block table and prefix-hash chain growth, amortized per block).
+// The last step, which also finishes the request, is per request and not checked.
+TEST(EngineTest, DecodeStepsDoNotAllocateBetweenBlockBoundaries) {
+  EngineOptions options;
+  options.block_size = 16;
+  auto engine = MakeEngine(options);
+  const std::vector<int32_t> prompt = {3, 1, 4, 1, 5};
+  const int32_t num_tokens = 80;
+  auto sink = std::make_shared<AllocationRecordingSink>(num_tokens);
+  ASSERT_TRUE(engine->Submit(GreedyRequest(prompt, num_tokens), sink).ok());
+  const std::vector<size_t> counts = sink->Wait();
+  ASSERT_EQ(counts.size(), static_cast<size_t>(num_tokens));
+  int checked = 0;
+  // Event k + 1 comes from the step that computed position p = prompt + k.
+  for (int32_t k = 0; k + 2 < num_tokens; ++k) {
+    const int32_t p = static_cast<int32_t>(prompt.size()) + k;
+    if (p % options.block_size == 0 || (p + 1) % options.block_size == 0) continue;
+    EXPECT_EQ(counts[k + 1] - counts[k], 0u) << "the step computing position " << p;
+    ++checked;
+  }
+  EXPECT_GT(checked, 60);
 }
 
 TEST(EngineTest, StopTokenIdEndsGenerationWithStop) {

@@ -8,7 +8,8 @@
 
 namespace kvserve::testing {
 
-// Global operator new calls so far in this process (not thread-safe; call from the test thread).
+// Global operator new calls so far in this process, by every thread (sized operator new only;
+// aligned allocations are not counted).
 std::size_t NumAllocations();
 
 }  // namespace kvserve::testing
