@@ -323,13 +323,6 @@ void DecoderModel::GqaLayer(Layer& layer, int64_t num_rows, const AttentionShape
   layer.o_proj->Forward(attn_.data(), num_rows, proj_.data());  // {rows, hidden}
 }
 
-bool DecoderModel::chunking_affects_numerics() const {
-  for (const Layer& layer : layers_) {
-    if (layer.s4 != nullptr) return true;
-  }
-  return false;
-}
-
 void DecoderModel::set_batch_invariant(bool on) {
   for (Layer& layer : layers_) {
     for (std::optional<Linear>* linear :

@@ -68,12 +68,6 @@ class DecoderModel {
   void ForwardBatch(absl::Span<const BatchEntry> batch, cache::KvCacheManager& cache,
                     float* logits);
 
-  // Whether results depend (in their low bits) on how a sequence's tokens are split into steps:
-  // MLA computes a multi-token chunk in its expanded form and a single
-  // token in its absorbed form, and S4 layers convolve a chunk by FFT but step one token by
-  // recurrence. The scheduler keeps such models' chunk boundaries independent of the batch.
-  bool chunking_affects_numerics() const;
-
   // Every matmul computes each row as it would alone (Linear::set_row_invariant); on by default.
   void set_batch_invariant(bool on);
 

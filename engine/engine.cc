@@ -102,9 +102,13 @@ Engine::Engine(std::string name, LoadedModel model, const EngineOptions& options
   sched.max_num_seqs = options_.max_running_requests;
   sched.max_num_batched_tokens = options_.max_num_batched_tokens;
   sched.max_chunk_tokens = options_.prefill_chunk_tokens;
-  sched.fixed_chunks = model_->chunking_affects_numerics();
-  sched.align_chunks_to_blocks = cache_->spec().HasRecurrentLayers();
-  sched.replay_generated_tokens = cache_->spec().HasRecurrentLayers();
+  // Recurrent (S4) layers compute a chunk by FFT and a single token by recurrence, so their low
+  // bits depend on where steps end: keep chunk boundaries a property of the sequence alone, on
+  // block boundaries (where state checkpoints are saved), and replay generated tokens one by one.
+  const bool recurrent = cache_->spec().HasRecurrentLayers();
+  sched.fixed_chunks = recurrent;
+  sched.align_chunks_to_blocks = recurrent;
+  sched.replay_generated_tokens = recurrent;
   sched.model_name = name;
   scheduler_ = std::make_unique<Scheduler>(sched, cache_.get());
   // Each running sequence yields at most one token per iteration: no allocation per token later.
@@ -262,12 +266,10 @@ absl::StatusOr<RequestId> Engine::Submit(GenerationRequest request,
   }
   if (request.arrival_time == SteadyTime{}) request.arrival_time = clock_->Now();
   const RequestId id = next_id_.fetch_add(1);
-  // Unseeded requests still get a reproducible stream per (engine seed, request number).
-  const uint64_t fallback_seed = options_.seed * 0x9E3779B97F4A7C15ull + id;
   const int32_t n = request.n;
   auto seq = std::make_unique<Sequence>(
       id, 0, std::make_shared<const GenerationRequest>(std::move(request)), std::move(sink),
-      fallback_seed);
+      FallbackSeed(id));
   seq->group = std::make_shared<SampleGroup>();
   seq->group->unfinished = n;
   absl::MutexLock lock(&mu_);
@@ -286,6 +288,10 @@ absl::StatusOr<RequestId> Engine::Submit(GenerationRequest request,
   num_waiting_.fetch_add(1);
   work_available_.Signal();
   return id;
+}
+
+uint64_t Engine::FallbackSeed(RequestId id) const {
+  return options_.seed * 0x9E3779B97F4A7C15ull + id;
 }
 
 void Engine::Cancel(RequestId id) {
@@ -428,10 +434,9 @@ void Engine::EmitToken(Sequence& seq, const float* logits) {
 }
 
 void Engine::ForkSamples(Sequence& parent, const float* logits) {
-  const uint64_t fallback_seed = options_.seed * 0x9E3779B97F4A7C15ull + parent.id;
   for (int32_t i = parent.num_seqs - 1; i >= 1; --i) {
     auto child = std::make_unique<Sequence>(parent.id, parent.index + i, parent.request,
-                                            parent.sink, fallback_seed);
+                                            parent.sink, FallbackSeed(parent.id));
     std::optional<cache::SequenceCache> forked = cache_->Fork(parent.cache);
     // The parent reserved running slots (and so recurrent-state slots) for its samples.
     KV_CHECK(forked.has_value()) << "no cache slot for a forked sample";

@@ -140,6 +140,9 @@ class Engine {
   Engine(std::string name, LoadedModel model, const EngineOptions& options,
          std::unique_ptr<cache::KvCacheManager> cache);
   void Loop();
+  // Seeds the samplers of a request without a seed of its own: reproducible per (engine seed,
+  // request number); sample i adds i (Sequence::SampleParams).
+  uint64_t FallbackSeed(RequestId id) const;
   // Runs the scheduled chunks through the model in one batched step, then samples a token for
   // every sequence whose uncomputed tokens are all computed now.
   void RunStep(const SchedulerOutput& output);
