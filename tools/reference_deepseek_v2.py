@@ -62,19 +62,18 @@ import pathlib
 import sys
 import tempfile
 
-import numpy as np
 import torch
 
-# The colleague's Llama reference holds a hand-written safetensors reader/writer and RMSNorm; reuse
-# them instead of duplicating them (the round-trip self-check below re-verifies the writer).
+# The Llama reference holds the hand-written safetensors reader/writer, the fixture files' writer
+# and RMSNorm; reuse them (the round-trip self-check below re-verifies the safetensors writer).
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from reference_llama import (  # noqa: E402
     causal_mask,
-    read_safetensors,
     rms_norm,
     self_check_safetensors_roundtrip,
+    reread_f32_weights,
     run_cli,
-    write_safetensors,
+    write_fixture_files,
 )
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -658,20 +657,11 @@ def build_fixture(name, spec, out_dir, verbose):
     diffs = fixture_sensitivity(shape, exact, ids, logits)
 
     d = pathlib.Path(out_dir) / name
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    write_safetensors(d / "model.safetensors",
-                      {n: ("F32", t.numpy()) for n, t in weights.items()})
-    write_safetensors(d / "expected.safetensors", {
-        "input_ids": ("I32", ids.numpy().astype(np.int32)),
-        "logits": ("F32", logits.numpy().astype(np.float32)),
-    })
+    write_fixture_files(d, config, {n: ("F32", t.numpy()) for n, t in weights.items()},
+                        ids, logits)
 
     # Read back what was written and make sure the reference reproduces it from the files alone.
-    back = read_safetensors(d / "model.safetensors")
-    assert {n: (a[0], list(a[1].shape)) for n, a in back.items()} == \
-        {n: ("F32", dims) for n, dims in weight_shapes(shape)}
-    reread = {n: torch.from_numpy(a.astype(np.float64)) for n, (_, a) in back.items()}
+    reread = reread_f32_weights(d / "model.safetensors", weight_shapes(shape))
     assert torch.equal(forward(shape, reread, ids), logits), "file does not reproduce logits"
     assert Shape(json.loads((d / "config.json").read_text())).__dict__ == shape.__dict__
 

@@ -545,6 +545,27 @@ def fixture_sensitivity(shape, w, ids, logits):
 # Fixture generation
 
 
+def write_fixture_files(d, config, model_tensors, ids, logits):
+    """Writes one fixture directory: config.json, model.safetensors (model_tensors: name ->
+    (dtype, array)) and expected.safetensors (the input ids and the f32 expected logits)."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_safetensors(d / "model.safetensors", model_tensors)
+    write_safetensors(d / "expected.safetensors", {
+        "input_ids": ("I32", ids.numpy().astype(np.int32)),
+        "logits": ("F32", logits.numpy().astype(np.float32)),
+    })
+
+
+def reread_f32_weights(path, expected_shapes):
+    """Reads back an all-F32 model file written by write_fixture_files, checks its tensor names,
+    dtypes and shapes against expected_shapes ((name, dims) pairs), and returns float64 tensors."""
+    back = read_safetensors(path)
+    assert {n: (a[0], list(a[1].shape)) for n, a in back.items()} == \
+        {n: ("F32", dims) for n, dims in expected_shapes}
+    return {n: torch.from_numpy(a.astype(np.float64)) for n, (_, a) in back.items()}
+
+
 def build_fixture(name, spec, out_dir, verbose):
     config = spec["config"]
     shape = Shape(config)
@@ -558,13 +579,7 @@ def build_fixture(name, spec, out_dir, verbose):
     diffs = fixture_sensitivity(shape, exact, ids, logits)
 
     d = pathlib.Path(out_dir) / name
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    write_safetensors(d / "model.safetensors", stored)
-    write_safetensors(d / "expected.safetensors", {
-        "input_ids": ("I32", ids.numpy().astype(np.int32)),
-        "logits": ("F32", logits.numpy().astype(np.float32)),
-    })
+    write_fixture_files(d, config, stored, ids, logits)
 
     # Read back what was written and make sure the reference reproduces it from the file alone.
     back = read_safetensors(d / "model.safetensors")
