@@ -1,14 +1,16 @@
-// Engine: one model, one engine thread, many concurrent generation requests.
+// Engine: the public face of one served model. Many threads submit and cancel requests here; one
+// engine thread (EngineCore, engine_core.h) runs them.
 //
-// Data path: Submit() validates and enqueues (any thread) -> each iteration the engine thread drops
-// cancelled and expired requests, the Scheduler (scheduler.h) picks decode tokens and prefill
-// chunks under the step's token budget and allocates their cache, DecoderModel runs them all in
-// one batched step, and every sequence that completed its pending tokens samples, detokenizes,
-// matches stop strings and hands a TokenEvent to its request's TokenSink.
+// A request's path, forward: the server converts the wire request into a GenerationRequest
+// (request.h) -> Submit validates it once (ValidateRequest) and queues it -> the engine thread
+// takes it into the Scheduler (scheduler.h), which picks decode tokens and prefill chunks under the
+// step's token budget and allocates their cache -> DecoderModel runs them in one batched step ->
+// each sequence whose pending tokens are computed samples a token (Sampler), detokenizes, matches
+// stop strings -> its TokenSink receives a TokenEvent. Cancel is the only call back.
 //
-// Threads meet at two seams only, both under mu_: the incoming queue and the set of cancelled ids.
-// The engine thread alone owns the scheduler, the model, the caches, the samplers and the sinks'
-// call sites.
+// This header is the mutex side: the incoming queue, the cancelled ids and the published stats,
+// all under mu_. Everything the engine thread owns (scheduler, sequences, model, cache, samplers)
+// lives behind EngineCore and is not visible here (LevelDB's DB / DBImpl split).
 //
 // Thread-safety: every public method may be called from any thread.
 #ifndef KVSERVE_ENGINE_ENGINE_H_
@@ -23,21 +25,26 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "cache/cache_spec.h"
+#include "cache/kv_cache_manager.h"
+#include "engine/checkpoint/model_config.h"
+#include "engine/clock.h"
 #include "engine/engine_observer.h"
-#include "engine/model_loader.h"
 #include "engine/request.h"
-#include "engine/scheduler.h"
-#include "engine/sequence.h"
+#include "engine/text/tokenizer.h"
 
 namespace kvserve::engine {
+
+class EngineCore;    // engine_core.h: the engine thread
+struct LoadedModel;  // model/model_loader.h
+struct Sequence;     // sequence.h
 
 struct EngineOptions {
   // Sequences scheduled concurrently (vLLM's max_num_seqs; a request with n samples counts n);
   // further requests wait in the queue. At most max_num_batched_tokens.
-  int32_t max_running_requests = 64;
+  int32_t max_num_seqs = 64;
   // Token budget of one engine step: decode tokens of running sequences first, then prefill
   // chunks, all in one batched model step (vLLM's max_num_batched_tokens).
   int32_t max_num_batched_tokens = 512;
@@ -109,20 +116,18 @@ int64_t DefaultKvCacheBytes(const cache::CacheSpec& spec, const ModelConfig& con
 
 class Engine {
  public:
-  // Starts the engine thread.
+  // Starts the engine thread. `model` holds the loaded model and its tokenizer.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(std::string name, LoadedModel model,
                                                         const EngineOptions& options);
   ~Engine();  // Shutdown()
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Checks a request against this model. Errors are INVALID_ARGUMENT and name the field as the API
-  // spells it ("max_tokens", "sampling.top_p", "prompt_token_ids[3]", "stop[0]", ...).
-  absl::Status Validate(const GenerationRequest& request) const;
-
   // Validates and enqueues. On OK the sink receives events until one with finished = true.
-  // Errors: INVALID_ARGUMENT (see Validate), RESOURCE_EXHAUSTED (queue full), UNAVAILABLE (shut
-  // down).
+  // Errors: INVALID_ARGUMENT naming the GenerationRequest field ("max_tokens",
+  // "sampling.top_p", "prompt_token_ids[3]", "stop[0]", ...; see ValidateRequest),
+  // RESOURCE_EXHAUSTED (queue full, or a request no cache of this size can ever hold),
+  // UNAVAILABLE (shut down).
   absl::StatusOr<RequestId> Submit(GenerationRequest request, std::shared_ptr<TokenSink> sink);
 
   // Ends a request within one engine step; its sink gets a final kCancelled event. Unknown or
@@ -132,59 +137,64 @@ class Engine {
   // Stops the engine thread; unfinished requests end with kAborted. Idempotent.
   void Shutdown();
 
+  // While paused the engine thread takes no step and takes in no submitted request or cancel
+  // (Submit and Cancel still queue them); Resume lets it go on. Tests use it to decide exactly
+  // which requests and cancels one iteration sees, instead of racing the engine. The step under
+  // way when Pause is called completes.
+  void Pause();
+  void Resume();
+
   const ModelInfo& info() const { return info_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
+  // The clock request timings and deadlines are measured on; the server stamps arrivals with it.
+  const Clock& clock() const { return *clock_; }
   EngineStats stats() const;
 
  private:
-  Engine(std::string name, LoadedModel model, const EngineOptions& options,
-         std::unique_ptr<cache::KvCacheManager> cache);
-  void Loop();
+  friend class EngineCore;  // the engine thread reaches this side only through the calls below
+
+  Engine(const EngineOptions& options, ModelInfo info, std::shared_ptr<const Tokenizer> tokenizer,
+         const Clock* clock);
+  // Checks a request against this model and these options; errors are INVALID_ARGUMENT naming the
+  // GenerationRequest field. The one definition of a valid request (sampling parameters:
+  // ValidateSamplingParams in sampling/sampler.h).
+  absl::Status Validate(const GenerationRequest& request) const;
   // Seeds the samplers of a request without a seed of its own: reproducible per (engine seed,
   // request number); sample i adds i (Sequence::SampleParams).
   uint64_t FallbackSeed(RequestId id) const;
-  // Runs the scheduled chunks through the model in one batched step, then samples a token for
-  // every sequence whose uncomputed tokens are all computed now.
-  void RunStep(const SchedulerOutput& output);
-  // Forks the n - 1 further samples of a request whose prompt is now prefilled; they share its
-  // blocks and sample their first token from the same logits.
-  void ForkSamples(Sequence& seq, const float* logits);
-  // Samples one token for seq from `logits` ({vocab}), streams it, and finishes seq when done.
-  void EmitToken(Sequence& seq, const float* logits);
-  // Removes seq from the scheduler (freeing its cache) and delivers its final event; for a
-  // request not yet forked into its n samples, one final event per sample.
-  void Finish(Sequence* seq, TokenEvent event, FinishReason reason, absl::Status status);
-  // Ends sequences already taken out of the scheduler (cancel, deadline, shutdown); returns how
-  // many.
-  int FinishRemoved(std::vector<std::unique_ptr<Sequence>> seqs, FinishReason reason,
-                    const absl::Status& status);
-  void Deliver(Sequence& seq, TokenEvent event, FinishReason reason, absl::Status status);
-  // Copies cache statistics for stats(), which other threads read, and returns them.
-  cache::CacheStats PublishCacheStats();
-  // Publishes the scheduler's running and waiting counts for stats() and Submit's queue bound.
-  void PublishCounts();
-  // Hands iteration_stats_ (plus scheduler and cache state) to the observer and resets it.
-  void ReportIteration(const cache::CacheStats& cache_stats);
 
-  const EngineOptions options_;
-  ModelInfo info_;
-  std::unique_ptr<DecoderModel> model_;           // engine thread only
-  std::unique_ptr<cache::KvCacheManager> cache_;  // engine thread only
-  std::unique_ptr<Scheduler> scheduler_;          // engine thread only
-  std::unique_ptr<Tokenizer> tokenizer_;          // const, shared
-  std::vector<float> logits_;                     // engine thread only, [max seqs, vocab]
-  std::vector<DecoderModel::BatchEntry> batch_;   // engine thread only
-  std::vector<Sequence*> sampled_;                // engine thread only
-  const Clock* clock_;                            // options_.clock or a SteadyClock
-  IterationStats iteration_stats_;                // engine thread only; the current iteration's
-  int64_t reported_evictions_ = 0;                // engine thread only
-  uint64_t next_arrival_ = 0;                     // engine thread only
+  // ---- The seam with the engine thread (EngineCore). ----
+  // Blocks while there is nothing to do: nothing incoming or cancelled, not stopping, and
+  // `core_idle` (no scheduled work). With `idle_wait` (work exists that could not be scheduled) it
+  // waits at most a few milliseconds for news. Moves the incoming sequences and cancelled ids out;
+  // returns true when the engine is stopping.
+  bool TakeWork(bool core_idle, bool idle_wait, std::vector<std::unique_ptr<Sequence>>* incoming,
+                std::vector<RequestId>* cancelled);
+  // Publishes the scheduler's counts for stats() and Submit's queue bound. `fresh_waiting_seqs`:
+  // sequences of waiting requests never admitted (preempted ones excluded).
+  void PublishCounts(int32_t num_running_seqs, int32_t num_waiting, int32_t fresh_waiting_seqs);
+  void PublishCacheStats(const cache::CacheStats& stats);
+  void CountFinishedRequest() { num_finished_.fetch_add(1); }
+  void CountPreemptions(int64_t n) { num_preemptions_.fetch_add(n); }
+  int32_t num_waiting() const { return num_waiting_.load(); }
+
+  const EngineOptions options_;  // resolved (kv_cache_bytes filled in)
+  const ModelInfo info_;
+  const std::shared_ptr<const Tokenizer> tokenizer_;
+  const Clock* clock_;                // options_.clock or a SteadyClock
+  std::unique_ptr<EngineCore> core_;  // touched only by thread_ after Create
+  // What the cache can ever hold, for Submit's RESOURCE_EXHAUSTED check: copied from the cache at
+  // Create, since the cache itself belongs to the engine thread.
+  int32_t cache_block_size_ = 0;  // 0: no paged layers (recurrent state only)
+  int32_t cache_num_blocks_ = 0;
+  bool cache_has_state_slots_ = true;
 
   mutable absl::Mutex mu_;
   absl::CondVar work_available_;
   std::deque<std::unique_ptr<Sequence>> incoming_ ABSL_GUARDED_BY(mu_);  // submitted, not queued
-  absl::flat_hash_set<RequestId> cancelled_ ABSL_GUARDED_BY(mu_);
+  std::vector<RequestId> cancelled_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;
   // Sequences of accepted requests not yet admitted (preempted ones excluded): Submit's queue
   // bound.
   int32_t num_queued_seqs_ ABSL_GUARDED_BY(mu_) = 0;

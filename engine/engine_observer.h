@@ -15,37 +15,16 @@
 #define KVSERVE_ENGINE_ENGINE_OBSERVER_H_
 
 #include <array>
-#include <chrono>
 #include <cstdint>
 #include <string_view>
 #include <vector>
 
 #include "cache/cache_spec.h"
+#include "engine/clock.h"
 #include "engine/request.h"
 
 namespace kvserve::engine {
 
-using SteadyTime = std::chrono::steady_clock::time_point;
-
-// The engine's time source for request timings. Production uses steady_clock; tests inject a fake.
-// Thread-safety: Now() is called from the engine thread and from Submit's callers.
-class Clock {
- public:
-  virtual ~Clock() = default;
-  virtual SteadyTime Now() const = 0;
-};
-
-class SteadyClock final : public Clock {
- public:
-  SteadyTime Now() const override { return std::chrono::steady_clock::now(); }
-};
-
-inline double SecondsBetween(SteadyTime from, SteadyTime to) {
-  return std::chrono::duration<double>(to - from).count();
-}
-
-// The kinds of cache memory a model can have (the `kind` label of cache metrics). Same values and
-// names as cache::MemoryKind.
 // The cache's memory kinds (cache/cache_spec.h), by the name metrics use.
 using CacheKind = cache::MemoryKind;
 inline constexpr int kNumCacheKinds = cache::kNumMemoryKinds;

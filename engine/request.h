@@ -11,16 +11,20 @@
 
 #include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
-#include "engine/sampler.h"
+#include "engine/sampling/sampler.h"
 
 namespace kvserve::engine {
 
 using RequestId = uint64_t;
 
+// The API's default max_tokens (vLLM's too); every other default is the field's initializer below
+// or in SamplingParams (sampling/sampler.h).
+inline constexpr int32_t kDefaultMaxTokens = 16;
+
 struct GenerationRequest {
   std::string request_id;  // for logs; the engine does not interpret it
   std::vector<int32_t> prompt_token_ids;
-  int32_t max_tokens = 16;
+  int32_t max_tokens = kDefaultMaxTokens;
   SamplingParams sampling;
   std::vector<std::string> stop;  // stop strings, matched on decoded text
   std::vector<int32_t> stop_token_ids;

@@ -17,9 +17,9 @@
 #include "cache/kv_cache_manager.h"
 #include "engine/engine_observer.h"
 #include "engine/request.h"
-#include "engine/sampler.h"
-#include "engine/stop_matcher.h"
-#include "engine/utf8_stream.h"
+#include "engine/sampling/sampler.h"
+#include "engine/text/stop_matcher.h"
+#include "engine/text/utf8_stream.h"
 
 namespace kvserve::engine {
 

@@ -27,11 +27,10 @@ constexpr std::chrono::milliseconds kDeadlineSlack(10);
 // gRPC reports "no deadline" as a far-future time point; one further away than this counts as none.
 constexpr std::chrono::hours kNoDeadlineBeyond(24 * 365);
 
-// The call's deadline (system clock) on the steady clock the engine measures requests with;
-// steady_clock::time_point{} (the engine's "none") when the call has no deadline.
-std::chrono::steady_clock::time_point EngineDeadline(
-    std::chrono::system_clock::time_point deadline) {
-  const auto steady_now = std::chrono::steady_clock::now();
+// The call's deadline (system clock) on the engine's clock, given that clock's `steady_now`;
+// SteadyTime{} (the engine's "none") when the call has no deadline.
+engine::SteadyTime EngineDeadline(std::chrono::system_clock::time_point deadline,
+                                  engine::SteadyTime steady_now) {
   const auto system_now = std::chrono::system_clock::now();
   // Compared before subtracting: gRPC's infinite past and future are the time_point extremes.
   if (deadline <= system_now) return steady_now;
@@ -307,8 +306,8 @@ GenerateReactor::GenerateReactor(engine::Engine* engine, ModelMetrics* metrics,
                                  const pb::GenerateRequest& request)
     : state_(std::make_shared<StreamState>(this, metrics, deadline)) {
   // Arrival, for queue time and TTFT: before tokenization, as vLLM's front end stamps it.
-  const auto arrival = std::chrono::steady_clock::now();
-  absl::StatusOr<engine::GenerationRequest> converted = FromProto(request, *engine);
+  const engine::SteadyTime arrival = engine->clock().Now();
+  absl::StatusOr<engine::GenerationRequest> converted = FromProto(request, engine->tokenizer());
   if (!converted.ok()) {
     state_->FailNow(converted.status());
     return;
@@ -316,7 +315,7 @@ GenerateReactor::GenerateReactor(engine::Engine* engine, ModelMetrics* metrics,
   converted->arrival_time = arrival;
   // The engine drops a request whose deadline passed (never prefilling one still queued), rather
   // than relying on the cancel that gRPC's own deadline timer sends.
-  converted->deadline = EngineDeadline(deadline);
+  converted->deadline = EngineDeadline(deadline, arrival);
   static std::atomic<uint64_t> counter{0};
   if (converted->request_id.empty()) {
     converted->request_id = absl::StrCat("gen-", counter.fetch_add(1) + 1);

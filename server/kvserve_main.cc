@@ -17,7 +17,7 @@
 
 #include "base/flags.h"
 #include "base/logging.h"
-#include "engine/model_loader.h"
+#include "engine/model/model_loader.h"
 #include "server/kvserve_server.h"
 
 namespace {
@@ -29,8 +29,8 @@ constexpr int64_t kMaxInt32 = std::numeric_limits<int32_t>::max();
 int Run(int argc, char** argv) {
   kvserve::server::ServerOptions options;
   std::vector<std::string> models;
-  int64_t max_num_seqs = options.engine.max_running_requests;
-  int64_t max_running = options.engine.max_running_requests;  // the old name of --max-num-seqs
+  int64_t max_num_seqs = options.engine.max_num_seqs;
+  int64_t max_running = options.engine.max_num_seqs;  // the old name of --max-num-seqs
   int64_t max_batched_tokens = options.engine.max_num_batched_tokens;
   bool batch_invariant = options.engine.batch_invariant;
   int64_t max_queued = options.engine.max_queued_requests;
@@ -145,7 +145,7 @@ int Run(int argc, char** argv) {
     return 2;
   }
   options.max_connection_age = std::chrono::milliseconds(std::llround(max_connection_age * 1000));
-  options.engine.max_running_requests = static_cast<int32_t>(max_num_seqs);
+  options.engine.max_num_seqs = static_cast<int32_t>(max_num_seqs);
   options.engine.max_num_batched_tokens = static_cast<int32_t>(max_batched_tokens);
   options.engine.batch_invariant = batch_invariant;
   options.engine.max_queued_requests = static_cast<int32_t>(max_queued);

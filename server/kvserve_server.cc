@@ -75,10 +75,8 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
     }
     absl::StatusOr<std::vector<int32_t>> ids = (*engine)->tokenizer().Encode(request->text());
     if (!ids.ok()) {
-      // The tokenizer names "prompt"; here the field is "text".
-      reactor->Finish(grpc::Status(
-          grpc::StatusCode::INVALID_ARGUMENT,
-          absl::StrCat("text: ", absl::StripPrefix(ids.status().message(), "prompt: "))));
+      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                   absl::StrCat("text: ", ids.status().message())));
       return reactor;
     }
     response->mutable_token_ids()->Add(ids->begin(), ids->end());

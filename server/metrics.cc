@@ -423,7 +423,7 @@ void PrometheusMetrics::SetEngineInfo(const engine::ModelInfo& info,
              {"cache_bytes", absl::StrCat(info.kv_cache_bytes)},
              {"kv_bytes_per_token", absl::StrCat(info.kv_cache_bytes_per_token)},
              {"enable_prefix_caching", options.enable_prefix_caching ? "true" : "false"},
-             {"max_running_requests", absl::StrCat(options.max_running_requests)},
+             {"max_num_seqs", absl::StrCat(options.max_num_seqs)},
              {"prefill_chunk_tokens", absl::StrCat(options.prefill_chunk_tokens)}})
       .Set(1);
 }

@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "base/logging.h"
 #include "base/status_macros.h"
+#include "engine/model/model_loader.h"
 
 namespace kvserve::server {
 

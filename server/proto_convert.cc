@@ -10,7 +10,7 @@ namespace kvserve::server {
 namespace pb = ::kvserve::v1;
 
 absl::StatusOr<engine::GenerationRequest> FromProto(const pb::GenerateRequest& request,
-                                                    const engine::Engine& engine) {
+                                                    const engine::Tokenizer& tokenizer) {
   engine::GenerationRequest out;
   out.request_id = request.request_id();
   switch (request.input_case()) {
@@ -18,7 +18,11 @@ absl::StatusOr<engine::GenerationRequest> FromProto(const pb::GenerateRequest& r
       if (request.prompt().empty()) {
         return absl::InvalidArgumentError("prompt: must not be empty");
       }
-      KV_ASSIGN_OR_RETURN(out.prompt_token_ids, engine.tokenizer().Encode(request.prompt()));
+      absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(request.prompt());
+      if (!ids.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("prompt: ", ids.status().message()));
+      }
+      out.prompt_token_ids = *std::move(ids);
       break;
     }
     case pb::GenerateRequest::kPromptTokenIds:
@@ -31,23 +35,26 @@ absl::StatusOr<engine::GenerationRequest> FromProto(const pb::GenerateRequest& r
     case pb::GenerateRequest::INPUT_NOT_SET:
       return absl::InvalidArgumentError("prompt: set either prompt or prompt_token_ids");
   }
-  out.max_tokens = request.has_max_tokens() ? request.max_tokens() : kDefaultMaxTokens;
+  if (request.has_max_tokens()) out.max_tokens = request.max_tokens();
   const pb::SamplingParams& s = request.sampling();
-  out.sampling.temperature = s.has_temperature() ? s.temperature() : 1.0f;
-  out.sampling.top_k = s.top_k();
-  out.sampling.top_p = s.has_top_p() ? s.top_p() : 1.0f;
-  if (s.has_seed()) out.sampling.seed = s.seed();
-  out.sampling.min_p = s.min_p();
-  out.sampling.repetition_penalty = s.has_repetition_penalty() ? s.repetition_penalty() : 1.0f;
-  out.sampling.presence_penalty = s.presence_penalty();
-  out.sampling.frequency_penalty = s.frequency_penalty();
-  KV_ASSIGN_OR_RETURN(out.sampling.normalizer, FromProto(s.normalizer()));
+  engine::SamplingParams& sampling = out.sampling;
+  if (s.has_temperature()) sampling.temperature = s.temperature();
+  if (s.top_k() != 0) sampling.top_k = s.top_k();
+  if (s.has_top_p()) sampling.top_p = s.top_p();
+  if (s.has_seed()) sampling.seed = s.seed();
+  if (s.min_p() != 0) sampling.min_p = s.min_p();
+  if (s.has_repetition_penalty()) sampling.repetition_penalty = s.repetition_penalty();
+  if (s.presence_penalty() != 0) sampling.presence_penalty = s.presence_penalty();
+  if (s.frequency_penalty() != 0) sampling.frequency_penalty = s.frequency_penalty();
+  if (s.normalizer() != pb::NORMALIZER_SOFTMAX) {
+    KV_ASSIGN_OR_RETURN(sampling.normalizer, FromProto(s.normalizer()));
+  }
   out.stop.assign(request.stop().begin(), request.stop().end());
   out.stop_token_ids.assign(request.stop_token_ids().begin(), request.stop_token_ids().end());
-  out.ignore_eos = request.ignore_eos();
+  if (request.ignore_eos()) out.ignore_eos = true;
   out.cache_salt = request.cache_salt();
-  out.priority = request.priority();
-  out.n = request.has_n() ? request.n() : 1;
+  if (request.priority() != 0) out.priority = request.priority();
+  if (request.has_n()) out.n = request.n();
   if (request.has_logprobs()) out.logprobs = request.logprobs();
   return out;
 }

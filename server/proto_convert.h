@@ -1,8 +1,10 @@
 // Conversions between the wire types (kvserve.v1 protobuf) and the engine's plain structs.
 //
-// Field-presence rules (unset optional fields take the API's documented defaults) live here; value
-// checks live in engine::Engine::Validate so there is one definition of a valid request. The one
-// check made here is an enum value the engine's enum cannot represent (sampling.normalizer).
+// The API's defaults are the engine's (engine/request.h, engine/sampling/sampler.h): FromProto
+// starts from a default GenerationRequest and overrides only the fields the client set. Value
+// checks live in Engine::Submit, so there is one definition of a valid request; the wire names its
+// fields as GenerationRequest does. The one check made here is an enum value the engine's enum
+// cannot represent (sampling.normalizer), and the two input fields' presence.
 #ifndef KVSERVE_SERVER_PROTO_CONVERT_H_
 #define KVSERVE_SERVER_PROTO_CONVERT_H_
 
@@ -12,13 +14,10 @@
 
 namespace kvserve::server {
 
-// The default of GenerateRequest.max_tokens when unset (vLLM's default too).
-inline constexpr int32_t kDefaultMaxTokens = 16;
-
-// Builds the engine request, tokenizing `prompt` with the engine's tokenizer. Errors are
+// Builds the engine request, tokenizing `prompt` with the model's tokenizer. Errors are
 // INVALID_ARGUMENT naming the field.
 absl::StatusOr<engine::GenerationRequest> FromProto(const kvserve::v1::GenerateRequest& request,
-                                                    const engine::Engine& engine);
+                                                    const engine::Tokenizer& tokenizer);
 
 // INVALID_ARGUMENT naming "sampling.normalizer" for a value the enum does not define (proto3 enums
 // are open, so the wire can carry any int32).

@@ -15,8 +15,8 @@
 
 #include "benchmark/benchmark.h"
 #include "cache/kv_cache_manager.h"
-#include "engine/decoder_model.h"
-#include "engine/model_loader.h"
+#include "engine/model/decoder_model.h"
+#include "engine/model/model_loader.h"
 
 namespace kvserve {
 namespace {

@@ -17,7 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "benchmark/benchmark.h"
 #include "engine/engine.h"
-#include "engine/model_loader.h"
+#include "engine/model/model_loader.h"
 
 namespace kvserve {
 namespace {
@@ -77,7 +77,7 @@ void BM_DecodeThroughput(benchmark::State& state) {
   engine::EngineOptions options;
   options.batch_invariant = state.range(1) != 0;
   options.num_threads = static_cast<int32_t>(state.range(2));
-  options.max_running_requests = 64;
+  options.max_num_seqs = 64;
   const bool small_gqa = state.range(3) != 0;
   auto loaded = engine::CreateRandomModel(
       small_gqa ? SmallGqaConfig() : engine::DefaultModelConfig(), engine::kDefaultModelSeed);

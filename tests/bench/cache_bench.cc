@@ -11,6 +11,7 @@
 #include "benchmark/benchmark.h"
 #include "cache/kv_cache_manager.h"
 #include "engine/engine.h"
+#include "engine/model/model_loader.h"
 
 namespace kvserve {
 namespace {

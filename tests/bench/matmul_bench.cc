@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
-#include "engine/aligned_buffer.h"
-#include "engine/linear.h"
-#include "engine/row_invariant_matmul.h"
+#include "engine/kernels/aligned_buffer.h"
+#include "engine/kernels/linear.h"
+#include "engine/kernels/row_invariant_matmul.h"
 
 namespace kvserve {
 namespace {

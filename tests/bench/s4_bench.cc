@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
-#include "engine/gqa_attention.h"
-#include "engine/s4_layer.h"
+#include "engine/layers/gqa_attention.h"
+#include "engine/layers/s4_layer.h"
 
 namespace kvserve {
 namespace {

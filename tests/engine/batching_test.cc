@@ -16,7 +16,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "engine/engine.h"
-#include "engine/model_loader.h"
+#include "engine/model/model_loader.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/requests.h"
@@ -219,7 +219,7 @@ TEST_P(BatchInvarianceTest, PreemptedRequestMatchesItsSoloRun) {
   LoadedModel model = LoadModel(fixture);
   EngineOptions options;
   options.block_size = 4;
-  options.max_running_requests = 8;
+  options.max_num_seqs = 8;
   options.max_state_checkpoints = 16;
   const cache::CacheSpec spec = model.model->CacheSpec(4);
   options.kv_cache_bytes = spec.PagedBytesPerToken() * 4 * 40 +  // 40 blocks
@@ -324,7 +324,7 @@ TEST(BatchingTest, LogprobsListTheGreedyTokenFirst) {
 // With one running slot, waiting requests start by priority (lower first), then arrival.
 TEST(BatchingTest, WaitingRequestsStartInPriorityOrder) {
   EngineOptions options;
-  options.max_running_requests = 1;
+  options.max_num_seqs = 1;
   auto engine = MakeEngine("", options);
   std::vector<std::string> order;
   absl::Mutex order_mu;
@@ -353,7 +353,7 @@ TEST(BatchingTest, WaitingRequestsStartInPriorityOrder) {
 // A request whose deadline passes while it waits is never prefilled.
 TEST(BatchingTest, ExpiredQueuedRequestIsNeverPrefilled) {
   EngineOptions options;
-  options.max_running_requests = 1;
+  options.max_num_seqs = 1;
   auto engine = MakeEngine("", options);
   auto blocker = std::make_shared<SamplesSink>();
   ASSERT_TRUE(engine->Submit(GreedyRequest({1, 2, 3}, 600), blocker).ok());
@@ -392,7 +392,7 @@ TEST(BatchingTest, SixtyFourRequestsWithCancellationsAndDeadlinesEndRightAndFree
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   std::mt19937 rng(seed);
   EngineOptions options;
-  options.max_running_requests = 24;
+  options.max_num_seqs = 24;
   options.max_num_batched_tokens = 128;
   options.prefill_chunk_tokens = 48;
   LoadedModel model = LoadModel("");

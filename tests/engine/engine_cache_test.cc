@@ -6,6 +6,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "engine/engine.h"
+#include "engine/model/model_loader.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/requests.h"
@@ -50,7 +51,7 @@ std::unique_ptr<Engine> MakeEngine(int32_t num_blocks, int32_t max_running = 64,
   EngineOptions options;
   options.block_size = 4;
   options.kv_cache_bytes = kBlockBytes * num_blocks;
-  options.max_running_requests = max_running;
+  options.max_num_seqs = max_running;
   options.prefill_chunk_tokens = prefill_chunk;
   auto engine = Engine::Create("tiny", std::move(*loaded), options);
   EXPECT_TRUE(engine.ok()) << engine.status();

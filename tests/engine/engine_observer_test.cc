@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "engine/engine.h"
+#include "engine/model/model_loader.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -26,7 +26,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/engine.h"
-#include "engine/model_loader.h"
+#include "engine/model/model_loader.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -1244,7 +1244,7 @@ class KvServerSmallQueueTest : public KvServerTest {
  protected:
   void SetUp() override {
     ServerOptions options;
-    options.engine.max_running_requests = 1;
+    options.engine.max_num_seqs = 1;
     options.engine.max_queued_requests = 1;
     ASSERT_NO_FATAL_FAILURE(StartServer(options));
   }

@@ -481,7 +481,7 @@ TEST(MetricsRejectionTest, CountsRequestsTurnedAwayByAFullQueueAsRejected) {
   options.listen_address = "127.0.0.1:0";
   options.metrics_address = "127.0.0.1:0";
   options.engine.num_threads = 1;
-  options.engine.max_running_requests = 1;
+  options.engine.max_num_seqs = 1;
   options.engine.max_queued_requests = 0;
   auto server = KvServer::Create(options);
   ASSERT_TRUE(server.ok()) << server.status();

@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "engine/engine.h"
-#include "engine/model_loader.h"
+#include "engine/model/model_loader.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -47,10 +47,10 @@ class ProtoConvertTest : public ::testing::Test {
 engine::Engine* ProtoConvertTest::engine_ = nullptr;
 
 TEST_F(ProtoConvertTest, UnsetFieldsTakeTheApiDefaults) {
-  absl::StatusOr<engine::GenerationRequest> r = FromProto(MinimalRequest(), *engine_);
+  absl::StatusOr<engine::GenerationRequest> r = FromProto(MinimalRequest(), engine_->tokenizer());
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_THAT(r->prompt_token_ids, ElementsAre(1, 10, 20));
-  EXPECT_EQ(r->max_tokens, kDefaultMaxTokens);
+  EXPECT_EQ(r->max_tokens, engine::kDefaultMaxTokens);
   EXPECT_EQ(r->n, 1);
   EXPECT_EQ(r->priority, 0);
   EXPECT_FALSE(r->logprobs.has_value());
@@ -92,7 +92,7 @@ TEST_F(ProtoConvertTest, CopiesEverySetField) {
   s.set_frequency_penalty(0.25f);
   s.set_normalizer(pb::NORMALIZER_SPARSEMAX);
 
-  absl::StatusOr<engine::GenerationRequest> r = FromProto(request, *engine_);
+  absl::StatusOr<engine::GenerationRequest> r = FromProto(request, engine_->tokenizer());
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->max_tokens, 7);
   EXPECT_THAT(r->stop, ElementsAre("ab"));
@@ -123,7 +123,7 @@ TEST_F(ProtoConvertTest, ExplicitZerosOfOptionalFieldsAreKept) {
   request.set_max_tokens(0);
   request.mutable_sampling()->set_repetition_penalty(0.0f);
   request.mutable_sampling()->set_temperature(0.0f);
-  absl::StatusOr<engine::GenerationRequest> r = FromProto(request, *engine_);
+  absl::StatusOr<engine::GenerationRequest> r = FromProto(request, engine_->tokenizer());
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->n, 0);
   EXPECT_EQ(r->logprobs, 0);
@@ -141,7 +141,7 @@ TEST_F(ProtoConvertTest, MapsEachNormalizer) {
 TEST_F(ProtoConvertTest, UnknownNormalizerIsInvalidArgumentNamingTheField) {
   pb::GenerateRequest request = MinimalRequest();
   request.mutable_sampling()->set_normalizer(static_cast<pb::Normalizer>(3));
-  absl::StatusOr<engine::GenerationRequest> r = FromProto(request, *engine_);
+  absl::StatusOr<engine::GenerationRequest> r = FromProto(request, engine_->tokenizer());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(r.status().message(),
             "sampling.normalizer: must be NORMALIZER_SOFTMAX, NORMALIZER_SPARSEMAX or "

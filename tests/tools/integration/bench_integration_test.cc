@@ -32,7 +32,7 @@ class BenchIntegrationTest : public ::testing::Test {
     options.listen_address = "127.0.0.1:0";
     options.metrics_address = "127.0.0.1:0";
     options.engine.num_threads = 1;
-    options.engine.max_running_requests = 8;
+    options.engine.max_num_seqs = 8;
     auto server = server::KvServer::Create(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);

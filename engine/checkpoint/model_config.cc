@@ -1,0 +1,284 @@
+#include "engine/checkpoint/model_config.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace kvserve::engine {
+namespace {
+
+using Json = nlohmann::json;
+
+absl::Status InvalidKey(absl::string_view key, const Json& value, absl::string_view expected) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("config.json: '", key, "' must be ", expected, ", got ", value.dump()));
+}
+
+// Reads an optional integer key; leaves *out unchanged when absent or null.
+absl::Status ReadInt(const Json& j, absl::string_view key, int32_t* out, bool required) {
+  auto it = j.find(std::string(key));
+  if (it == j.end() || it->is_null()) {
+    if (required)
+      return absl::InvalidArgumentError(absl::StrCat("config.json: missing '", key, "'"));
+    return absl::OkStatus();
+  }
+  if (!it->is_number_integer()) return InvalidKey(key, *it, "an integer");
+  const int64_t v = it->get<int64_t>();
+  if (v < INT32_MIN || v > INT32_MAX) return InvalidKey(key, *it, "a 32-bit integer");
+  *out = static_cast<int32_t>(v);
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status ReadNumber(const Json& j, absl::string_view key, T* out) {
+  auto it = j.find(std::string(key));
+  if (it == j.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_number()) return InvalidKey(key, *it, "a number");
+  *out = it->get<T>();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string_view ModelConfig::AttentionKind() const {
+  if (mla.has_value()) return "MLA";
+  if (s4.has_value()) {
+    if (num_key_value_heads == num_attention_heads) return "MHA+S4";
+    if (num_key_value_heads == 1) return "MQA+S4";
+    return "GQA+S4";
+  }
+  if (num_key_value_heads == num_attention_heads) return "MHA";
+  if (num_key_value_heads == 1) return "MQA";
+  return "GQA";
+}
+
+int64_t ModelConfig::KvFloatsPerTokenPerLayer() const {
+  if (mla.has_value()) return int64_t{mla->kv_lora_rank} + mla->qk_rope_head_dim;
+  return int64_t{2} * num_key_value_heads * head_dim;
+}
+
+double YarnGetMscale(double scale, double m) {
+  return scale <= 1 ? 1.0 : 0.1 * m * std::log(scale) + 1.0;
+}
+
+double ModelConfig::SoftmaxScale() const {
+  const double qk_dim = mla.has_value() ? mla->qk_nope_head_dim + mla->qk_rope_head_dim : head_dim;
+  double scale = 1.0 / std::sqrt(qk_dim);
+  if (yarn.has_value() && yarn->mscale_all_dim != 0) {
+    const double m = YarnGetMscale(yarn->factor, yarn->mscale_all_dim);
+    scale *= m * m;
+  }
+  return scale;
+}
+
+absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text) {
+  Json j = Json::parse(json_text, /*cb=*/nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return absl::InvalidArgumentError("config.json: not valid JSON");
+  if (!j.is_object()) return absl::InvalidArgumentError("config.json: top level must be an object");
+
+  ModelConfig c;
+  if (auto it = j.find("architectures"); it != j.end()) {
+    if (!it->is_array() || it->empty() || !(*it)[0].is_string()) {
+      return InvalidKey("architectures", *it, "a non-empty list of strings");
+    }
+    c.architecture = (*it)[0].get<std::string>();
+  }
+  const bool deepseek = c.architecture == "DeepseekV2ForCausalLM";
+  const bool hybrid = c.architecture == "KvserveHybridForCausalLM";
+  if (c.architecture != "LlamaForCausalLM" && !deepseek && !hybrid) {
+    return absl::UnimplementedError(
+        absl::StrCat("config.json: architecture '", c.architecture,
+                     "' is not supported (supported: LlamaForCausalLM, DeepseekV2ForCausalLM, "
+                     "KvserveHybridForCausalLM)"));
+  }
+  KV_RETURN_IF_ERROR(ReadInt(j, "vocab_size", &c.vocab_size, true));
+  KV_RETURN_IF_ERROR(ReadInt(j, "hidden_size", &c.hidden_size, true));
+  KV_RETURN_IF_ERROR(ReadInt(j, "intermediate_size", &c.intermediate_size, true));
+  KV_RETURN_IF_ERROR(ReadInt(j, "num_hidden_layers", &c.num_hidden_layers, true));
+  KV_RETURN_IF_ERROR(ReadInt(j, "num_attention_heads", &c.num_attention_heads, true));
+  c.num_key_value_heads = c.num_attention_heads;
+  KV_RETURN_IF_ERROR(ReadInt(j, "num_key_value_heads", &c.num_key_value_heads, false));
+  if (c.num_attention_heads > 0) c.head_dim = c.hidden_size / c.num_attention_heads;
+  KV_RETURN_IF_ERROR(ReadInt(j, "head_dim", &c.head_dim, false));
+  c.max_position_embeddings = 2048;
+  KV_RETURN_IF_ERROR(ReadInt(j, "max_position_embeddings", &c.max_position_embeddings, false));
+  KV_RETURN_IF_ERROR(ReadNumber(j, "rms_norm_eps", &c.rms_norm_eps));
+  KV_RETURN_IF_ERROR(ReadNumber(j, "rope_theta", &c.rope_theta));
+  if (auto it = j.find("tie_word_embeddings"); it != j.end() && !it->is_null()) {
+    if (!it->is_boolean()) return InvalidKey("tie_word_embeddings", *it, "a boolean");
+    c.tie_word_embeddings = it->get<bool>();
+  }
+  KV_RETURN_IF_ERROR(ReadInt(j, "bos_token_id", &c.bos_token_id, false));
+  if (auto it = j.find("eos_token_id"); it != j.end() && !it->is_null()) {
+    if (it->is_number_integer()) {
+      c.eos_token_ids.push_back(it->get<int32_t>());
+    } else if (it->is_array()) {
+      for (const Json& e : *it) {
+        if (!e.is_number_integer())
+          return InvalidKey("eos_token_id", *it, "an integer or a list of integers");
+        c.eos_token_ids.push_back(e.get<int32_t>());
+      }
+    } else {
+      return InvalidKey("eos_token_id", *it, "an integer or a list of integers");
+    }
+  }
+  if (auto it = j.find("hidden_act"); it != j.end() && !it->is_null() && *it != "silu") {
+    return absl::UnimplementedError(absl::StrCat("config.json: hidden_act ", it->dump(),
+                                                 " is not supported (supported: \"silu\")"));
+  }
+  if (auto it = j.find("rope_scaling"); it != j.end() && !it->is_null()) {
+    const Json& rs = *it;
+    const std::string type =
+        rs.is_object() ? rs.value("type", rs.value("rope_type", std::string())) : "";
+    if (!deepseek || type != "yarn") {
+      return absl::UnimplementedError(
+          absl::StrCat("config.json: rope_scaling ", rs.dump(),
+                       " is not supported (supported: type \"yarn\" for DeepseekV2ForCausalLM)"));
+    }
+    YarnScaling y;
+    KV_RETURN_IF_ERROR(ReadNumber(rs, "factor", &y.factor));
+    KV_RETURN_IF_ERROR(ReadInt(rs, "original_max_position_embeddings",
+                               &y.original_max_position_embeddings, false));
+    KV_RETURN_IF_ERROR(ReadNumber(rs, "beta_fast", &y.beta_fast));
+    KV_RETURN_IF_ERROR(ReadNumber(rs, "beta_slow", &y.beta_slow));
+    KV_RETURN_IF_ERROR(ReadNumber(rs, "mscale", &y.mscale));
+    KV_RETURN_IF_ERROR(ReadNumber(rs, "mscale_all_dim", &y.mscale_all_dim));
+    if (!(y.factor >= 1) || y.original_max_position_embeddings <= 0 ||
+        !(y.beta_fast > y.beta_slow) || !(y.beta_slow > 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config.json: rope_scaling ", rs.dump(),
+                       " needs factor >= 1, original_max_position_embeddings > 0 and beta_fast > "
+                       "beta_slow > 0"));
+    }
+    c.yarn = y;
+  }
+  if (hybrid) {
+    auto it = j.find("layer_types");
+    if (it == j.end() || !it->is_array()) {
+      return absl::InvalidArgumentError(
+          "config.json: KvserveHybridForCausalLM needs 'layer_types', a list of \"attention\" "
+          "or \"s4\" per layer");
+    }
+    for (const Json& t : *it) {
+      if (t == "attention") {
+        c.layer_types.push_back(LayerType::kAttention);
+      } else if (t == "s4") {
+        c.layer_types.push_back(LayerType::kS4);
+      } else {
+        return InvalidKey("layer_types", *it, "a list of \"attention\" or \"s4\"");
+      }
+    }
+    if (static_cast<int32_t>(c.layer_types.size()) != c.num_hidden_layers) {
+      return absl::InvalidArgumentError(absl::StrCat("config.json: 'layer_types' lists ",
+                                                     c.layer_types.size(), " layers but ",
+                                                     "num_hidden_layers is ", c.num_hidden_layers));
+    }
+    S4Dims s4;
+    KV_RETURN_IF_ERROR(ReadInt(j, "s4_d_state", &s4.state_size, true));
+    if (auto d = j.find("s4_discretization"); d != j.end() && !d->is_null()) {
+      if (*d == "bilinear") {
+        s4.bilinear = true;
+      } else if (*d != "zoh") {
+        return InvalidKey("s4_discretization", *d, "\"zoh\" or \"bilinear\"");
+      }
+    }
+    c.s4 = s4;
+  }
+  if (deepseek) {
+    MlaDims m;
+    KV_RETURN_IF_ERROR(ReadInt(j, "q_lora_rank", &m.q_lora_rank, false));
+    KV_RETURN_IF_ERROR(ReadInt(j, "kv_lora_rank", &m.kv_lora_rank, true));
+    KV_RETURN_IF_ERROR(ReadInt(j, "qk_nope_head_dim", &m.qk_nope_head_dim, true));
+    KV_RETURN_IF_ERROR(ReadInt(j, "qk_rope_head_dim", &m.qk_rope_head_dim, true));
+    KV_RETURN_IF_ERROR(ReadInt(j, "v_head_dim", &m.v_head_dim, true));
+    c.mla = m;
+    // Layer i is a mixture-of-experts layer when n_routed_experts is set, i >=
+    // first_k_dense_replace and i % moe_layer_freq == 0. Only dense layers are implemented.
+    int32_t experts = 0, first_dense = 0, freq = 1;
+    KV_RETURN_IF_ERROR(ReadInt(j, "n_routed_experts", &experts, false));
+    KV_RETURN_IF_ERROR(ReadInt(j, "first_k_dense_replace", &first_dense, false));
+    KV_RETURN_IF_ERROR(ReadInt(j, "moe_layer_freq", &freq, false));
+    for (int32_t i = std::max(first_dense, 0); experts > 0 && freq > 0 && i < c.num_hidden_layers;
+         ++i) {
+      if (i % freq == 0) {
+        return absl::UnimplementedError(absl::StrCat(
+            "config.json: layer ", i, " is a mixture-of-experts layer (n_routed_experts ", experts,
+            ", first_k_dense_replace ", first_dense,
+            "); only dense MLP layers are supported so far"));
+      }
+    }
+  }
+  for (const char* key : {"attention_bias", "mlp_bias"}) {
+    if (auto it = j.find(key); it != j.end() && it->is_boolean() && it->get<bool>()) {
+      return absl::UnimplementedError(
+          absl::StrCat("config.json: '", key, "': true is not supported"));
+    }
+  }
+  KV_RETURN_IF_ERROR(c.Validate());
+  return c;
+}
+
+absl::Status ModelConfig::Validate() const {
+  auto positive = [](absl::string_view key, int64_t v) -> absl::Status {
+    if (v > 0) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json: '", key, "' must be > 0, got ", v));
+  };
+  KV_RETURN_IF_ERROR(positive("vocab_size", vocab_size));
+  KV_RETURN_IF_ERROR(positive("hidden_size", hidden_size));
+  KV_RETURN_IF_ERROR(positive("intermediate_size", intermediate_size));
+  KV_RETURN_IF_ERROR(positive("num_hidden_layers", num_hidden_layers));
+  KV_RETURN_IF_ERROR(positive("num_attention_heads", num_attention_heads));
+  KV_RETURN_IF_ERROR(positive("num_key_value_heads", num_key_value_heads));
+  KV_RETURN_IF_ERROR(positive("head_dim", head_dim));
+  KV_RETURN_IF_ERROR(positive("max_position_embeddings", max_position_embeddings));
+  if (num_attention_heads % num_key_value_heads != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json: num_attention_heads (", num_attention_heads,
+                     ") must be a multiple of num_key_value_heads (", num_key_value_heads, ")"));
+  }
+  if (s4.has_value() && (s4->state_size <= 0 || s4->state_size % 2 != 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.json: 's4_d_state' must be a positive even number, got ", s4->state_size));
+  }
+  if (mla.has_value()) {
+    KV_RETURN_IF_ERROR(positive("kv_lora_rank", mla->kv_lora_rank));
+    KV_RETURN_IF_ERROR(positive("qk_nope_head_dim", mla->qk_nope_head_dim));
+    KV_RETURN_IF_ERROR(positive("qk_rope_head_dim", mla->qk_rope_head_dim));
+    KV_RETURN_IF_ERROR(positive("v_head_dim", mla->v_head_dim));
+    if (mla->q_lora_rank < 0) {
+      return absl::InvalidArgumentError("config.json: 'q_lora_rank' must be >= 0 or null");
+    }
+    if (mla->qk_rope_head_dim % 2 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config.json: qk_rope_head_dim must be even for RoPE, got ", mla->qk_rope_head_dim));
+    }
+  } else if (head_dim % 2 != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json: head_dim must be even for RoPE, got ", head_dim));
+  }
+  if (!(rms_norm_eps > 0) || !std::isfinite(rms_norm_eps)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json: 'rms_norm_eps' must be > 0, got ", rms_norm_eps));
+  }
+  if (!(rope_theta > 1) || !std::isfinite(rope_theta)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json: 'rope_theta' must be > 1, got ", rope_theta));
+  }
+  for (int32_t id : eos_token_ids) {
+    if (id < 0 || id >= vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config.json: eos_token_id ", id, " is outside [0, ", vocab_size, ")"));
+    }
+  }
+  if (bos_token_id >= vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("config.json: bos_token_id ", bos_token_id,
+                                                   " is outside [0, ", vocab_size, ")"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kvserve::engine

@@ -1,0 +1,338 @@
+#include "engine/model/decoder_model.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/logging.h"
+#include "base/status_macros.h"
+#include "engine/layers/gqa_attention.h"
+
+namespace kvserve::engine {
+namespace {
+
+absl::StatusOr<Linear> LoadLinear(const WeightSource& weights, const std::string& name,
+                                  int64_t out_features, int64_t in_features, int64_t* count) {
+  KV_ASSIGN_OR_RETURN(std::vector<float> w, weights(name, {out_features, in_features}));
+  *count += out_features * in_features;
+  return Linear::Create(std::move(w), out_features, in_features);
+}
+
+absl::StatusOr<std::vector<float>> LoadVector(const WeightSource& weights, const std::string& name,
+                                              int64_t size, int64_t* count) {
+  KV_ASSIGN_OR_RETURN(std::vector<float> w, weights(name, {size}));
+  *count += size;
+  return w;
+}
+
+// An S4 layer's SSM parameters (docs/model-format.md): channels = hidden_size, M complex modes.
+absl::StatusOr<std::unique_ptr<S4Layer>> LoadS4(const ModelConfig& config,
+                                                const WeightSource& weights,
+                                                const std::string& prefix, int64_t* count) {
+  const int64_t h = config.hidden_size;
+  const int64_t m = config.s4->state_size / 2;
+  S4Params params;
+  params.channels = h;
+  params.modes = m;
+  params.discretization =
+      config.s4->bilinear ? S4Discretization::kBilinear : S4Discretization::kZoh;
+  KV_ASSIGN_OR_RETURN(params.log_dt, weights(prefix + "log_dt", {h}));
+  KV_ASSIGN_OR_RETURN(params.a_real, weights(prefix + "A_real", {h, m}));
+  KV_ASSIGN_OR_RETURN(params.a_imag, weights(prefix + "A_imag", {h, m}));
+  KV_ASSIGN_OR_RETURN(params.b, weights(prefix + "B", {h, m, 2}));
+  KV_ASSIGN_OR_RETURN(params.c, weights(prefix + "C", {h, m, 2}));
+  KV_ASSIGN_OR_RETURN(params.d, weights(prefix + "D", {h}));
+  *count += h * (2 + 6 * m);
+  auto layer = S4Layer::Create(std::move(params));
+  if (!layer.ok()) {
+    return absl::Status(layer.status().code(),
+                        absl::StrCat(prefix, ": ", layer.status().message()));
+  }
+  return layer;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DecoderModel>> DecoderModel::Create(const ModelConfig& config,
+                                                                   const WeightSource& weights) {
+  KV_RETURN_IF_ERROR(config.Validate());
+  const int64_t hidden = config.hidden_size;
+  const int64_t q_dim = int64_t{config.num_attention_heads} * config.head_dim;
+  const int64_t kv_dim = int64_t{config.num_key_value_heads} * config.head_dim;
+  const int64_t inter = config.intermediate_size;
+  const int64_t vocab = config.vocab_size;
+  int64_t count = 0;
+
+  KV_ASSIGN_OR_RETURN(std::vector<float> embed,
+                      weights("model.embed_tokens.weight", {vocab, hidden}));
+  count += vocab * hidden;
+  std::vector<Layer> layers;
+  layers.reserve(config.num_hidden_layers);
+  for (int i = 0; i < config.num_hidden_layers; ++i) {
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    KV_ASSIGN_OR_RETURN(auto attn_norm,
+                        LoadVector(weights, p + "input_layernorm.weight", hidden, &count));
+    Layer layer;
+    layer.attn_norm = std::move(attn_norm);
+    if (config.layer_type(i) == LayerType::kS4) {
+      KV_ASSIGN_OR_RETURN(layer.s4_in_proj,
+                          LoadLinear(weights, p + "s4.in_proj.weight", hidden, hidden, &count));
+      KV_ASSIGN_OR_RETURN(layer.s4, LoadS4(config, weights, p + "s4.", &count));
+      KV_ASSIGN_OR_RETURN(layer.s4_out_proj,
+                          LoadLinear(weights, p + "s4.out_proj.weight", hidden, hidden, &count));
+    } else if (config.mla.has_value()) {
+      KV_ASSIGN_OR_RETURN(layer.mla, MlaAttention::Create(config, weights, p, &count));
+    } else {
+      KV_ASSIGN_OR_RETURN(
+          layer.q_proj, LoadLinear(weights, p + "self_attn.q_proj.weight", q_dim, hidden, &count));
+      KV_ASSIGN_OR_RETURN(
+          layer.k_proj, LoadLinear(weights, p + "self_attn.k_proj.weight", kv_dim, hidden, &count));
+      KV_ASSIGN_OR_RETURN(
+          layer.v_proj, LoadLinear(weights, p + "self_attn.v_proj.weight", kv_dim, hidden, &count));
+      KV_ASSIGN_OR_RETURN(
+          layer.o_proj, LoadLinear(weights, p + "self_attn.o_proj.weight", hidden, q_dim, &count));
+    }
+    KV_ASSIGN_OR_RETURN(auto mlp_norm,
+                        LoadVector(weights, p + "post_attention_layernorm.weight", hidden, &count));
+    KV_ASSIGN_OR_RETURN(auto gate,
+                        LoadLinear(weights, p + "mlp.gate_proj.weight", inter, hidden, &count));
+    KV_ASSIGN_OR_RETURN(auto up,
+                        LoadLinear(weights, p + "mlp.up_proj.weight", inter, hidden, &count));
+    KV_ASSIGN_OR_RETURN(auto down,
+                        LoadLinear(weights, p + "mlp.down_proj.weight", hidden, inter, &count));
+    layer.mlp_norm = std::move(mlp_norm);
+    layer.gate_proj.emplace(std::move(gate));
+    layer.up_proj.emplace(std::move(up));
+    layer.down_proj.emplace(std::move(down));
+    layers.push_back(std::move(layer));
+  }
+  KV_ASSIGN_OR_RETURN(auto final_norm, LoadVector(weights, "model.norm.weight", hidden, &count));
+  std::vector<float> head_weight;
+  if (config.tie_word_embeddings) {
+    head_weight =
+        embed;  // a copy: Linear owns its weight; tied models pay vocab*hidden floats twice
+  } else {
+    KV_ASSIGN_OR_RETURN(head_weight, weights("lm_head.weight", {vocab, hidden}));
+    count += vocab * hidden;
+  }
+  KV_ASSIGN_OR_RETURN(Linear lm_head, Linear::Create(std::move(head_weight), vocab, hidden));
+  return std::unique_ptr<DecoderModel>(new DecoderModel(config, std::move(embed), std::move(layers),
+                                                        std::move(final_norm), std::move(lm_head),
+                                                        count));
+}
+
+DecoderModel::DecoderModel(const ModelConfig& config, std::vector<float> embed,
+                           std::vector<Layer> layers, std::vector<float> final_norm, Linear lm_head,
+                           int64_t num_parameters)
+    : config_(config),
+      embed_(std::move(embed)),
+      layers_(std::move(layers)),
+      final_norm_(std::move(final_norm)),
+      lm_head_(std::move(lm_head)),
+      rope_(config.head_dim, config.rope_theta),
+      mla_rope_(config.mla.has_value() ? std::make_optional<RotaryEmbedding>(
+                                             config.mla->qk_rope_head_dim, config.rope_theta,
+                                             RopeLayout::kInterleaved, config.yarn)
+                                       : std::nullopt),
+      num_parameters_(num_parameters) {
+  // Attention scores for the longest context: decode steps never reallocate them.
+  scores_.reserve(config.max_position_embeddings);
+}
+
+void DecoderModel::Reserve(int64_t n) {
+  if (n <= reserved_tokens_) return;
+  const int64_t hidden = config_.hidden_size;
+  const int64_t q_dim = int64_t{config_.num_attention_heads} * config_.head_dim;
+  tokens_.resize(n);
+  positions_.resize(n);
+  rope_table_.resize(n * config_.head_dim);
+  x_.resize(n * hidden);
+  h_.resize(n * hidden);
+  q_.resize(n * q_dim);
+  k_.resize(n * int64_t{config_.num_key_value_heads} * config_.head_dim);
+  v_.resize(n * int64_t{config_.num_key_value_heads} * config_.head_dim);
+  attn_.resize(n * q_dim);
+  s4_in_.resize(n * hidden);
+  s4_out_.resize(n * hidden);
+  gate_.resize(n * config_.intermediate_size);
+  up_.resize(n * config_.intermediate_size);
+  proj_.resize(n * hidden);
+  reserved_tokens_ = n;
+}
+
+cache::CacheSpec DecoderModel::CacheSpec(int32_t block_size) const {
+  cache::CacheSpec spec;
+  spec.block_size = block_size;
+  for (int32_t l = 0; l < config_.num_hidden_layers; ++l) {
+    if (layers_[l].s4 != nullptr) {
+      spec.layers.push_back(cache::LayerMemory::RecurrentState(layers_[l].s4->state_floats()));
+    } else if (config_.mla.has_value()) {
+      spec.layers.push_back(
+          cache::LayerMemory::MlaLatent(config_.mla->kv_lora_rank, config_.mla->qk_rope_head_dim));
+    } else {
+      spec.layers.push_back(
+          cache::LayerMemory::AttentionKv(config_.num_key_value_heads, config_.head_dim));
+    }
+  }
+  return spec;
+}
+
+void DecoderModel::Forward(absl::Span<const int32_t> tokens, int32_t start_pos,
+                           cache::KvCacheManager& cache, const cache::SequenceCache& seq,
+                           bool all_logits, float* logits) {
+  KV_CHECK(!tokens.empty());
+  // As MlaAttention::Form::kAuto: a single token is a generated one (absorbed form), a chunk is
+  // prompt (expanded form).
+  const int32_t n = static_cast<int32_t>(tokens.size());
+  const int32_t prompt_len = n == 1 ? start_pos : start_pos + n;
+  const BatchEntry entry{tokens, start_pos, &seq, /*logits=*/true, prompt_len};
+  if (!all_logits) {
+    ForwardBatch(absl::MakeConstSpan(&entry, 1), cache, logits);
+    return;
+  }
+  // Every row's logits: the one-entry batch with all its rows selected.
+  Reserve(n);
+  seq_rows_.assign(1, SequenceRows{0, n, start_pos, &seq, prompt_len});
+  logit_rows_.resize(n);
+  for (int64_t i = 0; i < n; ++i) {
+    logit_rows_[i] = i;
+    tokens_[i] = tokens[i];
+    positions_[i] = start_pos + static_cast<int32_t>(i);
+  }
+  Run(n, cache, logits);
+}
+
+void DecoderModel::ForwardBatch(absl::Span<const BatchEntry> batch, cache::KvCacheManager& cache,
+                                float* logits) {
+  int64_t num_rows = 0;
+  for (const BatchEntry& e : batch) num_rows += static_cast<int64_t>(e.tokens.size());
+  if (num_rows == 0) return;
+  Reserve(num_rows);
+  seq_rows_.clear();
+  logit_rows_.clear();
+  int64_t row = 0;
+  for (const BatchEntry& e : batch) {
+    const int64_t n = static_cast<int64_t>(e.tokens.size());
+    if (n == 0) continue;
+    KV_CHECK(e.seq != nullptr);
+    seq_rows_.push_back(SequenceRows{row, n, e.start_pos, e.seq, e.prompt_len});
+    for (int64_t i = 0; i < n; ++i) {
+      tokens_[row + i] = e.tokens[i];
+      positions_[row + i] = e.start_pos + static_cast<int32_t>(i);
+    }
+    row += n;
+    if (e.logits) logit_rows_.push_back(row - 1);
+  }
+  Run(num_rows, cache, logits);
+}
+
+void DecoderModel::Run(int64_t num_rows, cache::KvCacheManager& cache, float* logits) {
+  const int64_t hidden = config_.hidden_size;
+  const int64_t inter = config_.intermediate_size;
+  const AttentionShape shape{config_.num_attention_heads, config_.num_key_value_heads,
+                             config_.head_dim};
+  int64_t max_context = 0;
+  for (const SequenceRows& s : seq_rows_) {
+    KV_CHECK(s.start_pos >= 0 && s.start_pos + s.n <= s.seq->num_slots)
+        << "positions [" << s.start_pos << ", " << s.start_pos + s.n << ") exceed the sequence's "
+        << s.seq->num_slots << " cache slots";
+    max_context = std::max(max_context, s.start_pos + s.n);
+  }
+  if (static_cast<int64_t>(scores_.size()) < max_context) scores_.resize(max_context);
+
+  for (int64_t i = 0; i < num_rows; ++i) {
+    const int32_t id = tokens_[i];
+    KV_CHECK(id >= 0 && id < config_.vocab_size) << "token id " << id;
+    std::memcpy(&x_[i * hidden], &embed_[int64_t{id} * hidden], hidden * sizeof(float));
+  }
+  if (mla_rope_.has_value()) {
+    mla_rope_table_.resize(num_rows * config_.mla->qk_rope_head_dim);
+    mla_rope_->Table(positions_.data(), num_rows, mla_rope_table_.data());  // {rows, rope/2, 2}
+  } else {
+    rope_.Table(positions_.data(), num_rows, rope_table_.data());  // {rows, head_dim/2, 2}
+  }
+
+  for (int32_t l = 0; l < config_.num_hidden_layers; ++l) {
+    Layer& layer = layers_[l];
+    RmsNorm(x_.data(), layer.attn_norm.data(), num_rows, hidden, config_.rms_norm_eps, h_.data());
+    if (layer.s4 != nullptr) {
+      // Convolution mode for a prefill chunk, recurrent mode for one token; each sequence's state
+      // slot carries its SSM state between steps.
+      layer.s4_in_proj->Forward(h_.data(), num_rows, s4_in_.data());  // {rows, hidden}
+      for (const SequenceRows& s : seq_rows_) {
+        float* state = cache.StateData(l, *s.seq);
+        const float* u = &s4_in_[s.row * hidden];
+        float* y = &s4_out_[s.row * hidden];
+        if (s.n > 1) {
+          layer.s4->Prefill(u, s.n, state, y);  // {n, hidden}
+        } else {
+          layer.s4->Step(u, state, y);
+        }
+      }
+      Gelu(s4_out_.data(), num_rows * hidden);
+      layer.s4_out_proj->Forward(s4_out_.data(), num_rows, proj_.data());  // {rows, hidden}
+    } else if (layer.mla != nullptr) {
+      layer.mla->ForwardBatch(h_.data(), num_rows, seq_rows_, mla_rope_table_.data(), cache, l,
+                              proj_.data());  // {rows, hidden}
+    } else {
+      GqaLayer(layer, num_rows, shape, cache, l);
+    }
+    AddInPlace(x_.data(), proj_.data(), num_rows * hidden);
+
+    RmsNorm(x_.data(), layer.mlp_norm.data(), num_rows, hidden, config_.rms_norm_eps, h_.data());
+    layer.gate_proj->Forward(h_.data(), num_rows, gate_.data());  // {rows, intermediate}
+    layer.up_proj->Forward(h_.data(), num_rows, up_.data());      // {rows, intermediate}
+    SiluMul(gate_.data(), up_.data(), num_rows * inter);
+    layer.down_proj->Forward(gate_.data(), num_rows, proj_.data());  // {rows, hidden}
+    AddInPlace(x_.data(), proj_.data(), num_rows * hidden);
+  }
+
+  // Only the rows that will be sampled (or were asked for) go through the vocabulary projection.
+  const int64_t num_logits = static_cast<int64_t>(logit_rows_.size());
+  if (num_logits == 0) return;
+  logit_h_.resize(std::max<size_t>(logit_h_.size(), num_logits * hidden));
+  for (int64_t i = 0; i < num_logits; ++i) {
+    RmsNorm(&x_[logit_rows_[i] * hidden], final_norm_.data(), 1, hidden, config_.rms_norm_eps,
+            &logit_h_[i * hidden]);
+  }
+  lm_head_.Forward(logit_h_.data(), num_logits, logits);  // {logit rows, vocab}
+}
+
+void DecoderModel::GqaLayer(Layer& layer, int64_t num_rows, const AttentionShape& shape,
+                            cache::KvCacheManager& cache, int32_t l) {
+  const int64_t kv_dim = int64_t{config_.num_key_value_heads} * config_.head_dim;
+  const int64_t q_dim = int64_t{config_.num_attention_heads} * config_.head_dim;
+  layer.q_proj->Forward(h_.data(), num_rows, q_.data());  // {rows, heads, head_dim}
+  layer.k_proj->Forward(h_.data(), num_rows, k_.data());  // {rows, kv_heads, head_dim}
+  layer.v_proj->Forward(h_.data(), num_rows, v_.data());  // {rows, kv_heads, head_dim}
+  rope_.Apply(rope_table_.data(), num_rows, config_.num_attention_heads, q_.data());
+  rope_.Apply(rope_table_.data(), num_rows, config_.num_key_value_heads, k_.data());
+  float* arena = cache.LayerData(l);
+  for (const SequenceRows& s : seq_rows_) {
+    // Scatter the new K/V rows into their cache slots: {slot, [K kv_dim | V kv_dim]}.
+    for (int64_t i = 0; i < s.n; ++i) {
+      float* row = arena + cache.SlotOf(*s.seq, s.start_pos + static_cast<int32_t>(i)) * 2 * kv_dim;
+      std::memcpy(row, &k_[(s.row + i) * kv_dim], kv_dim * sizeof(float));
+      std::memcpy(row + kv_dim, &v_[(s.row + i) * kv_dim], kv_dim * sizeof(float));
+    }
+    const KvView kv{arena, arena + kv_dim, 2 * kv_dim, s.seq->blocks.data(), cache.block_size()};
+    GqaAttention(&q_[s.row * q_dim], kv, s.start_pos, s.n, shape, scores_.data(),
+                 &attn_[s.row * q_dim]);  // {n, heads, head_dim}
+  }
+  layer.o_proj->Forward(attn_.data(), num_rows, proj_.data());  // {rows, hidden}
+}
+
+void DecoderModel::set_batch_invariant(bool on) {
+  for (Layer& layer : layers_) {
+    for (std::optional<Linear>* linear :
+         {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj, &layer.s4_in_proj,
+          &layer.s4_out_proj, &layer.gate_proj, &layer.up_proj, &layer.down_proj}) {
+      if (linear->has_value()) (*linear)->set_row_invariant(on);
+    }
+    if (layer.mla != nullptr) layer.mla->set_row_invariant(on);
+  }
+  lm_head_.set_row_invariant(on);
+}
+
+}  // namespace kvserve::engine

@@ -1,0 +1,143 @@
+// DecoderModel: the decoder-only transformers of Hugging Face's LlamaForCausalLM and
+// DeepseekV2ForCausalLM (dense MLP layers), and kvserve's attention/S4 hybrids, in f32.
+//
+//   x = embed(tokens)                                     {n, hidden}
+//   per layer:  x += mixer(h),  h = RMSNorm(x), mixer one of
+//                 GQA  o_proj(GQA(RoPE(q_proj h), RoPE(k_proj h), v_proj h))     paged K/V
+//                 MLA  MlaAttention (mla_attention.h)                           paged latent
+//                 S4   out_proj(GELU(S4(u) + D·u)), u = in_proj h (s4_layer.h)   recurrent state
+//               x += down_proj(silu(gate_proj(h)) * up_proj(h)),  h = RMSNorm(x)
+//   logits = lm_head(RMSNorm(x))                          {n, vocab}  (lm_head = embed when tied)
+//
+// Weights come from a WeightSource, so a checkpoint on disk and the embedded seeded-random default
+// model are built by exactly the same code.
+//
+// Thread-safety: Forward mutates internal workspaces; one thread (the engine thread) at a time.
+#ifndef KVSERVE_ENGINE_MODEL_DECODER_MODEL_H_
+#define KVSERVE_ENGINE_MODEL_DECODER_MODEL_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "cache/cache_spec.h"
+#include "cache/kv_cache_manager.h"
+#include "engine/checkpoint/model_config.h"
+#include "engine/checkpoint/weight_source.h"
+#include "engine/kernels/aligned_buffer.h"
+#include "engine/kernels/linear.h"
+#include "engine/kernels/ops.h"
+#include "engine/layers/batch_rows.h"
+#include "engine/layers/gqa_attention.h"
+#include "engine/layers/mla_attention.h"
+#include "engine/layers/rope.h"
+#include "engine/layers/s4_layer.h"
+
+namespace kvserve::engine {
+
+class DecoderModel {
+ public:
+  static absl::StatusOr<std::unique_ptr<DecoderModel>> Create(const ModelConfig& config,
+                                                              const WeightSource& weights);
+
+  // Runs tokens at positions [start_pos, start_pos + n) (n = tokens.size()) of the sequence `seq`,
+  // writing their K/V into its cache slots and the logits: [n, vocab] when all_logits, else [vocab]
+  // for the last token only.
+  // REQUIRES: the cache holds positions [0, start_pos) of this sequence; seq has slots for
+  //           [0, start_pos + n); every token id in [0, vocab_size); cache built from CacheSpec().
+  void Forward(absl::Span<const int32_t> tokens, int32_t start_pos, cache::KvCacheManager& cache,
+               const cache::SequenceCache& seq, bool all_logits, float* logits);
+
+  // One sequence's part of a batched step.
+  struct BatchEntry {
+    absl::Span<const int32_t> tokens;  // positions [start_pos, start_pos + tokens.size())
+    int32_t start_pos = 0;
+    const cache::SequenceCache* seq = nullptr;
+    bool logits = false;     // produce the logits of its last token
+    int32_t prompt_len = 0;  // positions from here on are generated tokens (SequenceRows)
+  };
+  // Runs every entry's tokens through the model in one batched step: each weight's matmul runs
+  // once over all rows; attention and S4 run per sequence over its own cache. Writes one logits
+  // row {vocab} per entry with logits = true, in entry order, to `logits`.
+  // REQUIRES: as for Forward, per entry; entries belong to distinct sequences; a batch with no
+  // tokens is allowed and does nothing.
+  void ForwardBatch(absl::Span<const BatchEntry> batch, cache::KvCacheManager& cache,
+                    float* logits);
+
+  // Every matmul computes each row as it would alone (Linear::set_row_invariant); on by default.
+  void set_batch_invariant(bool on);
+
+  // The cache this model needs: one attention K/V layer per decoder layer.
+  cache::CacheSpec CacheSpec(int32_t block_size) const;
+
+  const ModelConfig& config() const { return config_; }
+  int64_t num_parameters() const { return num_parameters_; }
+
+ private:
+  struct Layer {
+    std::vector<float> attn_norm;       // [hidden]
+    std::optional<Linear> q_proj;       // GQA: [heads*head_dim, hidden]
+    std::optional<Linear> k_proj;       // GQA: [kv_heads*head_dim, hidden]
+    std::optional<Linear> v_proj;       // GQA: [kv_heads*head_dim, hidden]
+    std::optional<Linear> o_proj;       // GQA: [hidden, heads*head_dim]
+    std::unique_ptr<MlaAttention> mla;  // MLA layers instead of the four above
+    std::optional<Linear> s4_in_proj;   // S4: [hidden, hidden] before the SSM
+    std::unique_ptr<S4Layer> s4;        // S4 layers instead of attention
+    std::optional<Linear> s4_out_proj;  // S4: [hidden, hidden] after GELU
+    std::vector<float> mlp_norm;        // [hidden]
+    std::optional<Linear> gate_proj;    // [intermediate, hidden]
+    std::optional<Linear> up_proj;      // [intermediate, hidden]
+    std::optional<Linear> down_proj;    // [hidden, intermediate]
+  };
+
+  DecoderModel(const ModelConfig& config, std::vector<float> embed, std::vector<Layer> layers,
+               std::vector<float> final_norm, Linear lm_head, int64_t num_parameters);
+  // The batched step over rows_ (one SequenceRows per entry); logit_rows_ lists the rows whose
+  // logits go to `logits`, in order.
+  void Run(int64_t num_rows, cache::KvCacheManager& cache, float* logits);
+  // One GQA attention layer: reads h_, writes the layer's output to proj_ {rows, hidden}.
+  void GqaLayer(Layer& layer, int64_t num_rows, const AttentionShape& shape,
+                cache::KvCacheManager& cache, int32_t l);
+  // Grows the per-row workspaces to hold n rows.
+  void Reserve(int64_t n);
+
+  ModelConfig config_;
+  std::vector<float> embed_;  // [vocab, hidden]
+  std::vector<Layer> layers_;
+  std::vector<float> final_norm_;            // [hidden]
+  Linear lm_head_;                           // [vocab, hidden]
+  RotaryEmbedding rope_;                     // GQA layers: head_dim, rotate-half
+  std::optional<RotaryEmbedding> mla_rope_;  // MLA layers: rope dims, interleaved, YaRN
+  int64_t num_parameters_;
+
+  // Workspaces, grown on demand and reused across calls (no allocation per decode step).
+  int64_t reserved_tokens_ = 0;
+  std::vector<SequenceRows> seq_rows_;  // one per sequence of the current step
+  std::vector<int64_t> logit_rows_;     // rows whose logits the caller wants
+  AlignedFloats logit_h_;               // [logit rows, hidden] their normed hidden states
+  std::vector<int32_t> tokens_;         // [n]
+  std::vector<int32_t> positions_;      // [n]
+  std::vector<float> rope_table_;       // [n, head_dim/2, 2]
+  std::vector<float> mla_rope_table_;   // [n, qk_rope_head_dim/2, 2]
+  AlignedFloats x_;                     // [n, hidden] residual stream
+  AlignedFloats h_;                     // [n, hidden] normed
+  AlignedFloats q_;                     // [n, heads*head_dim]
+  AlignedFloats k_;                     // [n, kv_heads*head_dim]
+  AlignedFloats v_;                     // [n, kv_heads*head_dim]
+  AlignedFloats attn_;                  // [n, heads*head_dim]
+  AlignedFloats s4_in_;                 // [n, hidden] S4 input after in_proj
+  AlignedFloats s4_out_;                // [n, hidden] S4 output before out_proj
+  AlignedFloats gate_;                  // [n, intermediate]
+  AlignedFloats up_;                    // [n, intermediate]
+  AlignedFloats proj_;                  // [n, hidden]
+  std::vector<float> scores_;           // [context]
+};
+
+}  // namespace kvserve::engine
+
+#endif  // KVSERVE_ENGINE_MODEL_DECODER_MODEL_H_

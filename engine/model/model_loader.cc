@@ -1,0 +1,232 @@
+#include "engine/model/model_loader.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/logging.h"
+#include "base/status_macros.h"
+#include "engine/checkpoint/safetensors.h"
+#include "engine/layers/s4_layer.h"
+#include "nlohmann/json.hpp"
+
+namespace kvserve::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::string> ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path.string()));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+// Every tensor of a checkpoint, across one file or the shards of an index.
+class CheckpointTensors {
+ public:
+  absl::Status Open(const fs::path& dir) {
+    const fs::path single = dir / "model.safetensors";
+    const fs::path index = dir / "model.safetensors.index.json";
+    if (fs::exists(single)) return AddFile(single);
+    if (!fs::exists(index)) {
+      return absl::NotFoundError(absl::StrCat(dir.string(), ": neither model.safetensors nor ",
+                                              "model.safetensors.index.json found"));
+    }
+    KV_ASSIGN_OR_RETURN(std::string text, ReadFile(index));
+    auto json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (json.is_discarded() || !json.is_object() || !json.contains("weight_map") ||
+        !json["weight_map"].is_object()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(index.string(), ": expected an object with a \"weight_map\" object"));
+    }
+    std::map<std::string, bool> shards;
+    for (const auto& [tensor, file] : json["weight_map"].items()) {
+      if (!file.is_string()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(index.string(), ": weight_map[\"", tensor, "\"] must be a file name"));
+      }
+      const std::string name = file.get<std::string>();
+      if (name.find('/') != std::string::npos || name == "..") {
+        return absl::InvalidArgumentError(
+            absl::StrCat(index.string(), ": shard name '", name, "' must be a plain file name"));
+      }
+      shards[name] = true;
+    }
+    for (const auto& [name, unused] : shards) KV_RETURN_IF_ERROR(AddFile(dir / name));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<float>> Read(const std::string& name,
+                                          const std::vector<int64_t>& shape) const {
+    auto it = by_name_.find(name);
+    if (it == by_name_.end()) {
+      return absl::NotFoundError(absl::StrCat("checkpoint has no tensor '", name, "'"));
+    }
+    const TensorView& t = *it->second;
+    if (t.shape != shape) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has shape ",
+                                                     ShapeString(t.shape), ", config.json implies ",
+                                                     ShapeString(shape)));
+    }
+    std::vector<float> out(t.NumElements());
+    KV_RETURN_IF_ERROR(ConvertToFloat(t, absl::MakeSpan(out)));
+    return out;
+  }
+
+ private:
+  absl::Status AddFile(const fs::path& path) {
+    KV_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path.string()));
+    for (const TensorView& t : file->tensors()) {
+      if (!by_name_.emplace(t.name, &t).second) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor '", t.name, "' appears in more than one shard"));
+      }
+    }
+    files_.push_back(std::move(file));
+    return absl::OkStatus();
+  }
+
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, const TensorView*, std::less<>> by_name_;
+};
+
+uint64_t Fnv1a(std::string_view text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+// Deterministic N(0, stddev²) weights per tensor, seeded by (seed, name) so that the values do not
+// depend on the order tensors are requested in. Box-Muller on our own uniform conversion keeps them
+// identical across standard libraries.
+std::vector<float> RandomTensor(uint64_t seed, const std::string& name, int64_t count,
+                                double stddev) {
+  std::mt19937_64 rng(seed ^ Fnv1a(name));
+  auto uniform = [&rng] { return (static_cast<double>(rng() >> 11) + 0.5) * 0x1.0p-53; };
+  std::vector<float> out(count);
+  for (int64_t i = 0; i < count; i += 2) {
+    const double r = std::sqrt(-2.0 * std::log(uniform()));
+    const double theta = 2.0 * M_PI * uniform();
+    out[i] = static_cast<float>(stddev * r * std::cos(theta));
+    if (i + 1 < count) out[i + 1] = static_cast<float>(stddev * r * std::sin(theta));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<LoadedModel> LoadModelDirectory(const std::string& dir) {
+  const fs::path root(dir);
+  KV_ASSIGN_OR_RETURN(std::string config_text, ReadFile(root / "config.json"));
+  auto config_or = ModelConfig::FromJson(config_text);
+  if (!config_or.ok()) {
+    return absl::Status(config_or.status().code(),
+                        absl::StrCat(dir, "/", config_or.status().message()));
+  }
+  const ModelConfig& config = *config_or;
+  CheckpointTensors tensors;
+  KV_RETURN_IF_ERROR(tensors.Open(root));
+  auto model = DecoderModel::Create(
+      config, [&tensors](const std::string& name, const std::vector<int64_t>& shape) {
+        return tensors.Read(name, shape);
+      });
+  if (!model.ok()) {
+    return absl::Status(model.status().code(), absl::StrCat(dir, ": ", model.status().message()));
+  }
+  if (fs::exists(root / "tokenizer.json")) {
+    KV_LOG(WARNING) << dir << ": tokenizer.json is not supported yet; using the byte-level "
+                    << "tokenizer (text will only be meaningful for byte-level models)";
+  }
+  LoadedModel loaded;
+  loaded.model = std::move(*model);
+  loaded.tokenizer = std::make_unique<ByteTokenizer>(
+      config.vocab_size, config.bos_token_id,
+      config.eos_token_ids.empty() ? -1 : config.eos_token_ids.front());
+  loaded.source = fs::absolute(root).lexically_normal().string();
+  return loaded;
+}
+
+ModelConfig DefaultModelConfig() {
+  ModelConfig c;
+  c.architecture = "LlamaForCausalLM";
+  c.vocab_size = 320;  // 256 bytes, BOS 256, EOS 257, the rest unused
+  c.hidden_size = 256;
+  c.intermediate_size = 688;
+  c.num_hidden_layers = 4;
+  c.num_attention_heads = 8;
+  c.num_key_value_heads = 2;
+  c.head_dim = 32;
+  c.max_position_embeddings = 2048;
+  c.rms_norm_eps = 1e-5f;
+  c.rope_theta = 10000.0;
+  // Untied: a separate N(0, 1/hidden) head keeps logits O(1), so sampling at temperature 1 is
+  // diverse instead of echoing the embedding of the last input byte.
+  c.tie_word_embeddings = false;
+  c.bos_token_id = 256;
+  c.eos_token_ids = {257};
+  return c;
+}
+
+absl::StatusOr<LoadedModel> CreateRandomModel(const ModelConfig& config, uint64_t seed) {
+  auto source = [seed](const std::string& name,
+                       const std::vector<int64_t>& shape) -> absl::StatusOr<std::vector<float>> {
+    int64_t count = 1;
+    for (int64_t d : shape) count *= d;
+    // S4 layers (docs/model-format.md): S4D-Lin modes, steps spread over [0.001, 0.1].
+    auto ends_with = [&name](std::string_view suffix) {
+      return name.size() >= suffix.size() &&
+             name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (ends_with("s4.log_dt")) {
+      std::vector<float> v(count);
+      for (int64_t i = 0; i < count; ++i) {
+        v[i] = static_cast<float>(std::log(0.001) + (std::log(0.1) - std::log(0.001)) * i /
+                                                        std::max<int64_t>(1, count - 1));
+      }
+      return v;
+    }
+    if (ends_with("s4.A_real") || ends_with("s4.A_imag")) {
+      std::vector<float> re(count), im(count);
+      S4dLinInit(shape[1], re.data(), im.data());  // the same modes for every channel
+      for (int64_t h = 1; h < shape[0]; ++h) {
+        std::copy_n(re.data(), shape[1], re.data() + h * shape[1]);
+        std::copy_n(im.data(), shape[1], im.data() + h * shape[1]);
+      }
+      return ends_with("s4.A_real") ? re : im;
+    }
+    if (ends_with("s4.B") || ends_with("s4.C") || ends_with("s4.D")) {
+      return RandomTensor(seed, name, count, 1.0);
+    }
+    if (shape.size() == 1) return std::vector<float>(count, 1.0f);  // RMSNorm gains
+    // Embeddings N(0, 1); projections N(0, 1/in) so activations keep unit scale through the layers.
+    const double stddev =
+        name == "model.embed_tokens.weight" ? 1.0 : 1.0 / std::sqrt(static_cast<double>(shape[1]));
+    return RandomTensor(seed, name, count, stddev);
+  };
+  KV_ASSIGN_OR_RETURN(auto model, DecoderModel::Create(config, source));
+  LoadedModel loaded;
+  loaded.model = std::move(model);
+  loaded.tokenizer = std::make_unique<ByteTokenizer>(
+      config.vocab_size, config.bos_token_id,
+      config.eos_token_ids.empty() ? -1 : config.eos_token_ids.front());
+  loaded.source = absl::StrCat("embedded (random weights, seed ", seed, ")");
+  loaded.random_weights = true;
+  return loaded;
+}
+
+}  // namespace kvserve::engine

@@ -1,0 +1,41 @@
+// Loading models: Hugging Face checkpoint directories and the embedded seeded-random default.
+//
+// A checkpoint directory holds `config.json` and either `model.safetensors` or a sharded
+// `model.safetensors.index.json` + shards, with LlamaForCausalLM tensor names. F32, F16 and BF16
+// tensors are converted to f32 at load.
+#ifndef KVSERVE_ENGINE_MODEL_MODEL_LOADER_H_
+#define KVSERVE_ENGINE_MODEL_MODEL_LOADER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "engine/checkpoint/model_config.h"
+#include "engine/model/decoder_model.h"
+#include "engine/text/tokenizer.h"
+
+namespace kvserve::engine {
+
+struct LoadedModel {
+  std::unique_ptr<DecoderModel> model;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::string source;  // directory, or "embedded (random weights, seed N)"
+  bool random_weights = false;
+};
+
+// Loads config.json + safetensors from `dir`. Errors name the file and tensor at fault.
+absl::StatusOr<LoadedModel> LoadModelDirectory(const std::string& dir);
+
+// The embedded default: a small LlamaForCausalLM-shaped GQA model (vocab 320 = 256 bytes +
+// specials, hidden 256, 4 layers, 8 query heads / 2 KV heads, head_dim 32, SwiGLU 688, context
+// 2048) with weights drawn from a fixed seed, and the byte-level tokenizer. It generates noise: it
+// exists so the whole serving path runs with no model files at all.
+inline constexpr char kDefaultModelName[] = "tiny-llama-gqa-random-weights";
+inline constexpr uint64_t kDefaultModelSeed = 20241128;
+ModelConfig DefaultModelConfig();
+absl::StatusOr<LoadedModel> CreateRandomModel(const ModelConfig& config, uint64_t seed);
+
+}  // namespace kvserve::engine
+
+#endif  // KVSERVE_ENGINE_MODEL_MODEL_LOADER_H_
