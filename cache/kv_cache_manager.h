@@ -10,12 +10,13 @@
 // blocks[p / block_size] * block_size + p % block_size of every paged layer's arena.
 //
 // Life of a sequence (vLLM's two-step "does it fit, then commit" discipline):
-//   Begin                → an empty SequenceCache (and a state slot, if the model has recurrent
-//   layers) AttachCachedPrefix   → reuse the longest run of cached full blocks of the prompt
-//   AllocateSlots(n)     → make positions [0, n) writable; false = does not fit, nothing changed
+//   Begin               → an empty SequenceCache (and a state slot, if the model has
+//                         recurrent layers)
+//   AttachCachedPrefix  → reuse the longest run of cached full blocks of the prompt
+//   AllocateSlots(n)    → make positions [0, n) writable; false = does not fit, nothing changed
 //   ... the model writes K/V of the new positions ...
-//   Commit               → register blocks that became full in the prefix cache
-//   Free                 → release blocks tail first (so tails are evicted before shared heads)
+//   Commit              → register blocks that became full in the prefix cache
+//   Free                → release blocks tail first (so tails are evicted before shared heads)
 //
 // Thread-safety: none; owned by the engine thread.
 #ifndef KVSERVE_CACHE_KV_CACHE_MANAGER_H_
