@@ -110,7 +110,7 @@ void SymmetricEigen(const DenseMatrix& x, std::vector<double>* eigenvalues, Dens
 //   A = V Λ V* − P Pᵀ,   Λ = −½ + iΩ,   V unitary,
 // found by diagonalising the skew-symmetric S = A + P Pᵀ + ½I: the symmetric SᵀS = −S² (Jacobi)
 // gives ω² and a vector q of each invariant plane, S q / ω its partner, and (q − i S q/ω)/√2 the
-// eigenvector of S for iω. Conventions (those of tools/reference_hybrid_s4.py): the first N/2
+// eigenvector of S for iω. Conventions (those of tools/reference/hybrid_s4.py): the first N/2
 // eigenvalues have 0 < ω_0 < ω_1 < …, λ_{j+N/2} = conj(λ_j) with column j + N/2 of V the
 // conjugate of column j, and every column's first component is real and positive.
 // REQUIRES: n even, n ≥ 2.

@@ -9,7 +9,7 @@
 #   test     GoogleTest/GMock, Google Benchmark, promtool (in Debian's prometheus package),
 #            yamllint (tests/deploy/check_manifests.sh)
 #   sanitize clang 14 and its sanitizer runtimes (ASan, UBSan, TSan)
-#   python   Debian's PyTorch/numpy/grpcio for tools/*.py (run them with /usr/bin/python3)
+#   python   Debian's PyTorch/numpy/grpcio for tools/reference/ (run with /usr/bin/python3)
 #   runtime  shared libraries only, for the container's final stage
 #   image    podman, runc and mmdebstrap: build and run the image without a Docker engine
 #            (scripts/image-test.sh)

@@ -664,7 +664,7 @@ TEST(HippoLegSNplrTest, S4dLegSInitIsThePositiveFrequencyHalfInFloat) {
   }
 }
 
-// The values tools/reference_hybrid_s4.py (numpy eigh on −iS, the same phase and order
+// The values tools/reference/hybrid_s4.py (numpy eigh on −iS, the same phase and order
 // conventions) writes into tests/data/tiny_hybrid_s4 for s4_d_state = 8, as fp32.
 TEST(HippoLegSNplrTest, S4dLegSInitMatchesTheReferenceToolForN8) {
   std::vector<float> a_real(4), a_imag(4), b(8);
