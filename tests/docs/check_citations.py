@@ -19,7 +19,8 @@ Not checked: tokens with placeholders (`<name>`, `${var}`, `{a,b}`, `%s`), gener
 must match at least one tracked path.
 
 Also failures, anywhere in a scanned file: a mention of the out-of-tree notes (`../shared`,
-`/work/shared`) or a bare `math.md` that is not `docs/math.md` — a clone has neither.
+`/work/shared`), or the math notes' file name without its `docs/` directory — a clone has
+neither.
 
 Output: one line per problem, `file:line: <path>: <what is wrong>`, with the tracked files of the
 same name as a hint when a file has moved; exit status 1 if there is any, else 0.
@@ -53,8 +54,11 @@ GENERATED = re.compile(r"(\.pb\.(h|cc)|_pb2(_grpc)?\.py)$")
 # The notes that live outside the repository.
 OUT_OF_TREE = re.compile("(" + re.escape("../" + "shared") + "|" + re.escape("/work/" + "shared")
                          + ")")
-BARE_MATH_MD = re.compile(r"(?<![\w/.\-])" + re.escape("math" + ".md"))
-DOCS_MATH_MD = re.compile(re.escape("docs/" + "math" + ".md"))
+# The math notes' file name, spelt in pieces so that the sed rewrite which adds docs/ in
+# other files leaves this one alone.
+MATH_MD = "math" + ".md"
+BARE_MATH_MD = re.compile(r"(?<![\w/.\-])" + re.escape(MATH_MD))
+DOCS_MATH_MD = re.compile(re.escape("docs/" + MATH_MD))
 
 
 def tracked_files(root):
@@ -177,7 +181,7 @@ def check_line(tree, file_path, lineno, line):
     bare = {m.start() for m in BARE_MATH_MD.finditer(line)}
     in_docs = {m.start() + len("docs/") for m in DOCS_MATH_MD.finditer(line)}
     for _ in sorted(bare - in_docs):
-        problems.append(f"{file_path}:{lineno}: math.md: write docs/math.md")
+        problems.append(f"{file_path}:{lineno}: {MATH_MD}: write docs/{MATH_MD}")
     return problems
 
 
@@ -214,7 +218,7 @@ SELF_TEST_FILES = {
     "tests/CMakeLists.txt": "add_test(COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/deploy/check.sh)\n",
     "tests/deploy/check.sh": "#!/bin/sh\n",
     "tools/reference/llama.py": "# Writes tests/data/tiny_a/config.json.\n",
-    # A missing file, a header that moved, a stale glob, notes outside the tree, a bare math.md.
+    # A missing file, a header that moved, a stale glob, notes outside the tree, a bare name.
     "server/main.cc": "// See docs/missing.md and engine/s4_layer.h.\n"
                       "// Fixtures: tests/data/tiny_b*/\n",
     "scripts/x.sh": "# from ../" + "shared/reference/math" + ".md, also math" + ".md §7\n",
@@ -222,7 +226,7 @@ SELF_TEST_FILES = {
 SELF_TEST_EXPECTED = [
     "scripts/x.sh:1: ../shared: cites notes outside the repository; cite docs/ or the primary "
     "source",
-    "scripts/x.sh:1: math.md: write docs/math.md",
+    f"scripts/x.sh:1: {MATH_MD}: write docs/{MATH_MD}",
     "server/main.cc:1: docs/missing.md: no such file or directory",
     "server/main.cc:1: engine/s4_layer.h: no such file or directory (tracked files of that name: "
     "engine/layers/s4_layer.h)",
