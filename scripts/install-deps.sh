@@ -7,9 +7,9 @@
 #   build    compilers, CMake, gRPC/protobuf, oneDNN, Abseil, nlohmann-json, prometheus-cpp, FFTW
 #            (S4 convolution): what `kvserve` needs
 #   test     GoogleTest/GMock, Google Benchmark, promtool (in Debian's prometheus package),
-#            yamllint (tests/deploy/check_manifests.sh)
+#            yamllint (tests/deploy/check_manifests.sh), python3 (tests/docs/check_citations.py)
 #   sanitize clang 14 and its sanitizer runtimes (ASan, UBSan, TSan)
-#   python   Debian's PyTorch/numpy/grpcio for tools/*.py (run them with /usr/bin/python3)
+#   python   Debian's PyTorch/numpy/grpcio for tools/reference/ (run with /usr/bin/python3)
 #   runtime  shared libraries only, for the container's final stage
 #   image    podman, runc and mmdebstrap: build and run the image without a Docker engine
 #            (scripts/image-test.sh)
@@ -21,7 +21,7 @@ declare -A groups=(
   [build]="g++ cmake ninja-build ccache pkg-config git libgrpc++-dev protobuf-compiler-grpc
            libprotobuf-dev protobuf-compiler grpc-proto libdnnl-dev libabsl-dev nlohmann-json3-dev
            prometheus-cpp-dev libfftw3-dev"
-  [test]="libgtest-dev libgmock-dev libbenchmark-dev prometheus yamllint"
+  [test]="libgtest-dev libgmock-dev libbenchmark-dev prometheus yamllint python3"
   [sanitize]="clang-14 libclang-rt-14-dev"
   [image]="podman runc mmdebstrap"
   [bench]="gnuplot-nox"

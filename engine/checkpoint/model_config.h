@@ -31,7 +31,7 @@ struct YarnScaling {
   double mscale_all_dim = 0.0;
 };
 
-// Multi-head latent attention dimensions (DeepSeek-V2, math.md §2.2).
+// Multi-head latent attention dimensions (DeepSeek-V2, docs/math.md §2.2).
 struct MlaDims {
   int32_t q_lora_rank = 0;  // 0: no query compression (plain q_proj)
   int32_t kv_lora_rank = 0;

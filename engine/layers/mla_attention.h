@@ -13,9 +13,9 @@
 //   expanded  (prompt positions): decompress every cached c_KV through kv_b_proj into per-head K
 //             and V, then attention with head size nope + rope (keys) and v_head_dim (values);
 //   absorbed  (generated positions): q~_h = W_UK_hᵀ q_C_h, scores q~_h·c_KV + q_R_h·k_R, latent
-//   output
-//             ō_h = Σ p c_KV, then o_h = W_UV_h ō_h. W_UK and W_UV are applied in sequence, never
-//             pre-multiplied with W_UQ or W_O: the product loses precision (math.md §2.1, note 3).
+//             output ō_h = Σ p c_KV, then o_h = W_UV_h ō_h. W_UK and W_UV are applied in
+//             sequence, never pre-multiplied with W_UQ or W_O: the product loses precision
+//             (docs/math.md §2.1, note 3).
 // Both use the softmax scale 1/sqrt(nope + rope) (× YaRN mscale²).
 //
 // Thread-safety: Forward mutates workspaces; one thread (the engine thread) at a time.

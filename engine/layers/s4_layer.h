@@ -1,9 +1,9 @@
 // The state-space core of one S4 (S4D) layer: H independent single-input single-output SSMs, one
-// per channel, each with M complex diagonal modes (math.md §5.1, §5.5).
+// per channel, each with M complex diagonal modes (docs/math.md §5.1, §5.5).
 //
 // A conjugate pair of modes is kept once, so the state of one channel is M complex numbers
 // (N = 2M real numbers) and every output takes 2·Re of the modes' sum. Two computational views
-// give the same outputs (math.md §5.2, §5.6):
+// give the same outputs (docs/math.md §5.2, §5.6):
 //   - Prefill, the convolution view: y = K * u by FFT over a padded length, plus the contribution
 //     of the state carried in from an earlier chunk, and the state after the chunk computed
 //     directly as a Vandermonde product, so decode can continue from it.
@@ -82,7 +82,7 @@ class S4Layer {
   void Kernel(int64_t length, std::vector<double>* k) const;
 
   // For tests: the convolution WITHOUT 2L padding (circular, length L), from a zero state and with
-  // the D u skip — detectably wrong, as math.md §7 oracle 11 requires. u, y: [L, H].
+  // the D u skip — detectably wrong, as docs/math.md §7 oracle 11 requires. u, y: [L, H].
   void CircularConvolutionForTest(const float* u, int64_t length, float* y);
 
  private:
@@ -112,7 +112,7 @@ class S4Layer {
   std::unique_ptr<FftConvolver> fft_;
 };
 
-// S4D initialisations of λ for M modes (math.md §5.5), written to a_real[M] and a_imag[M]:
+// S4D initialisations of λ for M modes (docs/math.md §5.5), written to a_real[M] and a_imag[M]:
 //   S4D-Lin  λ_n = −½ + iπn
 //   S4D-Inv  λ_n = −½ + i(N/π)(N/(2n+1) − 1), N = 2M
 void S4dLinInit(int64_t modes, float* a_real, float* a_imag);

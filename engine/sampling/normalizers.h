@@ -1,4 +1,4 @@
-// Sparse alternatives to softmax: sparsemax and entmax-1.5 (math.md §6 items 5 and 6).
+// Sparse alternatives to softmax: sparsemax and entmax-1.5 (docs/math.md §6 items 5 and 6).
 //
 //   std::vector<double> p(x.size());
 //   const double lambda = Sparsemax(x, absl::MakeSpan(p));  // p_i = max(x_i - lambda, 0)
@@ -64,7 +64,7 @@ class SparsemaxThreshold {
 };
 
 // The support search of Entmax15, same protocol as SparsemaxThreshold. With z = x / 2 and the
-// first k sorted values: λ_k = mean(z) - sqrt(1/k - var(z)) (math.md §6 item 6).
+// first k sorted values: λ_k = mean(z) - sqrt(1/k - var(z)) (docs/math.md §6 item 6).
 class Entmax15Threshold {
  public:
   // Feeds x_(k+1) (not halved). REQUIRES: x finite and <= every value fed before.

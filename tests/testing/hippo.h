@@ -1,4 +1,4 @@
-// HiPPO matrices and their discretisations, dense and in double precision (math.md §4, §5.4).
+// HiPPO matrices and their discretisations, dense and in double precision (docs/math.md §4, §5.4).
 //
 // For tests and for tools that export S4 models: everything here is O(N²)–O(N³) on small N (tens
 // to a few hundred), except the O(N) LegS matvec and shifted solve, which are what makes a LegS
@@ -44,8 +44,8 @@ struct DiscreteSsm {
   std::vector<double> b_bar;
 };
 
-// HiPPO-LegS (math.md §4.3), lower-triangular, used as x' = (A/t) x + (B/t) u, or by S4 as an LTI
-// A:
+// HiPPO-LegS (docs/math.md §4.3), lower-triangular, used as x' = (A/t) x + (B/t) u, or by S4
+// as an LTI A:
 //   kPaper   A_{n,k} = −√((2n+1)(2k+1)) (k < n), −(n+1) (k = n), 0 (k > n);  B_n = √(2n+1)
 //   kSu      the same A;                                                      B_n = √(2(2n+1))
 //   kInteger A_{n,k} = −(2n+1) (k < n), −(n+1) (k = n), 0 (k > n);            B_n = 2n+1
@@ -54,7 +54,7 @@ struct DiscreteSsm {
 enum class LegSScaling { kPaper, kSu, kInteger };
 ContinuousSsm HippoLegS(int64_t n, LegSScaling scaling);
 
-// HiPPO-LegT over a sliding window w (math.md §4.2), x' = A x + B u:
+// HiPPO-LegT over a sliding window w (docs/math.md §4.2), x' = A x + B u:
 //   kSu    A_{n,k} = −(1/w)√((2n+1)(2k+1)) (k < n), −(1/w)(−1)^{n−k}√((2n+1)(2k+1)) (k ≥ n);
 //          B_n = √(2(2n+1))/w; the state is the orthonormal coefficients c_n over [t − w, t]
 //   kPaper the same A; B_n = √(2n+1)/w (state c_n/√2)
@@ -63,7 +63,7 @@ ContinuousSsm HippoLegS(int64_t n, LegSScaling scaling);
 enum class LegTForm { kSu, kPaper, kLmu };
 ContinuousSsm HippoLegT(int64_t n, double window, LegTForm form);
 
-// The four schemes of math.md §4.4 for x' = A x + B u with step ε and u_k held over the step:
+// The four schemes of docs/math.md §4.4 for x' = A x + B u with step ε and u_k held over the step:
 //   kForwardEuler   Ā = I + εA,                      B̄ = εB
 //   kBackwardEuler  Ā = (I − εA)⁻¹,                  B̄ = ε(I − εA)⁻¹B
 //   kBilinear       Ā = (I − εA/2)⁻¹(I + εA/2),      B̄ = ε(I − εA/2)⁻¹B
@@ -88,7 +88,7 @@ absl::StatusOr<std::vector<double>> Solve(const DenseMatrix& x, const std::vecto
 DenseMatrix MatrixExp(const DenseMatrix& x);
 
 // O(N) operations with the LegS A (kPaper/kSu; A_{n,k} = n δ_{nk} − √(2n+1)√(2k+1) for k ≤ n),
-// math.md §4.4. Both accept out == v (in place).
+// docs/math.md §4.4. Both accept out == v (in place).
 //   out_n = n v_n − √(2n+1) Σ_{k≤n} √(2k+1) v_k                          (out = A v)
 void LegSMatVec(const double* v, int64_t n, double* out);
 //   out = (I − λA)⁻¹ v via S_n = Σ_{k≤n} √(2k+1) out_k:
@@ -96,7 +96,7 @@ void LegSMatVec(const double* v, int64_t n, double* out);
 // REQUIRES: 1 + λ(k+1) ≠ 0 for every k < n (always so for λ ≥ 0).
 void LegSShiftedSolve(const double* v, int64_t n, double lambda, double* out);
 // One bilinear step of the time-varying LegS system x' = (A x + B u)/t with t = kε, where the
-// step size cancels (math.md §4.4):
+// step size cancels (docs/math.md §4.4):
 //   x_{k+1} = (I − A/(2(k+1)))⁻¹ [(I + A/(2k)) x_k + (1/k) B u_k]          in O(N)
 // x [N] is updated in place; b [N] is the scaling's B. REQUIRES: k ≥ 1.
 void LegSBilinearStep(int64_t k, double u, const double* b, int64_t n, double* x);
@@ -105,12 +105,12 @@ void LegSBilinearStep(int64_t k, double u, const double* b, int64_t n, double* x
 // eigenvectors in the columns of Q. REQUIRES: X symmetric.
 void SymmetricEigen(const DenseMatrix& x, std::vector<double>* eigenvalues, DenseMatrix* q);
 
-// The normal-plus-low-rank (NPLR) form of HiPPO-LegS (math.md §5.4): with P_n = √(n+½) and the
+// The normal-plus-low-rank (NPLR) form of HiPPO-LegS (docs/math.md §5.4): with P_n = √(n+½) and the
 // kPaper B,
 //   A = V Λ V* − P Pᵀ,   Λ = −½ + iΩ,   V unitary,
 // found by diagonalising the skew-symmetric S = A + P Pᵀ + ½I: the symmetric SᵀS = −S² (Jacobi)
 // gives ω² and a vector q of each invariant plane, S q / ω its partner, and (q − i S q/ω)/√2 the
-// eigenvector of S for iω. Conventions (those of tools/reference_hybrid_s4.py): the first N/2
+// eigenvector of S for iω. Conventions (those of tools/reference/hybrid_s4.py): the first N/2
 // eigenvalues have 0 < ω_0 < ω_1 < …, λ_{j+N/2} = conj(λ_j) with column j + N/2 of V the
 // conjugate of column j, and every column's first component is real and positive.
 // REQUIRES: n even, n ≥ 2.

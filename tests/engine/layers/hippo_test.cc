@@ -1,5 +1,5 @@
-// HiPPO matrices and discretisations against math.md §7 (oracles 1–10, 13, 15) and against dense
-// references.
+// HiPPO matrices and discretisations against docs/math.md §7 (oracles 1–10, 13, 15) and against
+// dense references.
 #include "tests/testing/hippo.h"
 
 #include <algorithm>
@@ -51,7 +51,7 @@ std::vector<double> RandomVector(int64_t n, uint32_t seed) {
   return v;
 }
 
-// ---- HiPPO-LegS (math.md §4.3) ----
+// ---- HiPPO-LegS (docs/math.md §4.3) ----
 
 // Oracle 1.
 TEST(HippoLegSTest, PaperScalingMatchesTheFourByFourOracle) {
@@ -289,7 +289,7 @@ TEST(HippoLegSTest, ClosedFormEigenvectorSatisfiesTheEigenEquation) {
   EXPECT_LT(MaxAbsDiff(MatVec(HippoLegS(d, LegSScaling::kPaper).a, v), av), 1e-12);
 }
 
-// ---- HiPPO-LegT (math.md §4.2) ----
+// ---- HiPPO-LegT (docs/math.md §4.2) ----
 
 // Oracle 7, first half.
 TEST(HippoLegTTest, LmuFormMatchesTheFourByFourOracle) {
@@ -438,7 +438,7 @@ TEST(DenseAlgebraTest, SymmetricEigenDiagonalisesASymmetricMatrix) {
   EXPECT_LT(MaxAbsDiff(MatMul(q, lambda_qt), x), 1e-12);
 }
 
-// ---- Discretisation (math.md §4.4) ----
+// ---- Discretisation (docs/math.md §4.4) ----
 
 struct SystemCase {
   const char* name;
@@ -588,7 +588,7 @@ TEST(DiscretizeTest, DcGainOfTheLegSKernelIsTheFirstEntryOfC) {
   }
 }
 
-// ---- NPLR form and S4D-LegS (math.md §5.4, §5.5) ----
+// ---- NPLR form and S4D-LegS (docs/math.md §5.4, §5.5) ----
 
 // Oracle 13.
 TEST(HippoLegSNplrTest, NormalPartIsSkewSymmetricWithRealPartsMinusOneHalf) {
@@ -664,7 +664,7 @@ TEST(HippoLegSNplrTest, S4dLegSInitIsThePositiveFrequencyHalfInFloat) {
   }
 }
 
-// The values tools/reference_hybrid_s4.py (numpy eigh on −iS, the same phase and order
+// The values tools/reference/hybrid_s4.py (numpy eigh on −iS, the same phase and order
 // conventions) writes into tests/data/tiny_hybrid_s4 for s4_d_state = 8, as fp32.
 TEST(HippoLegSNplrTest, S4dLegSInitMatchesTheReferenceToolForN8) {
   std::vector<float> a_real(4), a_imag(4), b(8);

@@ -158,7 +158,7 @@ TEST(MlaCacheTest, SoftmaxScaleUsesQkHeadDimAndYarnMscale) {
   ModelConfig c = MlaConfig(0, 4, 512, 128, 64, 128, false);
   EXPECT_DOUBLE_EQ(c.SoftmaxScale(), 1.0 / std::sqrt(192.0));
   c.yarn = YarnScaling{40.0, 4096, 32.0, 1.0, 0.707, 0.707};
-  // math.md §2.2: 1/sqrt(192) * 1.26080^2 = 0.114721.
+  // docs/math.md §2.2: 1/sqrt(192) * 1.26080^2 = 0.114721.
   EXPECT_NEAR(c.SoftmaxScale(), 0.114721, 5e-6);
 }
 

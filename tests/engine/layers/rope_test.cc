@@ -105,7 +105,7 @@ TEST(RotaryEmbeddingTest, InterleavedLayoutRotatesAdjacentPairs) {
 
 // YaRN for d = 8, θ = 10⁴, factor 4, original context 4096, β 32/1: correction dims 1.31 and 2.81,
 // so low = 1, high = 3, ramp [0, 0, 0.5, 1]: frequencies 0-1 kept, 2 blended, 3 divided by 4
-// (values from tools/reference_deepseek_v2.py's fixture).
+// (values from tools/reference/deepseek_v2.py's fixture).
 TEST(RotaryEmbeddingTest, YarnRampsBetweenExtrapolatedAndInterpolatedFrequencies) {
   const YarnScaling yarn{4.0, 4096, 32.0, 1.0, 0.707, 0.707};
   RotaryEmbedding rope(8, 10000.0, RopeLayout::kInterleaved, yarn);

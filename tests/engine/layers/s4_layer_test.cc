@@ -1,6 +1,6 @@
 // The S4 layer's two views against each other (convolution ≡ recurrence, chunked ≡ one-shot,
-// math.md §5.6) and against an independent double-precision complex-diagonal recurrence
-// (math.md §7 oracles 11 and 16).
+// docs/math.md §5.6) and against an independent double-precision complex-diagonal recurrence
+// (docs/math.md §7 oracles 11 and 16).
 #include "engine/layers/s4_layer.h"
 
 #include <algorithm>
@@ -120,8 +120,8 @@ std::string ShapeName(const ::testing::TestParamInfo<Shape>& info) {
 
 class S4ViewsTest : public ::testing::TestWithParam<Shape> {};
 
-// math.md §5.6: the convolution view with its Vandermonde state equals the recurrent view, in the
-// outputs and in the state it hands to decode.
+// docs/math.md §5.6: the convolution view with its Vandermonde state equals the recurrent view, in
+// the outputs and in the state it hands to decode.
 TEST_P(S4ViewsTest, PrefillConvolutionEqualsTokenByTokenRecurrence) {
   const Shape s = GetParam();
   const uint32_t seed = static_cast<uint32_t>(1000 * s.channels + 10 * s.modes + s.length);
@@ -229,7 +229,7 @@ TEST(S4LayerTest, ConvolutionWithoutPaddingIsDetectablyWrong) {
 }
 
 // Chunked prefill (state carried between chunks) ≡ one-shot prefill ≡ recurrence; and decode
-// after a prefill continues the recurrence (math.md §5.6).
+// after a prefill continues the recurrence (docs/math.md §5.6).
 TEST(S4LayerTest, ChunkedPrefillEqualsOneShotPrefillAndRecurrence) {
   for (S4Discretization disc : {S4Discretization::kZoh, S4Discretization::kBilinear}) {
     const int64_t channels = 6;

@@ -1,5 +1,5 @@
-// The engine against independent PyTorch references (tools/reference_llama.py,
-// tools/reference_deepseek_v2.py and tools/reference_hybrid_s4.py): whole tiny checkpoints loaded
+// The engine against independent PyTorch references (tools/reference/llama.py,
+// tools/reference/deepseek_v2.py and tools/reference/hybrid_s4.py): whole tiny checkpoints loaded
 // from disk, logits compared position by position.
 #include <cmath>
 #include <cstring>

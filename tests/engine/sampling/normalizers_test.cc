@@ -18,7 +18,7 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-// math.md §7 quotes its oracles to 6 significant figures.
+// docs/math.md §7 quotes its oracles to 6 significant figures.
 constexpr double kOracleTolerance = 1e-6;
 
 std::vector<double> SparsemaxOf(const std::vector<double>& x, double* lambda = nullptr) {

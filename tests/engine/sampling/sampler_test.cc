@@ -798,7 +798,7 @@ TEST(SamplerTest, RepetitionPenaltyReshapesTheSoftmax) {
 // --- Sparse normalizers -------------------------------------------------------------------------
 
 TEST(SamplerTest, SparsemaxFrequenciesMatchOracle) {
-  // sparsemax([0.5, 0.3, -1]) = [0.6, 0.4, 0] (math.md oracle 25).
+  // sparsemax([0.5, 0.3, -1]) = [0.6, 0.4, 0] (docs/math.md oracle 25).
   Sampler sampler(WithNormalizer(Params(1.0f, 0, 1.0f, 73), Normalizer::kSparsemax), 0, {});
   const std::vector<double> freq = Frequencies(sampler, {0.5f, 0.3f, -1.0f}, kNumDraws);
   EXPECT_NEAR(freq[0], 0.6, kFrequencyTolerance);
@@ -807,7 +807,7 @@ TEST(SamplerTest, SparsemaxFrequenciesMatchOracle) {
 }
 
 TEST(SamplerTest, Entmax15FrequenciesMatchOracle) {
-  // entmax15([1.5, 1, 0.2, -2]) = [0.658587, 0.315320, 0.026093, 0] (math.md oracle 26).
+  // entmax15([1.5, 1, 0.2, -2]) = [0.658587, 0.315320, 0.026093, 0] (docs/math.md oracle 26).
   Sampler sampler(WithNormalizer(Params(1.0f, 0, 1.0f, 79), Normalizer::kEntmax15), 0, {});
   const std::vector<double> freq = Frequencies(sampler, {1.5f, 1.0f, 0.2f, -2.0f}, kNumDraws);
   EXPECT_NEAR(freq[0], 0.658587, kFrequencyTolerance);
@@ -931,7 +931,7 @@ TEST(SamplerTest, SampleLeavesLogitsUntouched) {
 // --- Logprobs -----------------------------------------------------------------------------------
 
 TEST(ComputeLogprobsTest, MatchesOracle) {
-  // log(softmax([1, 2, 3])) = log([0.090031, 0.244728, 0.665241]) (math.md oracle 24).
+  // log(softmax([1, 2, 3])) = log([0.090031, 0.244728, 0.665241]) (docs/math.md oracle 24).
   TokenLogprobs out;
   ComputeLogprobs(std::vector<float>{1, 2, 3}, 0, 3, &out);
   EXPECT_NEAR(out.logprob, -2.407606, 1e-6);

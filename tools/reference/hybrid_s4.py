@@ -1,11 +1,12 @@
-#!/usr/bin/python3
 """Independent PyTorch reference for kvserve's hybrid attention + S4 (S4D) model, and its fixtures.
 
 Run only with /usr/bin/python3 (Debian's torch and numpy):
 
-    /usr/bin/python3 tools/reference_hybrid_s4.py            # (re)write tests/data/tiny_hybrid_s4*/
-    /usr/bin/python3 tools/reference_hybrid_s4.py --check    # regenerate in a temp dir, compare
-    /usr/bin/python3 tools/reference_hybrid_s4.py --out-dir /tmp/fixtures
+    /usr/bin/python3 -m tools.reference.hybrid_s4            # (re)write tests/data/tiny_hybrid_s4*/
+    /usr/bin/python3 -m tools.reference.hybrid_s4 --check    # regenerate in a temp dir, compare
+    /usr/bin/python3 -m tools.reference.hybrid_s4 --out-dir /tmp/fixtures
+
+(from the repository root).
 
 The format (docs/model-format.md has the full specification) is `KvserveHybridForCausalLM`: a
 Llama decoder whose layers are each either a Llama attention layer or an S4 layer, as listed in
@@ -18,8 +19,8 @@ What it writes. For each fixture in FIXTURES, a directory <out-dir>/<name>/ hold
   expected.safetensors  input_ids (I32, [T]) and logits (F32, [T, vocab]): the logits at every
                         position of one causal forward pass over input_ids, positions 0..T-1.
 
-The forward pass is written from the equations (math.md sections 4-5 for HiPPO / S4 / S4D; the
-attention layer is tools/reference_llama.py's, imported) and runs in float64 on the exact stored
+The forward pass is written from the equations (docs/math.md sections 4-5 for HiPPO / S4 / S4D;
+the attention layer is tools/reference/llama.py's, imported) and runs in float64 on the exact stored
 float32 weight values; only the final logits are rounded to float32. H = hidden_size channels,
 M = s4_d_state / 2 complex modes per channel:
 
@@ -47,7 +48,7 @@ FFT over length 2L (zero-padded; the first L outputs kept). A chunk that starts 
 state s adds 2 Re sum_n C_n Abar_n^(k+1) s_n and ends in
 s' = Abar^L s + sum_j Abar^(L-1-j) Bbar u_j.
 
-Initialisation (S4D-LegS, math.md 5.4-5.5): the HiPPO-LegS matrix A (paper scaling, B_n =
+Initialisation (S4D-LegS, docs/math.md 5.4-5.5): the HiPPO-LegS matrix A (paper scaling, B_n =
 sqrt(2n+1)), S = A + 1/2 v v^T + 1/2 I with v_n = sqrt(2n+1) is skew-symmetric, S = V (i Omega) V^*
 with V unitary (eigh of the Hermitian -iS), lambda = -1/2 + i Omega, Btilde = V^* B; the M modes
 with Omega > 0 are kept (their conjugates are implicit in 2 Re), each eigenvector's phase fixed by
@@ -59,7 +60,7 @@ Determinism: weights and input ids come from torch.Generator with fixed seeds, t
 in sorted-name order and the JSON headers have a fixed key order, so two runs with the same
 torch/numpy build give byte-identical files.
 
-Self-checks, run every time: the HiPPO-LegS oracles of math.md section 7 (N = 4 matrix, its
+Self-checks, run every time: the HiPPO-LegS oracles of docs/math.md section 7 (N = 4 matrix, its
 eigenvalues), S + S^T = 0 and Re eig(A + 1/2 v v^T) = -1/2 (to 1e-12), V unitary and A = V Lambda
 V^* - 1/2 v v^T; the dropped half of the modes is the conjugate of the kept half (so 2 Re of M
 modes equals the full 2M-mode diagonal system); S4D-Lin / S4D-Inv against oracle 16; both
@@ -81,24 +82,22 @@ import tempfile
 import numpy as np
 import torch
 
-# The Llama reference holds the hand-written safetensors reader/writer, RMSNorm, RoPE and the GQA
-# attention; reuse them so the attention layers here are exactly the Llama ones.
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from reference_llama import (  # noqa: E402
-    gqa_attention,
+from .common import (
+    FIXTURE_FILES,
+    close,
+    exact_weights,
+    input_ids,
+    fan_in_weight,
     read_safetensors,
-    rms_norm,
-    self_check_safetensors_roundtrip,
-    rope_half_split,
-    rope_interleaved,
     reread_f32_weights,
+    rms_norm,
     run_cli,
+    self_check_safetensors_roundtrip,
     write_fixture_files,
 )
+# The attention layers are exactly the Llama ones: RoPE, its wrong pairing and GQA come from there.
+from .llama import gqa_attention, rope_half_split, rope_interleaved
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-DEFAULT_OUT_DIR = REPO_ROOT / "tests" / "data"
-FIXTURE_FILES = ("config.json", "model.safetensors", "expected.safetensors")
 LAYER_TYPES = ("attention", "s4")
 
 
@@ -150,7 +149,6 @@ FIXTURES = {
     },
 }
 
-NORM_WEIGHT_NOISE_STD = 0.1
 EMBED_STD = 1.0
 S4_C_STD = 0.5           # Re C and Im C each N(0, 0.5^2).
 S4_D_STD = 1.0
@@ -161,7 +159,7 @@ CIRCULAR_MIN_DIFF = 1e-3
 
 
 # ----------------------------------------------------------------------------------------------
-# HiPPO-LegS and the S4D initialisations (math.md sections 4.3, 5.4, 5.5)
+# HiPPO-LegS and the S4D initialisations (docs/math.md sections 4.3, 5.4, 5.5)
 
 
 def hippo_legs(n_state):
@@ -340,21 +338,10 @@ def make_weights(shape, seed, matrix_gain):
         elif name.endswith("s4.D"):
             weights[name] = S4_D_STD * torch.randn(dims, generator=gen, dtype=torch.float32)
         else:
-            noise = torch.randn(dims, generator=gen, dtype=torch.float32)
-            if name.endswith("norm.weight"):
-                weights[name] = 1.0 + NORM_WEIGHT_NOISE_STD * noise
-            elif name == "model.embed_tokens.weight":
-                weights[name] = EMBED_STD * noise
-            else:
-                weights[name] = (matrix_gain / math.sqrt(dims[1])) * noise
+            weights[name] = fan_in_weight(gen, name, dims, matrix_gain, EMBED_STD)
         assert list(weights[name].shape) == dims, name
     assert weights and all(w.dtype == torch.float32 for w in weights.values())
     return weights
-
-
-def exact_weights(weights):
-    """{name: float64 tensor} holding exactly the stored float32 values."""
-    return {name: w.to(torch.float64) for name, w in weights.items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -614,12 +601,8 @@ def forward_float32(shape, w64, ids):
 # Self-checks
 
 
-def _close(a, b, tol=1e-12):
-    return torch.max(torch.abs(a - b)).item() <= tol * max(1.0, torch.max(torch.abs(b)).item())
-
-
 def self_check_hippo():
-    # math.md section 7, oracle 1: N = 4 LegS matrix and B.
+    # docs/math.md section 7, oracle 1: N = 4 LegS matrix and B.
     a, b = hippo_legs(4)
     r = math.sqrt
     expected = np.array([[-1, 0, 0, 0], [-r(3), -2, 0, 0], [-r(5), -r(15), -3, 0],
@@ -706,7 +689,7 @@ def self_check_s4_views():
         zero = torch.zeros(h, m, dtype=torch.complex128)
         y_rec, s_rec = s4_recurrence(prm, u, zero)
         y_conv, s_conv = s4_convolution(prm, u, zero)
-        assert _close(y_conv, y_rec, 1e-12) and _close(s_conv, s_rec, 1e-12), method
+        assert close(y_conv, y_rec, 1e-12) and close(s_conv, s_rec, 1e-12), method
         # Oracle 11: the unpadded (circular) convolution is wrong.
         y_circ, _ = s4_convolution(prm, u, zero, circular=True)
         assert torch.max(torch.abs(y_circ - y_rec)).item() > CIRCULAR_MIN_DIFF
@@ -714,12 +697,12 @@ def self_check_s4_views():
         for split in (1, 17, 63):
             ya, sa = s4_convolution(prm, u[:split], zero)
             yb, sb = s4_convolution(prm, u[split:], sa)
-            assert _close(torch.cat([ya, yb]), y_rec, 1e-12) and _close(sb, s_rec, 1e-12)
+            assert close(torch.cat([ya, yb]), y_rec, 1e-12) and close(sb, s_rec, 1e-12)
         # The kernel's first entries by hand: K_0 = 2 Re C Bbar, K_1 = 2 Re C Bbar Abar.
         kern = s4_kernel(prm, 3)
         c = torch.complex(prm.c.real, prm.c.imag)
-        assert _close(kern[:, 0], 2 * (c * prm.bbar).sum(-1).real)
-        assert _close(kern[:, 1], 2 * (c * prm.bbar * prm.abar).sum(-1).real)
+        assert close(kern[:, 0], 2 * (c * prm.bbar).sum(-1).real)
+        assert close(kern[:, 1], 2 * (c * prm.bbar * prm.abar).sum(-1).real)
     # ZOH and bilinear agree to O((dt lambda)^3) for tiny steps and differ otherwise.
     lam = torch.tensor([-0.5 + 3j], dtype=torch.complex128)
     for dt, lo, hi in ((1e-3, 0.0, 1e-8), (0.3, 1e-3, 1.0)):
@@ -799,24 +782,23 @@ def build_fixture(name, spec, out_dir, verbose):
     shape = Shape(config)
     weights = make_weights(shape, spec["seed"], spec["matrix_gain"])
     exact = exact_weights(weights)
-    ids = torch.randint(0, shape.vocab, (spec["num_tokens"],),
-                        generator=torch.Generator().manual_seed(spec["seed"] + 1))
+    ids = input_ids(shape.vocab, spec["num_tokens"], spec["seed"] + 1)
     layer_outputs = []
     logits = forward(shape, exact, ids, layer_outputs=layer_outputs)            # [T, vocab] f64
     t = ids.shape[0]
     # Token by token, carrying the KV caches and the S4 states (recurrent mode).
-    assert _close(forward_chunked(shape, exact, ids, [(1, "recurrent")] * t), logits, 1e-10), \
+    assert close(forward_chunked(shape, exact, ids, [(1, "recurrent")] * t), logits, 1e-10), \
         "token-by-token forward != one-shot forward"
     # Chunked prefill split at `split` (convolution mode with a carried state) == one-shot, and a
     # prefill followed by 8 recurrent decode steps, as the engine test runs it.
     split = spec["split"]
-    assert _close(forward_chunked(shape, exact, ids, [(split, "convolution"),
+    assert close(forward_chunked(shape, exact, ids, [(split, "convolution"),
                                                       (t - split, "convolution")]),
                   logits, 1e-10), "chunked prefill != one-shot forward"
-    assert _close(forward_chunked(shape, exact, ids, [(t - 8, "convolution")]
+    assert close(forward_chunked(shape, exact, ids, [(t - 8, "convolution")]
                                   + [(1, "recurrent")] * 8),
                   logits, 1e-10), "prefill + decode != one-shot forward"
-    assert _close(forward(shape, exact, ids[:split]), logits[:split]), "prefix != full"
+    assert close(forward(shape, exact, ids[:split]), logits[:split]), "prefix != full"
     # The circular (unpadded) FFT convolution is visibly wrong in every S4 layer of this fixture.
     circ = []
     s4_layers = [i for i, k in enumerate(shape.layer_types) if k == "s4"]
@@ -886,7 +868,7 @@ def generate(out_dir, verbose):
 
 
 def main():
-    return run_cli(__doc__, run_self_checks, generate, FIXTURES, "reference_hybrid_s4")
+    return run_cli(__doc__, run_self_checks, generate, FIXTURES, "tools.reference.hybrid_s4")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
-#!/usr/bin/python3
 """Independent PyTorch reference for DeepSeek-V2 (MLA) models, and the test fixtures built from it.
 
 Run only with /usr/bin/python3 (Debian's torch and numpy):
 
-    /usr/bin/python3 tools/reference_deepseek_v2.py            # (re)write tests/data/tiny_deepseek_v2_*/
-    /usr/bin/python3 tools/reference_deepseek_v2.py --check    # regenerate into a temp dir, compare bytes
-    /usr/bin/python3 tools/reference_deepseek_v2.py --out-dir /tmp/fixtures
+    /usr/bin/python3 -m tools.reference.deepseek_v2          # (re)write tiny_deepseek_v2_*/
+    /usr/bin/python3 -m tools.reference.deepseek_v2 --check  # regenerate in a temp dir, compare
+    /usr/bin/python3 -m tools.reference.deepseek_v2 --out-dir /tmp/fixtures
+
+(from the repository root).
 
 What it writes. For each fixture in FIXTURES, a directory <out-dir>/<name>/ holding:
 
@@ -16,7 +17,7 @@ What it writes. For each fixture in FIXTURES, a directory <out-dir>/<name>/ hold
                         position of one causal forward pass over input_ids, positions 0..T-1.
 
 The forward pass is written from the DeepSeek-V2 equations (paper section 2.1 / appendix C, see
-/work/shared/reference/math.md section 2.2), not from any other implementation, and runs in float64
+docs/math.md section 2.2), not from any other implementation, and runs in float64
 on the exact stored float32 weight values; only the final logits are rounded to float32. With
 H heads, n = qk_nope_head_dim, r = qk_rope_head_dim, v = v_head_dim, c = kv_lora_rank:
 
@@ -64,21 +65,21 @@ import tempfile
 
 import torch
 
-# The Llama reference holds the hand-written safetensors reader/writer, the fixture files' writer
-# and RMSNorm; reuse them (the round-trip self-check below re-verifies the safetensors writer).
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from reference_llama import (  # noqa: E402
+# The round-trip self-check below re-verifies common's hand-written safetensors writer.
+from .common import (
+    FIXTURE_FILES,
     causal_mask,
-    rms_norm,
-    self_check_safetensors_roundtrip,
+    close,
+    exact_weights,
+    input_ids,
+    fan_in_weight,
     reread_f32_weights,
+    rms_norm,
     run_cli,
+    self_check_safetensors_roundtrip,
     write_fixture_files,
 )
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-DEFAULT_OUT_DIR = REPO_ROOT / "tests" / "data"
-FIXTURE_FILES = ("config.json", "model.safetensors", "expected.safetensors")
 
 
 def _config(**overrides):
@@ -158,7 +159,6 @@ FIXTURES = {
     },
 }
 
-NORM_WEIGHT_NOISE_STD = 0.1
 EMBED_STD = 1.0
 
 
@@ -228,19 +228,8 @@ def make_weights(shape, seed, matrix_gain):
     gen = torch.Generator().manual_seed(seed)
     weights = {}
     for name, dims in weight_shapes(shape):
-        noise = torch.randn(dims, generator=gen, dtype=torch.float32)
-        if name.endswith("norm.weight"):
-            weights[name] = 1.0 + NORM_WEIGHT_NOISE_STD * noise
-        elif name == "model.embed_tokens.weight":
-            weights[name] = EMBED_STD * noise
-        else:
-            weights[name] = (matrix_gain / math.sqrt(dims[1])) * noise
+        weights[name] = fan_in_weight(gen, name, dims, matrix_gain, EMBED_STD)
     return weights
-
-
-def exact_weights(weights):
-    """{name: float64 tensor} holding exactly the stored float32 values."""
-    return {name: w.to(torch.float64) for name, w in weights.items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -495,10 +484,6 @@ def forward_incremental(shape, w, ids):
 # Self-checks
 
 
-def _close(a, b, tol=1e-12):
-    return torch.max(torch.abs(a - b)).item() <= tol * max(1.0, torch.max(torch.abs(b)).item())
-
-
 class _Dims:
     """A bare shape for RoPE checks."""
 
@@ -519,7 +504,7 @@ def self_check_rope():
 
     # (R_m q) . (R_n k) depends only on n - m; position 0 is the identity; norms are preserved.
     assert abs(score(3, 7) - score(10, 14)) < 1e-12 and abs(score(5, 2) - score(9, 6)) < 1e-12
-    assert _close(rope_interleaved(q, torch.tensor([0]), rope), q)
+    assert close(rope_interleaved(q, torch.tensor([0]), rope), q)
     assert abs(rope_interleaved(q, torch.tensor([5]), rope).norm().item()
                - q.norm().item()) < 1e-12
     # Pair (0, 1) at position 1 rotates by exactly inv_freq[0] = 1 radian.
@@ -535,7 +520,7 @@ def self_check_rope():
     perm = torch.cat([torch.arange(0, d, 2), torch.arange(1, d, 2)])
     via_half = torch.empty_like(x)
     via_half[..., perm] = rope_half_split(x[..., perm], pos, rope)
-    assert _close(rope_interleaved(x, pos, rope), via_half)
+    assert close(rope_interleaved(x, pos, rope), via_half)
     # ...and the two pairings on the same (interleaved) data really differ.
     assert torch.max(torch.abs(rope_interleaved(x, pos, rope) - rope_half_split(x, pos, rope))) > 0.1
 
@@ -645,15 +630,14 @@ def build_fixture(name, spec, out_dir, verbose):
     shape = Shape(config)
     weights = make_weights(shape, spec["seed"], spec["matrix_gain"])
     exact = exact_weights(weights)
-    ids = torch.randint(0, shape.vocab, (spec["num_tokens"],),
-                        generator=torch.Generator().manual_seed(spec["seed"] + 1))
+    ids = input_ids(shape.vocab, spec["num_tokens"], spec["seed"] + 1)
     stats = []
     logits = forward(shape, exact, ids, stats=stats)                             # [T, vocab] f64
-    assert _close(forward(shape, exact, ids, form="absorbed"), logits, tol=1e-9), \
+    assert close(forward(shape, exact, ids, form="absorbed"), logits, tol=1e-9), \
         "absorbed forward != expanded forward"
-    assert _close(forward_incremental(shape, exact, ids), logits, tol=1e-9), \
+    assert close(forward_incremental(shape, exact, ids), logits, tol=1e-9), \
         "latent-cache decode != full forward"
-    assert _close(forward(shape, exact, ids[:5]), logits[:5]), "prefix != full"
+    assert close(forward(shape, exact, ids[:5]), logits[:5]), "prefix != full"
     diffs = fixture_sensitivity(shape, exact, ids, logits)
 
     d = pathlib.Path(out_dir) / name
@@ -702,7 +686,7 @@ def generate(out_dir, verbose):
 
 
 def main():
-    return run_cli(__doc__, run_self_checks, generate, FIXTURES, "reference_deepseek_v2")
+    return run_cli(__doc__, run_self_checks, generate, FIXTURES, "tools.reference.deepseek_v2")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-#!/usr/bin/python3
 """Independent PyTorch reference for Llama-style models, and the test fixtures built from it.
 
 Run only with /usr/bin/python3 (Debian's torch and numpy):
 
-    /usr/bin/python3 tools/reference_llama.py            # (re)write tests/data/tiny_llama_*/
-    /usr/bin/python3 tools/reference_llama.py --check    # regenerate into a temp dir, compare bytes
-    /usr/bin/python3 tools/reference_llama.py --out-dir /tmp/fixtures
+    /usr/bin/python3 -m tools.reference.llama            # (re)write tests/data/tiny_llama_*/
+    /usr/bin/python3 -m tools.reference.llama --check    # regenerate into a temp dir, compare bytes
+    /usr/bin/python3 -m tools.reference.llama --out-dir /tmp/fixtures
+
+(from the repository root; tools/reference/common.py holds the I/O and command line it shares
+with the other reference models).
 
 What it writes. For each fixture in FIXTURES, a directory <out-dir>/<name>/ holding:
 
@@ -55,21 +57,28 @@ logits change materially under common implementation mistakes (interleaved RoPE 
 wrong kv-head mapping, wrong score scale), so a buggy engine cannot pass by accident.
 """
 
-import argparse
-import filecmp
-import json
 import math
 import pathlib
-import struct
 import sys
 import tempfile
 
 import numpy as np
 import torch
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-DEFAULT_OUT_DIR = REPO_ROOT / "tests" / "data"
-FIXTURE_FILES = ("config.json", "model.safetensors", "expected.safetensors")
+from .common import (
+    FIXTURE_FILES,
+    bf16_bits_to_float32,
+    causal_mask,
+    close,
+    input_ids,
+    random_weight,
+    read_safetensors,
+    rms_norm,
+    run_cli,
+    self_check_safetensors_roundtrip,
+    stored_weights,
+    write_fixture_files,
+)
 
 # Fixture definitions. `config` is written verbatim to config.json; `seed` drives the weights
 # (seed) and the input ids (seed + 1); `storage_dtype` is the safetensors dtype of the weights.
@@ -132,7 +141,6 @@ FIXTURES = {
 # Weight distribution: large enough that logits are O(1..10) and attention is neither uniform
 # nor one-hot, so every part of the forward pass moves the logits.
 MATRIX_STD = 0.5
-NORM_WEIGHT_NOISE_STD = 0.1
 
 
 # ----------------------------------------------------------------------------------------------
@@ -185,112 +193,12 @@ def make_weights(shape, seed):
     gen = torch.Generator().manual_seed(seed)
     weights = {}
     for name, dims in weight_shapes(shape):
-        noise = torch.randn(dims, generator=gen, dtype=torch.float32)
-        if name.endswith("norm.weight"):
-            weights[name] = 1.0 + NORM_WEIGHT_NOISE_STD * noise
-        else:
-            weights[name] = MATRIX_STD * noise
+        weights[name] = random_weight(gen, name, dims, MATRIX_STD)
     return weights
 
 
 # ----------------------------------------------------------------------------------------------
-# BF16 and safetensors
-
-
-def float32_to_bf16_bits(x):
-    """Rounds float32 to bfloat16 (nearest, ties to even); returns the uint16 bit patterns."""
-    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    assert np.all(np.isfinite(x))
-    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
-    return rounded.astype(np.uint16)
-
-
-def bf16_bits_to_float32(bits):
-    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
-
-
-_NP_DTYPES = {"F32": np.dtype("<f4"), "I32": np.dtype("<i4"), "BF16": np.dtype("<u2")}
-
-
-def write_safetensors(path, tensors):
-    """Writes {name: (dtype, numpy array)} as safetensors; BF16 arrays hold uint16 bit patterns.
-
-    Layout: u64 LE header length N | N bytes of JSON header, space-padded to a multiple of 8 |
-    tensor data in sorted-name order, contiguous, row-major, little-endian.
-    """
-    header = {}
-    chunks = []
-    offset = 0
-    for name in sorted(tensors):
-        dtype, array = tensors[name]
-        data = np.ascontiguousarray(array, dtype=_NP_DTYPES[dtype]).tobytes()
-        header[name] = {
-            "dtype": dtype,
-            "shape": list(array.shape),
-            "data_offsets": [offset, offset + len(data)],
-        }
-        chunks.append(data)
-        offset += len(data)
-    header["__metadata__"] = {"format": "pt"}
-    header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    header_bytes += b" " * (-len(header_bytes) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(header_bytes)))
-        f.write(header_bytes)
-        for chunk in chunks:
-            f.write(chunk)
-
-
-def read_safetensors(path):
-    """Reads a safetensors file into {name: (dtype, numpy array)}, validating the layout."""
-    raw = pathlib.Path(path).read_bytes()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n].decode("utf-8"))
-    header.pop("__metadata__", None)
-    data = raw[8 + n:]
-    out = {}
-    expected_begin = 0
-    for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
-        begin, end = info["data_offsets"]
-        assert begin == expected_begin, f"{name}: hole or overlap at {begin}"
-        np_dtype = _NP_DTYPES[info["dtype"]]
-        count = math.prod(info["shape"])
-        assert end - begin == count * np_dtype.itemsize, f"{name}: size mismatch"
-        array = np.frombuffer(data[begin:end], dtype=np_dtype).reshape(info["shape"])
-        out[name] = (info["dtype"], array)
-        expected_begin = end
-    assert expected_begin == len(data), "trailing bytes after the last tensor"
-    return out
-
-
-def stored_weights(weights, storage_dtype):
-    """What goes into model.safetensors ({name: (dtype, array)}) and the exact values it holds
-    ({name: float64 tensor}) for the reference to compute with."""
-    stored, exact = {}, {}
-    for name, w in weights.items():
-        w32 = w.numpy()
-        if storage_dtype == "BF16":
-            bits = float32_to_bf16_bits(w32)
-            # Independent check of the rounding against torch's own float32 -> bfloat16.
-            torch_bits = w.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
-            assert np.array_equal(bits, torch_bits), name
-            stored[name] = ("BF16", bits)
-            values = bf16_bits_to_float32(bits)
-        else:
-            assert storage_dtype == "F32"
-            stored[name] = ("F32", w32)
-            values = w32
-        exact[name] = torch.from_numpy(values.astype(np.float64))
-    return stored, exact
-
-
-# ----------------------------------------------------------------------------------------------
 # Reference forward pass (float64)
-
-
-def rms_norm(x, w, eps):
-    # x: [T, hidden], w: [hidden]
-    return x / torch.sqrt((x * x).mean(dim=-1, keepdim=True) + eps) * w
 
 
 def rope_half_split(x, positions, theta):
@@ -305,11 +213,6 @@ def rope_half_split(x, positions, theta):
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)       # [T, n, d]
 
 
-def causal_mask(t_q, t_k, q_offset=0):
-    """[t_q, t_k] bool, True where query (at position q_offset + i) may see key j."""
-    qpos = torch.arange(t_q)[:, None] + q_offset
-    kpos = torch.arange(t_k)[None, :]
-    return kpos <= qpos
 
 
 def gqa_attention(q, k, v, q_offset=0):
@@ -411,8 +314,6 @@ def forward_incremental(shape, w, ids):
 # Self-checks
 
 
-def _close(a, b, tol=1e-12):
-    return torch.max(torch.abs(a - b)).item() <= tol * max(1.0, torch.max(torch.abs(b)).item())
 
 
 def self_check_attention():
@@ -422,22 +323,22 @@ def self_check_attention():
     k = torch.randn(t, h, d, generator=gen, dtype=torch.float64)
     v = torch.randn(t, h, d, generator=gen, dtype=torch.float64)
     # MHA == GQA with kv_heads == heads.
-    assert _close(gqa_attention(q, k, v), mha_attention_explicit(q, k, v)), "GQA(h groups) != MHA"
+    assert close(gqa_attention(q, k, v), mha_attention_explicit(q, k, v)), "GQA(h groups) != MHA"
     # MQA == GQA with one kv head.
     k1, v1 = k[:, :1], v[:, :1]
-    assert _close(gqa_attention(q, k1, v1), mqa_attention_explicit(q, k1, v1)), "GQA(1) != MQA"
+    assert close(gqa_attention(q, k1, v1), mqa_attention_explicit(q, k1, v1)), "GQA(1) != MQA"
     # GQA with g kv heads == MHA over K/V heads repeated in contiguous blocks of h/g.
     for g in (2, 3):
         kg, vg = k[:, :g], v[:, :g]
         rep = h // g
         expanded = mha_attention_explicit(
             q, kg.repeat_interleave(rep, dim=1), vg.repeat_interleave(rep, dim=1))
-        assert _close(gqa_attention(q, kg, vg), expanded), f"GQA({g}) != repeated MHA"
+        assert close(gqa_attention(q, kg, vg), expanded), f"GQA({g}) != repeated MHA"
     # Causality: the first rows do not depend on later keys/values.
     k_mod, v_mod = k.clone(), v.clone()
     k_mod[5:] += 1.0
     v_mod[5:] -= 1.0
-    assert _close(gqa_attention(q, k, v)[:5], gqa_attention(q, k_mod, v_mod)[:5]), "not causal"
+    assert close(gqa_attention(q, k, v)[:5], gqa_attention(q, k_mod, v_mod)[:5]), "not causal"
 
 
 def self_check_model_mha_equivalence():
@@ -446,7 +347,7 @@ def self_check_model_mha_equivalence():
     shape = Shape(config)
     _, w = stored_weights(make_weights(shape, seed=11), "F32")
     ids = torch.randint(0, shape.vocab, (10,), generator=torch.Generator().manual_seed(12))
-    assert _close(forward(shape, w, ids), forward(shape, w, ids, attention=mha_attention_explicit))
+    assert close(forward(shape, w, ids), forward(shape, w, ids, attention=mha_attention_explicit))
 
 
 def self_check_rope():
@@ -462,7 +363,7 @@ def self_check_rope():
 
     # (R_m q) . (R_n k) depends only on n - m; position 0 is the identity; norms are preserved.
     assert abs(score(3, 7) - score(10, 14)) < 1e-12 and abs(score(5, 2) - score(9, 6)) < 1e-12
-    assert _close(rope_half_split(q, torch.tensor([0]), theta), q)
+    assert close(rope_half_split(q, torch.tensor([0]), theta), q)
     rotated = rope_half_split(q, torch.tensor([5]), theta)
     assert abs(rotated.norm().item() - q.norm().item()) < 1e-12
     # Pair (j, j + d/2) at position 1 with j = 0 rotates by exactly 1 radian.
@@ -473,33 +374,6 @@ def self_check_rope():
     assert abs(r[d // 2].item() - math.sin(1.0)) < 1e-15
 
 
-def self_check_safetensors_roundtrip(tmp_dir):
-    """The writer and reader agree byte for byte (shared by every reference script)."""
-    gen = torch.Generator().manual_seed(9)
-    x = torch.randn(3, 5, generator=gen)
-    tensors = {
-        "b": ("F32", x.numpy()),
-        "a": ("BF16", float32_to_bf16_bits(x.numpy())),
-        "c": ("I32", np.arange(7, dtype=np.int32) - 3),
-        "d": ("F32", np.array([1.0, -0.0, 3.5e-38, 1e30], dtype=np.float32)),  # -0, subnormal-ish
-    }
-    path = pathlib.Path(tmp_dir) / "roundtrip.safetensors"
-    write_safetensors(path, tensors)
-    raw = path.read_bytes()
-    (n,) = struct.unpack("<Q", raw[:8])
-    assert n % 8 == 0
-    header = json.loads(raw[8:8 + n])
-    assert header["__metadata__"] == {"format": "pt"}
-    assert [k for k in header if k != "__metadata__"] == sorted(tensors)
-    back = read_safetensors(path)
-    assert set(back) == set(tensors)
-    for name, (dtype, array) in tensors.items():
-        assert back[name][0] == dtype and back[name][1].shape == array.shape, name
-        assert back[name][1].tobytes() == np.ascontiguousarray(array).tobytes(), name
-    # BF16 rounding: ties to even, and values exactly representable stay put.
-    probe = np.array([1.0, 1.0 + 2**-8, 1.0 + 3 * 2**-8, -2.5, 1.0 + 2**-9], dtype=np.float32)
-    assert list(bf16_bits_to_float32(float32_to_bf16_bits(probe))) == \
-        [1.0, 1.0, 1.0 + 2**-6, -2.5, 1.0]
 
 
 def rope_interleaved(x, positions, theta):
@@ -545,37 +419,19 @@ def fixture_sensitivity(shape, w, ids, logits):
 # Fixture generation
 
 
-def write_fixture_files(d, config, model_tensors, ids, logits):
-    """Writes one fixture directory: config.json, model.safetensors (model_tensors: name ->
-    (dtype, array)) and expected.safetensors (the input ids and the f32 expected logits)."""
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    write_safetensors(d / "model.safetensors", model_tensors)
-    write_safetensors(d / "expected.safetensors", {
-        "input_ids": ("I32", ids.numpy().astype(np.int32)),
-        "logits": ("F32", logits.numpy().astype(np.float32)),
-    })
 
 
-def reread_f32_weights(path, expected_shapes):
-    """Reads back an all-F32 model file written by write_fixture_files, checks its tensor names,
-    dtypes and shapes against expected_shapes ((name, dims) pairs), and returns float64 tensors."""
-    back = read_safetensors(path)
-    assert {n: (a[0], list(a[1].shape)) for n, a in back.items()} == \
-        {n: ("F32", dims) for n, dims in expected_shapes}
-    return {n: torch.from_numpy(a.astype(np.float64)) for n, (_, a) in back.items()}
 
 
 def build_fixture(name, spec, out_dir, verbose):
     config = spec["config"]
     shape = Shape(config)
     stored, exact = stored_weights(make_weights(shape, spec["seed"]), spec["storage_dtype"])
-    ids = torch.randint(0, shape.vocab, (spec["num_tokens"],),
-                        generator=torch.Generator().manual_seed(spec["seed"] + 1))
+    ids = input_ids(shape.vocab, spec["num_tokens"], spec["seed"] + 1)
     logits = forward(shape, exact, ids)                                        # [T, vocab] f64
-    assert _close(forward_incremental(shape, exact, ids), logits), "incremental != full"
+    assert close(forward_incremental(shape, exact, ids), logits), "incremental != full"
     # Causal prefix consistency: a prefix's logits are the first rows of the full logits.
-    assert _close(forward(shape, exact, ids[:5]), logits[:5]), "prefix != full"
+    assert close(forward(shape, exact, ids[:5]), logits[:5]), "prefix != full"
     diffs = fixture_sensitivity(shape, exact, ids, logits)
 
     d = pathlib.Path(out_dir) / name
@@ -588,7 +444,7 @@ def build_fixture(name, spec, out_dir, verbose):
         values = bf16_bits_to_float32(array) if dtype == "BF16" else array
         reread[tname] = torch.from_numpy(values.astype(np.float64))
     assert set(reread) == {n for n, _ in weight_shapes(shape)}
-    assert _close(forward(shape, reread, ids), logits, tol=0.0), "file does not reproduce logits"
+    assert close(forward(shape, reread, ids), logits, tol=0.0), "file does not reproduce logits"
 
     if verbose:
         probs = torch.softmax(logits, dim=-1)
@@ -615,73 +471,8 @@ def generate(out_dir, verbose):
         build_fixture(name, spec, out_dir, verbose)
 
 
-def check(committed_dir):
-    """Regenerates into a temp dir and compares bytes with committed_dir; returns an exit code."""
-    return check_fixtures("reference_llama", generate, FIXTURES, committed_dir)
-
-
-def check_fixtures(tool, generate_fn, fixture_names, committed_dir):
-    """Shared by the reference scripts: regenerates every fixture of `fixture_names` with
-    generate_fn into a temp dir, compares bytes with committed_dir, prints what differs (per
-    tensor for safetensors files) and returns an exit code."""
-    failures = []
-    with tempfile.TemporaryDirectory() as tmp:
-        generate_fn(tmp, verbose=False)
-        for name in fixture_names:
-            for f in FIXTURE_FILES:
-                fresh = pathlib.Path(tmp) / name / f
-                old = pathlib.Path(committed_dir) / name / f
-                if not old.exists():
-                    failures.append(f"{old}: missing")
-                elif not filecmp.cmp(fresh, old, shallow=False):
-                    failures.append(f"{old}: differs from regenerated output"
-                                    + describe_difference(fresh, old))
-    if failures:
-        print(f"{tool} --check FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
-        return 1
-    print(f"{tool} --check: fixtures in {committed_dir} are up to date")
-    return 0
-
-
-def describe_difference(fresh, old):
-    if fresh.suffix != ".safetensors":
-        return ""
-    try:
-        a, b = read_safetensors(fresh), read_safetensors(old)
-    except Exception as e:  # A corrupt committed file is itself the answer.
-        return f" (unreadable: {e})"
-    if set(a) != set(b):
-        return f" (tensor names differ: {sorted(set(a) ^ set(b))})"
-    parts = []
-    for tname in sorted(a):
-        (da, xa), (db, xb) = a[tname], b[tname]
-        if da != db or xa.shape != xb.shape:
-            parts.append(f"{tname}: {db}{list(xb.shape)} -> {da}{list(xa.shape)}")
-        elif not np.array_equal(xa, xb):
-            fa = bf16_bits_to_float32(xa) if da == "BF16" else xa.astype(np.float64)
-            fb = bf16_bits_to_float32(xb) if db == "BF16" else xb.astype(np.float64)
-            parts.append(f"{tname}: max |diff| {np.max(np.abs(fa - fb)):.3g}")
-    return " (" + "; ".join(parts) + ")" if parts else ""
-
-
-def run_cli(doc, self_checks, generate_fn, fixture_names, tool):
-    """The command line every reference script shares: [--out-dir DIR] [--check]."""
-    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
-    parser.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR),
-                        help="directory that holds the fixture directories (default: %(default)s)")
-    parser.add_argument("--check", action="store_true",
-                        help="regenerate into a temp dir and compare bytes with --out-dir")
-    args = parser.parse_args()
-    torch.set_num_threads(1)  # One summation order for the float64 matmuls.
-    self_checks()
-    if args.check:
-        return check_fixtures(tool, generate_fn, fixture_names, args.out_dir)
-    generate_fn(args.out_dir, verbose=True)
-    return 0
-
-
 def main():
-    return run_cli(__doc__, run_self_checks, generate, FIXTURES, "reference_llama")
+    return run_cli(__doc__, run_self_checks, generate, FIXTURES, "tools.reference.llama")
 
 
 if __name__ == "__main__":
