@@ -154,7 +154,9 @@ void EngineCore::EmitToken(Sequence& seq, const float* logits) {
   } else if (std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end()) {
     reason = FinishReason::kStop;
   } else {
-    StopStringMatcher::Result r = seq.stop.Push(seq.utf8.Push(tokenizer_.Decode(token)));
+    const bool silent = seq.request->skip_special_tokens && tokenizer_.IsSpecial(token);
+    StopStringMatcher::Result r =
+        seq.stop.Push(seq.utf8.Push(silent ? std::string() : tokenizer_.Decode(token)));
     event.text = std::move(r.text);
     if (r.stopped) reason = FinishReason::kStop;
   }

@@ -29,6 +29,9 @@ struct GenerationRequest {
   std::vector<std::string> stop;  // stop strings, matched on decoded text
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
+  // Special tokens (Tokenizer::IsSpecial: EOS, chat markers) add nothing to the streamed text;
+  // their ids are still in TokenEvent::token_ids (vLLM's skip_special_tokens).
+  bool skip_special_tokens = true;
   // Requests share cached prefix blocks only with requests of the same salt ("" = the shared pool).
   std::string cache_salt;
   // When the server received the request, on the engine's clock (steady_clock unless a test injects

@@ -99,10 +99,12 @@ class GenerateReactor::StreamState : public engine::TokenSink {
     Run(action);
   }
 
-  // Handler thread, before Submit: the request's id for the first message and its sample count.
-  void SetRequest(std::string request_id, int32_t n) {
+  // Handler thread, before Submit: the request's id for the first message, its sample count, and
+  // the prompt ids the first message echoes (empty = none).
+  void SetRequest(std::string request_id, int32_t n, std::vector<int32_t> echo_prompt_ids) {
     absl::MutexLock lock(&mu_);
     request_id_ = std::move(request_id);
+    echo_prompt_ids_ = std::move(echo_prompt_ids);
     // Submit rejects n outside [1, kMaxSamples], and then no event comes.
     samples_.resize(std::clamp(n, 1, engine::kMaxSamples));
     ready_.resize(samples_.size());
@@ -200,6 +202,7 @@ class GenerateReactor::StreamState : public engine::TokenSink {
     out_.Clear();
     if (!first_sent_) {
       out_.set_request_id(request_id_);
+      out_.mutable_prompt_token_ids()->Add(echo_prompt_ids_.begin(), echo_prompt_ids_.end());
       first_sent_ = true;
     }
     out_.set_index(index);
@@ -279,6 +282,7 @@ class GenerateReactor::StreamState : public engine::TokenSink {
   engine::Engine* engine_ ABSL_GUARDED_BY(mu_) = nullptr;
   engine::RequestId id_ ABSL_GUARDED_BY(mu_) = 0;
   std::string request_id_ ABSL_GUARDED_BY(mu_);
+  std::vector<int32_t> echo_prompt_ids_ ABSL_GUARDED_BY(mu_);
   std::vector<Sample> samples_ ABSL_GUARDED_BY(mu_);  // one per sample, [0, n)
   // Samples with unsent output, oldest unsent event first: a ring of num_ready_ entries from
   // ready_head_. Each sample is in it at most once, so n slots suffice and nothing is allocated
@@ -320,7 +324,9 @@ GenerateReactor::GenerateReactor(engine::Engine* engine, ModelMetrics* metrics,
   if (converted->request_id.empty()) {
     converted->request_id = absl::StrCat("gen-", counter.fetch_add(1) + 1);
   }
-  state_->SetRequest(converted->request_id, converted->n);
+  state_->SetRequest(
+      converted->request_id, converted->n,
+      request.return_prompt_token_ids() ? converted->prompt_token_ids : std::vector<int32_t>());
   absl::StatusOr<engine::RequestId> id = engine->Submit(std::move(*converted), state_);
   if (!id.ok()) {
     state_->FailNow(id.status());

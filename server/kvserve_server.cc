@@ -73,13 +73,42 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
       reactor->Finish(ToGrpcStatus(engine.status()));
       return reactor;
     }
-    absl::StatusOr<std::vector<int32_t>> ids = (*engine)->tokenizer().Encode(request->text());
+    absl::StatusOr<std::vector<int32_t>> ids = (*engine)->tokenizer().Encode(
+        request->text(), !request->has_add_special_tokens() || request->add_special_tokens());
     if (!ids.ok()) {
       reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                    absl::StrCat("text: ", ids.status().message())));
       return reactor;
     }
     response->mutable_token_ids()->Add(ids->begin(), ids->end());
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Detokenize(grpc::CallbackServerContext* context,
+                                       const pb::DetokenizeRequest* request,
+                                       pb::DetokenizeResponse* response) override {
+    auto* reactor = context->DefaultReactor();
+    absl::StatusOr<engine::Engine*> engine = registry_->Find(request->model());
+    if (!engine.ok()) {
+      reactor->Finish(ToGrpcStatus(engine.status()));
+      return reactor;
+    }
+    const engine::Tokenizer& tokenizer = (*engine)->tokenizer();
+    const int32_t vocab_size = (*engine)->info().config.vocab_size;
+    for (int i = 0; i < request->token_ids_size(); ++i) {
+      const int32_t id = request->token_ids(i);
+      if (id < 0 || id >= vocab_size) {
+        reactor->Finish(
+            grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                         absl::StrCat("token_ids[", i, "]: ", id, " is outside the vocabulary [0, ",
+                                      vocab_size, ")")));
+        return reactor;
+      }
+    }
+    response->set_text(tokenizer.DecodeAll(
+        absl::MakeConstSpan(request->token_ids().data(), request->token_ids_size()),
+        !request->has_skip_special_tokens() || request->skip_special_tokens()));
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }

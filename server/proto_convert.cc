@@ -18,7 +18,8 @@ absl::StatusOr<engine::GenerationRequest> FromProto(const pb::GenerateRequest& r
       if (request.prompt().empty()) {
         return absl::InvalidArgumentError("prompt: must not be empty");
       }
-      absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(request.prompt());
+      absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(
+          request.prompt(), !request.has_add_special_tokens() || request.add_special_tokens());
       if (!ids.ok()) {
         return absl::InvalidArgumentError(absl::StrCat("prompt: ", ids.status().message()));
       }
@@ -52,6 +53,7 @@ absl::StatusOr<engine::GenerationRequest> FromProto(const pb::GenerateRequest& r
   out.stop.assign(request.stop().begin(), request.stop().end());
   out.stop_token_ids.assign(request.stop_token_ids().begin(), request.stop_token_ids().end());
   if (request.ignore_eos()) out.ignore_eos = true;
+  if (request.has_skip_special_tokens()) out.skip_special_tokens = request.skip_special_tokens();
   out.cache_salt = request.cache_salt();
   if (request.priority() != 0) out.priority = request.priority();
   if (request.has_n()) out.n = request.n();

@@ -45,6 +45,8 @@ using ::testing::AnyOf;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::Eq;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 using ::testing::SizeIs;
 
 constexpr char kDefaultModel[] = "tiny-llama-gqa-random-weights";
@@ -364,6 +366,55 @@ TEST_F(KvServerTest, TokenizePrependsBosToTheUtf8Bytes) {
   const grpc::Status status = stub_->Tokenize(&context, request, &response);
   ASSERT_TRUE(status.ok()) << Describe(status);
   EXPECT_THAT(response.token_ids(), ElementsAre(kBos, 'H', 'i'));
+}
+
+TEST_F(KvServerTest, TokenizeWithoutSpecialTokensLeavesOutTheBos) {
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(kCallTimeout));
+  pb::TokenizeRequest request;
+  request.set_text("Hi");
+  request.set_add_special_tokens(false);
+  pb::TokenizeResponse response;
+  const grpc::Status status = stub_->Tokenize(&context, request, &response);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  EXPECT_THAT(response.token_ids(), ElementsAre('H', 'i'));
+}
+
+TEST_F(KvServerTest, DetokenizeTurnsIdsBackIntoTextAndNamesABadId) {
+  {
+    grpc::ClientContext context;
+    context.set_deadline(DeadlineIn(kCallTimeout));
+    pb::DetokenizeRequest request;
+    for (int32_t id : {kBos, int32_t{'H'}, int32_t{'i'}, kEos}) request.add_token_ids(id);
+    pb::DetokenizeResponse response;
+    const grpc::Status status = stub_->Detokenize(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << Describe(status);
+    EXPECT_EQ(response.text(), "Hi");
+  }
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(kCallTimeout));
+  pb::DetokenizeRequest request;
+  request.add_token_ids('H');
+  request.add_token_ids(100000);
+  pb::DetokenizeResponse response;
+  const grpc::Status status = stub_->Detokenize(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("token_ids[1]: 100000 is outside the vocabulary"));
+}
+
+TEST_F(KvServerTest, FirstMessageEchoesThePromptIdsOnlyWhenAsked) {
+  pb::GenerateRequest request = GreedyRequest("Hi", 2);
+  const Generation plain = Generate(*stub_, request);
+  ASSERT_FALSE(plain.messages.empty());
+  EXPECT_THAT(plain.messages.front().prompt_token_ids(), IsEmpty());
+  request.set_return_prompt_token_ids(true);
+  request.set_add_special_tokens(false);
+  const Generation echoed = Generate(*stub_, request);
+  ASSERT_FALSE(echoed.messages.empty());
+  EXPECT_THAT(echoed.messages.front().prompt_token_ids(), ElementsAre('H', 'i'));
+  for (size_t i = 1; i < echoed.messages.size(); ++i) {
+    EXPECT_THAT(echoed.messages[i].prompt_token_ids(), IsEmpty());
+  }
 }
 
 TEST_F(KvServerTest, TokenizeOfAnUnknownModelIsNotFound) {
