@@ -1,0 +1,131 @@
+// tokenizer_golden: compares HfTokenizer with reference results written by golden/golden.mjs.
+//
+//   tokenizer_golden TOKENIZER_DIR EXPECTED.jsonl
+//
+// For every line {"text", "ids", "ids_plain", "decoded", "decoded_skip"} it checks, exactly:
+//   Encode(text, true) == ids, Encode(text, false) == ids_plain,
+//   DecodeAll(ids, false) == decoded, DecodeAll(ids, true) == decoded_skip,
+//   and, when the tokenizer does not clean up tokenization spaces, that the streamed pieces
+//   Decode(id) through a Utf8StreamDecoder spell `decoded` (the first id is special or the decoder
+//   keeps leading spaces in these files).
+// Prints the first mismatches (text escaped, both id lists) and exits 1 if there is any.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "engine/text/hf_tokenizer.h"
+#include "engine/utf8_stream.h"
+#include "nlohmann/json.hpp"
+
+namespace kvserve::engine {
+namespace {
+
+std::string Escape(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      out += absl::StrCat("\\x", absl::Hex(c, absl::kZeroPad2));
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  if (out.size() > 300) out = out.substr(0, 300) + "...";
+  return absl::StrCat("\"", out, "\"");
+}
+
+std::string Ids(const std::vector<int32_t>& ids) {
+  std::string s = absl::StrJoin(ids.begin(), ids.begin() + std::min<size_t>(ids.size(), 60), ",");
+  if (ids.size() > 60) absl::StrAppend(&s, ",... (", ids.size(), " ids)");
+  return absl::StrCat("[", s, "]");
+}
+
+int Run(const std::string& dir, const std::string& expected_path) {
+  auto tokenizer = HfTokenizer::Load(dir);
+  if (!tokenizer.ok()) {
+    std::cerr << "tokenizer_golden: " << tokenizer.status() << "\n";
+    return 1;
+  }
+  std::ifstream in(expected_path);
+  if (!in) {
+    std::cerr << "tokenizer_golden: cannot open " << expected_path << "\n";
+    return 1;
+  }
+  const bool check_stream = !(*tokenizer)->config().clean_up_tokenization_spaces;
+  int num_strings = 0, num_mismatches = 0;
+  std::string line;
+  auto report = [&](const std::string& text, const std::string& what) {
+    if (++num_mismatches <= 15) {
+      std::cerr << "MISMATCH " << what << "\n  text: " << Escape(text) << "\n";
+    }
+  };
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      std::cerr << "tokenizer_golden: bad line " << num_strings + 1 << ": " << e.what() << "\n";
+      return 1;
+    }
+    ++num_strings;
+    const std::string text = j.at("text");
+    const std::vector<int32_t> ids = j.at("ids");
+    const std::vector<int32_t> ids_plain = j.at("ids_plain");
+    const std::string decoded = j.at("decoded");
+    const std::string decoded_skip = j.at("decoded_skip");
+    for (bool special : {true, false}) {
+      const std::vector<int32_t>& want = special ? ids : ids_plain;
+      auto got = (*tokenizer)->Encode(text, special);
+      if (!got.ok()) {
+        report(text, absl::StrCat("encode error (add_special_tokens=", special, "): ",
+                                  got.status().ToString()));
+      } else if (*got != want) {
+        report(text, absl::StrCat("ids (add_special_tokens=", special, ")\n  want: ", Ids(want),
+                                  "\n  got:  ", Ids(*got)));
+      }
+    }
+    for (bool skip : {false, true}) {
+      const std::string& want = skip ? decoded_skip : decoded;
+      const std::string got = (*tokenizer)->DecodeAll(ids, skip);
+      if (got != want) {
+        report(text, absl::StrCat("decode (skip_special_tokens=", skip, ") of ", Ids(ids),
+                                  "\n  want: ", Escape(want), "\n  got:  ", Escape(got)));
+      }
+    }
+    if (check_stream) {
+      Utf8StreamDecoder stream;
+      std::string streamed;
+      for (int32_t id : ids) streamed += stream.Push((*tokenizer)->Decode(id));
+      streamed += stream.Flush();
+      if (streamed != decoded) {
+        report(text, absl::StrCat("streamed Decode(id) pieces\n  want: ", Escape(decoded),
+                                  "\n  got:  ", Escape(streamed)));
+      }
+    }
+  }
+  std::cout << "tokenizer_golden: " << dir << ": " << num_strings << " strings, "
+            << num_mismatches << " mismatches" << (check_stream ? "" : " (stream check off)")
+            << "\n";
+  return num_mismatches == 0 && num_strings > 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace kvserve::engine
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::cerr << "usage: tokenizer_golden TOKENIZER_DIR EXPECTED.jsonl\n";
+    return 2;
+  }
+  return kvserve::engine::Run(argv[1], argv[2]);
+}
