@@ -334,7 +334,7 @@ void HfTokenizer::SplitAdded(const Trie& trie, std::string_view text, size_t off
   }
 }
 
-absl::Status HfTokenizer::EncodeText(std::string_view text, size_t offset, bool /*first_segment*/,
+absl::Status HfTokenizer::EncodeText(std::string_view text, size_t offset,
                                      std::vector<int32_t>* ids) const {
   std::string normalized_storage;
   std::string_view normalized = text;
@@ -377,7 +377,7 @@ absl::StatusOr<std::vector<int32_t>> HfTokenizer::Encode(std::string_view text,
     if (segment.added >= 0) {
       ids.push_back(added_[segment.added].id);
     } else if (!segment.text.empty()) {
-      KV_RETURN_IF_ERROR(EncodeText(segment.text, segment.offset, false, &ids));
+      KV_RETURN_IF_ERROR(EncodeText(segment.text, segment.offset, &ids));
     }
   }
   if (add_special_tokens) {

@@ -83,7 +83,8 @@ class HfTokenizer final : public Tokenizer {
   bool IsSpecial(int32_t id) const override;
   std::string DecodeAll(absl::Span<const int32_t> ids, bool skip_special_tokens) const override;
 
-  // Added tokens first, then the model vocabulary.
+  // Added tokens first, then the model vocabulary. Linear in the number of added tokens: for
+  // start-up lookups (BOS/EOS, stop strings), not per token.
   std::optional<int32_t> TokenToId(std::string_view token) const;
   // The vocabulary string of `id` (not its decoded text); nullptr when unknown.
   const std::string* IdToToken(int32_t id) const;
@@ -122,8 +123,8 @@ class HfTokenizer final : public Tokenizer {
   absl::Status LoadPostProcessor(const class JsonReader& config);
   void SplitAdded(const Trie& trie, std::string_view text, size_t offset,
                   std::vector<Segment>* out) const;
-  absl::Status EncodeText(std::string_view text, size_t offset, bool first_segment,
-                          std::vector<int32_t>* ids) const;
+  // Steps 2-3 for one segment between raw added tokens; `offset` is its start in the input.
+  absl::Status EncodeText(std::string_view text, size_t offset, std::vector<int32_t>* ids) const;
 
   std::unique_ptr<HfNormalizer> normalizer_;
   std::unique_ptr<HfPreTokenizer> pre_tokenizer_;
