@@ -63,6 +63,7 @@ absl::StatusOr<std::string> TokenName(const JsonReader& value) {
 }  // namespace
 
 void HfTokenizer::Trie::Insert(std::string_view key, int32_t token) {
+  if (key.empty()) return;  // an empty token can never be matched
   int32_t node = 0;
   for (char ch : key) {
     const auto byte = static_cast<unsigned char>(ch);
@@ -78,12 +79,15 @@ void HfTokenizer::Trie::Insert(std::string_view key, int32_t token) {
     }
   }
   nodes[node].token = token;
+  for (const auto& [byte, child] : nodes[0].children) first[byte] = child;
 }
 
 std::pair<int32_t, size_t> HfTokenizer::Trie::LongestAt(std::string_view text, size_t pos) const {
   std::pair<int32_t, size_t> best{-1, pos};
-  int32_t node = 0;
-  for (size_t i = pos; i < text.size(); ++i) {
+  int32_t node = first[static_cast<unsigned char>(text[pos])];
+  if (node < 0) return best;
+  if (nodes[node].token >= 0) best = {nodes[node].token, pos + 1};
+  for (size_t i = pos + 1; i < text.size(); ++i) {
     const auto byte = static_cast<unsigned char>(text[i]);
     const auto& children = nodes[node].children;
     auto it = std::lower_bound(children.begin(), children.end(), std::make_pair(byte, INT32_MIN));

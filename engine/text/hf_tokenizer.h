@@ -31,6 +31,7 @@
 #ifndef KVSERVE_ENGINE_TEXT_HF_TOKENIZER_H_
 #define KVSERVE_ENGINE_TEXT_HF_TOKENIZER_H_
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -106,6 +107,14 @@ class HfTokenizer final : public Tokenizer {
       int32_t token = -1;  // index into added_ while a token ends here
     };
     std::vector<Node> nodes{1};
+    // Child of the root per first byte, -1 for none: most text positions start no token, and
+    // this rejects them with one load.
+    std::array<int32_t, 256> first = MakeFirst();
+    static std::array<int32_t, 256> MakeFirst() {
+      std::array<int32_t, 256> a;
+      a.fill(-1);
+      return a;
+    }
     void Insert(std::string_view key, int32_t token);
     // Longest token starting at `pos`: its index and end, or {-1, pos}.
     std::pair<int32_t, size_t> LongestAt(std::string_view text, size_t pos) const;
