@@ -354,6 +354,13 @@ TEST(HfPreTokenizerTest, DigitsGroupOrIsolate) {
               ElementsAre("ab", "1", "2", "c", "3"));
 }
 
+// The crate's Digits uses char::is_numeric (Unicode N), not just ASCII digits.
+TEST(HfPreTokenizerTest, DigitsIncludeNonAsciiNumerals) {
+  EXPECT_THAT(PreTokenize({{"type", "Digits"}, {"individual_digits", true}},
+                          "a\xE0\xA5\xAB\xD9\xA4" "b"),  // "a५٤b"
+              ElementsAre("a", "\xE0\xA5\xAB", "\xD9\xA4", "b"));
+}
+
 TEST(HfPreTokenizerTest, MetaspaceReplacesSpacesAndPrependsPerScheme) {
   const std::string kMeta = "\xE2\x96\x81";
   json config = {{"type", "Metaspace"},
@@ -395,6 +402,8 @@ TEST(HfDecoderTest, MetaspaceDropsTheFirstTokensMarkerOnly) {
                               {"prepend_scheme", "always"}, {"split", true}});
   EXPECT_EQ(decoder->DecodeTokens({kMeta + "Hey", kMeta + "friend!"}), "Hey friend!");
   EXPECT_EQ(decoder->DecodePiece(kMeta + "friend"), " friend");
+  // The crate drops every replacement character of the first token, not just one.
+  EXPECT_EQ(decoder->DecodeTokens({kMeta + kMeta + "a", kMeta + "b"}), "a b");
 }
 
 TEST(HfDecoderTest, SentencePieceChainStripsOnlyTheTextsFirstSpace) {
