@@ -159,7 +159,7 @@ const BpeModel::MergeInfo* BpeModel::FindMerge(int32_t left, int32_t right) cons
 absl::Status BpeModel::InitialSymbols(std::string_view word, std::vector<int32_t>* symbols) const {
   // Pending unknown run: the Rust crate emits it lazily, when the next known character (or the
   // end) arrives — byte-fallback tokens do not flush it, so they can precede it. Kept as is.
-  std::optional<int32_t> pending_unk;
+  int32_t pending_unk = -1;  // -1: none
   std::string piece;
   for (size_t i = 0; i < word.size();) {
     const size_t len = Utf8Length(static_cast<unsigned char>(word[i]));
@@ -177,9 +177,9 @@ absl::Status BpeModel::InitialSymbols(std::string_view word, std::vector<int32_t
     }
     i += len;
     if (auto it = vocab_.find(lookup); it != vocab_.end()) {
-      if (pending_unk) {
-        symbols->push_back(*pending_unk);
-        pending_unk.reset();
+      if (pending_unk >= 0) {
+        symbols->push_back(pending_unk);
+        pending_unk = -1;
       }
       symbols->push_back(it->second);
       continue;
@@ -197,10 +197,10 @@ absl::Status BpeModel::InitialSymbols(std::string_view word, std::vector<int32_t
           "character U+%04X has no token (the vocabulary has no unk_token and no byte fallback)",
           DecodeUtf8At(word, i - len)));
     }
-    if (pending_unk && !fuse_unk_) symbols->push_back(*pending_unk);
+    if (pending_unk >= 0 && !fuse_unk_) symbols->push_back(pending_unk);
     pending_unk = *unk_id_;
   }
-  if (pending_unk) symbols->push_back(*pending_unk);
+  if (pending_unk >= 0) symbols->push_back(pending_unk);
   return absl::OkStatus();
 }
 

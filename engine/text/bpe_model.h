@@ -88,8 +88,10 @@ class BpeModel {
   std::vector<int32_t> MergeNaiveForTest(std::vector<int32_t> symbols) const;
   std::vector<int32_t> MergeForTest(std::vector<int32_t> symbols) const;
 
-  static constexpr int kCacheShards = 32;
-  static constexpr int kCacheEntriesPerShard = 4096;
+  // At most 32k cached words of <= 256 bytes: a few MB, enough for the working vocabulary of a
+  // language (the Rust crate caches 10k words).
+  static constexpr int kCacheShards = 16;
+  static constexpr int kCacheEntriesPerShard = 2048;
   static constexpr size_t kCacheMaxWordBytes = 256;
 
  private:

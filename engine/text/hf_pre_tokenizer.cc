@@ -18,7 +18,9 @@ constexpr std::string_view kGpt2Pattern =
 
 absl::Status HfPreTokenizer::Add(const JsonReader& config, std::vector<Step>* steps) {
   if (config.is_null()) return absl::OkStatus();
-  KV_ASSIGN_OR_RETURN(std::string type, config["type"].String());
+  // Declared first: GCC 12 reports a false maybe-uninitialized on the macro's declaration form.
+  std::string type;
+  KV_ASSIGN_OR_RETURN(type, config["type"].String());
   Step step;
   if (type == "Sequence") {
     const JsonReader list = config["pretokenizers"];

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <deque>
 
+#include <unicode/utf8.h>
+
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "engine/text/bpe_model.h"
@@ -23,6 +25,19 @@ using text_internal::IsWhitespace;
 
 constexpr char kTokenizerFile[] = "tokenizer.json";
 constexpr char kConfigFile[] = "tokenizer_config.json";
+
+// Offset of the first byte that does not start a well-formed UTF-8 sequence (error path only).
+size_t FirstInvalidUtf8Byte(std::string_view text) {
+  const auto* s = reinterpret_cast<const uint8_t*>(text.data());
+  const auto length = static_cast<int32_t>(text.size());
+  for (int32_t i = 0; i < length;) {
+    const int32_t start = i;
+    UChar32 c;
+    U8_NEXT(s, i, length, c);
+    if (c < 0) return start;
+  }
+  return text.size();
+}
 
 bool IsWordChar(uint32_t c) { return c == '_' || IsAlphanumeric(c); }
 
@@ -372,7 +387,10 @@ absl::Status HfTokenizer::EncodeText(std::string_view text, size_t offset,
 
 absl::StatusOr<std::vector<int32_t>> HfTokenizer::Encode(std::string_view text,
                                                          bool add_special_tokens) const {
-  if (!IsValidUtf8(text)) return absl::InvalidArgumentError("text is not valid UTF-8");
+  if (!IsValidUtf8(text)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("text is not valid UTF-8 (byte ", FirstInvalidUtf8Byte(text), ")"));
+  }
   std::vector<Segment> segments;
   SplitAdded(raw_trie_, text, 0, &segments);
   std::vector<int32_t> ids;

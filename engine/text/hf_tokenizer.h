@@ -52,8 +52,11 @@ class HfNormalizer;
 class HfPreTokenizer;
 class Regex;
 
-// Settings from tokenizer_config.json that the tokenizer itself does not apply (the chat template,
-// the BOS/EOS names) plus the ones it does (clean_up_tokenization_spaces).
+// Settings from tokenizer_config.json. Only clean_up_tokenization_spaces changes what HfTokenizer
+// does; the rest is for the caller (chat templates, BOS/EOS names). In particular Encode adds
+// special tokens from tokenizer.json's post-processor, as the Rust crate does, and does not
+// rewrite it from add_bos_token / add_eos_token (transformers' LlamaTokenizerFast does that in
+// Python; for the files we ship both agree).
 struct HfTokenizerConfig {
   std::optional<bool> add_bos_token;
   std::optional<bool> add_eos_token;
@@ -76,8 +79,8 @@ class HfTokenizer final : public Tokenizer {
 
   std::string name() const override;
   int32_t vocab_size() const override { return vocab_size_; }
-  // INVALID_ARGUMENT when `text` is not valid UTF-8 or has a character the vocabulary cannot
-  // represent (see above).
+  // INVALID_ARGUMENT when `text` is not valid UTF-8 (naming the byte offset) or has a character the
+  // vocabulary cannot represent (see above).
   absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
                                               bool add_special_tokens = true) const override;
   std::string Decode(int32_t id) const override;

@@ -134,7 +134,9 @@ TEST(HfTokenizerBpeTest, CharacterWithoutTokenIsAnErrorWithoutUnkOrFallback) {
   ASSERT_FALSE(ids.ok());
   EXPECT_EQ(ids.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(ids.status().message(), HasSubstr("U+0062"));
-  EXPECT_FALSE(tokenizer->Encode("a\xFF", false).ok());  // not UTF-8
+  auto not_utf8 = tokenizer->Encode("aa\xFF", false);
+  ASSERT_FALSE(not_utf8.ok());
+  EXPECT_EQ(not_utf8.status().message(), "text is not valid UTF-8 (byte 2)");
 }
 
 TEST(HfTokenizerBpeTest, SubwordPrefixAndWordSuffixTakePartInLookupsAndMerges) {
