@@ -77,7 +77,9 @@ absl::StatusOr<int64_t> JsonReader::Int() const {
     const double d = value_->get<double>();
     if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
   }
-  return Error(absl::StrCat("expected an integer, got ", value_->dump()));
+  // error_handler replace: dump() would otherwise throw on a string that is not UTF-8.
+  return Error(absl::StrCat("expected an integer, got ",
+                            value_->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
 }
 
 absl::StatusOr<double> JsonReader::Number() const {
