@@ -41,5 +41,18 @@ TEST(ByteTokenizerTest, RejectsBytesOutsideASmallVocabulary) {
             "byte 0x41 at offset 1 has no token in this model's 64-token byte vocabulary");
 }
 
+TEST(ByteTokenizerTest, OmitsBosWithoutSpecialTokensAndDecodesWholeSequences) {
+  ByteTokenizer tokenizer(320, 256, 257);
+  auto ids = tokenizer.Encode("Hi", /*add_special_tokens=*/false);
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(*ids, (std::vector<int32_t>{'H', 'i'}));
+  EXPECT_TRUE(tokenizer.IsSpecial(256));
+  EXPECT_TRUE(tokenizer.IsSpecial(257));
+  EXPECT_FALSE(tokenizer.IsSpecial('H'));
+  EXPECT_EQ(tokenizer.vocab_size(), 320);
+  const std::vector<int32_t> text = {256, 'H', 0xC3, 0xA9, 0xE2, 257};
+  EXPECT_EQ(tokenizer.DecodeAll(text, /*skip_special_tokens=*/true), "H\xC3\xA9\xEF\xBF\xBD");
+}
+
 }  // namespace
 }  // namespace kvserve::engine

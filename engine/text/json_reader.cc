@@ -1,0 +1,110 @@
+#include "engine/text/json_reader.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+
+namespace kvserve::engine {
+namespace {
+
+const nlohmann::json& NullJson() {
+  static const nlohmann::json* const kNull = new nlohmann::json(nullptr);
+  return *kNull;
+}
+
+std::string TypeName(const nlohmann::json& j) { return j.type_name(); }
+
+}  // namespace
+
+absl::StatusOr<nlohmann::json> ParseJsonFile(const std::string& path,
+                                             std::string_view display_name) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(std::string(display_name), ": cannot open ", path));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  // The parser reports malformed input by exception; allow_exceptions=false would lose the
+  // position, so catch it here, at the file boundary.
+  try {
+    return nlohmann::json::parse(buffer.str());
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(std::string(display_name), ": not valid JSON: ", e.what()));
+  }
+}
+
+absl::Status JsonReader::Error(std::string_view what) const {
+  return absl::InvalidArgumentError(
+      absl::StrCat(file_, ": ", path_.empty() ? "(root)" : path_, ": ", std::string(what)));
+}
+
+std::string JsonReader::ChildPath(std::string_view key) const {
+  return path_.empty() ? std::string(key) : absl::StrCat(path_, ".", std::string(key));
+}
+
+bool JsonReader::Has(std::string_view key) const {
+  if (!value_->is_object()) return false;
+  auto it = value_->find(key);
+  return it != value_->end() && !it->is_null();
+}
+
+JsonReader JsonReader::operator[](std::string_view key) const {
+  if (value_->is_object()) {
+    auto it = value_->find(key);
+    if (it != value_->end()) return JsonReader(*it, file_, ChildPath(key));
+  }
+  return JsonReader(NullJson(), file_, ChildPath(key));
+}
+
+JsonReader JsonReader::operator[](size_t i) const {
+  return JsonReader((*value_)[i], file_, absl::StrCat(path_, "[", i, "]"));
+}
+
+absl::StatusOr<std::string> JsonReader::String() const {
+  if (!value_->is_string()) return Error(absl::StrCat("expected a string, got ", TypeName(*value_)));
+  return value_->get_ref<const std::string&>();
+}
+
+absl::StatusOr<bool> JsonReader::Bool() const {
+  if (!value_->is_boolean()) {
+    return Error(absl::StrCat("expected true or false, got ", TypeName(*value_)));
+  }
+  return value_->get<bool>();
+}
+
+absl::StatusOr<int64_t> JsonReader::Int() const {
+  if (value_->is_number_integer()) return value_->get<int64_t>();
+  if (value_->is_number_float()) {
+    const double d = value_->get<double>();
+    if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
+  }
+  // error_handler replace: dump() would otherwise throw on a string that is not UTF-8.
+  return Error(absl::StrCat("expected an integer, got ",
+                            value_->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+}
+
+absl::StatusOr<double> JsonReader::Number() const {
+  if (!value_->is_number()) return Error(absl::StrCat("expected a number, got ", TypeName(*value_)));
+  return value_->get<double>();
+}
+
+absl::Status JsonReader::ExpectObject() const {
+  if (!value_->is_object()) return Error(absl::StrCat("expected an object, got ", TypeName(*value_)));
+  return absl::OkStatus();
+}
+
+absl::Status JsonReader::ExpectArray() const {
+  if (!value_->is_array()) return Error(absl::StrCat("expected an array, got ", TypeName(*value_)));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> JsonReader::StringOr(std::string_view key, std::string fallback) const {
+  if (!Has(key)) return fallback;
+  return (*this)[key].String();
+}
+
+absl::StatusOr<bool> JsonReader::BoolOr(std::string_view key, bool fallback) const {
+  if (!Has(key)) return fallback;
+  return (*this)[key].Bool();
+}
+
+}  // namespace kvserve::engine
