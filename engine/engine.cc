@@ -69,6 +69,17 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedM
                       cache::KvCacheManager::Create(spec, cache_options));
 
   ModelInfo info;
+  const GenerationConfig& g = model.generation;
+  if (g.temperature.has_value()) info.default_sampling.temperature = *g.temperature;
+  if (g.top_p.has_value()) info.default_sampling.top_p = *g.top_p;
+  if (g.top_k.has_value()) info.default_sampling.top_k = *g.top_k;
+  if (g.repetition_penalty.has_value()) {
+    info.default_sampling.repetition_penalty = *g.repetition_penalty;
+  }
+  if (absl::Status s = ValidateSamplingParams(info.default_sampling); !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("generation_config.json: ", s.message(), " (as a default sampling value)"));
+  }
   info.name = std::move(name);
   info.source = std::move(model.source);
   info.random_weights = model.random_weights;

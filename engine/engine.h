@@ -89,6 +89,9 @@ struct ModelInfo {
   int64_t kv_cache_bytes = 0;            // the whole cache's budget
   int32_t kv_cache_blocks = 0;
   int32_t block_size = 0;
+  // What a request's sampling fields default to: the API's defaults overridden by the model's
+  // generation_config.json (temperature, top_p, top_k, repetition_penalty), as vLLM does.
+  SamplingParams default_sampling;
 };
 
 // A snapshot; a request's final TokenEvent is delivered only after it has left num_running and

@@ -307,11 +307,10 @@ class GenerateReactor::StreamState : public engine::TokenSink {
 
 GenerateReactor::GenerateReactor(engine::Engine* engine, ModelMetrics* metrics,
                                  std::chrono::system_clock::time_point deadline,
-                                 const pb::GenerateRequest& request)
+                                 engine::SteadyTime arrival,
+                                 absl::StatusOr<engine::GenerationRequest> converted,
+                                 bool echo_prompt_ids)
     : state_(std::make_shared<StreamState>(this, metrics, deadline)) {
-  // Arrival, for queue time and TTFT: before tokenization, as vLLM's front end stamps it.
-  const engine::SteadyTime arrival = engine->clock().Now();
-  absl::StatusOr<engine::GenerationRequest> converted = FromProto(request, engine->tokenizer());
   if (!converted.ok()) {
     state_->FailNow(converted.status());
     return;
@@ -324,9 +323,8 @@ GenerateReactor::GenerateReactor(engine::Engine* engine, ModelMetrics* metrics,
   if (converted->request_id.empty()) {
     converted->request_id = absl::StrCat("gen-", counter.fetch_add(1) + 1);
   }
-  state_->SetRequest(
-      converted->request_id, converted->n,
-      request.return_prompt_token_ids() ? converted->prompt_token_ids : std::vector<int32_t>());
+  state_->SetRequest(converted->request_id, converted->n,
+                     echo_prompt_ids ? converted->prompt_token_ids : std::vector<int32_t>());
   absl::StatusOr<engine::RequestId> id = engine->Submit(std::move(*converted), state_);
   if (!id.ok()) {
     state_->FailNow(id.status());

@@ -25,15 +25,16 @@ namespace kvserve::server {
 
 class GenerateReactor : public grpc::ServerWriteReactor<kvserve::v1::GenerateResponse> {
  public:
-  // Validates, converts and submits `request` to `engine`; on failure finishes the call at once
-  // with the error. `engine` and `metrics` (the model's series; may be null) must outlive the call,
-  // which counts its outcome there exactly once. `deadline` is the call's: the engine gets it as
-  // GenerationRequest::deadline (converted to the steady clock), and it tells a cancel caused by
-  // the deadline from a client's cancel.
+  // Submits `converted` (the call's request, converted by the handler; an error finishes the call
+  // at once) to `engine`. `engine` and `metrics` (the model's series; may be null) must outlive the
+  // call, which counts its outcome there exactly once. `deadline` is the call's: the engine gets it
+  // as GenerationRequest::deadline (converted to the engine's clock), and it tells a cancel caused
+  // by the deadline from a client's cancel. `arrival` is when the handler received the call, on
+  // the engine's clock, taken before tokenization as vLLM's front end stamps it. With
+  // `echo_prompt_ids` the stream's first message carries the prompt's token ids.
   GenerateReactor(engine::Engine* engine, ModelMetrics* metrics,
-                  std::chrono::system_clock::time_point deadline,
-                  const kvserve::v1::GenerateRequest& request);
-
+                  std::chrono::system_clock::time_point deadline, engine::SteadyTime arrival,
+                  absl::StatusOr<engine::GenerationRequest> converted, bool echo_prompt_ids);
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
   void OnDone() override;

@@ -51,8 +51,11 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
       reactor->Finish(ToGrpcStatus(engine.status()));
       return reactor;
     }
-    return new GenerateReactor(*engine, metrics_->ForModel((*engine)->info().name),
-                               context->deadline(), *request);
+    const engine::SteadyTime arrival = (*engine)->clock().Now();
+    return new GenerateReactor(
+        *engine, metrics_->ForModel((*engine)->info().name), context->deadline(), arrival,
+        FromProto(*request, (*engine)->tokenizer(), (*engine)->info().default_sampling),
+        request->return_prompt_token_ids());
   }
 
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,

@@ -9,10 +9,46 @@ namespace kvserve::server {
 
 namespace pb = ::kvserve::v1;
 
-absl::StatusOr<engine::GenerationRequest> FromProto(const pb::GenerateRequest& request,
-                                                    const engine::Tokenizer& tokenizer) {
-  engine::GenerationRequest out;
+namespace {
+
+// The generation fields GenerateRequest and ChatRequest share (same names, same meaning): each
+// overrides the engine's default only when the client set it.
+template <typename Request>
+absl::Status CopyGenerationFields(const Request& request, engine::GenerationRequest* out_ptr) {
+  engine::GenerationRequest& out = *out_ptr;
   out.request_id = request.request_id();
+  if (request.has_max_tokens()) out.max_tokens = request.max_tokens();
+  const pb::SamplingParams& s = request.sampling();
+  engine::SamplingParams& sampling = out.sampling;
+  if (s.has_temperature()) sampling.temperature = s.temperature();
+  if (s.top_k() != 0) sampling.top_k = s.top_k();
+  if (s.has_top_p()) sampling.top_p = s.top_p();
+  if (s.has_seed()) sampling.seed = s.seed();
+  if (s.min_p() != 0) sampling.min_p = s.min_p();
+  if (s.has_repetition_penalty()) sampling.repetition_penalty = s.repetition_penalty();
+  if (s.presence_penalty() != 0) sampling.presence_penalty = s.presence_penalty();
+  if (s.frequency_penalty() != 0) sampling.frequency_penalty = s.frequency_penalty();
+  if (s.normalizer() != pb::NORMALIZER_SOFTMAX) {
+    KV_ASSIGN_OR_RETURN(sampling.normalizer, FromProto(s.normalizer()));
+  }
+  out.stop.assign(request.stop().begin(), request.stop().end());
+  out.stop_token_ids.assign(request.stop_token_ids().begin(), request.stop_token_ids().end());
+  if (request.ignore_eos()) out.ignore_eos = true;
+  if (request.has_skip_special_tokens()) out.skip_special_tokens = request.skip_special_tokens();
+  out.cache_salt = request.cache_salt();
+  if (request.priority() != 0) out.priority = request.priority();
+  if (request.has_n()) out.n = request.n();
+  if (request.has_logprobs()) out.logprobs = request.logprobs();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<engine::GenerationRequest> FromProto(
+    const pb::GenerateRequest& request, const engine::Tokenizer& tokenizer,
+    const engine::SamplingParams& default_sampling) {
+  engine::GenerationRequest out;
+  out.sampling = default_sampling;
   switch (request.input_case()) {
     case pb::GenerateRequest::kPrompt: {
       if (request.prompt().empty()) {
@@ -36,28 +72,7 @@ absl::StatusOr<engine::GenerationRequest> FromProto(const pb::GenerateRequest& r
     case pb::GenerateRequest::INPUT_NOT_SET:
       return absl::InvalidArgumentError("prompt: set either prompt or prompt_token_ids");
   }
-  if (request.has_max_tokens()) out.max_tokens = request.max_tokens();
-  const pb::SamplingParams& s = request.sampling();
-  engine::SamplingParams& sampling = out.sampling;
-  if (s.has_temperature()) sampling.temperature = s.temperature();
-  if (s.top_k() != 0) sampling.top_k = s.top_k();
-  if (s.has_top_p()) sampling.top_p = s.top_p();
-  if (s.has_seed()) sampling.seed = s.seed();
-  if (s.min_p() != 0) sampling.min_p = s.min_p();
-  if (s.has_repetition_penalty()) sampling.repetition_penalty = s.repetition_penalty();
-  if (s.presence_penalty() != 0) sampling.presence_penalty = s.presence_penalty();
-  if (s.frequency_penalty() != 0) sampling.frequency_penalty = s.frequency_penalty();
-  if (s.normalizer() != pb::NORMALIZER_SOFTMAX) {
-    KV_ASSIGN_OR_RETURN(sampling.normalizer, FromProto(s.normalizer()));
-  }
-  out.stop.assign(request.stop().begin(), request.stop().end());
-  out.stop_token_ids.assign(request.stop_token_ids().begin(), request.stop_token_ids().end());
-  if (request.ignore_eos()) out.ignore_eos = true;
-  if (request.has_skip_special_tokens()) out.skip_special_tokens = request.skip_special_tokens();
-  out.cache_salt = request.cache_salt();
-  if (request.priority() != 0) out.priority = request.priority();
-  if (request.has_n()) out.n = request.n();
-  if (request.has_logprobs()) out.logprobs = request.logprobs();
+  KV_RETURN_IF_ERROR(CopyGenerationFields(request, &out));
   return out;
 }
 

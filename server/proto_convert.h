@@ -14,10 +14,12 @@
 
 namespace kvserve::server {
 
-// Builds the engine request, tokenizing `prompt` with the model's tokenizer. Errors are
+// Builds the engine request, tokenizing `prompt` with the model's tokenizer; sampling fields the
+// client left unset take `default_sampling` (the model's, ModelInfo::default_sampling). Errors are
 // INVALID_ARGUMENT naming the field.
-absl::StatusOr<engine::GenerationRequest> FromProto(const kvserve::v1::GenerateRequest& request,
-                                                    const engine::Tokenizer& tokenizer);
+absl::StatusOr<engine::GenerationRequest> FromProto(
+    const kvserve::v1::GenerateRequest& request, const engine::Tokenizer& tokenizer,
+    const engine::SamplingParams& default_sampling = engine::SamplingParams());
 
 // INVALID_ARGUMENT naming "sampling.normalizer" for a value the enum does not define (proto3 enums
 // are open, so the wire can carry any int32).

@@ -1,5 +1,6 @@
 #include "engine/model/model_loader.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include "base/status_macros.h"
 #include "engine/checkpoint/safetensors.h"
 #include "engine/layers/s4_layer.h"
+#include "engine/text/hf_tokenizer.h"
 #include "nlohmann/json.hpp"
 
 namespace kvserve::engine {
@@ -138,7 +140,41 @@ absl::StatusOr<LoadedModel> LoadModelDirectory(const std::string& dir) {
     return absl::Status(config_or.status().code(),
                         absl::StrCat(dir, "/", config_or.status().message()));
   }
-  const ModelConfig& config = *config_or;
+  ModelConfig config = *std::move(config_or);
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::optional<int32_t> tokenizer_eos;
+  if (fs::exists(root / "tokenizer.json")) {
+    absl::StatusOr<std::unique_ptr<HfTokenizer>> hf = HfTokenizer::Load(dir);
+    if (!hf.ok()) {
+      return absl::Status(hf.status().code(), absl::StrCat(dir, "/", hf.status().message()));
+    }
+    if ((*hf)->vocab_size() > config.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(dir, ": tokenizer.json has ids up to ", (*hf)->vocab_size() - 1,
+                       " but config.json's vocab_size is ", config.vocab_size,
+                       ": the model has no embedding for them"));
+    }
+    tokenizer_eos = (*hf)->eos_id();
+    tokenizer = *std::move(hf);
+  }
+  GenerationConfig generation;
+  if (absl::StatusOr<GenerationConfig> g = GenerationConfig::Load(dir); g.ok()) {
+    generation = *std::move(g);
+  } else if (!absl::IsNotFound(g.status())) {
+    return absl::Status(g.status().code(), absl::StrCat(dir, "/", g.status().message()));
+  }
+  auto add_eos = [&config](int32_t id) {
+    if (std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), id) ==
+        config.eos_token_ids.end()) {
+      config.eos_token_ids.push_back(id);
+    }
+  };
+  for (int32_t id : generation.eos_token_ids) add_eos(id);
+  if (tokenizer_eos.has_value()) add_eos(*tokenizer_eos);
+  if (absl::Status valid = config.Validate(); !valid.ok()) {
+    return absl::Status(valid.code(),
+                        absl::StrCat(dir, " (with generation_config.json): ", valid.message()));
+  }
   CheckpointTensors tensors;
   KV_RETURN_IF_ERROR(tensors.Open(root));
   auto model = DecoderModel::Create(
@@ -148,15 +184,17 @@ absl::StatusOr<LoadedModel> LoadModelDirectory(const std::string& dir) {
   if (!model.ok()) {
     return absl::Status(model.status().code(), absl::StrCat(dir, ": ", model.status().message()));
   }
-  if (fs::exists(root / "tokenizer.json")) {
-    KV_LOG(WARNING) << dir << ": tokenizer.json is not supported yet; using the byte-level "
-                    << "tokenizer (text will only be meaningful for byte-level models)";
-  }
   LoadedModel loaded;
   loaded.model = std::move(*model);
-  loaded.tokenizer = std::make_unique<ByteTokenizer>(
-      config.vocab_size, config.bos_token_id,
-      config.eos_token_ids.empty() ? -1 : config.eos_token_ids.front());
+  if (tokenizer == nullptr) {
+    KV_LOG(INFO) << dir << ": no tokenizer.json; serving with the byte-level tokenizer (ids "
+                 << "0-255 are bytes)";
+    tokenizer = std::make_unique<ByteTokenizer>(
+        config.vocab_size, config.bos_token_id,
+        config.eos_token_ids.empty() ? -1 : config.eos_token_ids.front());
+  }
+  loaded.tokenizer = std::move(tokenizer);
+  loaded.generation = std::move(generation);
   loaded.source = fs::absolute(root).lexically_normal().string();
   return loaded;
 }

@@ -2,7 +2,9 @@
 //
 // A checkpoint directory holds `config.json` and either `model.safetensors` or a sharded
 // `model.safetensors.index.json` + shards, with LlamaForCausalLM tensor names. F32, F16 and BF16
-// tensors are converted to f32 at load.
+// tensors are converted to f32 at load. With `tokenizer.json` (and `tokenizer_config.json`) the
+// model gets its Hugging Face tokenizer, otherwise the byte-level one; `generation_config.json`
+// adds end-of-sequence ids and default sampling values.
 #ifndef KVSERVE_ENGINE_MODEL_MODEL_LOADER_H_
 #define KVSERVE_ENGINE_MODEL_MODEL_LOADER_H_
 
@@ -13,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "engine/checkpoint/model_config.h"
 #include "engine/model/decoder_model.h"
+#include "engine/text/generation_config.h"
 #include "engine/text/tokenizer.h"
 
 namespace kvserve::engine {
@@ -22,9 +25,15 @@ struct LoadedModel {
   std::unique_ptr<Tokenizer> tokenizer;
   std::string source;  // directory, or "embedded (random weights, seed N)"
   bool random_weights = false;
+  // generation_config.json: default sampling values (unset = the API's defaults). Its
+  // end-of-sequence ids are already merged into the model config's eos_token_ids.
+  GenerationConfig generation;
 };
 
-// Loads config.json + safetensors from `dir`. Errors name the file and tensor at fault.
+// Loads config.json + safetensors (+ tokenizer and generation config files) from `dir`. Errors name
+// the file and tensor or JSON path at fault. A tokenizer whose ids exceed the model's vocab_size is
+// rejected. End-of-sequence ids: config.json's, then generation_config.json's, then
+// tokenizer_config.json's eos_token, each once; every one of them ends generation.
 absl::StatusOr<LoadedModel> LoadModelDirectory(const std::string& dir);
 
 // The embedded default: a small LlamaForCausalLM-shaped GQA model (vocab 320 = 256 bytes +
