@@ -1,0 +1,133 @@
+// Runtime values of the chat-template (Jinja subset) interpreter.
+//
+// A Value is one of: undefined, none, bool, int, float, string, list, dict, or function. Lists and
+// dicts are shared by reference, as in Python: `namespace()` objects are dicts that `set ns.x = ...`
+// mutates, and every holder sees the change. Dicts keep insertion order (Python dicts do, and
+// `tojson` of a tool schema must print keys in the order the request gave them); keys are strings.
+//
+// Text is UTF-8. Where Python counts characters (length, indexing, slicing) these helpers count
+// code points, not bytes.
+//
+// Thread-safety: a Value graph belongs to one render; nothing here is shared between threads.
+#ifndef KVSERVE_ENGINE_TEXT_JINJA_VALUE_H_
+#define KVSERVE_ENGINE_TEXT_JINJA_VALUE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+
+namespace kvserve::engine::jinja {
+
+class Value;
+using List = std::vector<Value>;
+
+// Insertion-ordered string-keyed map. Lookup is linear: template dicts are small (a message, a
+// tool schema), and linear scans keep the order rule trivially true.
+class Dict {
+ public:
+  const Value* Find(std::string_view key) const;
+  // Inserts or replaces, keeping the original position of an existing key.
+  void Set(std::string key, Value value);
+  const std::vector<std::pair<std::string, Value>>& items() const { return items_; }
+  size_t size() const { return items_.size(); }
+
+ private:
+  std::vector<std::pair<std::string, Value>> items_;
+};
+
+// Arguments of a call: positional first, then keyword arguments in source order.
+struct CallArgs {
+  std::vector<Value> positional;
+  std::vector<std::pair<std::string, Value>> keyword;
+};
+
+// A callable: a global (range, namespace, raise_exception, ...) or a macro.
+using Function = std::function<absl::StatusOr<Value>(CallArgs& args)>;
+
+class Value {
+ public:
+  enum class Kind { kUndefined, kNone, kBool, kInt, kFloat, kString, kList, kDict, kFunction };
+
+  Value() = default;  // undefined
+  static Value None();
+  static Value Bool(bool b);
+  static Value Int(int64_t i);
+  static Value Float(double f);
+  static Value String(std::string s);
+  static Value MakeList(List items = {});
+  static Value MakeDict(Dict dict = {});
+  // A dict whose attributes `set ns.x = ...` may assign (Jinja's namespace()).
+  static Value MakeNamespace(Dict dict = {});
+  static Value MakeFunction(Function fn);
+
+  Kind kind() const { return kind_; }
+  bool is_undefined() const { return kind_ == Kind::kUndefined; }
+  bool is_none() const { return kind_ == Kind::kNone; }
+  bool is_bool() const { return kind_ == Kind::kBool; }
+  bool is_int() const { return kind_ == Kind::kInt; }
+  bool is_float() const { return kind_ == Kind::kFloat; }
+  bool is_number() const { return kind_ == Kind::kInt || kind_ == Kind::kFloat; }
+  bool is_string() const { return kind_ == Kind::kString; }
+  bool is_list() const { return kind_ == Kind::kList; }
+  bool is_dict() const { return kind_ == Kind::kDict; }
+  bool is_namespace() const { return kind_ == Kind::kDict && is_namespace_; }
+  bool is_function() const { return kind_ == Kind::kFunction; }
+
+  // REQUIRES: the matching kind (as_number: int or float).
+  bool as_bool() const { return b_; }
+  int64_t as_int() const { return i_; }
+  double as_number() const { return kind_ == Kind::kInt ? static_cast<double>(i_) : f_; }
+  const std::string& as_string() const { return *s_; }
+  List& list() const { return *list_; }
+  Dict& dict() const { return *dict_; }
+  const Function& function() const { return *fn_; }
+
+  // Python truthiness; undefined is false.
+  bool Truthy() const;
+  // Name of the kind for error messages ("string", "list", ...).
+  const char* KindName() const;
+
+ private:
+  Kind kind_ = Kind::kUndefined;
+  bool is_namespace_ = false;
+  bool b_ = false;
+  int64_t i_ = 0;
+  double f_ = 0;
+  std::shared_ptr<const std::string> s_;
+  std::shared_ptr<List> list_;
+  std::shared_ptr<Dict> dict_;
+  std::shared_ptr<const Function> fn_;
+};
+
+// Python `==`: numbers compare by value (1 == 1.0), lists and dicts element-wise, undefined equals
+// only undefined.
+bool Equals(const Value& a, const Value& b);
+
+// Python str(): what `{{ x }}` prints. Undefined prints "", none "None", booleans "True"/"False",
+// floats as Python repr, lists and dicts as Python repr.
+std::string ToStr(const Value& v);
+// Python repr() (strings quoted).
+std::string Repr(const Value& v);
+
+// Python's json.dumps(v, ensure_ascii=False, indent=indent, sort_keys=sort_keys) with the default
+// separators (", " and ": ", or "," and ": " when indented): transformers' `tojson` filter.
+// indent < 0 means none. Undefined and functions are errors, like json.dumps on a non-JSON object.
+absl::StatusOr<std::string> ToJson(const Value& v, int indent, bool sort_keys);
+
+// Converts request JSON to values: objects to dicts (order kept), arrays to lists, null to none.
+Value FromJson(const nlohmann::ordered_json& j);
+
+// UTF-8 helpers. Invalid bytes count as one code point each, so no input is rejected.
+std::vector<size_t> CodePointOffsets(std::string_view s);  // start of each code point, then size
+size_t CodePointCount(std::string_view s);
+
+}  // namespace kvserve::engine::jinja
+
+#endif  // KVSERVE_ENGINE_TEXT_JINJA_VALUE_H_
