@@ -408,7 +408,7 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, cons
     if (!method.ok()) return method.status();
     double scale = std::pow(10.0, static_cast<double>(*precision));
     double x = v.as_number() * scale;
-    if (*method == "common") x = std::round(x);
+    if (*method == "common") x = std::nearbyint(x);  // Python's round(): half to even
     else if (*method == "floor") x = std::floor(x);
     else if (*method == "ceil") x = std::ceil(x);
     else return Error("round: method must be 'common', 'floor' or 'ceil'");
@@ -496,7 +496,12 @@ absl::StatusOr<bool> ApplyTest(Interpreter& in, const std::string& name, const V
     if (!v.is_string()) return false;
     return v.as_string() == (name == "lower" ? Lower(v.as_string()) : Upper(v.as_string()));
   }
-  if (arg == nullptr) return Error("test '", name, "' is unknown or needs an argument");
+  static constexpr std::string_view kWithArgument[] = {
+      "equalto", "eq", "==", "sameas", "ne", "!=", "in", "gt", "ge", "lt", "le", "greaterthan", "lessthan"};
+  if (std::find(std::begin(kWithArgument), std::end(kWithArgument), name) == std::end(kWithArgument)) {
+    return Error("unknown test '", name, "'");
+  }
+  if (arg == nullptr) return Error("test '", name, "' needs an argument");
   if (name == "equalto" || name == "eq" || name == "==" || name == "sameas") return Equals(v, *arg);
   if (name == "ne" || name == "!=") return !Equals(v, *arg);
   if (name == "in") {

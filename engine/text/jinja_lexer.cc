@@ -90,7 +90,7 @@ class Lexer {
       }
       Emit(kind == '%' ? TokenKind::kBlockBegin : TokenKind::kVarBegin, kind == '%' ? "{%" : "{{",
            start);
-      auto end = LexTagBody(body, kind == '%' ? '%' : '}');
+      auto end = LexTagBody(start, body, kind == '%' ? '%' : '}');
       if (!end.ok()) return end.status();
       strip_next = src_[*end] == '-';
       trim_next = kind == '%';
@@ -176,11 +176,12 @@ class Lexer {
 
   // Lexes expression tokens from `pos` up to the closing "%}" / "}}" (optionally "-"-prefixed) at
   // bracket depth 0; returns the position of the closing delimiter (of its '-' if present).
-  absl::StatusOr<size_t> LexTagBody(size_t pos, char closer) {
+  // `tag` is where the tag opened, for the error when it never closes.
+  absl::StatusOr<size_t> LexTagBody(size_t tag, size_t pos, char closer) {
     int depth = 0;
     while (true) {
       while (pos < src_.size() && IsSpace(src_[pos])) ++pos;
-      if (pos >= src_.size()) return Error(pos, closer == '%' ? "unterminated block tag '{%'" : "unterminated expression '{{'");
+      if (pos >= src_.size()) return Error(tag, closer == '%' ? "unterminated block tag '{%'" : "unterminated expression '{{'");
       std::string_view rest = src_.substr(pos);
       if (depth == 0) {
         std::string close = closer == '%' ? "%}" : "}}";

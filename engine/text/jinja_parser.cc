@@ -421,24 +421,29 @@ class Parser {
     return left;
   }
 
-  ExprPtr ParseUnary() {
+  // Jinja binds `.attr`, `[i]` and calls tighter than unary minus, but filters and tests looser:
+  // `-x|abs` is abs(-x), `-x.y` is -(x.y).
+  ExprPtr ParseUnary(bool with_filters = true) {
+    ExprPtr e;
     if (IsOp("-") || IsOp("+")) {
       const Token& at = Next();
       if (++depth_ > kMaxNesting) {
         Fail(at, "expression nested too deeply");
         return nullptr;
       }
-      ExprPtr operand = ParseUnary();
+      ExprPtr operand = ParseUnary(false);
       --depth_;
       if (!operand) return nullptr;
-      auto e = Make(ExprKind::kUnary, at);
+      e = Make(ExprKind::kUnary, at);
       e->name = at.text;
       e->children.push_back(std::move(operand));
-      return e;
+    } else {
+      e = ParsePrimary();
+      if (!e) return nullptr;
+      e = ParsePostfix(std::move(e), /*filters=*/false);
+      if (!e) return nullptr;
     }
-    ExprPtr e = ParsePrimary();
-    if (!e) return nullptr;
-    return ParsePostfix(std::move(e));
+    return with_filters ? ParsePostfix(std::move(e), /*filters=*/true) : std::move(e);
   }
 
   // Call arguments after '(' up to and including ')'.
@@ -460,7 +465,8 @@ class Parser {
     return ExpectOp(")");
   }
 
-  ExprPtr ParsePostfix(ExprPtr e) {
+  // With `filters`, also `| filter` and `is [not] test`, which Jinja parses after unary operators.
+  ExprPtr ParsePostfix(ExprPtr e, bool filters) {
     while (true) {
       const Token& at = Peek();
       if (IsOp(".")) {
@@ -525,14 +531,14 @@ class Parser {
         call->children.push_back(std::move(e));
         if (!ParseArgs(*call)) return nullptr;
         e = std::move(call);
-      } else if (IsOp("|")) {
+      } else if (filters && IsOp("|")) {
         Next();
         auto filter = Make(ExprKind::kFilter, at);
         if (!ExpectName(filter->name)) return nullptr;
         filter->children.push_back(std::move(e));
         if (IsOp("(") && !ParseArgs(*filter)) return nullptr;
         e = std::move(filter);
-      } else if (IsName("is")) {
+      } else if (filters && IsName("is")) {
         Next();
         auto test = Make(ExprKind::kTest, at);
         if (IsName("not")) {

@@ -27,6 +27,8 @@ void Dict::Set(std::string key, Value value) {
   items_.emplace_back(std::move(key), std::move(value));
 }
 
+void Dict::Append(std::string key, Value value) { items_.emplace_back(std::move(key), std::move(value)); }
+
 Value Value::None() {
   Value v;
   v.kind_ = Kind::kNone;

@@ -35,6 +35,9 @@ class Dict {
   const Value* Find(std::string_view key) const;
   // Inserts or replaces, keeping the original position of an existing key.
   void Set(std::string key, Value value);
+  // Appends without the duplicate check. REQUIRES: `key` is not present.
+  void Append(std::string key, Value value);
+  void Reserve(size_t n) { items_.reserve(n); }
   const std::vector<std::pair<std::string, Value>>& items() const { return items_; }
   size_t size() const { return items_.size(); }
 
