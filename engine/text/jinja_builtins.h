@@ -2,6 +2,8 @@
 // subset that chat templates shipped with Hugging Face models use, with transformers' semantics
 // (notably `tojson` is json.dumps(ensure_ascii=False)).
 //
+// ApplyFilter lives in jinja_filters.cc, the rest in jinja_builtins.cc.
+//
 // Errors are absl::InvalidArgumentError without a position; the interpreter adds the template
 // position of the call.
 //

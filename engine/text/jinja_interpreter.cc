@@ -57,31 +57,6 @@ std::vector<size_t> SliceIndices(int64_t n, std::optional<int64_t> start, std::o
   return out;
 }
 
-// Items a for loop visits: list items, dict keys, string characters; undefined yields nothing.
-absl::StatusOr<List> Iterate(const Value& v) {
-  switch (v.kind()) {
-    case Value::Kind::kUndefined:
-      return List{};
-    case Value::Kind::kList:
-      return v.list();
-    case Value::Kind::kDict: {
-      List keys;
-      for (const auto& [k, item] : v.dict().items()) keys.push_back(Value::String(k));
-      return keys;
-    }
-    case Value::Kind::kString: {
-      List chars;
-      std::vector<size_t> at = CodePointOffsets(v.as_string());
-      for (size_t i = 0; i + 1 < at.size(); ++i) {
-        chars.push_back(Value::String(v.as_string().substr(at[i], at[i + 1] - at[i])));
-      }
-      return chars;
-    }
-    default:
-      return absl::InvalidArgumentError(absl::StrCat("'", v.KindName(), "' object is not iterable"));
-  }
-}
-
 }  // namespace
 
 absl::Status Located(absl::Status status) {
@@ -191,7 +166,7 @@ absl::Status Interpreter::Exec(const Stmt& s) {
 
 absl::Status Interpreter::ExecFor(const Stmt& s) {
   KV_JINJA_TRY(Value iterable, Eval(*s.expr), s);
-  KV_JINJA_TRY(List items, Iterate(iterable), s);
+  KV_JINJA_TRY(List items, ToList(iterable), s);
   scopes_.emplace_back();
   // Binds the loop target(s) to `item` in the innermost scope; `for k, v in ...` unpacks.
   auto bind = [&](const Value& item) -> absl::Status {

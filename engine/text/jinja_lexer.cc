@@ -93,7 +93,7 @@ class Lexer {
       auto end = LexTagBody(start, body, kind == '%' ? '%' : '}');
       if (!end.ok()) return end.status();
       strip_next = src_[*end] == '-';
-      trim_next = kind == '%';
+      trim_next = kind == '%' && src_[*end - 1] != '+';  // `+%}` keeps the newline
       Emit(kind == '%' ? TokenKind::kBlockEnd : TokenKind::kVarEnd, kind == '%' ? "%}" : "}}", *end);
       pos = *end + (strip_next ? 3 : 2);
     }

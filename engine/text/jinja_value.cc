@@ -239,7 +239,44 @@ std::string StringRepr(const std::string& s) {
   return out;
 }
 
-void JsonString(const std::string& s, std::string& out) {
+void JsonQuote(const std::string& s, std::string& out);
+
+// Rewrites every non-ASCII code point of `s` as \uXXXX, with a surrogate pair above U+FFFF.
+std::string AsciiEscape(const std::string& s) {
+  std::string out;
+  std::vector<size_t> at = CodePointOffsets(s);
+  for (size_t i = 0; i + 1 < at.size(); ++i) {
+    std::string_view cp(s.data() + at[i], at[i + 1] - at[i]);
+    unsigned char lead = static_cast<unsigned char>(cp[0]);
+    if (lead < 0x80 || cp.size() == 1) {
+      out += cp;
+      continue;
+    }
+    uint32_t code = lead & (cp.size() == 2 ? 0x1f : cp.size() == 3 ? 0x0f : 0x07);
+    for (size_t k = 1; k < cp.size(); ++k) code = (code << 6) | (static_cast<unsigned char>(cp[k]) & 0x3f);
+    auto unit = [&out](uint32_t u) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", u);
+      out += buf;
+    };
+    if (code >= 0x10000) {
+      code -= 0x10000;
+      unit(0xd800 + (code >> 10));
+      unit(0xdc00 + (code & 0x3ff));
+    } else {
+      unit(code);
+    }
+  }
+  return out;
+}
+
+void JsonString(const std::string& s, bool ensure_ascii, std::string& out) {
+  std::string quoted;
+  JsonQuote(s, quoted);
+  out += ensure_ascii ? AsciiEscape(quoted) : quoted;
+}
+
+void JsonQuote(const std::string& s, std::string& out) {
   out += '"';
   for (unsigned char c : s) {
     switch (c) {
@@ -277,8 +314,10 @@ void JsonString(const std::string& s, std::string& out) {
   out += '"';
 }
 
-absl::Status JsonAppend(const Value& v, int indent, bool sort_keys, int depth, std::string& out) {
-  const std::string item_sep = indent >= 0 ? "," : ", ";
+absl::Status JsonAppend(const Value& v, const JsonOptions& options, int depth, std::string& out) {
+  const int indent = options.indent;
+  const std::string item_sep = !options.item_separator.empty() ? options.item_separator : indent >= 0 ? "," : ", ";
+  const std::string key_sep = !options.key_separator.empty() ? options.key_separator : ": ";
   auto newline = [&](int level) {
     if (indent >= 0) out += "\n" + std::string(static_cast<size_t>(indent) * level, ' ');
   };
@@ -298,7 +337,7 @@ absl::Status JsonAppend(const Value& v, int indent, bool sort_keys, int depth, s
       return absl::OkStatus();
     }
     case Value::Kind::kString:
-      JsonString(v.as_string(), out);
+      JsonString(v.as_string(), options.ensure_ascii, out);
       return absl::OkStatus();
     case Value::Kind::kList: {
       if (v.list().empty()) {
@@ -311,7 +350,7 @@ absl::Status JsonAppend(const Value& v, int indent, bool sort_keys, int depth, s
         if (!first) out += item_sep;
         first = false;
         newline(depth + 1);
-        absl::Status s = JsonAppend(item, indent, sort_keys, depth + 1, out);
+        absl::Status s = JsonAppend(item, options, depth + 1, out);
         if (!s.ok()) return s;
       }
       newline(depth);
@@ -325,7 +364,7 @@ absl::Status JsonAppend(const Value& v, int indent, bool sort_keys, int depth, s
       }
       std::vector<const std::pair<std::string, Value>*> items;
       for (const auto& item : v.dict().items()) items.push_back(&item);
-      if (sort_keys) {
+      if (options.sort_keys) {
         std::stable_sort(items.begin(), items.end(),
                          [](const auto* a, const auto* b) { return a->first < b->first; });
       }
@@ -335,9 +374,9 @@ absl::Status JsonAppend(const Value& v, int indent, bool sort_keys, int depth, s
         if (!first) out += item_sep;
         first = false;
         newline(depth + 1);
-        JsonString(item->first, out);
-        out += ": ";
-        absl::Status s = JsonAppend(item->second, indent, sort_keys, depth + 1, out);
+        JsonString(item->first, options.ensure_ascii, out);
+        out += key_sep;
+        absl::Status s = JsonAppend(item->second, options, depth + 1, out);
         if (!s.ok()) return s;
       }
       newline(depth);
@@ -403,9 +442,9 @@ std::string Repr(const Value& v) {
   return "";
 }
 
-absl::StatusOr<std::string> ToJson(const Value& v, int indent, bool sort_keys) {
+absl::StatusOr<std::string> ToJson(const Value& v, const JsonOptions& options) {
   std::string out;
-  absl::Status s = JsonAppend(v, indent, sort_keys, 0, out);
+  absl::Status s = JsonAppend(v, options, 0, out);
   if (!s.ok()) return s;
   return out;
 }
@@ -441,6 +480,38 @@ Value FromJson(const nlohmann::ordered_json& j) {
     default:
       return Value();  // binary / discarded: nothing a template can use
   }
+}
+
+absl::StatusOr<List> ToList(const Value& v) {
+  switch (v.kind()) {
+    case Value::Kind::kUndefined:
+      return List{};
+    case Value::Kind::kList:
+      return v.list();
+    case Value::Kind::kDict: {
+      List keys;
+      for (const auto& [k, item] : v.dict().items()) keys.push_back(Value::String(k));
+      return keys;
+    }
+    case Value::Kind::kString: {
+      List chars;
+      std::vector<size_t> at = CodePointOffsets(v.as_string());
+      for (size_t i = 0; i + 1 < at.size(); ++i) {
+        chars.push_back(Value::String(v.as_string().substr(at[i], at[i + 1] - at[i])));
+      }
+      return chars;
+    }
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("'", v.KindName(), "' object is not iterable"));
+  }
+}
+
+Value Items(const Value& v) {
+  List out;
+  if (v.is_dict()) {
+    for (const auto& [k, item] : v.dict().items()) out.push_back(Value::MakeList({Value::String(k), item}));
+  }
+  return Value::MakeList(std::move(out));
 }
 
 std::vector<size_t> CodePointOffsets(std::string_view s) {

@@ -119,13 +119,28 @@ std::string ToStr(const Value& v);
 // Python repr() (strings quoted).
 std::string Repr(const Value& v);
 
-// Python's json.dumps(v, ensure_ascii=False, indent=indent, sort_keys=sort_keys) with the default
-// separators (", " and ": ", or "," and ": " when indented): transformers' `tojson` filter.
-// indent < 0 means none. Undefined and functions are errors, like json.dumps on a non-JSON object.
-absl::StatusOr<std::string> ToJson(const Value& v, int indent, bool sort_keys);
+// Arguments of Python's json.dumps as transformers' `tojson` filter passes them.
+struct JsonOptions {
+  int indent = -1;            // < 0: no newlines
+  bool ensure_ascii = false;  // true: non-ASCII as \uXXXX (surrogate pairs above U+FFFF)
+  bool sort_keys = false;     // by code point, as Python sorts str keys
+  // Separators; empty means json.dumps' default: ", " and ": ", or "," and ": " when indented.
+  std::string item_separator;
+  std::string key_separator;
+};
+
+// Python's json.dumps(v, ...) (transformers' `tojson`). Undefined and functions are errors, as
+// json.dumps is on a non-JSON object.
+absl::StatusOr<std::string> ToJson(const Value& v, const JsonOptions& options);
 
 // Converts request JSON to values: objects to dicts (order kept), arrays to lists, null to none.
 Value FromJson(const nlohmann::ordered_json& j);
+
+// The items a for loop or `|list` visits: list items, dict keys, string characters; undefined
+// gives none. Other kinds are an error.
+absl::StatusOr<List> ToList(const Value& v);
+// dict.items() as a list of [key, value] lists; empty for a non-dict.
+Value Items(const Value& v);
 
 // UTF-8 helpers. Invalid bytes count as one code point each, so no input is rejected.
 std::vector<size_t> CodePointOffsets(std::string_view s);  // start of each code point, then size

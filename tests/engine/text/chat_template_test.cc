@@ -322,6 +322,26 @@ a
      R"J({{ s }}|{{ s|length }})J",
      R"J({"s": "Grüße 👋 日本"})J",
      R"J(Grüße 👋 日本|10)J"},
+    {"FilterToJsonArgumentsAsTransformers",
+     R"J({{ v|tojson(ensure_ascii=true) }} {{ v|tojson(true) }} {{ v|tojson(separators=(',', ':')) }} {{ v|tojson(false, 1, none, true) }})J",
+     R"J({"v": {"b": "é😀", "a": [1, 2]}})J",
+     R"J({"b": "\u00e9\ud83d\ude00", "a": [1, 2]} {"b": "\u00e9\ud83d\ude00", "a": [1, 2]} {"b":"é😀","a":[1,2]} {
+ "a": [
+  1,
+  2
+ ],
+ "b": "é😀"
+})J"},
+    {"FilterSortAndDictsort",
+     R"J({{ [3, 1, 2]|sort }} {{ ['b', 'A', 'c']|sort }} {{ ['b', 'A', 'c']|sort(case_sensitive=true) }} {{ ms|sort(attribute='n', reverse=true)|map(attribute='n')|list }} {% for k, v in d|dictsort %}{{ k }}{{ v }}{% endfor %} {% for k, v in d|dictsort(by='value', reverse=true) %}{{ k }}{% endfor %})J",
+     R"J({"ms": [{"n": 2}, {"n": 3}, {"n": 1}], "d": {"b": 1, "C": 3, "a": 2}})J",
+     R"J([1, 2, 3] ['A', 'b', 'c'] ['A', 'b', 'c'] [3, 2, 1] a2b1C3 Cab)J"},
+    {"PlusKeepsNewlineAfterBlock",
+     R"J({% if true +%}
+x{% endif %})J",
+     R"J({})J",
+     R"J(
+x)J"},
 };
 
 class ChatTemplateConstructTest : public testing::TestWithParam<Case> {};
