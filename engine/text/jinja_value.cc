@@ -255,7 +255,7 @@ std::string AsciiEscape(const std::string& s) {
     uint32_t code = lead & (cp.size() == 2 ? 0x1f : cp.size() == 3 ? 0x0f : 0x07);
     for (size_t k = 1; k < cp.size(); ++k) code = (code << 6) | (static_cast<unsigned char>(cp[k]) & 0x3f);
     auto unit = [&out](uint32_t u) {
-      char buf[8];
+      char buf[16];  // "\\uXXXX"; room for any uint32_t keeps -Wformat-truncation quiet
       std::snprintf(buf, sizeof(buf), "\\u%04x", u);
       out += buf;
     };

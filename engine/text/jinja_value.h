@@ -28,29 +28,8 @@ namespace kvserve::engine::jinja {
 class Value;
 using List = std::vector<Value>;
 
-// Insertion-ordered string-keyed map. Lookup is linear: template dicts are small (a message, a
-// tool schema), and linear scans keep the order rule trivially true.
-class Dict {
- public:
-  const Value* Find(std::string_view key) const;
-  // Inserts or replaces, keeping the original position of an existing key.
-  void Set(std::string key, Value value);
-  // Appends without the duplicate check. REQUIRES: `key` is not present.
-  void Append(std::string key, Value value);
-  void Reserve(size_t n) { items_.reserve(n); }
-  const std::vector<std::pair<std::string, Value>>& items() const { return items_; }
-  size_t size() const { return items_.size(); }
-
- private:
-  std::vector<std::pair<std::string, Value>> items_;
-};
-
-// Arguments of a call: positional first, then keyword arguments in source order.
-struct CallArgs {
-  std::vector<Value> positional;
-  std::vector<std::pair<std::string, Value>> keyword;
-};
-
+class Dict;
+struct CallArgs;
 // A callable: a global (range, namespace, raise_exception, ...) or a macro.
 using Function = std::function<absl::StatusOr<Value>(CallArgs& args)>;
 
@@ -65,9 +44,9 @@ class Value {
   static Value Float(double f);
   static Value String(std::string s);
   static Value MakeList(List items = {});
-  static Value MakeDict(Dict dict = {});
+  static Value MakeDict(Dict dict);
   // A dict whose attributes `set ns.x = ...` may assign (Jinja's namespace()).
-  static Value MakeNamespace(Dict dict = {});
+  static Value MakeNamespace(Dict dict);
   static Value MakeFunction(Function fn);
 
   Kind kind() const { return kind_; }
@@ -107,6 +86,29 @@ class Value {
   std::shared_ptr<List> list_;
   std::shared_ptr<Dict> dict_;
   std::shared_ptr<const Function> fn_;
+};
+
+// Insertion-ordered string-keyed map. Lookup is linear: template dicts are small (a message, a
+// tool schema), and linear scans keep the order rule trivially true.
+class Dict {
+ public:
+  const Value* Find(std::string_view key) const;
+  // Inserts or replaces, keeping the original position of an existing key.
+  void Set(std::string key, Value value);
+  // Appends without the duplicate check. REQUIRES: `key` is not present.
+  void Append(std::string key, Value value);
+  void Reserve(size_t n) { items_.reserve(n); }
+  const std::vector<std::pair<std::string, Value>>& items() const { return items_; }
+  size_t size() const { return items_.size(); }
+
+ private:
+  std::vector<std::pair<std::string, Value>> items_;
+};
+
+// Arguments of a call: positional first, then keyword arguments in source order.
+struct CallArgs {
+  std::vector<Value> positional;
+  std::vector<std::pair<std::string, Value>> keyword;
 };
 
 // Python `==`: numbers compare by value (1 == 1.0), lists and dicts element-wise, undefined equals
