@@ -30,6 +30,7 @@ enum class ExprKind {
 
 struct Expr {
   ExprKind kind;
+  int height = 1;  // 1 + the tallest child; the parser bounds it (see jinja_parser.h)
   int line = 0;
   int column = 0;
   std::string name;

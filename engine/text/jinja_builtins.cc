@@ -194,9 +194,13 @@ void AddGlobals(Interpreter& in, Dict& globals) {
       if (args.positional.size() > 1) return BuiltinError("expected at most 1 positional argument");
       if (!args.positional.empty()) {
         if (!args.positional[0].is_dict()) return BuiltinError("expected a mapping argument");
+        if (absl::Status s = CheckNesting(args.positional[0]); !s.ok()) return s;
         for (const auto& [k, v] : args.positional[0].dict().items()) dict.Set(k, v);
       }
-      for (const auto& [k, v] : args.keyword) dict.Set(k, v);
+      for (const auto& [k, v] : args.keyword) {
+        if (absl::Status s = CheckNesting(v); !s.ok()) return s;
+        dict.Set(k, v);
+      }
       return is_namespace ? Value::MakeNamespace(std::move(dict)) : Value::MakeDict(std::move(dict));
     };
   };

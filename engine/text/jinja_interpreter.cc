@@ -6,6 +6,7 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "engine/text/jinja_builtins.h"
 
 namespace kvserve::engine::jinja {
@@ -68,7 +69,11 @@ absl::StatusOr<std::string> Interpreter::Render(const Body& program,
                                                 const nlohmann::ordered_json& context) {
   if (!context.is_object()) return absl::InvalidArgumentError("chat template context must be a JSON object");
   AddGlobals(*this, globals_);
-  for (const auto& [key, value] : context.items()) globals_.Set(key, FromJson(value));
+  for (const auto& [key, value] : context.items()) {
+    auto converted = FromJson(value);
+    if (!converted.ok()) return converted.status();
+    globals_.Set(key, std::move(*converted));
+  }
   scopes_.assign(1, Scope{});
   std::string out;
   out_ = &out;
@@ -252,6 +257,7 @@ absl::Status Interpreter::ExecSet(const Stmt& s) {
                     "': only namespace() objects support attribute assignment")),
                 s.line, s.column);
     }
+    KV_JINJA_CHECK(CheckNesting(value, object.dict_ptr()), s);
     object.dict().Set(s.target_attr, std::move(value));
     return absl::OkStatus();
   }
@@ -348,6 +354,7 @@ absl::StatusOr<Value> Interpreter::EvalInner(const Expr& e) {
       List items;
       for (const auto& child : e.children) {
         KV_JINJA_TRY(Value v, Eval(*child), e);
+        KV_RETURN_IF_ERROR(CheckNesting(v));
         items.push_back(std::move(v));
       }
       return Value::MakeList(std::move(items));
@@ -358,6 +365,7 @@ absl::StatusOr<Value> Interpreter::EvalInner(const Expr& e) {
         KV_JINJA_TRY(Value key, Eval(*e.children[i]), e);
         KV_JINJA_TRY(Value value, Eval(*e.children[i + 1]), e);
         if (!key.is_string()) return absl::InvalidArgumentError("dict keys must be strings");
+        KV_RETURN_IF_ERROR(CheckNesting(value));
         dict.Set(key.as_string(), std::move(value));
       }
       return Value::MakeDict(std::move(dict));

@@ -12,6 +12,9 @@ namespace {
 
 // Nesting deeper than this is rejected so a hostile template cannot overflow the stack.
 constexpr int kMaxNesting = 200;
+// Expression trees taller than this likewise; left-associative chains grow height without
+// recursing in the parser, so nesting alone does not bound it.
+constexpr int kMaxExprHeight = 256;
 
 using ExprPtr = std::unique_ptr<Expr>;
 
@@ -259,12 +262,25 @@ class Parser {
     e->column = at.column;
     return e;
   }
+  // Records the height of a finished node; null (and an error) when the tree is too tall.
+  ExprPtr Seal(ExprPtr e) {
+    int tallest = 0;
+    for (const auto& child : e->children) {
+      if (child) tallest = std::max(tallest, child->height);
+    }
+    e->height = tallest + 1;
+    if (e->height > kMaxExprHeight) {
+      Fail(Token{TokenKind::kOperator, "", e->line, e->column}, "expression nested too deeply");
+      return nullptr;
+    }
+    return e;
+  }
   ExprPtr Binary(const Token& at, std::string op, ExprPtr left, ExprPtr right) {
     auto e = Make(ExprKind::kBinary, at);
     e->name = std::move(op);
     e->children.push_back(std::move(left));
     e->children.push_back(std::move(right));
-    return e;
+    return Seal(std::move(e));
   }
 
   // `a, b` without parentheses (as in `{% set a, b = 1, 2 %}`) is a tuple.
@@ -280,7 +296,7 @@ class Parser {
       if (!item) return nullptr;
       tuple->children.push_back(std::move(item));
     }
-    return tuple;
+    return Seal(std::move(tuple));
   }
 
   ExprPtr ParseExpr() {
@@ -304,7 +320,7 @@ class Parser {
       e->children.push_back(std::move(value));
       e->children.push_back(std::move(cond));
       e->children.push_back(std::move(otherwise));
-      value = std::move(e);
+      value = Seal(std::move(e));
     }
     --depth_;
     return value;
@@ -345,7 +361,7 @@ class Parser {
       auto e = Make(ExprKind::kUnary, at);
       e->name = "not";
       e->children.push_back(std::move(operand));
-      return e;
+      return Seal(std::move(e));
     }
     return ParseCompare();
   }
@@ -437,6 +453,8 @@ class Parser {
       e = Make(ExprKind::kUnary, at);
       e->name = at.text;
       e->children.push_back(std::move(operand));
+      e = Seal(std::move(e));
+      if (!e) return nullptr;
     } else {
       e = ParsePrimary();
       if (!e) return nullptr;
@@ -482,12 +500,12 @@ class Parser {
           auto lit = Make(ExprKind::kLiteral, attr);
           lit->literal = Value::Int(std::strtoll(attr.text.c_str(), nullptr, 10));
           index->children.push_back(std::move(lit));
-          e = std::move(index);
+          e = Seal(std::move(index));
         } else {
           auto member = Make(ExprKind::kMember, at);
           member->name = attr.text;
           member->children.push_back(std::move(e));
-          e = std::move(member);
+          e = Seal(std::move(member));
         }
       } else if (IsOp("[")) {
         Next();
@@ -519,25 +537,25 @@ class Parser {
           auto index = Make(ExprKind::kIndex, at);
           index->children.push_back(std::move(e));
           index->children.push_back(std::move(parts[0]));
-          e = std::move(index);
+          e = Seal(std::move(index));
         } else {
           auto slice = Make(ExprKind::kSlice, at);
           slice->children.push_back(std::move(e));
           for (auto& p : parts) slice->children.push_back(std::move(p));
-          e = std::move(slice);
+          e = Seal(std::move(slice));
         }
       } else if (IsOp("(")) {
         auto call = Make(ExprKind::kCall, at);
         call->children.push_back(std::move(e));
         if (!ParseArgs(*call)) return nullptr;
-        e = std::move(call);
+        e = Seal(std::move(call));
       } else if (filters && IsOp("|")) {
         Next();
         auto filter = Make(ExprKind::kFilter, at);
         if (!ExpectName(filter->name)) return nullptr;
         filter->children.push_back(std::move(e));
         if (IsOp("(") && !ParseArgs(*filter)) return nullptr;
-        e = std::move(filter);
+        e = Seal(std::move(filter));
       } else if (filters && IsName("is")) {
         Next();
         auto test = Make(ExprKind::kTest, at);
@@ -555,10 +573,11 @@ class Parser {
           if (!arg) return nullptr;
           test->children.push_back(std::move(arg));
         }
-        e = std::move(test);
+        e = Seal(std::move(test));
       } else {
         return e;
       }
+      if (!e) return nullptr;
     }
   }
 
@@ -636,7 +655,8 @@ class Parser {
               if (!item) return nullptr;
               tuple->children.push_back(std::move(item));
             }
-            inner = std::move(tuple);
+            inner = Seal(std::move(tuple));
+            if (!inner) return nullptr;
           }
           if (!ExpectOp(")")) return nullptr;
           return inner;
@@ -660,7 +680,7 @@ class Parser {
             Next();
           }
           if (!ExpectOp(close)) return nullptr;
-          return e;
+          return Seal(std::move(e));
         }
         break;
       default:

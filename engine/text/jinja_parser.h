@@ -6,6 +6,10 @@
 // (== != < <= > >= in, not in), + -, ~, * / // %, **, unary - +, then primary with postfix
 // `.attr`, `[index]`, `[a:b:c]`, `(args)`, `| filter`, `is [not] test`.
 //
+// Limits: blocks nest at most 200 deep and expression trees are at most 256 nodes tall (long
+// `a + b + ...` or `x|f|g|...` chains count), so that rendering and destroying a tree cannot
+// overflow the stack; deeper templates are a syntax error.
+//
 // Thread-safety: a pure function.
 #ifndef KVSERVE_ENGINE_TEXT_JINJA_PARSER_H_
 #define KVSERVE_ENGINE_TEXT_JINJA_PARSER_H_

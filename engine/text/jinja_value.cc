@@ -449,7 +449,30 @@ absl::StatusOr<std::string> ToJson(const Value& v, const JsonOptions& options) {
   return out;
 }
 
-Value FromJson(const nlohmann::ordered_json& j) {
+namespace {
+
+// Depth of `v` (0 for a scalar), counting at most to `limit` + 1; sets *cycle when it meets
+// `container`.
+int NestingDepth(const Value& v, const Dict* container, int limit, bool* cycle) {
+  if (limit < 0 || *cycle) return 1;
+  int deepest = 0;
+  if (v.is_list()) {
+    for (const Value& item : v.list()) deepest = std::max(deepest, NestingDepth(item, container, limit - 1, cycle));
+  } else if (v.is_dict()) {
+    if (v.dict_ptr() == container) *cycle = true;
+    for (const auto& [k, item] : v.dict().items()) {
+      deepest = std::max(deepest, NestingDepth(item, container, limit - 1, cycle));
+    }
+  } else {
+    return 0;
+  }
+  return deepest + 1;
+}
+
+absl::StatusOr<Value> FromJsonAt(const nlohmann::ordered_json& j, int depth) {
+  if (depth > kMaxValueDepth) {
+    return absl::InvalidArgumentError(absl::StrCat("chat template context nests deeper than ", kMaxValueDepth));
+  }
   switch (j.type()) {
     case nlohmann::ordered_json::value_t::null:
       return Value::None();
@@ -469,18 +492,40 @@ Value FromJson(const nlohmann::ordered_json& j) {
     case nlohmann::ordered_json::value_t::array: {
       List items;
       items.reserve(j.size());
-      for (const auto& item : j) items.push_back(FromJson(item));
+      for (const auto& item : j) {
+        auto v = FromJsonAt(item, depth + 1);
+        if (!v.ok()) return v.status();
+        items.push_back(std::move(*v));
+      }
       return Value::MakeList(std::move(items));
     }
     case nlohmann::ordered_json::value_t::object: {
       Dict dict;
-      for (const auto& [k, item] : j.items()) dict.Set(k, FromJson(item));
+      for (const auto& [k, item] : j.items()) {
+        auto v = FromJsonAt(item, depth + 1);
+        if (!v.ok()) return v.status();
+        dict.Set(k, std::move(*v));
+      }
       return Value::MakeDict(std::move(dict));
     }
     default:
       return Value();  // binary / discarded: nothing a template can use
   }
 }
+
+}  // namespace
+
+absl::Status CheckNesting(const Value& v, const Dict* container) {
+  bool cycle = false;
+  int depth = NestingDepth(v, container, kMaxValueDepth, &cycle);
+  if (cycle) return absl::InvalidArgumentError("cannot store a namespace inside itself");
+  if (depth + 1 > kMaxValueDepth) {
+    return absl::InvalidArgumentError(absl::StrCat("lists and dicts nest deeper than ", kMaxValueDepth));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Value> FromJson(const nlohmann::ordered_json& j) { return FromJsonAt(j, 1); }
 
 absl::StatusOr<List> ToList(const Value& v) {
   switch (v.kind()) {

@@ -69,6 +69,7 @@ class Value {
   const std::string& as_string() const { return *s_; }
   List& list() const { return *list_; }
   Dict& dict() const { return *dict_; }
+  const Dict* dict_ptr() const { return dict_.get(); }
   const Function& function() const { return *fn_; }
 
   // Python truthiness; undefined is false.
@@ -135,8 +136,18 @@ struct JsonOptions {
 // json.dumps is on a non-JSON object.
 absl::StatusOr<std::string> ToJson(const Value& v, const JsonOptions& options);
 
+// Lists and dicts nest at most this deep. Values are printed, compared and destroyed
+// recursively, so the places that build containers (request JSON, literals, namespace(), dict(),
+// `set ns.attr`) enforce it.
+constexpr int kMaxValueDepth = 256;
+
+// OK if putting `v` into a container keeps nesting within kMaxValueDepth and, when `container`
+// is given, `v` does not contain it (which would make a reference cycle).
+absl::Status CheckNesting(const Value& v, const Dict* container = nullptr);
+
 // Converts request JSON to values: objects to dicts (order kept), arrays to lists, null to none.
-Value FromJson(const nlohmann::ordered_json& j);
+// Errors: nesting deeper than kMaxValueDepth.
+absl::StatusOr<Value> FromJson(const nlohmann::ordered_json& j);
 
 // The items a for loop or `|list` visits: list items, dict keys, string characters; undefined
 // gives none. Other kinds are an error.

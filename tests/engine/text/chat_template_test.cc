@@ -457,6 +457,34 @@ TEST(ChatTemplateTest, DeepNestingIsASyntaxErrorNotACrash) {
   EXPECT_EQ(ChatTemplate::Parse(deep_if).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(ChatTemplateTest, LongOperatorAndFilterChainsAreASyntaxErrorNotACrash) {
+  // Left-associative chains grow the tree without parser recursion; evaluating or destroying a
+  // 300000-node chain would overflow the stack.
+  std::string sum = "{{ 1";
+  for (int i = 0; i < 300000; ++i) sum += " + 1";
+  EXPECT_EQ(ChatTemplate::Parse(sum + " }}").status().code(), absl::StatusCode::kInvalidArgument);
+  std::string filters = "{{ x";
+  for (int i = 0; i < 300000; ++i) filters += "|trim";
+  EXPECT_EQ(ChatTemplate::Parse(filters + " }}").status().code(), absl::StatusCode::kInvalidArgument);
+  std::string fine = "{{ 1";
+  for (int i = 0; i < 200; ++i) fine += " + 1";
+  auto out = Render(fine + " }}");
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(*out, "201");
+}
+
+TEST(ChatTemplateTest, ValuesCannotNestWithoutBoundOrFormCycles) {
+  EXPECT_EQ(Render("{% set ns = namespace(a=1) %}{% set ns.self = [ns] %}{{ ns }}").status(),
+            absl::InvalidArgumentError("chat template error at line 1 column 33: cannot store a namespace inside itself"));
+  EXPECT_EQ(Render("{% set ns = namespace(x=[]) %}{% for i in range(1000) %}{% set ns.x = [ns.x] %}{% endfor %}").status(),
+            absl::InvalidArgumentError("chat template error at line 1 column 60: lists and dicts nest deeper than 256"));
+  std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  auto t = ChatTemplate::Parse("{{ x|tojson }}");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->Render(Json{{"x", Json::parse(deep)}}, FixedClock()).status(),
+            absl::InvalidArgumentError("chat template context nests deeper than 256"));
+}
+
 TEST(ChatTemplateTest, RuntimeErrorsNameTheirPosition) {
   struct Bad {
     const char* source;
