@@ -128,14 +128,15 @@ absl::StatusOr<std::optional<Value>> CallMethod(Interpreter& in, const Value& ob
       if (!from || !to || !from->is_string() || !to->is_string()) return BuiltinError("replace() needs two strings");
       auto count = IntArg(args, 2, "count", -1, "replace");
       if (!count.ok()) return count.status();
-      std::string out = Replace(s, from->as_string(), to->as_string(), *count);
-      if (absl::Status st = in.CheckSize(out.size()); !st.ok()) return st;
-      return Value::String(std::move(out));
+      auto out = Replace(s, from->as_string(), to->as_string(), *count,
+                         static_cast<size_t>(in.limits().max_output_bytes));
+      if (!out) return in.CheckSize(static_cast<size_t>(in.limits().max_output_bytes) + 1);
+      return Value::String(std::move(*out));
     }
     if (name == "join") {
       const Value* items = Arg(args, 0, "iterable");
       if (!items) return BuiltinError("join() takes one argument");
-      auto list = ToList(*items);
+      auto list = in.Materialize(*items);
       if (!list.ok()) return list.status();
       std::string out;
       for (size_t i = 0; i < list->size(); ++i) {
@@ -179,13 +180,20 @@ void AddGlobals(Interpreter& in, Dict& globals) {
     if (n == 1) p[1] = args.positional[0].as_int();
     else for (size_t i = 0; i < n; ++i) p[i] = args.positional[i].as_int();
     if (p[2] == 0) return BuiltinError("range() step must not be zero");
-    // Count first and charge it, so range(10**9) fails at once instead of allocating.
-    int64_t count = p[2] > 0 ? (p[1] > p[0] ? (p[1] - p[0] + p[2] - 1) / p[2] : 0)
-                             : (p[0] > p[1] ? (p[0] - p[1] - p[2] - 1) / -p[2] : 0);
+    // Count first and charge it, so range(10**9) fails at once instead of allocating. Unsigned
+    // differences are exact for any int64 pair.
+    uint64_t span = p[2] > 0 ? (p[1] > p[0] ? static_cast<uint64_t>(p[1]) - static_cast<uint64_t>(p[0]) : 0)
+                             : (p[0] > p[1] ? static_cast<uint64_t>(p[0]) - static_cast<uint64_t>(p[1]) : 0);
+    uint64_t stride = p[2] > 0 ? static_cast<uint64_t>(p[2]) : 0 - static_cast<uint64_t>(p[2]);
+    uint64_t num_items = span / stride + (span % stride != 0);
+    int64_t count = static_cast<int64_t>(std::min<uint64_t>(num_items, INT64_MAX));
     if (absl::Status s = interp->Step(count); !s.ok()) return s;
     List items;
     items.reserve(static_cast<size_t>(count));
-    for (int64_t i = 0, x = p[0]; i < count; ++i, x += p[2]) items.push_back(Value::Int(x));
+    for (int64_t i = 0; i < count; ++i) {  // unsigned: no overflow past the last item
+      items.push_back(Value::Int(static_cast<int64_t>(static_cast<uint64_t>(p[0]) +
+                                                      static_cast<uint64_t>(i) * static_cast<uint64_t>(p[2]))));
+    }
     return Value::MakeList(std::move(items));
   }));
   auto make_dict = [](bool is_namespace) {

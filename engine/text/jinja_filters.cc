@@ -18,7 +18,7 @@ namespace {
 // named) gives `keep`. `attr_args` says whether args[0] names the attribute to test.
 absl::StatusOr<Value> SelectFilter(Interpreter& in, const Value& operand, CallArgs& args, bool keep,
                                    bool by_attr, std::string_view fn) {
-  auto items = ToList(operand);
+  auto items = in.Materialize(operand);
   if (!items.ok()) return items.status();
   size_t next = 0;
   std::string attr;
@@ -124,12 +124,12 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, cons
     return Items(v);
   }
   if (name == "list") {
-    auto items = ToList(v);
+    auto items = in.Materialize(v);
     if (!items.ok()) return items.status();
     return Value::MakeList(std::move(*items));
   }
   if (name == "first" || name == "last") {
-    auto items = ToList(v);
+    auto items = in.Materialize(v);
     if (!items.ok()) return items.status();
     if (items->empty()) return Value();
     return name == "first" ? items->front() : items->back();
@@ -141,7 +141,7 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, cons
       for (size_t i = at.size() - 1; i > 0; --i) out.append(v.as_string(), at[i - 1], at[i] - at[i - 1]);
       return Value::String(std::move(out));
     }
-    auto items = ToList(v);
+    auto items = in.Materialize(v);
     if (!items.ok()) return items.status();
     std::reverse(items->begin(), items->end());
     return Value::MakeList(std::move(*items));
@@ -150,7 +150,7 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, cons
     auto sep = StringArg(args, 0, "d", "", "join");
     if (!sep.ok()) return sep.status();
     const Value* attr = Arg(args, 1, "attribute");
-    auto items = ToList(v);
+    auto items = in.Materialize(v);
     if (!items.ok()) return items.status();
     std::string out;
     for (size_t i = 0; i < items->size(); ++i) {
@@ -162,7 +162,7 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, cons
     return Value::String(std::move(out));
   }
   if (name == "map") {
-    auto items = ToList(v);
+    auto items = in.Materialize(v);
     if (!items.ok()) return items.status();
     List out;
     const Value* attr = Arg(args, args.positional.size(), "attribute");
@@ -193,7 +193,7 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, cons
   if (name == "selectattr") return SelectFilter(in, v, args, true, true, name);
   if (name == "rejectattr") return SelectFilter(in, v, args, false, true, name);
   if (name == "sort") {
-    auto items = ToList(v);
+    auto items = in.Materialize(v);
     if (!items.ok()) return items.status();
     bool reverse = BoolArg(args, 0, "reverse", false);
     bool case_sensitive = BoolArg(args, 1, "case_sensitive", false);
@@ -221,7 +221,7 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, cons
     return Value::MakeList(std::move(pairs));
   }
   if (name == "unique") {
-    auto items = ToList(v);
+    auto items = in.Materialize(v);
     if (!items.ok()) return items.status();
     bool case_sensitive = BoolArg(args, 0, "case_sensitive", false);
     List out;
@@ -241,10 +241,16 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, cons
     if (!fallback.ok()) return fallback.status();
     if (v.is_int()) return v;
     if (v.is_bool()) return Value::Int(v.as_bool());
-    if (v.is_float()) return Value::Int(static_cast<int64_t>(std::trunc(v.as_number())));
+    if (v.is_float()) {
+      double t = std::trunc(v.as_number());
+      if (!(std::fabs(t) < 9.2e18)) return BuiltinError("int: ", Repr(v), " does not fit in 64 bits");
+      return Value::Int(static_cast<int64_t>(t));
+    }
     if (v.is_string()) {
       if (auto i = ParseInt(v.as_string())) return Value::Int(*i);
-      if (auto f = ParseFloat(v.as_string())) return Value::Int(static_cast<int64_t>(std::trunc(*f)));
+      if (auto f = ParseFloat(v.as_string()); f && std::fabs(*f) < 9.2e18) {
+        return Value::Int(static_cast<int64_t>(std::trunc(*f)));
+      }
     }
     return Value::Int(*fallback);
   }
@@ -258,6 +264,7 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, cons
     return fallback ? *fallback : Value::Float(0);
   }
   if (name == "abs") {
+    if (v.is_int() && v.as_int() == INT64_MIN) return BuiltinError("abs: integer overflow");
     if (v.is_int()) return Value::Int(v.as_int() < 0 ? -v.as_int() : v.as_int());
     if (v.is_float()) return Value::Float(std::fabs(v.as_number()));
     return BuiltinError("bad operand type for abs(): ", v.KindName());
@@ -301,12 +308,15 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, cons
     if (!from.ok()) return from.status();
     if (!to.ok()) return to.status();
     if (!count.ok()) return count.status();
-    std::string out = Replace(s, *from, *to, *count);
-    if (absl::Status st = in.CheckSize(out.size()); !st.ok()) return st;
-    return Value::String(std::move(out));
+    auto out = Replace(s, *from, *to, *count, static_cast<size_t>(in.limits().max_output_bytes));
+    if (!out) return in.CheckSize(static_cast<size_t>(in.limits().max_output_bytes) + 1);
+    return Value::String(std::move(*out));
   }
   if (name == "indent") {
     const Value* width = Arg(args, 0, "width");
+    if (width != nullptr && width->is_int()) {
+      if (absl::Status st = in.CheckSize(static_cast<size_t>(std::max<int64_t>(0, width->as_int()))); !st.ok()) return st;
+    }
     std::string pad = width == nullptr ? "    " : width->is_string() ? width->as_string()
                       : width->is_int() ? std::string(static_cast<size_t>(std::max<int64_t>(0, width->as_int())), ' ')
                                         : "    ";

@@ -102,6 +102,16 @@ absl::Status Interpreter::CheckSize(size_t bytes) const {
   return absl::OkStatus();
 }
 
+absl::StatusOr<List> Interpreter::Materialize(const Value& v) {
+  // Charged before building, so iterating a huge string fails fast instead of allocating.
+  int64_t n = v.is_list() ? static_cast<int64_t>(v.list().size())
+              : v.is_dict() ? static_cast<int64_t>(v.dict().size())
+              : v.is_string() ? static_cast<int64_t>(v.as_string().size())
+                              : 0;
+  if (absl::Status s = Step(n); !s.ok()) return s;
+  return ToList(v);
+}
+
 Value Interpreter::GetAttr(const Value& object, const std::string& name) {
   if (object.is_dict()) {
     const Value* v = object.dict().Find(name);
@@ -171,7 +181,7 @@ absl::Status Interpreter::Exec(const Stmt& s) {
 
 absl::Status Interpreter::ExecFor(const Stmt& s) {
   KV_JINJA_TRY(Value iterable, Eval(*s.expr), s);
-  KV_JINJA_TRY(List items, ToList(iterable), s);
+  KV_JINJA_TRY(List items, Materialize(iterable), s);
   scopes_.emplace_back();
   // Binds the loop target(s) to `item` in the innermost scope; `for k, v in ...` unpacks.
   auto bind = [&](const Value& item) -> absl::Status {
@@ -420,6 +430,7 @@ absl::StatusOr<Value> Interpreter::EvalInner(const Expr& e) {
         return absl::InvalidArgumentError(absl::StrCat("bad operand type for unary ", e.name, ": ", v.KindName()));
       }
       if (e.name == "+") return v;
+      if (v.is_int() && v.as_int() == INT64_MIN) return absl::InvalidArgumentError("integer overflow in unary -");
       return v.is_int() ? Value::Int(-v.as_int()) : Value::Float(-v.as_number());
     }
     case ExprKind::kBinary:
@@ -556,10 +567,10 @@ absl::StatusOr<Value> Interpreter::Arithmetic(const std::string& op, const Value
   if (op == "*" && (a.is_string() || b.is_string()) && (a.is_int() || b.is_int())) {
     const std::string& s = a.is_string() ? a.as_string() : b.as_string();
     int64_t times = std::max<int64_t>(0, a.is_int() ? a.as_int() : b.as_int());
-    if (!s.empty() && times > 0) {
-      if (absl::Status st = CheckSize(s.size() * std::min<int64_t>(times, limits_.max_output_bytes + 1)); !st.ok()) return st;
-    }
+    if (s.empty() || times == 0) return Value::String("");  // never loop over an empty repeat
+    if (absl::Status st = CheckSize(s.size() * std::min<int64_t>(times, limits_.max_output_bytes + 1)); !st.ok()) return st;
     std::string out;
+    out.reserve(s.size() * times);
     for (int64_t i = 0; i < times; ++i) out += s;
     return Value::String(std::move(out));
   }

@@ -46,6 +46,8 @@ class Interpreter {
   absl::Status Step(int64_t n = 1);
   // For builtins: fail if a string of `bytes` would exceed the output cap.
   absl::Status CheckSize(size_t bytes) const;
+  // For builtins: ToList (jinja_value.h) after charging one step per item (per byte of a string).
+  absl::StatusOr<List> Materialize(const Value& v);
   // For builtins (map, select): Python-style attribute lookup `value.name` (dict key).
   static Value GetAttr(const Value& object, const std::string& name);
   const RenderLimits& limits() const { return limits_; }

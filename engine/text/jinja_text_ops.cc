@@ -45,26 +45,31 @@ std::string Strip(const std::string& s, const std::string* chars, bool left, boo
   return s.substr(a, b - a);
 }
 
-std::string Replace(const std::string& s, const std::string& from, const std::string& to, int64_t count) {
-  std::string out;
-  size_t pos = 0;
-  int64_t done = 0;
-  if (from.empty()) {  // Python inserts `to` between every character
-    std::vector<size_t> at = CodePointOffsets(s);
-    for (size_t i = 0; i + 1 < at.size(); ++i) {
-      if (count < 0 || done < count) out += to, ++done;
-      out.append(s, at[i], at[i + 1] - at[i]);
+std::optional<std::string> Replace(const std::string& s, const std::string& from, const std::string& to,
+                                   int64_t count, size_t max_size) {
+  // Count the replacements first so an explosive replace fails before allocating.
+  std::vector<size_t> at;  // byte offsets where `from` is replaced
+  if (from.empty()) {      // Python inserts `to` before every character and at the end
+    std::vector<size_t> cps = CodePointOffsets(s);
+    for (size_t i = 0; i < cps.size() && (count < 0 || static_cast<int64_t>(at.size()) < count); ++i) {
+      at.push_back(cps[i]);
     }
-    if (count < 0 || done < count) out += to;
-    return out;
+  } else {
+    for (size_t pos = s.find(from); pos != std::string::npos && (count < 0 || static_cast<int64_t>(at.size()) < count);
+         pos = s.find(from, pos + from.size())) {
+      at.push_back(pos);
+    }
   }
-  while (count < 0 || done < count) {
-    size_t found = s.find(from, pos);
-    if (found == std::string::npos) break;
-    out.append(s, pos, found - pos);
+  long double size = static_cast<long double>(s.size()) +
+                     static_cast<long double>(at.size()) * (static_cast<long double>(to.size()) - from.size());
+  if (size > static_cast<long double>(max_size)) return std::nullopt;
+  std::string out;
+  out.reserve(static_cast<size_t>(size));
+  size_t pos = 0;
+  for (size_t p : at) {
+    out.append(s, pos, p - pos);
     out += to;
-    pos = found + from.size();
-    ++done;
+    pos = p + from.size();
   }
   out.append(s, pos, std::string::npos);
   return out;

@@ -22,8 +22,10 @@ std::string Title(std::string s);       // str.title()
 bool IsPySpace(char c);
 // str.strip / lstrip / rstrip; `chars` null means whitespace.
 std::string Strip(const std::string& s, const std::string* chars, bool left, bool right);
-// str.replace(from, to, count); count < 0 replaces all.
-std::string Replace(const std::string& s, const std::string& from, const std::string& to, int64_t count);
+// str.replace(from, to, count); count < 0 replaces all. nullopt if the result would be longer
+// than `max_size` (checked before it is built).
+std::optional<std::string> Replace(const std::string& s, const std::string& from, const std::string& to,
+                                   int64_t count, size_t max_size);
 // str.split(sep, maxsplit); `sep` null splits on runs of whitespace. REQUIRES: *sep non-empty.
 List Split(const std::string& s, const std::string* sep, int64_t maxsplit);
 // str.splitlines() for \n, \r\n and \r.

@@ -550,6 +550,24 @@ TEST(ChatTemplateTest, GrowingStringsStopAtTheOutputCap) {
   EXPECT_EQ(output.status(), absl::ResourceExhaustedError("chat template output exceeded its limit of 1048576 bytes"));
 }
 
+TEST(ChatTemplateTest, ExplosiveBuiltinsFailBeforeAllocating) {
+  RenderOptions options = FixedClock();
+  options.max_output_bytes = 1 << 20;
+  const absl::Status too_big = absl::ResourceExhaustedError("chat template output exceeded its limit of 1048576 bytes");
+  auto empty_repeat = Render("[{{ '' * 10**18 }}]", "{}", options);  // must not loop 10**18 times
+  ASSERT_TRUE(empty_repeat.ok());
+  EXPECT_EQ(*empty_repeat, "[]");
+  EXPECT_EQ(Render("{{ 'a'|indent(10**13) }}", "{}", options).status(), too_big);
+  EXPECT_EQ(Render("{% set s = 'a' * 2000 %}{{ s.replace('a', s) }}", "{}", options).status(), too_big);
+  EXPECT_EQ(Render("{% set s = 'a' * 2000 %}{{ s|replace('', s) }}", "{}", options).status(), too_big);
+  options.max_steps = 1000;
+  EXPECT_EQ(Render("{% for c in s %}{% endfor %}", R"({"s": ")" + std::string(5000, 'x') + R"("})", options).status(),
+            absl::ResourceExhaustedError("chat template exceeded its work limit of 1000 steps"));
+  auto extreme = Render("{{ range(-(2**62), 2**62, 2**61)|list }}");
+  ASSERT_TRUE(extreme.ok()) << extreme.status();
+  EXPECT_EQ(*extreme, "[-4611686018427387904, -2305843009213693952, 0, 2305843009213693952]");
+}
+
 TEST(ChatTemplateTest, TheCapCoversAnOrdinaryConversationWithRoomToSpare) {
   RenderOptions options = FixedClock();
   options.max_steps = 10000;
