@@ -7,6 +7,12 @@
 // Details are in engine/text/jinja_parser.h (syntax), engine/text/jinja_builtins.h (filters, tests,
 // methods) and engine/text/jinja_interpreter.h (undefined values, work cap).
 //
+// Not supported (a template using them fails to parse or to render, never silently):
+// `{% call %}` blocks and macro `caller`/varargs, `{% filter %}`, `{% include %}`/`extends`/
+// `block`, recursive loops and `loop.cycle`, the `format` filter and str.format, list.append (and
+// every other mutating method, which transformers' immutable sandbox forbids too), `**`/`*`
+// argument unpacking. Case mapping (upper/lower/title) is ASCII-only; tuples are lists.
+//
 // Usage: parse once when the model loads, render per request.
 //   KV_ASSIGN_OR_RETURN(ChatTemplate t, ChatTemplate::Parse(config["chat_template"]));
 //   KV_ASSIGN_OR_RETURN(std::string prompt, t.Render(context, RenderOptions{}));
@@ -27,10 +33,6 @@
 #include "nlohmann/json.hpp"
 
 namespace kvserve::engine {
-
-namespace jinja {
-struct Stmt;
-}  // namespace jinja
 
 struct RenderOptions {
   // Work cap: a render stops with absl::ResourceExhaustedError after this many steps (statements,
