@@ -12,19 +12,7 @@
 #
 #   tests/engine/text/chat_golden/check_chat_templates.sh BUILD_DIR
 #
-# CMake registration (not done yet; engine/CMakeLists.txt globs only engine/*.cc):
-#   engine/CMakeLists.txt:  add ${CMAKE_CURRENT_SOURCE_DIR}/text/*.cc to the kvserve_engine glob
-#                           and absl::time to its links;
-#   tests/CMakeLists.txt:   kvserve_add_tests(engine/text unit kvserve_engine)   # chat_template_test
-#     add_executable(chat_golden_main engine/text/chat_golden_main.cc)
-#     target_link_libraries(chat_golden_main PRIVATE kvserve_engine)
-#     kvserve_strict_warnings(chat_golden_main)
-#     add_test(NAME engine_chat_template_golden
-#              COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/engine/text/chat_golden/check_chat_templates.sh
-#                      ${PROJECT_BINARY_DIR})
-#     set_tests_properties(engine_chat_template_golden PROPERTIES
-#                          LABELS unit SKIP_RETURN_CODE 77 TIMEOUT 300
-#                          ENVIRONMENT CHAT_GOLDEN_MAIN=$<TARGET_FILE:chat_golden_main>)
+# Registered in tests/CMakeLists.txt as ctest `chat_template_golden` (label unit).
 # Without CHAT_GOLDEN_MAIN the script looks for BUILD_DIR/tests/chat_golden_main.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
