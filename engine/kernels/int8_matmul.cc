@@ -1,5 +1,5 @@
-// Design note. The integer sums of a group are exact, so only the per-group float steps (4) and
-// the offset (5) fix the order. The micro-kernels hold R rows × P panels of int32 group sums plus
+// Design note. The integer sums of a group are exact, so only the per-group float steps (4) fix
+// the order. The micro-kernels hold R rows × P panels of int32 group sums plus
 // as many f32 accumulators, and run each element's groups in increasing order over the whole of
 // K (no K blocking: an int32 group sum cannot be parked in y).
 //   decode (m <= 4): contiguous panel ranges per thread, P = 3–8 panel streams with prefetch.
@@ -30,70 +30,86 @@ namespace {
 constexpr int64_t kLine = 4 * kInt8PanelWidth;  // bytes per quad line of a panel
 
 struct Scratch {
-  std::vector<uint8_t, CacheLineAllocator<uint8_t>> u;  // {m, 4·num_quads}
-  std::vector<float> sx;                                 // {m}
+  std::vector<int8_t, CacheLineAllocator<int8_t>> q;  // {m, 4·num_quads}
+  std::vector<float> sx;                               // {m, num_groups}
+  std::vector<int32_t> bias;                           // {m, num_groups}: −128·Σ_g q
 };
 Scratch& ThreadScratch() {
   thread_local Scratch scratch;
   return scratch;
 }
 
-// Step 1 of the order for one row.
-void QuantizeRow(const float* x, int64_t k, int64_t padded, uint8_t* u, float* sx) {
+// Step 2 of the order for one group of one row: x[0..len) → q[0..len), *sx.
+void QuantizeGroup(const float* x, int64_t len, int8_t* q, float* sx) {
   float amax = 0.0f;
-  for (int64_t i = 0; i < k; ++i) amax = std::max(amax, std::fabs(x[i]));
-  std::memset(u, 128, padded);
+  for (int64_t i = 0; i < len; ++i) amax = std::max(amax, std::fabs(x[i]));
   if (amax == 0.0f) {
     *sx = 0.0f;
+    std::memset(q, 0, len);
     return;
   }
   *sx = amax / 127.0f;
   const float inv = 127.0f / amax;
-  for (int64_t i = 0; i < k; ++i) {
-    const float q = std::clamp(std::nearbyint(x[i] * inv), -127.0f, 127.0f);
-    u[i] = static_cast<uint8_t>(static_cast<int>(q) + 128);
+  for (int64_t i = 0; i < len; ++i) {
+    q[i] = static_cast<int8_t>(std::clamp(std::nearbyint(x[i] * inv), -127.0f, 127.0f));
   }
 }
 
-__attribute__((target("avx512f,avx512bw,avx512vl"))) void QuantizeRowAvx512(const float* x,
-                                                                              int64_t k,
-                                                                              int64_t padded,
-                                                                              uint8_t* u,
-                                                                              float* sx) {
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void QuantizeGroupAvx512(const float* x,
+                                                                                int64_t len,
+                                                                                int8_t* q,
+                                                                                float* sx) {
   __m512 vmax = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= k; i += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
-  if (i < k) {
-    const __mmask16 tail = static_cast<__mmask16>((1u << (k - i)) - 1);
-    vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail, x + i)));
+  for (int64_t i = 0; i < len; i += 16) {
+    const __mmask16 mask =
+        len - i >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (len - i)) - 1);
+    vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_maskz_loadu_ps(mask, x + i)));
   }
   const float amax = _mm512_reduce_max_ps(vmax);  // max is exact in any order
-  std::memset(u, 128, padded);
   if (amax == 0.0f) {
     *sx = 0.0f;
+    std::memset(q, 0, len);
     return;
   }
   *sx = amax / 127.0f;
   const __m512 inv = _mm512_set1_ps(127.0f / amax);
-  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127),
-                bias = _mm512_set1_epi32(128);
-  for (i = 0; i < k; i += 16) {
+  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+  for (int64_t i = 0; i < len; i += 16) {
     const __mmask16 mask =
-        k - i >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (k - i)) - 1);
+        len - i >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (len - i)) - 1);
     // cvtps2dq rounds by MXCSR: to nearest even by default, as std::nearbyint.
-    __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + i), inv));
-    q = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi), bias);
-    _mm_mask_storeu_epi8(u + i, mask, _mm512_cvtepi32_epi8(q));
+    __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + i), inv));
+    v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+    _mm_mask_storeu_epi8(q + i, mask, _mm512_cvtepi32_epi8(v));
+  }
+}
+
+// Step 2 for row x[0..k): q[0..4·num_quads) zero-padded, sx[0..num_groups) and the offset
+// correction bias[g] = −128·Σ_{k∈g} q[k].
+void QuantizeRow(const float* x, const PackedInt8Weight& w, bool avx512, int8_t* q, float* sx,
+                 int32_t* bias) {
+  const int64_t group_k = 4 * w.group_quads;
+  std::memset(q + w.k, 0, 4 * w.num_quads - w.k);
+  for (int64_t g = 0; g < w.num_groups; ++g) {
+    const int64_t k0 = g * group_k, len = std::min(w.k, k0 + group_k) - k0;
+    if (avx512) {
+      QuantizeGroupAvx512(x + k0, len, q + k0, sx + g);
+    } else {
+      QuantizeGroup(x + k0, len, q + k0, sx + g);
+    }
+    int32_t sum = 0;
+    for (int64_t i = k0; i < k0 + len; ++i) sum += q[i];
+    bias[g] = -128 * sum;
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Portable path: steps 3–5 literally. Rows [r0, r1) × panels [p0, p1).
-void PortableBlock(const uint8_t* u, int64_t ldu, const float* sx, const PackedInt8Weight& w,
+void PortableBlock(const int8_t* q, int64_t ldq, const float* sx, const PackedInt8Weight& w,
                    float* y, int64_t r0, int64_t r1, int64_t p0, int64_t p1) {
   for (int64_t i = r0; i < r1; ++i) {
     for (int64_t p = p0; p < p1; ++p) {
-      const int8_t* panel = w.data.data() + p * w.num_quads * kLine;
+      const uint8_t* panel = w.data.data() + p * w.num_quads * kLine;
       for (int64_t c = 0; c < kInt8PanelWidth && p * kInt8PanelWidth + c < w.n; ++c) {
         float acc = 0.0f;
         for (int64_t g = 0; g < w.num_groups; ++g) {
@@ -101,14 +117,15 @@ void PortableBlock(const uint8_t* u, int64_t ldu, const float* sx, const PackedI
           const int64_t t1 = std::min(w.num_quads, (g + 1) * w.group_quads);
           for (int64_t t = g * w.group_quads; t < t1; ++t) {
             for (int b = 0; b < 4; ++b) {
-              s += static_cast<int32_t>(u[i * ldu + 4 * t + b]) * panel[t * kLine + 4 * c + b];
+              s += static_cast<int32_t>(q[i * ldq + 4 * t + b]) *
+                   (static_cast<int32_t>(panel[t * kLine + 4 * c + b]) - 128);
             }
           }
-          const float scale = sx[i] * w.scales[(p * w.num_groups + g) * kInt8PanelWidth + c];
+          const float scale =
+              sx[i * w.num_groups + g] * w.scales[(p * w.num_groups + g) * kInt8PanelWidth + c];
           acc = std::fma(static_cast<float>(s), scale, acc);
         }
-        y[i * w.n + p * kInt8PanelWidth + c] =
-            std::fma(-128.0f * sx[i], w.offset[p * kInt8PanelWidth + c], acc);
+        y[i * w.n + p * kInt8PanelWidth + c] = acc;
       }
     }
   }
@@ -121,14 +138,14 @@ void PortableBlock(const uint8_t* u, int64_t ldu, const float* sx, const PackedI
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
 
 struct MicroArgs {
-  const uint8_t* u;  // first row of the tile; rows ldu bytes apart
-  int64_t ldu;
-  const float* sx;   // s_x of the tile's first row
-  const int8_t* w;   // first panel of the tile; panels panel_stride bytes apart
+  const int8_t* q;   // first row of the tile; rows ldq bytes apart
+  int64_t ldq;
+  const float* sx;   // s_x of the tile's first row, group 0; rows num_groups apart
+  const int32_t* bias;  // −128·Σ_g q, laid out as sx
+  const uint8_t* w;  // first panel of the tile; panels panel_stride bytes apart
   int64_t panel_stride;
   const float* scales;  // s_w of the first panel, group 0; panels scale_stride floats apart
   int64_t scale_stride;
-  const float* offset;  // D of the first panel
   int64_t num_quads, group_quads, num_groups;
   float* y;
   int64_t ldy;
@@ -152,7 +169,8 @@ void Micro(const MicroArgs& a) {
   for (int64_t g = 0; g < a.num_groups; ++g) {
     __m512i sum[R][P];
     for (int r = 0; r < R; ++r) {
-      for (int p = 0; p < P; ++p) sum[r][p] = _mm512_setzero_si512();
+      const __m512i bias = _mm512_set1_epi32(a.bias[r * a.num_groups + g]);
+      for (int p = 0; p < P; ++p) sum[r][p] = bias;
     }
     const int64_t t1 = std::min(a.num_quads, (g + 1) * a.group_quads);
     for (int64_t t = g * a.group_quads; t < t1; ++t) {
@@ -170,24 +188,22 @@ void Micro(const MicroArgs& a) {
       }
       for (int r = 0; r < R; ++r) {
         int32_t quad;
-        std::memcpy(&quad, a.u + r * a.ldu + 4 * t, sizeof(quad));
+        std::memcpy(&quad, a.q + r * a.ldq + 4 * t, sizeof(quad));
         const __m512i xb = _mm512_set1_epi32(quad);
-        for (int p = 0; p < P; ++p) sum[r][p] = _mm512_dpbusd_epi32(sum[r][p], xb, wv[p]);
+        for (int p = 0; p < P; ++p) sum[r][p] = _mm512_dpbusd_epi32(sum[r][p], wv[p], xb);
       }
     }
     for (int p = 0; p < P; ++p) {
       const __m512 sw = _mm512_loadu_ps(a.scales + p * a.scale_stride + g * kInt8PanelWidth);
       for (int r = 0; r < R; ++r) {
-        const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(a.sx[r]), sw);
+        const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(a.sx[r * a.num_groups + g]), sw);
         acc[r][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[r][p]), scale, acc[r][p]);
       }
     }
   }
   for (int p = 0; p < P; ++p) {
-    const __m512 d = _mm512_loadu_ps(a.offset + p * kInt8PanelWidth);
     for (int r = 0; r < R; ++r) {
-      const __m512 y = _mm512_fmadd_ps(_mm512_set1_ps(-128.0f * a.sx[r]), d, acc[r][p]);
-      _mm512_mask_storeu_ps(a.y + r * a.ldy + 16 * p, ColumnMask(a.cols, p), y);
+      _mm512_mask_storeu_ps(a.y + r * a.ldy + 16 * p, ColumnMask(a.cols, p), acc[r][p]);
     }
   }
 }
@@ -208,7 +224,7 @@ constexpr auto kMicro = MakeMicroTable(std::make_index_sequence<kMaxRows * kMaxP
 constexpr int kPanelsForRows[5] = {0, 8, 5, 4, 3};
 
 // Rows [r0, r1) × panels [p0, p1) in tiles of up to 4 rows.
-void Avx512Block(const uint8_t* u, int64_t ldu, const float* sx, const PackedInt8Weight& w,
+void Avx512Block(const int8_t* q, int64_t ldq, const float* sx, const int32_t* bias, const PackedInt8Weight& w,
                  float* y, int64_t r0, int64_t r1, int64_t p0, int64_t p1, bool prefetch) {
   const int tile_rows = static_cast<int>(std::min<int64_t>(kMaxRows, r1 - r0));
   const int step = kPanelsForRows[tile_rows];
@@ -216,14 +232,14 @@ void Avx512Block(const uint8_t* u, int64_t ldu, const float* sx, const PackedInt
     const int panels = static_cast<int>(std::min<int64_t>(step, p1 - p));
     for (int64_t i = r0; i < r1; i += kMaxRows) {
       const int rows = static_cast<int>(std::min<int64_t>(kMaxRows, r1 - i));
-      MicroArgs a{u + i * ldu,
-                  ldu,
-                  sx + i,
+      MicroArgs a{q + i * ldq,
+                  ldq,
+                  sx + i * w.num_groups,
+                  bias + i * w.num_groups,
                   w.data.data() + p * w.num_quads * kLine,
                   w.num_quads * kLine,
                   w.scales.data() + p * w.num_groups * kInt8PanelWidth,
                   w.num_groups * kInt8PanelWidth,
-                  w.offset.data() + p * kInt8PanelWidth,
                   w.num_quads,
                   w.group_quads,
                   w.num_groups,
@@ -255,14 +271,12 @@ absl::StatusOr<PackedInt8Weight> QuantizeInt8(const float* w, int64_t n, int64_t
     return absl::InvalidArgumentError(absl::StrCat(
         "weight '", std::string(name), "': K = ", k, " > 65536 overflows per-channel int32 sums"));
   }
-  p.data.assign(p.num_panels * p.num_quads * kLine, 0);
+  p.data.assign(p.num_panels * p.num_quads * kLine, 128);
   p.scales.assign(p.num_panels * p.num_groups * kInt8PanelWidth, 0.0f);
-  p.offset.assign(p.num_panels * kInt8PanelWidth, 0.0f);
   const int64_t group_k = 4 * p.group_quads;
   for (int64_t j = 0; j < n; ++j) {
     const int64_t panel = j / kInt8PanelWidth, c = j % kInt8PanelWidth;
-    int8_t* out = p.data.data() + panel * p.num_quads * kLine;
-    float d = 0.0f;
+    uint8_t* out = p.data.data() + panel * p.num_quads * kLine;
     for (int64_t g = 0; g < p.num_groups; ++g) {
       const int64_t k0 = g * group_k, k1 = std::min(k, k0 + group_k);
       float amax = 0.0f;
@@ -280,28 +294,28 @@ absl::StatusOr<PackedInt8Weight> QuantizeInt8(const float* w, int64_t n, int64_t
             "weight '", std::string(name), "' row ", j, " K [", k0, ", ", k1, "): int8 scale ",
             amax, "/127 underflows (below FLT_MIN); the values would be lost"));
       }
-      int32_t sum = 0;
       for (int64_t i = k0; i < k1 && amax > 0.0f; ++i) {
         const float q = std::clamp(std::nearbyint(w[j * k + i] / scale), -127.0f, 127.0f);
-        out[(i / 4) * kLine + 4 * c + (i % 4)] = static_cast<int8_t>(q);
-        sum += static_cast<int32_t>(q);
+        out[(i / 4) * kLine + 4 * c + (i % 4)] = static_cast<uint8_t>(static_cast<int>(q) + 128);
       }
       p.scales[(panel * p.num_groups + g) * kInt8PanelWidth + c] = scale;
-      d = std::fma(scale, static_cast<float>(sum), d);
     }
-    p.offset[panel * kInt8PanelWidth + c] = d;
   }
   return p;
 }
 
 void Int8Matmul(const float* x, int64_t m, const PackedInt8Weight& w, float* y) {
   const bool avx512 = UseAvx512Int8Kernels();
-  const int64_t ldu = 4 * w.num_quads;
+  const int64_t ldq = 4 * w.num_quads;
   Scratch& scratch = ThreadScratch();
-  if (static_cast<int64_t>(scratch.u.size()) < m * ldu) scratch.u.resize(m * ldu);
-  if (static_cast<int64_t>(scratch.sx.size()) < m) scratch.sx.resize(m);
-  uint8_t* u = scratch.u.data();  // {m, 4·num_quads}
-  float* sx = scratch.sx.data();  // {m}
+  if (static_cast<int64_t>(scratch.q.size()) < m * ldq) scratch.q.resize(m * ldq);
+  if (static_cast<int64_t>(scratch.sx.size()) < m * w.num_groups) {
+    scratch.sx.resize(m * w.num_groups);
+    scratch.bias.resize(m * w.num_groups);
+  }
+  int8_t* q = scratch.q.data();   // {m, 4·num_quads}
+  float* sx = scratch.sx.data();  // {m, num_groups}
+  int32_t* bias = scratch.bias.data();  // {m, num_groups}
   const int threads = omp_get_max_threads();
   const bool parallel = threads > 1 && (m * w.n * w.k >= (int64_t{1} << 20) ||
                                         w.n * w.k >= (int64_t{1} << 18));
@@ -319,11 +333,8 @@ void Int8Matmul(const float* x, int64_t m, const PackedInt8Weight& w, float* y) 
   {
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < m; ++i) {
-      if (avx512) {
-        QuantizeRowAvx512(x + i * w.k, w.k, ldu, u + i * ldu, sx + i);
-      } else {
-        QuantizeRow(x + i * w.k, w.k, ldu, u + i * ldu, sx + i);
-      }
+      QuantizeRow(x + i * w.k, w, avx512, q + i * ldq, sx + i * w.num_groups,
+                  bias + i * w.num_groups);
     }
 #pragma omp for collapse(2) schedule(static)
     for (int64_t rb = 0; rb < row_blocks; ++rb) {
@@ -331,9 +342,9 @@ void Int8Matmul(const float* x, int64_t m, const PackedInt8Weight& w, float* y) 
         const int64_t r0 = rb * row_block, r1 = std::min(m, r0 + row_block);
         const int64_t p0 = pb * panel_block, p1 = std::min(w.num_panels, p0 + panel_block);
         if (avx512) {
-          Avx512Block(u, ldu, sx, w, y, r0, r1, p0, p1, decode);
+          Avx512Block(q, ldq, sx, bias, w, y, r0, r1, p0, p1, decode);
         } else {
-          PortableBlock(u, ldu, sx, w, y, r0, r1, p0, p1);
+          PortableBlock(q, ldq, sx, w, y, r0, r1, p0, p1);
         }
       }
     }

@@ -269,7 +269,7 @@ void Accuracy(bool realistic) {
       for (int64_t i = 0; i < k; ++i) {
         const int64_t p = j / 16, c = j % 16;
         const float s = q.scales[(p * q.num_groups + (i / 4) / q.group_quads) * 16 + c];
-        wd[j * k + i] = s * q.data[(p * q.num_quads + i / 4) * 64 + 4 * c + i % 4];
+        wd[j * k + i] = s * (q.data[(p * q.num_quads + i / 4) * 64 + 4 * c + i % 4] - 128);
       }
     }
     for (int64_t i = 0; i < m; ++i) {
