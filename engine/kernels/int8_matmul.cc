@@ -150,7 +150,6 @@ struct MicroArgs {
   float* y;
   int64_t ldy;
   int64_t cols;  // valid columns from the tile's first one
-  bool prefetch;
 };
 
 constexpr int64_t kPrefetchQuads = 24;  // 1.5 KiB ahead in each panel stream
@@ -160,7 +159,13 @@ inline __mmask16 ColumnMask(int64_t cols, int p) {
   return c >= 16 ? __mmask16(0xffff) : c <= 0 ? __mmask16(0) : __mmask16((1u << c) - 1);
 }
 
-template <int R, int P>
+// sum += Σ of 4 u8·s8 products per 32-bit lane. Written as asm: with the intrinsic GCC 12
+// copies every accumulator to a fresh register and back around each vpdpbusd in the loop.
+inline void Dpbusd(__m512i& sum, __m512i u8, __m512i s8) {
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(sum) : "v"(u8), "v"(s8));
+}
+
+template <int R, int P, bool kPrefetch>
 void Micro(const MicroArgs& a) {
   __m512 acc[R][P];
   for (int r = 0; r < R; ++r) {
@@ -175,11 +180,9 @@ void Micro(const MicroArgs& a) {
     const int64_t t1 = std::min(a.num_quads, (g + 1) * a.group_quads);
     for (int64_t t = g * a.group_quads; t < t1; ++t) {
       __m512i wv[P];
-      for (int p = 0; p < P; ++p) {
-        wv[p] = _mm512_load_si512(a.w + p * a.panel_stride + t * kLine);
-        __asm__("" : "+v"(wv[p]));  // one load per panel, not one per row
-      }
-      if (a.prefetch) {
+      // (vpdpbusd takes only its signed operand from memory: the loads are not duplicated per row.)
+      for (int p = 0; p < P; ++p) wv[p] = _mm512_load_si512(a.w + p * a.panel_stride + t * kLine);
+      if constexpr (kPrefetch) {
         for (int p = 0; p < P; ++p) {
           _mm_prefetch(reinterpret_cast<const char*>(a.w + p * a.panel_stride +
                                                      (t + kPrefetchQuads) * kLine),
@@ -190,7 +193,7 @@ void Micro(const MicroArgs& a) {
         int32_t quad;
         std::memcpy(&quad, a.q + r * a.ldq + 4 * t, sizeof(quad));
         const __m512i xb = _mm512_set1_epi32(quad);
-        for (int p = 0; p < P; ++p) sum[r][p] = _mm512_dpbusd_epi32(sum[r][p], wv[p], xb);
+        for (int p = 0; p < P; ++p) Dpbusd(sum[r][p], wv[p], xb);
       }
     }
     for (int p = 0; p < P; ++p) {
@@ -214,11 +217,14 @@ constexpr int kMaxRows = 4;
 constexpr int kMaxPanels = 8;
 using MicroFn = void (*)(const MicroArgs&);
 
+// Index: prefetch · 32 + (rows − 1) · 8 + panels − 1.
 template <std::size_t... I>
 constexpr std::array<MicroFn, sizeof...(I)> MakeMicroTable(std::index_sequence<I...>) {
-  return {&Micro<static_cast<int>(I) / kMaxPanels + 1, static_cast<int>(I) % kMaxPanels + 1>...};
+  constexpr int kTiles = kMaxRows * kMaxPanels;
+  return {&Micro<static_cast<int>(I) % kTiles / kMaxPanels + 1,
+                 static_cast<int>(I) % kMaxPanels + 1, (I >= kTiles)>...};
 }
-constexpr auto kMicro = MakeMicroTable(std::make_index_sequence<kMaxRows * kMaxPanels>());
+constexpr auto kMicro = MakeMicroTable(std::make_index_sequence<2 * kMaxRows * kMaxPanels>());
 
 // Panels per micro-kernel by row count (2·R·P accumulators + P weights within 32 zmm).
 constexpr int kPanelsForRows[5] = {0, 8, 5, 4, 3};
@@ -245,9 +251,8 @@ void Avx512Block(const int8_t* q, int64_t ldq, const float* sx, const int32_t* b
                   w.num_groups,
                   y + i * w.n + p * kInt8PanelWidth,
                   w.n,
-                  w.n - p * kInt8PanelWidth,
-                  prefetch};
-      kMicro[(rows - 1) * kMaxPanels + (panels - 1)](a);
+                  w.n - p * kInt8PanelWidth};
+      kMicro[(prefetch ? kMaxRows * kMaxPanels : 0) + (rows - 1) * kMaxPanels + (panels - 1)](a);
     }
   }
 }

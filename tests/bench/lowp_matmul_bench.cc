@@ -11,7 +11,7 @@
 //   g++ -std=c++20 -O3 -march=x86-64-v4 -fopenmp -I. tests/bench/lowp_matmul_bench.cc
 //       engine/kernels/*.cc engine/row_invariant_matmul.cc -ldnnl -labsl_statusor -labsl_status
 //       -labsl_strings ... -o lowp_matmul_bench
-//   OMP_WAIT_POLICY=PASSIVE ./lowp_matmul_bench [--quick] [--only=read|decode|prefill|accuracy]
+//   OMP_WAIT_POLICY=PASSIVE ./lowp_matmul_bench [--quick] [--only=read|decode|hot|prefill|accuracy]
 #include <immintrin.h>
 #include <omp.h>
 
@@ -155,6 +155,29 @@ void Decode(const Shape& s, int threads) {
     }
     std::printf("   (M=1 calls/s vs bf16: %.2fx)\n", m1 / bf16_m1);
   }
+}
+
+// Decode with one copy of the weights (cache-resident): the kernels' compute headroom over DRAM.
+void HotDecode(const Shape& s, int threads) {
+  omp_set_num_threads(threads);
+  const std::vector<float> w = RandomNormal(s.n * s.k, 1);
+  AlignedFloats x(4 * s.k), y(4 * s.n);
+  for (int64_t i = 0; i < 4 * s.k; ++i) x[i] = std::sin(0.1f * i);
+  const auto bf16 = *PackBf16(w.data(), s.n, s.k, "w");
+  const auto pc = *QuantizeInt8(w.data(), s.n, s.k, Int8Grouping::kPerChannel, "w");
+  const auto b32 = *QuantizeInt8(w.data(), s.n, s.k, Int8Grouping::kBlock32, "w");
+  std::printf("decode hot (cache-resident) N=%ld K=%ld threads=%d, weight GB/s M=1 2 3 4:\n", s.n,
+              s.k, threads);
+  auto row = [&](const char* name, int64_t bytes, const std::function<void(int64_t)>& f) {
+    std::printf("  %-24s", name);
+    for (int64_t m = 1; m <= 4; ++m) {
+      std::printf(" %6.1f", MedianRate([&](int) { f(m); }, 200, static_cast<double>(bytes)) * 1e-9);
+    }
+    std::printf("\n");
+  };
+  row("bf16", bf16.bytes(), [&](int64_t m) { Bf16Matmul(x.data(), m, bf16, y.data()); });
+  row("int8 per-channel", pc.bytes(), [&](int64_t m) { Int8Matmul(x.data(), m, pc, y.data()); });
+  row("int8 block-32", b32.bytes(), [&](int64_t m) { Int8Matmul(x.data(), m, b32, y.data()); });
 }
 
 // oneDNN matmul y{m,n} f32 = x{m,k} · W, W given as [n][k] and reordered once to 'any'.
@@ -308,6 +331,9 @@ int main(int argc, char** argv) {
       Decode({1536, 576}, threads);
       Decode({576, 1536}, threads);
     }
+  }
+  if (want("decode") || want("hot")) {
+    for (int threads : {1, 2}) HotDecode({1536, 576}, threads);
   }
   if (want("prefill")) {
     for (int threads : {1, 2}) Prefill({2048, 2048}, 512, threads);
