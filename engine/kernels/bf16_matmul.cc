@@ -27,8 +27,10 @@
 
 // GCC 12 reports the deliberately undefined operand inside its own AVX-512 intrinsics as
 // uninitialized once they are inlined here.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace kvserve::engine {
 
@@ -114,8 +116,9 @@ void PortableBlock(const uint32_t* xp, const PackedBf16Weight& w, float* y, int6
 // ---------------------------------------------------------------------------------------------
 // AVX-512 path.
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16")
+// Functions compiled for the AVX-512 extensions whatever -march is; called only after
+// kernel_isa.h found them on the CPU.
+#define KV_TARGET_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 struct MicroArgs {
   const uint32_t* x;       // first row of the tile at pair 0; rows ldx pairs apart
@@ -132,13 +135,13 @@ struct MicroArgs {
 
 constexpr int64_t kPrefetchPairs = 24;  // 1.5 KiB ahead in each panel stream
 
-inline __mmask16 ColumnMask(int64_t cols, int p) {
+KV_TARGET_AVX512_BF16 inline __mmask16 ColumnMask(int64_t cols, int p) {
   const int64_t c = cols - 16 * p;
   return c >= 16 ? __mmask16(0xffff) : c <= 0 ? __mmask16(0) : __mmask16((1u << c) - 1);
 }
 
 template <int R, int P>
-void Micro(const MicroArgs& a) {
+KV_TARGET_AVX512_BF16 void Micro(const MicroArgs& a) {
   __m512 acc[R][P];
   for (int r = 0; r < R; ++r) {
     for (int p = 0; p < P; ++p) {
@@ -175,7 +178,7 @@ void Micro(const MicroArgs& a) {
   }
 }
 
-#pragma GCC pop_options
+#undef KV_TARGET_AVX512_BF16
 
 constexpr int kMaxRows = 6;
 constexpr int kMaxPanels = 8;

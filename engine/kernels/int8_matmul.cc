@@ -21,8 +21,10 @@
 #include "absl/strings/str_cat.h"
 #include "engine/kernels/kernel_isa.h"
 
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace kvserve::engine {
 namespace {
@@ -134,8 +136,9 @@ void PortableBlock(const int8_t* q, int64_t ldq, const float* sx, const PackedIn
 // ---------------------------------------------------------------------------------------------
 // AVX-512 VNNI path.
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
+// Functions compiled for the AVX-512 extensions whatever -march is; called only after
+// kernel_isa.h found them on the CPU.
+#define KV_TARGET_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 
 struct MicroArgs {
   const int8_t* q;   // first row of the tile; rows ldq bytes apart
@@ -154,19 +157,19 @@ struct MicroArgs {
 
 constexpr int64_t kPrefetchQuads = 24;  // 1.5 KiB ahead in each panel stream
 
-inline __mmask16 ColumnMask(int64_t cols, int p) {
+KV_TARGET_AVX512_VNNI inline __mmask16 ColumnMask(int64_t cols, int p) {
   const int64_t c = cols - 16 * p;
   return c >= 16 ? __mmask16(0xffff) : c <= 0 ? __mmask16(0) : __mmask16((1u << c) - 1);
 }
 
 // sum += Σ of 4 u8·s8 products per 32-bit lane. Written as asm: with the intrinsic GCC 12
 // copies every accumulator to a fresh register and back around each vpdpbusd in the loop.
-inline void Dpbusd(__m512i& sum, __m512i u8, __m512i s8) {
+KV_TARGET_AVX512_VNNI inline void Dpbusd(__m512i& sum, __m512i u8, __m512i s8) {
   __asm__("vpdpbusd %2, %1, %0" : "+v"(sum) : "v"(u8), "v"(s8));
 }
 
 template <int R, int P, bool kPrefetch>
-void Micro(const MicroArgs& a) {
+KV_TARGET_AVX512_VNNI void Micro(const MicroArgs& a) {
   __m512 acc[R][P];
   for (int r = 0; r < R; ++r) {
     for (int p = 0; p < P; ++p) acc[r][p] = _mm512_setzero_ps();
@@ -211,7 +214,7 @@ void Micro(const MicroArgs& a) {
   }
 }
 
-#pragma GCC pop_options
+#undef KV_TARGET_AVX512_VNNI
 
 constexpr int kMaxRows = 4;
 constexpr int kMaxPanels = 8;

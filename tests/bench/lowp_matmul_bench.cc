@@ -33,8 +33,10 @@
 #include "engine/row_invariant_matmul.h"
 
 // GCC 12 reports the deliberately undefined operand inside its own AVX-512 intrinsics.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace kvserve::engine {
 namespace {
