@@ -111,20 +111,20 @@ void PortableBlock(const int8_t* q, int64_t ldq, const float* sx, const PackedIn
                    float* y, int64_t r0, int64_t r1, int64_t p0, int64_t p1) {
   for (int64_t i = r0; i < r1; ++i) {
     for (int64_t p = p0; p < p1; ++p) {
-      const uint8_t* panel = w.data.data() + p * w.num_quads * kLine;
+      const uint8_t* panel = w.data.data() + p * w.panel_bytes();
       for (int64_t c = 0; c < kInt8PanelWidth && p * kInt8PanelWidth + c < w.n; ++c) {
         float acc = 0.0f;
         for (int64_t g = 0; g < w.num_groups; ++g) {
           int32_t s = 0;
-          const int64_t t1 = std::min(w.num_quads, (g + 1) * w.group_quads);
-          for (int64_t t = g * w.group_quads; t < t1; ++t) {
+          const uint8_t* group = panel + g * w.group_bytes();
+          for (int64_t tt = 0; tt < w.group_quads; ++tt) {
+            const int64_t t = g * w.group_quads + tt;
             for (int b = 0; b < 4; ++b) {
               s += static_cast<int32_t>(q[i * ldq + 4 * t + b]) *
-                   (static_cast<int32_t>(panel[t * kLine + 4 * c + b]) - 128);
+                   (static_cast<int32_t>(group[tt * kLine + 4 * c + b]) - 128);
             }
           }
-          const float scale =
-              sx[i * w.num_groups + g] * w.scales[(p * w.num_groups + g) * kInt8PanelWidth + c];
+          const float scale = sx[i * w.num_groups + g] * w.scale(p * kInt8PanelWidth + c, g);
           acc = std::fma(static_cast<float>(s), scale, acc);
         }
         y[i * w.n + p * kInt8PanelWidth + c] = acc;
@@ -147,9 +147,7 @@ struct MicroArgs {
   const int32_t* bias;  // −128·Σ_g q, laid out as sx
   const uint8_t* w;  // first panel of the tile; panels panel_stride bytes apart
   int64_t panel_stride;
-  const float* scales;  // s_w of the first panel, group 0; panels scale_stride floats apart
-  int64_t scale_stride;
-  int64_t num_quads, group_quads, num_groups;
+  int64_t group_quads, num_groups, group_bytes;
   float* y;
   int64_t ldy;
   int64_t cols;  // valid columns from the tile's first one
@@ -180,27 +178,29 @@ KV_TARGET_AVX512_VNNI void Micro(const MicroArgs& a) {
       const __m512i bias = _mm512_set1_epi32(a.bias[r * a.num_groups + g]);
       for (int p = 0; p < P; ++p) sum[r][p] = bias;
     }
-    const int64_t t1 = std::min(a.num_quads, (g + 1) * a.group_quads);
-    for (int64_t t = g * a.group_quads; t < t1; ++t) {
+    const uint8_t* group = a.w + g * a.group_bytes;
+    const int8_t* xq = a.q + 4 * g * a.group_quads;
+    for (int64_t tt = 0; tt < a.group_quads; ++tt) {
       __m512i wv[P];
       // (vpdpbusd takes only its signed operand from memory: the loads are not duplicated per row.)
-      for (int p = 0; p < P; ++p) wv[p] = _mm512_load_si512(a.w + p * a.panel_stride + t * kLine);
+      for (int p = 0; p < P; ++p) wv[p] = _mm512_load_si512(group + p * a.panel_stride + tt * kLine);
       if constexpr (kPrefetch) {
         for (int p = 0; p < P; ++p) {
-          _mm_prefetch(reinterpret_cast<const char*>(a.w + p * a.panel_stride +
-                                                     (t + kPrefetchQuads) * kLine),
+          _mm_prefetch(reinterpret_cast<const char*>(group + p * a.panel_stride +
+                                                     (tt + kPrefetchQuads) * kLine),
                        _MM_HINT_T0);
         }
       }
       for (int r = 0; r < R; ++r) {
         int32_t quad;
-        std::memcpy(&quad, a.q + r * a.ldq + 4 * t, sizeof(quad));
+        std::memcpy(&quad, xq + r * a.ldq + 4 * tt, sizeof(quad));
         const __m512i xb = _mm512_set1_epi32(quad);
         for (int p = 0; p < P; ++p) Dpbusd(sum[r][p], wv[p], xb);
       }
     }
     for (int p = 0; p < P; ++p) {
-      const __m512 sw = _mm512_loadu_ps(a.scales + p * a.scale_stride + g * kInt8PanelWidth);
+      const __m512 sw = _mm512_load_ps(
+          reinterpret_cast<const float*>(group + p * a.panel_stride + a.group_quads * kLine));
       for (int r = 0; r < R; ++r) {
         const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(a.sx[r * a.num_groups + g]), sw);
         acc[r][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[r][p]), scale, acc[r][p]);
@@ -245,13 +245,11 @@ void Avx512Block(const int8_t* q, int64_t ldq, const float* sx, const int32_t* b
                   ldq,
                   sx + i * w.num_groups,
                   bias + i * w.num_groups,
-                  w.data.data() + p * w.num_quads * kLine,
-                  w.num_quads * kLine,
-                  w.scales.data() + p * w.num_groups * kInt8PanelWidth,
-                  w.num_groups * kInt8PanelWidth,
-                  w.num_quads,
+                  w.data.data() + p * w.panel_bytes(),
+                  w.panel_bytes(),
                   w.group_quads,
                   w.num_groups,
+                  w.group_bytes(),
                   y + i * w.n + p * kInt8PanelWidth,
                   w.n,
                   w.n - p * kInt8PanelWidth};
@@ -271,20 +269,19 @@ absl::StatusOr<PackedInt8Weight> QuantizeInt8(const float* w, int64_t n, int64_t
   p.n = n;
   p.k = k;
   p.grouping = grouping;
-  p.num_quads = (k + 3) / 4;
   p.num_panels = (n + kInt8PanelWidth - 1) / kInt8PanelWidth;
-  p.group_quads = grouping == Int8Grouping::kPerChannel ? p.num_quads : kInt8BlockK / 4;
-  p.num_groups = (p.num_quads + p.group_quads - 1) / p.group_quads;
+  p.group_quads = grouping == Int8Grouping::kPerChannel ? (k + 3) / 4 : kInt8BlockK / 4;
+  p.num_groups = ((k + 3) / 4 + p.group_quads - 1) / p.group_quads;
+  p.num_quads = p.num_groups * p.group_quads;
   if (grouping == Int8Grouping::kPerChannel && k > 65536) {
     return absl::InvalidArgumentError(absl::StrCat(
         "weight '", std::string(name), "': K = ", k, " > 65536 overflows per-channel int32 sums"));
   }
-  p.data.assign(p.num_panels * p.num_quads * kLine, 128);
-  p.scales.assign(p.num_panels * p.num_groups * kInt8PanelWidth, 0.0f);
+  p.data.assign(p.num_panels * p.panel_bytes(), 128);
   const int64_t group_k = 4 * p.group_quads;
   for (int64_t j = 0; j < n; ++j) {
     const int64_t panel = j / kInt8PanelWidth, c = j % kInt8PanelWidth;
-    uint8_t* out = p.data.data() + panel * p.num_quads * kLine;
+    uint8_t* out = p.data.data() + panel * p.panel_bytes();
     for (int64_t g = 0; g < p.num_groups; ++g) {
       const int64_t k0 = g * group_k, k1 = std::min(k, k0 + group_k);
       float amax = 0.0f;
@@ -304,9 +301,10 @@ absl::StatusOr<PackedInt8Weight> QuantizeInt8(const float* w, int64_t n, int64_t
       }
       for (int64_t i = k0; i < k1 && amax > 0.0f; ++i) {
         const float q = std::clamp(std::nearbyint(w[j * k + i] / scale), -127.0f, 127.0f);
-        out[(i / 4) * kLine + 4 * c + (i % 4)] = static_cast<uint8_t>(static_cast<int>(q) + 128);
+        out[g * p.group_bytes() + (i / 4 - g * p.group_quads) * kLine + 4 * c + (i % 4)] =
+            static_cast<uint8_t>(static_cast<int>(q) + 128);
       }
-      p.scales[(panel * p.num_groups + g) * kInt8PanelWidth + c] = scale;
+      std::memcpy(out + g * p.group_bytes() + p.group_quads * kLine + 4 * c, &scale, sizeof(scale));
     }
   }
   return p;

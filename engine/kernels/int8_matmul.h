@@ -36,11 +36,18 @@
 // K ≤ 65536 (checked by QuantizeInt8 for kPerChannel; a block of 32 is always exact).
 //
 // Packed layout: panels of 16 output columns, 4 consecutive K per column interleaved so that one
-// 64-byte line is one vpdpbusd operand:
-//   data   = [num_panels][num_quads][16][4] uint8 w_q + 128 (quad t: k = 4t .. 4t+3 of a column;
-//            padding 128, i.e. w_q = 0)
-//   scales = [num_panels][num_groups][16] f32     (s_w; 0 for padding columns)
-// Bytes streamed per weight: 1 (per channel) or 1.125 (block of 32, f32 scale per 32 weights).
+// 64-byte line is one vpdpbusd operand, each group's scales right after its weights so that a
+// panel is one sequential stream:
+//
+//   panel p (columns 16p .. 16p+15), group g:
+//   ┌──────────────────── 64 bytes ────────────────────┐
+//   │ c0: u_w[4t..4t+3] │ c1: … │ … │ c15: u_w[4t..4t+3] │  quad t = g·group_quads + 0
+//   │ …                                                  │  … group_quads lines
+//   │ s_w[16p][g] … s_w[16p+15][g]  (16 f32)             │  scale line
+//   data = [num_panels][num_groups][group_quads + 1][64] bytes, u_w = w_q + 128 (padding 128,
+//   i.e. w_q = 0; padding columns have scale 0). K is padded to 4·num_quads = 4·group_quads·
+//   num_groups: to a multiple of 4 (per channel) or of 32 (block).
+// Bytes streamed per weight: 1 + 64/(64·K/4) (per channel) or 1.125 (block of 32).
 //
 // Thread-safety: the packed weight is immutable; Int8Matmul is a pure function that uses the
 // calling thread's OpenMP thread count and a per-thread scratch buffer (grown once).
@@ -48,6 +55,7 @@
 #define KVSERVE_ENGINE_KERNELS_INT8_MATMUL_H_
 
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -67,16 +75,32 @@ enum class Int8Grouping {
 struct PackedInt8Weight {
   int64_t n = 0;
   int64_t k = 0;
-  int64_t num_quads = 0;    // ⌈k/4⌉
+  int64_t num_quads = 0;    // num_groups · group_quads (K padded, see above)
   int64_t num_panels = 0;   // ⌈n/16⌉
-  int64_t group_quads = 0;  // quads per scale group (num_quads for kPerChannel, 8 for kBlock32)
-  int64_t num_groups = 0;   // ⌈num_quads / group_quads⌉
+  int64_t group_quads = 0;  // quads per scale group (⌈k/4⌉ for kPerChannel, 8 for kBlock32)
+  int64_t num_groups = 0;   // ⌈⌈k/4⌉ / group_quads⌉
   Int8Grouping grouping = Int8Grouping::kPerChannel;
-  std::vector<uint8_t, CacheLineAllocator<uint8_t>> data;  // [num_panels][num_quads][16][4]
-  std::vector<float, CacheLineAllocator<float>> scales;  // [num_panels][num_groups][16]
+  std::vector<uint8_t, CacheLineAllocator<uint8_t>> data;  // see the picture above
 
-  // Bytes a call streams: data + scales.
-  int64_t bytes() const { return static_cast<int64_t>(data.size() + 4 * scales.size()); }
+  int64_t group_bytes() const { return (group_quads + 1) * 4 * kInt8PanelWidth; }
+  int64_t panel_bytes() const { return num_groups * group_bytes(); }
+  int64_t bytes() const { return static_cast<int64_t>(data.size()); }  // streamed per call
+  // s_w of output column j, group g.
+  float scale(int64_t j, int64_t g) const {
+    float s;
+    std::memcpy(&s,
+                data.data() + (j / kInt8PanelWidth) * panel_bytes() + g * group_bytes() +
+                    group_quads * 4 * kInt8PanelWidth + 4 * (j % kInt8PanelWidth),
+                sizeof(s));
+    return s;
+  }
+  // w_q of output column j at input index i.
+  int quantized(int64_t j, int64_t i) const {
+    const int64_t g = i / 4 / group_quads, t = i / 4 % group_quads;
+    return static_cast<int>(data[(j / kInt8PanelWidth) * panel_bytes() + g * group_bytes() +
+                                 t * 4 * kInt8PanelWidth + 4 * (j % kInt8PanelWidth) + i % 4]) -
+           128;
+  }
 };
 
 // Quantizes an f32 weight w[n][k] (nn.Linear layout) as step 1 of the order above.

@@ -74,20 +74,21 @@ __attribute__((target("avx512f"))) double ReadSum(const float* a, int64_t count,
   return _mm512_reduce_add_ps(total);
 }
 
-double ReadGbps(int threads, int streams) {
+double ReadOnce(int threads, int streams) {
   static AlignedFloats array(kRotateBytes / 4, 1.0f);
   const int64_t count = static_cast<int64_t>(array.size());
-  volatile double sink = 0;
-  return MedianRate(
-             [&](int) {
-               double sum = 0;
+  static volatile double sink = 0;
+  double sum = 0;
 #pragma omp parallel for num_threads(threads) reduction(+ : sum) schedule(static)
-               for (int t = 0; t < threads; ++t) {
-                 sum += ReadSum(array.data() + t * (count / threads), count / threads, streams);
-               }
-               sink = sink + sum;
-             },
-             2, static_cast<double>(kRotateBytes)) *
+  for (int t = 0; t < threads; ++t) {
+    sum += ReadSum(array.data() + t * (count / threads), count / threads, streams);
+  }
+  sink = sink + sum;
+  return static_cast<double>(kRotateBytes);
+}
+
+double ReadGbps(int threads, int streams) {
+  return MedianRate([&](int) { ReadOnce(threads, streams); }, 1, static_cast<double>(kRotateBytes)) *
          1e-9;
 }
 
@@ -103,59 +104,103 @@ struct Shape {
   int64_t n, k;
 };
 
-// Decode: GB/s of weight bytes for M = 1..4 rows, weights rotating over >= 512 MiB of copies.
+// A measured case: `run` performs one sample's worth of calls and returns the work done (bytes
+// or FLOP).
+struct Case {
+  std::string name;
+  std::function<double()> run;
+};
+
+// Runs the cases interleaved, kSamples rounds of one sample each, so that every case sees the
+// same drift of the shared machine; returns each case's median rate and its median ratio to the
+// best of cases [0, num_baselines) in the same round.
+struct CaseResult {
+  double rate, ratio;
+};
+std::vector<CaseResult> Interleaved(const std::vector<Case>& cases, int num_baselines) {
+  std::vector<std::vector<double>> rates(cases.size()), ratios(cases.size());
+  for (const Case& c : cases) c.run();  // warm-up
+  for (int s = 0; s < kSamples; ++s) {
+    std::vector<double> round(cases.size());
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const double t0 = Now();
+      const double work = cases[i].run();
+      round[i] = work / (Now() - t0);
+    }
+    const double base = *std::max_element(round.begin(), round.begin() + num_baselines);
+    for (size_t i = 0; i < cases.size(); ++i) {
+      rates[i].push_back(round[i]);
+      ratios[i].push_back(round[i] / base);
+    }
+  }
+  std::vector<CaseResult> out;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    std::sort(rates[i].begin(), rates[i].end());
+    std::sort(ratios[i].begin(), ratios[i].end());
+    out.push_back({rates[i][kSamples / 2], ratios[i][kSamples / 2]});
+  }
+  return out;
+}
+
+// Decode: GB/s of weight bytes for M = 1..4 rows, weights rotating over >= 512 MiB of copies,
+// interleaved with the read baselines.
 void Decode(const Shape& s, int threads) {
   omp_set_num_threads(threads);
   const std::vector<float> w = RandomNormal(s.n * s.k, 1);
   AlignedFloats x(4 * s.k), y(4 * s.n);
   for (int64_t i = 0; i < 4 * s.k; ++i) x[i] = std::sin(0.1f * i);
-  std::printf("decode N=%ld K=%ld threads=%d, weight GB/s (M=1 2 3 4) and bf16 tokens/s-ratio\n",
-              s.n, s.k, threads);
-  double f32_m1 = 0, bf16_m1 = 0;
-  {
-    const int64_t bytes = s.n * s.k * 4;
-    const int copies = static_cast<int>(std::max<int64_t>(2, kRotateBytes / bytes));
-    std::vector<AlignedFloats> ws(copies, AlignedFloats(w.begin(), w.end()));
-    std::printf("  f32  RowInvariantMatmul:");
-    for (int64_t m = 1; m <= 4; ++m) {
-      const double gbps = MedianRate(
-          [&](int c) { RowInvariantMatmul(x.data(), m, ws[c % copies].data(), s.n, s.k, y.data()); },
-          copies, static_cast<double>(bytes)) * 1e-9;
-      if (m == 1) f32_m1 = gbps / bytes;
-      std::printf(" %6.1f", gbps);
-    }
-    std::printf("\n");
+  auto copies_of = [](int64_t bytes) {
+    return static_cast<int>(std::max<int64_t>(2, (kRotateBytes + bytes - 1) / bytes));
+  };
+  const int64_t f32_bytes = s.n * s.k * 4;
+  std::vector<AlignedFloats> f32(copies_of(f32_bytes), AlignedFloats(w.begin(), w.end()));
+  const auto bf16_one = *PackBf16(w.data(), s.n, s.k, "w");
+  std::vector<PackedBf16Weight> bf16(copies_of(bf16_one.bytes()), bf16_one);
+  const auto pc_one = *QuantizeInt8(w.data(), s.n, s.k, Int8Grouping::kPerChannel, "w");
+  std::vector<PackedInt8Weight> pc(copies_of(pc_one.bytes()), pc_one);
+  const auto b32_one = *QuantizeInt8(w.data(), s.n, s.k, Int8Grouping::kBlock32, "w");
+  std::vector<PackedInt8Weight> b32(copies_of(b32_one.bytes()), b32_one);
+
+  std::vector<Case> cases;
+  cases.push_back({"read 1 stream", [=] { return ReadOnce(threads, 1); }});
+  cases.push_back({"read 8 streams", [=] { return ReadOnce(threads, 8); }});
+  for (int64_t m = 1; m <= 4; ++m) {
+    cases.push_back({"f32", [&, m] {
+                       for (const auto& c : f32) RowInvariantMatmul(x.data(), m, c.data(), s.n, s.k, y.data());
+                       return static_cast<double>(f32_bytes) * f32.size();
+                     }});
   }
-  {
-    const auto packed = *PackBf16(w.data(), s.n, s.k, "w");
-    const int64_t bytes = packed.bytes();
-    const int copies = static_cast<int>(std::max<int64_t>(2, kRotateBytes / bytes));
-    std::vector<PackedBf16Weight> ws(copies, packed);
-    std::printf("  bf16 Bf16Matmul:        ");
-    for (int64_t m = 1; m <= 4; ++m) {
-      const double gbps = MedianRate(
-          [&](int c) { Bf16Matmul(x.data(), m, ws[c % copies], y.data()); }, copies,
-          static_cast<double>(bytes)) * 1e-9;
-      if (m == 1) bf16_m1 = gbps / bytes;
-      std::printf(" %6.1f", gbps);
-    }
-    std::printf("   (M=1 calls/s vs f32: %.2fx)\n", bf16_m1 / f32_m1);
+  for (int64_t m = 1; m <= 4; ++m) {
+    cases.push_back({"bf16", [&, m] {
+                       for (const auto& c : bf16) Bf16Matmul(x.data(), m, c, y.data());
+                       return static_cast<double>(bf16_one.bytes()) * bf16.size();
+                     }});
   }
-  for (Int8Grouping g : {Int8Grouping::kPerChannel, Int8Grouping::kBlock32}) {
-    const auto packed = *QuantizeInt8(w.data(), s.n, s.k, g, "w");
-    const int64_t bytes = packed.bytes();
-    const int copies = static_cast<int>(std::max<int64_t>(2, kRotateBytes / bytes));
-    std::vector<PackedInt8Weight> ws(copies, packed);
-    std::printf("  int8 %-18s:", g == Int8Grouping::kPerChannel ? "per-channel" : "block-32");
-    double m1 = 0;
+  for (auto* v : {&pc, &b32}) {
     for (int64_t m = 1; m <= 4; ++m) {
-      const double gbps = MedianRate(
-          [&](int c) { Int8Matmul(x.data(), m, ws[c % copies], y.data()); }, copies,
-          static_cast<double>(bytes)) * 1e-9;
-      if (m == 1) m1 = gbps / bytes;
-      std::printf(" %6.1f", gbps);
+      cases.push_back({v == &pc ? "int8 per-channel" : "int8 block-32", [&, v, m] {
+                         for (const auto& c : *v) Int8Matmul(x.data(), m, c, y.data());
+                         return static_cast<double>((*v)[0].bytes()) * v->size();
+                       }});
     }
-    std::printf("   (M=1 calls/s vs bf16: %.2fx)\n", m1 / bf16_m1);
+  }
+  const std::vector<CaseResult> r = Interleaved(cases, 2);
+  std::printf("decode N=%ld K=%ld threads=%d (cold, >= 512 MiB of copies), median of %d rounds\n",
+              s.n, s.k, threads, kSamples);
+  std::printf("  read GB/s: 1 stream/thread %.1f, 8 streams/thread %.1f\n", r[0].rate * 1e-9,
+              r[1].rate * 1e-9);
+  std::printf("  %-18s %s\n", "kernel", "weight GB/s (% of read) for M=1 2 3 4 | calls/s vs bf16, M=1");
+  // calls/s ratio at M=1 = (GB/s ratio) x (bytes ratio), both from the medians.
+  const double bf16_calls = r[6].rate / bf16_one.bytes();
+  for (int kernel = 0; kernel < 4; ++kernel) {
+    const CaseResult* row = &r[2 + 4 * kernel];
+    std::printf("  %-18s", cases[2 + 4 * kernel].name.c_str());
+    for (int m = 0; m < 4; ++m) std::printf(" %5.1f (%3.0f%%)", row[m].rate * 1e-9, 100 * row[m].ratio);
+    const int64_t bytes = kernel == 0 ? f32_bytes
+                          : kernel == 1 ? bf16_one.bytes()
+                          : kernel == 2 ? pc_one.bytes()
+                                        : b32_one.bytes();
+    std::printf(" | %.2fx\n", row[0].rate / bytes / bf16_calls);
   }
 }
 
@@ -223,21 +268,26 @@ void Prefill(const Shape& s, int64_t m, int threads) {
   const auto int8 = *QuantizeInt8(w.data(), s.n, s.k, Int8Grouping::kPerChannel, "w");
   const auto int8b = *QuantizeInt8(w.data(), s.n, s.k, Int8Grouping::kBlock32, "w");
   OneDnn dnn_bf16(w, xv, m, s.n, s.k, true), dnn_f32(w, xv, m, s.n, s.k, false);
-  auto rate = [&](const std::function<void()>& f) {
-    return MedianRate([&](int) { f(); }, calls, flop) * 1e-9;
+  auto call = [&](std::function<void()> f) {
+    return [=] {
+      for (int c = 0; c < calls; ++c) f();
+      return flop * calls;
+    };
   };
-  const double r_dnn_bf16 = rate([&] { dnn_bf16.Run(); });
-  const double r_dnn_f32 = rate([&] { dnn_f32.Run(); });
-  const double r_f32 = rate([&] { RowInvariantMatmul(x.data(), m, wa.data(), s.n, s.k, y.data()); });
-  const double r_bf16 = rate([&] { Bf16Matmul(x.data(), m, bf16, y.data()); });
-  const double r_int8 = rate([&] { Int8Matmul(x.data(), m, int8, y.data()); });
-  const double r_int8b = rate([&] { Int8Matmul(x.data(), m, int8b, y.data()); });
-  std::printf(
-      "prefill M=%ld N=%ld K=%ld threads=%d GFLOP/s: oneDNN bf16 any %.1f | oneDNN f32 any %.1f | "
-      "f32 RowInvariantMatmul %.1f | Bf16Matmul %.1f (%.0f%% of oneDNN bf16) | Int8Matmul "
-      "per-channel %.1f, block-32 %.1f\n",
-      m, s.n, s.k, threads, r_dnn_bf16, r_dnn_f32, r_f32, r_bf16, 100 * r_bf16 / r_dnn_bf16,
-      r_int8, r_int8b);
+  const std::vector<Case> cases = {
+      {"oneDNN bf16 any", call([&] { dnn_bf16.Run(); })},
+      {"oneDNN f32 any", call([&] { dnn_f32.Run(); })},
+      {"f32 RowInvariantMatmul", call([&] { RowInvariantMatmul(x.data(), m, wa.data(), s.n, s.k, y.data()); })},
+      {"Bf16Matmul", call([&] { Bf16Matmul(x.data(), m, bf16, y.data()); })},
+      {"Int8Matmul per-channel", call([&] { Int8Matmul(x.data(), m, int8, y.data()); })},
+      {"Int8Matmul block-32", call([&] { Int8Matmul(x.data(), m, int8b, y.data()); })},
+  };
+  const std::vector<CaseResult> r = Interleaved(cases, 1);
+  std::printf("prefill M=%ld N=%ld K=%ld threads=%d, GFLOP/s (ratio to oneDNN bf16 in the same round), "
+              "median of %d rounds\n", m, s.n, s.k, threads, kSamples);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    std::printf("  %-24s %6.1f (%3.0f%%)\n", cases[i].name.c_str(), r[i].rate * 1e-9, 100 * r[i].ratio);
+  }
 }
 
 // Accuracy against f64 of the f32 operands: max |Δ|, and max |Δ| and RMS Δ relative to the
@@ -292,9 +342,7 @@ void Accuracy(bool realistic) {
     std::vector<float> wd(n * k);
     for (int64_t j = 0; j < n; ++j) {
       for (int64_t i = 0; i < k; ++i) {
-        const int64_t p = j / 16, c = j % 16;
-        const float s = q.scales[(p * q.num_groups + (i / 4) / q.group_quads) * 16 + c];
-        wd[j * k + i] = s * (q.data[(p * q.num_quads + i / 4) * 64 + 4 * c + i % 4] - 128);
+        wd[j * k + i] = q.scale(j, i / 4 / q.group_quads) * q.quantized(j, i);
       }
     }
     for (int64_t i = 0; i < m; ++i) {
@@ -326,7 +374,7 @@ int main(int argc, char** argv) {
                   threads, ReadGbps(threads, 1), ReadGbps(threads, 8));
     }
   };
-  if (want("read") || want("decode")) read();
+  if (want("read")) read();
   if (want("decode")) {
     for (int threads : {1, 2}) {
       Decode({4096, 4096}, threads);
@@ -340,7 +388,6 @@ int main(int argc, char** argv) {
   if (want("prefill")) {
     for (int threads : {1, 2}) Prefill({2048, 2048}, 512, threads);
   }
-  if (want("decode")) read();  // the bandwidth again, after the kernels (load drifts)
   if (want("accuracy")) {
     Accuracy(false);
     Accuracy(true);
