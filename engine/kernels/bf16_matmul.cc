@@ -1,14 +1,14 @@
 // Design note. The order in the header is one sequential vdpbf16ps chain per output element, so
 // the kernels are free to tile and block any way that keeps each chain's steps in increasing t:
 //   decode (m <= 4): each thread takes a contiguous range of panels; a micro-kernel holds m rows ×
-//     6–8 panels of accumulators over the whole of K and streams 6–8 panels concurrently with a
+//     4–8 panels of accumulators over the whole of K and streams 4–8 panels concurrently with a
 //     software prefetch ahead of each stream (one core's DRAM bandwidth grows with the number of
 //     streams in flight).
 //   prefill (m > 4): tasks of kRowBlock rows × kPanelBlock panels; inside a task K runs in blocks
 //     of kPairBlock pairs, with the accumulators parked in y between blocks (a stored f32 is the
 //     exact chain state, never denormal because of FTZ), so a 4-panel × kPairBlock weight slice
 //     (32 KiB) stays in L1 while 6-row tiles pass over it.
-// The rounded activations live in a per-thread scratch buffer, [m][num_pairs] 32-bit pairs.
+// The rounded activations live in a per-thread scratch buffer, [m][ldx] 32-bit pairs.
 #include "engine/kernels/bf16_matmul.h"
 
 #include <omp.h>
@@ -94,18 +94,18 @@ inline float DotPairStep(float acc, uint32_t a, uint32_t b) {
 }
 
 // Rows [r0, r1) × panels [p0, p1).
-void PortableBlock(const uint32_t* xp, const PackedBf16Weight& w, float* y, int64_t r0, int64_t r1,
-                   int64_t p0, int64_t p1) {
+void PortableBlock(const uint32_t* xp, int64_t ldx, const PackedBf16Weight& w, float* y,
+                   int64_t r0, int64_t r1, int64_t p0, int64_t p1) {
   const int64_t np = w.num_pairs;
   for (int64_t i = r0; i < r1; ++i) {
     for (int64_t p = p0; p < p1; ++p) {
-      const uint16_t* panel = w.data.data() + p * np * kLine;
+      const uint16_t* panel = w.data.data() + p * w.panel_lines * kLine;
       for (int64_t c = 0; c < kBf16PanelWidth && p * kBf16PanelWidth + c < w.n; ++c) {
         float acc = 0.0f;
         for (int64_t t = 0; t < np; ++t) {
           uint32_t b;
           std::memcpy(&b, panel + t * kLine + 2 * c, sizeof(b));
-          acc = DotPairStep(acc, xp[i * np + t], b);
+          acc = DotPairStep(acc, xp[i * ldx + t], b);
         }
         y[i * w.n + p * kBf16PanelWidth + c] = acc;
       }
@@ -198,12 +198,12 @@ inline void RunMicro(int rows, int panels, const MicroArgs& a) {
 constexpr int kDecodePanels[5] = {0, 8, 8, 6, 4};
 
 // Decode: all m (<= 4) rows × panels [p0, p1), whole K.
-void Avx512DecodeBlock(const uint32_t* xp, int64_t m, const PackedBf16Weight& w, float* y,
-                       int64_t p0, int64_t p1) {
+void Avx512DecodeBlock(const uint32_t* xp, int64_t ldx, int64_t m, const PackedBf16Weight& w,
+                       float* y, int64_t p0, int64_t p1) {
   const int step = kDecodePanels[m];
   for (int64_t p = p0; p < p1; p += step) {
     const int panels = static_cast<int>(std::min<int64_t>(step, p1 - p));
-    MicroArgs a{xp, w.num_pairs, w.data.data() + p * w.num_pairs * kLine, w.num_pairs * kLine,
+    MicroArgs a{xp, ldx, w.data.data() + p * w.panel_lines * kLine, w.panel_lines * kLine,
                 0, w.num_pairs, y + p * kBf16PanelWidth, w.n, w.n - p * kBf16PanelWidth, true,
                 true};
     RunMicro(static_cast<int>(m), panels, a);
@@ -215,10 +215,11 @@ constexpr int kGemmPanels = 4;
 constexpr int64_t kPairBlock = 128;  // 4 panels × 128 pairs × 64 B = 32 KiB of weights
 constexpr int64_t kRowBlock = 96;
 constexpr int64_t kPanelBlock = 16;
+constexpr int kTasksPerThread = 4;  // decode
 
 // Prefill: rows [r0, r1) × panels [p0, p1), K in blocks.
-void Avx512GemmBlock(const uint32_t* xp, const PackedBf16Weight& w, float* y, int64_t r0, int64_t r1,
-                     int64_t p0, int64_t p1) {
+void Avx512GemmBlock(const uint32_t* xp, int64_t ldx, const PackedBf16Weight& w, float* y,
+                     int64_t r0, int64_t r1, int64_t p0, int64_t p1) {
   const int64_t np = w.num_pairs;
   for (int64_t t0 = 0; t0 < np; t0 += kPairBlock) {
     const int64_t t1 = std::min(np, t0 + kPairBlock);
@@ -226,7 +227,8 @@ void Avx512GemmBlock(const uint32_t* xp, const PackedBf16Weight& w, float* y, in
       const int panels = static_cast<int>(std::min<int64_t>(kGemmPanels, p1 - p));
       for (int64_t i = r0; i < r1; i += kGemmRows) {
         const int rows = static_cast<int>(std::min<int64_t>(kGemmRows, r1 - i));
-        MicroArgs a{xp + i * np, np, w.data.data() + p * np * kLine, np * kLine, t0, t1,
+        MicroArgs a{xp + i * ldx, ldx, w.data.data() + p * w.panel_lines * kLine,
+                    w.panel_lines * kLine, t0, t1,
                     y + i * w.n + p * kBf16PanelWidth, w.n, w.n - p * kBf16PanelWidth, t0 == 0,
                     false};
         RunMicro(rows, panels, a);
@@ -251,9 +253,12 @@ PackedBf16Weight PackBits(const uint16_t* bits, int64_t n, int64_t k) {
   w.k = k;
   w.num_pairs = (k + 1) / 2;
   w.num_panels = (n + kBf16PanelWidth - 1) / kBf16PanelWidth;
-  w.data.assign(w.num_panels * w.num_pairs * kLine, 0);
+  // A panel stride of a multiple of 4 KiB would put the 4–8 panels a micro-kernel streams in
+  // the same L1 set; one spare line shifts each panel by 64 bytes.
+  w.panel_lines = w.num_pairs % 64 == 0 ? w.num_pairs + 1 : w.num_pairs;
+  w.data.assign(w.num_panels * w.panel_lines * kLine, 0);
   for (int64_t j = 0; j < n; ++j) {
-    uint16_t* panel = w.data.data() + (j / kBf16PanelWidth) * w.num_pairs * kLine;
+    uint16_t* panel = w.data.data() + (j / kBf16PanelWidth) * w.panel_lines * kLine;
     const int64_t c = j % kBf16PanelWidth;
     for (int64_t i = 0; i < k; ++i) panel[(i / 2) * kLine + 2 * c + (i % 2)] = bits[j * k + i];
   }
@@ -290,7 +295,11 @@ void Bf16Matmul(const float* x, int64_t m, const PackedBf16Weight& w, float* y) 
   const bool avx512 = UseAvx512Bf16Kernels();
   const int64_t np = w.num_pairs;
   auto& scratch = Scratch();
-  if (static_cast<int64_t>(scratch.size()) < m * np) scratch.resize(m * np);
+  // Row stride of the rounded activations: a multiple of 64 bytes, never of 4 KiB (which would
+  // put a tile's rows in the same L1 set as each other and as the weight streams).
+  int64_t ldx = (np + 15) / 16 * 16;
+  if (ldx % 1024 == 0) ldx += 16;
+  if (static_cast<int64_t>(scratch.size()) < m * ldx) scratch.resize(m * ldx);
   uint32_t* xp = scratch.data();  // {m, num_pairs}
   const int threads = omp_get_max_threads();
   const bool parallel = threads > 1 && (m * w.n * w.k >= (int64_t{1} << 20) ||
@@ -298,25 +307,27 @@ void Bf16Matmul(const float* x, int64_t m, const PackedBf16Weight& w, float* y) 
   if (m <= 4) {
     for (int64_t i = 0; i < m; ++i) {
       if (avx512) {
-        RoundRowAvx512(x + i * w.k, w.k, np, xp + i * np);
+        RoundRowAvx512(x + i * w.k, w.k, np, xp + i * ldx);
       } else {
-        RoundRow(x + i * w.k, w.k, np, xp + i * np);
+        RoundRow(x + i * w.k, w.k, np, xp + i * ldx);
       }
     }
-    // One contiguous panel range per thread, a multiple of the micro-kernel width.
-    const int num_tasks = parallel ? threads : 1;
+    // Contiguous panel ranges, a multiple of the micro-kernel width, kTasksPerThread per thread
+    // handed out dynamically: on a shared machine a thread that loses its core would otherwise
+    // hold up the whole call.
+    const int num_tasks = parallel ? threads * kTasksPerThread : 1;
     const int step = kDecodePanels[m];
     const int64_t per_task =
         ((w.num_panels + num_tasks - 1) / num_tasks + step - 1) / step * step;
-#pragma omp parallel for schedule(static) num_threads(num_tasks) if (parallel)
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
     for (int task = 0; task < num_tasks; ++task) {
       const int64_t p0 = std::min(w.num_panels, task * per_task);
       const int64_t p1 = std::min(w.num_panels, p0 + per_task);
       if (p0 >= p1) continue;
       if (avx512) {
-        Avx512DecodeBlock(xp, m, w, y, p0, p1);
+        Avx512DecodeBlock(xp, ldx, m, w, y, p0, p1);
       } else {
-        PortableBlock(xp, w, y, 0, m, p0, p1);
+        PortableBlock(xp, ldx, w, y, 0, m, p0, p1);
       }
     }
     return;
@@ -328,20 +339,20 @@ void Bf16Matmul(const float* x, int64_t m, const PackedBf16Weight& w, float* y) 
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < m; ++i) {
       if (avx512) {
-        RoundRowAvx512(x + i * w.k, w.k, np, xp + i * np);
+        RoundRowAvx512(x + i * w.k, w.k, np, xp + i * ldx);
       } else {
-        RoundRow(x + i * w.k, w.k, np, xp + i * np);
+        RoundRow(x + i * w.k, w.k, np, xp + i * ldx);
       }
     }
-#pragma omp for collapse(2) schedule(static)
+#pragma omp for collapse(2) schedule(dynamic, 1)
     for (int64_t rb = 0; rb < row_blocks; ++rb) {
       for (int64_t pb = 0; pb < panel_blocks; ++pb) {
         const int64_t r0 = rb * kRowBlock, r1 = std::min(m, r0 + kRowBlock);
         const int64_t p0 = pb * kPanelBlock, p1 = std::min(w.num_panels, p0 + kPanelBlock);
         if (avx512) {
-          Avx512GemmBlock(xp, w, y, r0, r1, p0, p1);
+          Avx512GemmBlock(xp, ldx, w, y, r0, r1, p0, p1);
         } else {
-          PortableBlock(xp, w, y, r0, r1, p0, p1);
+          PortableBlock(xp, ldx, w, y, r0, r1, p0, p1);
         }
       }
     }

@@ -36,12 +36,14 @@
 //   │ c0:b[0] b[1] │ c1:b[0] b[1] │ … │ c15:b[0] b[1] │   pair t = 0
 //   │ c0:b[2] b[3] │ c1:b[2] b[3] │ … │ c15:b[2] b[3] │   pair t = 1
 //   │ …                                                │   … K2/2 lines
-//   data = [num_panels][K2/2][16][2] uint16 (bf16 bits), 64-byte aligned.
+//   data = [num_panels][panel_lines][16][2] uint16 (bf16 bits), 64-byte aligned; panel_lines =
+//   K2/2, plus one zero line when that is a multiple of 64 (panels 4 KiB apart would share L1
+//   sets).
 //
-// Speed: for 1–4 rows (decode) columns are split across threads and each thread streams 6–8
-// panels at a time (6–8 concurrent DRAM streams per core). From 5 rows on, tiles of 6 rows × 4
-// panels run with K blocked so the weight micro-panel stays in L1, over a rows × columns grid of
-// OpenMP tasks. Numbers: tests/bench/lowp_matmul_bench.cc.
+// Speed: for 1–4 rows (decode) columns are split across threads and each thread streams 8, 8, 6
+// or 4 panels at a time (that many concurrent DRAM streams per core). From 5 rows on, tiles of 6
+// rows × 4 panels run with K blocked so that the weight micro-panel stays in L1, over a rows ×
+// columns grid of OpenMP tasks. Numbers: tests/bench/lowp_matmul_bench.cc, docs/benchmarks.md.
 //
 // Thread-safety: the packed weight is immutable; Bf16Matmul is a pure function that uses the
 // calling thread's OpenMP thread count and a per-thread scratch buffer for the rounded
@@ -65,7 +67,8 @@ struct PackedBf16Weight {
   int64_t k = 0;           // input features
   int64_t num_pairs = 0;   // K2 / 2 = ⌈k/2⌉
   int64_t num_panels = 0;  // ⌈n/16⌉
-  // [num_panels][num_pairs][16][2] bf16 bits; see the picture above.
+  int64_t panel_lines = 0;  // num_pairs, + 1 unused line when num_pairs is a multiple of 64
+  // [num_panels][panel_lines][16][2] bf16 bits; see the picture above.
   std::vector<uint16_t, CacheLineAllocator<uint16_t>> data;
 
   int64_t bytes() const { return static_cast<int64_t>(data.size() * sizeof(uint16_t)); }

@@ -260,6 +260,7 @@ void Avx512Block(const int8_t* q, int64_t ldq, const float* sx, const int32_t* b
 
 constexpr int64_t kRowBlock = 64;
 constexpr int64_t kPanelBlock = 12;
+constexpr int kTasksPerThread = 4;  // decode
 
 }  // namespace
 
@@ -328,11 +329,14 @@ void Int8Matmul(const float* x, int64_t m, const PackedInt8Weight& w, float* y) 
   const bool decode = m <= kMaxRows;
   const int64_t row_block = decode ? m : kRowBlock;
   const int64_t row_blocks = (m + row_block - 1) / row_block;
-  // Decode: one contiguous panel range per thread, a multiple of the micro-kernel width.
+  // Decode: contiguous panel ranges, a multiple of the micro-kernel width, kTasksPerThread per
+  // thread handed out dynamically (on a shared machine a thread that loses its core would
+  // otherwise hold up the whole call).
   const int64_t step = kPanelsForRows[std::min<int64_t>(m, kMaxRows)];
   const int num_threads = parallel ? threads : 1;
+  const int64_t num_tasks = num_threads * kTasksPerThread;
   const int64_t panel_block =
-      decode ? ((w.num_panels + num_threads - 1) / num_threads + step - 1) / step * step
+      decode ? ((w.num_panels + num_tasks - 1) / num_tasks + step - 1) / step * step
              : kPanelBlock;
   const int64_t panel_blocks = (w.num_panels + panel_block - 1) / panel_block;
 #pragma omp parallel num_threads(num_threads) if (parallel)
@@ -342,7 +346,7 @@ void Int8Matmul(const float* x, int64_t m, const PackedInt8Weight& w, float* y) 
       QuantizeRow(x + i * w.k, w, avx512, q + i * ldq, sx + i * w.num_groups,
                   bias + i * w.num_groups);
     }
-#pragma omp for collapse(2) schedule(static)
+#pragma omp for collapse(2) schedule(dynamic, 1)
     for (int64_t rb = 0; rb < row_blocks; ++rb) {
       for (int64_t pb = 0; pb < panel_blocks; ++pb) {
         const int64_t r0 = rb * row_block, r1 = std::min(m, r0 + row_block);

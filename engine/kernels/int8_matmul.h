@@ -47,7 +47,7 @@
 //   data = [num_panels][num_groups][group_quads + 1][64] bytes, u_w = w_q + 128 (padding 128,
 //   i.e. w_q = 0; padding columns have scale 0). K is padded to 4·num_quads = 4·group_quads·
 //   num_groups: to a multiple of 4 (per channel) or of 32 (block).
-// Bytes streamed per weight: 1 + 64/(64·K/4) (per channel) or 1.125 (block of 32).
+// Bytes streamed per weight: 1 + 4/K (per channel) or 1.125 (block of 32).
 //
 // Thread-safety: the packed weight is immutable; Int8Matmul is a pure function that uses the
 // calling thread's OpenMP thread count and a per-thread scratch buffer (grown once).
