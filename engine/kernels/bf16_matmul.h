@@ -42,7 +42,7 @@
 //
 // Speed: for 1–4 rows (decode) columns are split across threads and each thread streams 8, 8, 6
 // or 4 panels at a time (that many concurrent DRAM streams per core). From 5 rows on, tiles of 6
-// rows × 4 panels run with K blocked so that the weight micro-panel stays in L1, over a rows ×
+// rows × 4 panels run with K blocked so that the weight micro-panel stays in L2, over a rows ×
 // columns grid of OpenMP tasks. Numbers: tests/bench/lowp_matmul_bench.cc, docs/benchmarks.md.
 //
 // Thread-safety: the packed weight is immutable; Bf16Matmul is a pure function that uses the

@@ -123,7 +123,7 @@ class Int8MatmulTest : public ::testing::TestWithParam<Param> {
 
 TEST_P(Int8MatmulTest, MatchesDocumentedOrderBitForBit) {
   const bool per_channel = GetParam().grouping == Int8Grouping::kPerChannel;
-  const int64_t shapes[][2] = {{37, 67}, {16, 64}, {50, 33}, {3, 1}, {130, 300}, {17, 2}};
+  const int64_t shapes[][2] = {{37, 67}, {16, 64}, {50, 33}, {3, 1}, {130, 300}, {17, 2}, {40, 2125}};
   for (const auto& [n, k] : shapes) {
     for (int64_t m : {1, 2, 3, 4, 5, 7, 16, 17, 33, 512}) {
       const uint32_t seed = static_cast<uint32_t>(n * 1000003 + k * 101 + m);
