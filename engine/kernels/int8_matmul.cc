@@ -339,12 +339,21 @@ void Int8Matmul(const float* x, int64_t m, const PackedInt8Weight& w, float* y) 
       decode ? ((w.num_panels + num_tasks - 1) / num_tasks + step - 1) / step * step
              : kPanelBlock;
   const int64_t panel_blocks = (w.num_panels + panel_block - 1) / panel_block;
-#pragma omp parallel num_threads(num_threads) if (parallel)
-  {
-#pragma omp for schedule(static)
+  // Decode rows are quantized here: a worksharing loop would cost the call a second barrier.
+  if (decode) {
     for (int64_t i = 0; i < m; ++i) {
       QuantizeRow(x + i * w.k, w, avx512, q + i * ldq, sx + i * w.num_groups,
                   bias + i * w.num_groups);
+    }
+  }
+#pragma omp parallel num_threads(num_threads) if (parallel)
+  {
+    if (!decode) {
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < m; ++i) {
+        QuantizeRow(x + i * w.k, w, avx512, q + i * ldq, sx + i * w.num_groups,
+                    bias + i * w.num_groups);
+      }
     }
 #pragma omp for collapse(2) schedule(dynamic, 1)
     for (int64_t rb = 0; rb < row_blocks; ++rb) {
