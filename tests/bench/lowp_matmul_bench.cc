@@ -5,13 +5,21 @@
 //     the weights rotating over >= 512 MiB of copies so that they stream from DRAM;
 //   - prefill (M = 512) GFLOP/s of the same kernels next to oneDNN's bf16 and f32 matmul with
 //     prepacked ('any') weights.
-// Every figure is the median of kSamples samples.
+// Kernels and their baselines run interleaved, one sample each per round (kSamples rounds); the
+// figures are medians of the rates and of the per-round ratios to the baseline.
 //
-// Build and run (from the repository root; the absl libraries are those absl::statusor needs):
+// Build and run without CMake (from the repository root; ABSL = the absl libraries
+// absl::StatusOr needs: -labsl_statusor -labsl_status -labsl_strings -labsl_str_format_internal
+// -labsl_cord -labsl_cordz_info -labsl_cord_internal -labsl_cordz_functions -labsl_cordz_handle
+// -labsl_throw_delegate -labsl_raw_logging_internal -labsl_int128 -labsl_strings_internal
+// -labsl_base -labsl_spinlock_wait -labsl_synchronization -labsl_time -labsl_time_zone
+// -labsl_stacktrace -labsl_symbolize -labsl_malloc_internal -labsl_exponential_biased
+// -labsl_debugging_internal -labsl_demangle_internal):
 //   g++ -std=c++20 -O3 -march=x86-64-v4 -fopenmp -I. tests/bench/lowp_matmul_bench.cc
-//       engine/kernels/*.cc engine/row_invariant_matmul.cc -ldnnl -labsl_statusor -labsl_status
-//       -labsl_strings ... -o lowp_matmul_bench
+//       engine/kernels/*.cc engine/row_invariant_matmul.cc -ldnnl $ABSL -lpthread
+//       -o lowp_matmul_bench
 //   OMP_WAIT_POLICY=PASSIVE ./lowp_matmul_bench [--quick] [--only=read|decode|hot|prefill|accuracy]
+// Results: docs/benchmarks.md.
 #include <immintrin.h>
 #include <omp.h>
 
@@ -283,8 +291,9 @@ void Prefill(const Shape& s, int64_t m, int threads) {
       {"Int8Matmul block-32", call([&] { Int8Matmul(x.data(), m, int8b, y.data()); })},
   };
   const std::vector<CaseResult> r = Interleaved(cases, 1);
-  std::printf("prefill M=%ld N=%ld K=%ld threads=%d, GFLOP/s (ratio to oneDNN bf16 in the same round), "
-              "median of %d rounds\n", m, s.n, s.k, threads, kSamples);
+  std::printf("prefill M=%ld N=%ld K=%ld threads=%d (OpenMP max %d), GFLOP/s (ratio to oneDNN bf16 in "
+              "the same round), median of %d rounds\n", m, s.n, s.k, threads, omp_get_max_threads(),
+              kSamples);
   for (size_t i = 0; i < cases.size(); ++i) {
     std::printf("  %-24s %6.1f (%3.0f%%)\n", cases[i].name.c_str(), r[i].rate * 1e-9, 100 * r[i].ratio);
   }
