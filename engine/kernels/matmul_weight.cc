@@ -1,0 +1,65 @@
+#include "engine/kernels/matmul_weight.h"
+
+#include <utility>
+
+#include "engine/kernels/row_invariant_matmul.h"
+
+namespace kvserve::engine {
+namespace {
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
+
+}  // namespace
+
+absl::StatusOr<MatmulWeight> PrepareWeight(const std::vector<float>& w, int64_t n, int64_t k,
+                                           WeightFormat format, std::string_view name) {
+  switch (format) {
+    case WeightFormat::kF32:
+      return MatmulWeight(F32Weight{n, k, AlignedFloats(w.begin(), w.end())});
+    case WeightFormat::kBf16: {
+      absl::StatusOr<PackedBf16Weight> packed = PackBf16(w.data(), n, k, name);
+      if (!packed.ok()) return packed.status();
+      return MatmulWeight(*std::move(packed));
+    }
+    case WeightFormat::kInt8PerChannel:
+    case WeightFormat::kInt8Block32: {
+      absl::StatusOr<PackedInt8Weight> packed = QuantizeInt8(
+          w.data(), n, k,
+          format == WeightFormat::kInt8Block32 ? Int8Grouping::kBlock32 : Int8Grouping::kPerChannel,
+          name);
+      if (!packed.ok()) return packed.status();
+      return MatmulWeight(*std::move(packed));
+    }
+  }
+  return absl::InvalidArgumentError("unknown weight format");
+}
+
+int64_t OutFeatures(const MatmulWeight& w) {
+  return std::visit([](const auto& v) { return v.n; }, w);
+}
+
+int64_t InFeatures(const MatmulWeight& w) {
+  return std::visit([](const auto& v) { return v.k; }, w);
+}
+
+int64_t WeightBytes(const MatmulWeight& w) {
+  return std::visit(Overloaded{[](const F32Weight& v) { return v.n * v.k * 4; },
+                               [](const auto& v) { return v.bytes(); }},
+                    w);
+}
+
+void MatmulForward(const MatmulWeight& w, const float* x, int64_t m, float* y) {
+  std::visit(Overloaded{[&](const F32Weight& v) {
+                          RowInvariantMatmul(x, m, v.data.data(), v.n, v.k, y);
+                        },
+                        [&](const PackedBf16Weight& v) { Bf16Matmul(x, m, v, y); },
+                        [&](const PackedInt8Weight& v) { Int8Matmul(x, m, v, y); }},
+             w);
+}
+
+}  // namespace kvserve::engine
