@@ -96,6 +96,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedM
   const Clock* clock = resolved.clock != nullptr ? resolved.clock.get() : &kSteadyClock;
   std::unique_ptr<Engine> engine(
       new Engine(resolved, std::move(info), std::move(model.tokenizer), clock));
+  engine->chat_prompt_ = std::move(model.chat);
   engine->cache_block_size_ = cache->spec().HasPagedLayers() ? cache->block_size() : 0;
   engine->cache_num_blocks_ = cache->num_blocks();
   engine->cache_has_state_slots_ = cache->CanEverFit(0);

@@ -33,6 +33,7 @@
 #include "engine/clock.h"
 #include "engine/engine_observer.h"
 #include "engine/request.h"
+#include "engine/text/chat_prompt.h"
 #include "engine/text/tokenizer.h"
 
 namespace kvserve::engine {
@@ -149,6 +150,8 @@ class Engine {
 
   const ModelInfo& info() const { return info_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
+  // The model's chat templates; Chat requests render with them on the caller's thread.
+  const ChatPrompt& chat_prompt() const { return chat_prompt_; }
   // The clock request timings and deadlines are measured on; the server stamps arrivals with it.
   const Clock& clock() const { return *clock_; }
   EngineStats stats() const;
@@ -184,6 +187,7 @@ class Engine {
   const EngineOptions options_;  // resolved (kv_cache_bytes filled in)
   const ModelInfo info_;
   const std::shared_ptr<const Tokenizer> tokenizer_;
+  ChatPrompt chat_prompt_;            // set in Create, then const
   const Clock* clock_;                // options_.clock or a SteadyClock
   std::unique_ptr<EngineCore> core_;  // touched only by thread_ after Create
   // What the cache can ever hold, for Submit's RESOURCE_EXHAUSTED check: copied from the cache at

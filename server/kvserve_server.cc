@@ -32,30 +32,17 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
 
   grpc::ServerWriteReactor<pb::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const pb::GenerateRequest* request) override {
-    if (draining_.load()) {
-      if (ModelMetrics* m = MetricsFor(request->model())) {
-        m->CountFailure(FailureReason::kRejected);
-      } else {
-        metrics_->CountUnknownModel();  // still counted, under model=""
-      }
-      // UNAVAILABLE is the code clients may retry on another replica: nothing was generated.
-      auto* reactor = new FailedGenerate();
-      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                   "server is draining: send the request to another replica"));
-      return reactor;
-    }
-    absl::StatusOr<engine::Engine*> engine = registry_->Find(request->model());
-    if (!engine.ok()) {
-      metrics_->CountUnknownModel();
-      auto* reactor = new FailedGenerate();
-      reactor->Finish(ToGrpcStatus(engine.status()));
-      return reactor;
-    }
-    const engine::SteadyTime arrival = (*engine)->clock().Now();
-    return new GenerateReactor(
-        *engine, metrics_->ForModel((*engine)->info().name), context->deadline(), arrival,
-        FromProto(*request, (*engine)->tokenizer(), (*engine)->info().default_sampling),
-        request->return_prompt_token_ids());
+    return StartStream(context, *request, [request](const engine::Engine& engine) {
+      return FromProto(*request, engine.tokenizer(), engine.info().default_sampling);
+    });
+  }
+
+  grpc::ServerWriteReactor<pb::GenerateResponse>* Chat(grpc::CallbackServerContext* context,
+                                                       const pb::ChatRequest* request) override {
+    return StartStream(context, *request, [request](const engine::Engine& engine) {
+      return FromProto(*request, engine.chat_prompt(), engine.tokenizer(),
+                       engine.info().default_sampling);
+    });
   }
 
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
@@ -117,6 +104,38 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
   }
 
  private:
+  // The two streaming calls differ only in how the wire request becomes a GenerationRequest
+  // (`convert`, run on this handler thread: tokenizing and template rendering take no engine
+  // lock); draining, model lookup, arrival stamp and the stream itself are shared.
+  template <typename Request, typename Convert>
+  grpc::ServerWriteReactor<pb::GenerateResponse>* StartStream(grpc::CallbackServerContext* context,
+                                                              const Request& request,
+                                                              Convert convert) {
+    if (draining_.load()) {
+      if (ModelMetrics* m = MetricsFor(request.model())) {
+        m->CountFailure(FailureReason::kRejected);
+      } else {
+        metrics_->CountUnknownModel();  // still counted, under model=""
+      }
+      // UNAVAILABLE is the code clients may retry on another replica: nothing was generated.
+      auto* reactor = new FailedGenerate();
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                   "server is draining: send the request to another replica"));
+      return reactor;
+    }
+    absl::StatusOr<engine::Engine*> engine = registry_->Find(request.model());
+    if (!engine.ok()) {
+      metrics_->CountUnknownModel();
+      auto* reactor = new FailedGenerate();
+      reactor->Finish(ToGrpcStatus(engine.status()));
+      return reactor;
+    }
+    const engine::SteadyTime arrival = (*engine)->clock().Now();
+    return new GenerateReactor(*engine, metrics_->ForModel((*engine)->info().name),
+                               context->deadline(), arrival, convert(**engine),
+                               request.return_prompt_token_ids());
+  }
+
   // A Generate call rejected before it reached an engine.
   class FailedGenerate : public grpc::ServerWriteReactor<pb::GenerateResponse> {
     void OnDone() override { delete this; }

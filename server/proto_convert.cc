@@ -76,6 +76,33 @@ absl::StatusOr<engine::GenerationRequest> FromProto(
   return out;
 }
 
+absl::StatusOr<engine::GenerationRequest> FromProto(
+    const pb::ChatRequest& request, const engine::ChatPrompt& chat_prompt,
+    const engine::Tokenizer& tokenizer, const engine::SamplingParams& default_sampling) {
+  std::vector<engine::ChatMessage> messages;
+  messages.reserve(request.messages_size());
+  for (const pb::ChatMessage& m : request.messages()) messages.push_back({m.role(), m.content()});
+  KV_ASSIGN_OR_RETURN(std::string text, chat_prompt.Render(messages,
+                                                           !request.has_add_generation_prompt() ||
+                                                               request.add_generation_prompt(),
+                                                           request.chat_template()));
+  engine::GenerationRequest out;
+  out.sampling = default_sampling;
+  // The template wrote the special tokens it wants (e.g. Llama 3's BOS): adding the tokenizer's
+  // own would duplicate them.
+  absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(text, /*add_special_tokens=*/false);
+  if (!ids.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "messages: the rendered conversation cannot be tokenized: ", ids.status().message()));
+  }
+  if (ids->empty()) {
+    return absl::InvalidArgumentError("messages: the chat template rendered an empty prompt");
+  }
+  out.prompt_token_ids = *std::move(ids);
+  KV_RETURN_IF_ERROR(CopyGenerationFields(request, &out));
+  return out;
+}
+
 absl::StatusOr<engine::Normalizer> FromProto(pb::Normalizer normalizer) {
   // proto3 enums are open: a client built from a newer .proto may send a value this one lacks.
   switch (normalizer) {

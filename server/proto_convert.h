@@ -21,6 +21,14 @@ absl::StatusOr<engine::GenerationRequest> FromProto(
     const kvserve::v1::GenerateRequest& request, const engine::Tokenizer& tokenizer,
     const engine::SamplingParams& default_sampling = engine::SamplingParams());
 
+// Builds the engine request for a Chat call: `messages` rendered with the model's chat template (or
+// the request's chat_template) and tokenized without adding special tokens again. Errors:
+// INVALID_ARGUMENT naming the field, FAILED_PRECONDITION when there is no template to render with.
+absl::StatusOr<engine::GenerationRequest> FromProto(
+    const kvserve::v1::ChatRequest& request, const engine::ChatPrompt& chat_prompt,
+    const engine::Tokenizer& tokenizer,
+    const engine::SamplingParams& default_sampling = engine::SamplingParams());
+
 // INVALID_ARGUMENT naming "sampling.normalizer" for a value the enum does not define (proto3 enums
 // are open, so the wire can carry any int32).
 absl::StatusOr<engine::Normalizer> FromProto(kvserve::v1::Normalizer normalizer);

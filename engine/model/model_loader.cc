@@ -143,6 +143,7 @@ absl::StatusOr<LoadedModel> LoadModelDirectory(const std::string& dir) {
   ModelConfig config = *std::move(config_or);
   std::unique_ptr<Tokenizer> tokenizer;
   std::optional<int32_t> tokenizer_eos;
+  ChatPrompt chat;
   if (fs::exists(root / "tokenizer.json")) {
     absl::StatusOr<std::unique_ptr<HfTokenizer>> hf = HfTokenizer::Load(dir);
     if (!hf.ok()) {
@@ -155,6 +156,8 @@ absl::StatusOr<LoadedModel> LoadModelDirectory(const std::string& dir) {
                        ": the model has no embedding for them"));
     }
     tokenizer_eos = (*hf)->eos_id();
+    const HfTokenizerConfig& tc = (*hf)->config();
+    chat = ChatPrompt::Create(tc.chat_templates, tc.bos_token, tc.eos_token);
     tokenizer = *std::move(hf);
   }
   GenerationConfig generation;
@@ -195,6 +198,7 @@ absl::StatusOr<LoadedModel> LoadModelDirectory(const std::string& dir) {
   }
   loaded.tokenizer = std::move(tokenizer);
   loaded.generation = std::move(generation);
+  loaded.chat = std::move(chat);
   loaded.source = fs::absolute(root).lexically_normal().string();
   return loaded;
 }

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "engine/checkpoint/model_config.h"
 #include "engine/model/decoder_model.h"
+#include "engine/text/chat_prompt.h"
 #include "engine/text/generation_config.h"
 #include "engine/text/tokenizer.h"
 
@@ -28,6 +29,8 @@ struct LoadedModel {
   // generation_config.json: default sampling values (unset = the API's defaults). Its
   // end-of-sequence ids are already merged into the model config's eos_token_ids.
   GenerationConfig generation;
+  // tokenizer_config.json's chat templates (none for the byte-level tokenizer).
+  ChatPrompt chat;
 };
 
 // Loads config.json + safetensors (+ tokenizer and generation config files) from `dir`. Errors name
