@@ -106,6 +106,32 @@ TEST(WorkloadTest, PrefixRepetitionSharesPrefixesAndNotSuffixes) {
   EXPECT_EQ(suffixes.size(), 9u);
 }
 
+TEST(WorkloadTest, ChatConversationsAlternateUserAndAssistantTurns) {
+  WorkloadOptions o;
+  o.kind = WorkloadKind::kChat;
+  o.seed = kSeed;
+  o.chat_turns = 3;
+  o.input_len = 10;
+  o.output_len = 5;
+  o.chat_template = "t";
+  absl::StatusOr<std::vector<BenchRequest>> r = BuildWorkload(o, 4);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 4u);
+  for (const BenchRequest& b : *r) {
+    EXPECT_TRUE(b.prompt.empty());
+    EXPECT_EQ(b.max_tokens, 5);
+    EXPECT_EQ(b.chat_template, "t");
+    ASSERT_EQ(b.messages.size(), 5u);  // user, assistant, user, assistant, user
+    for (size_t i = 0; i < b.messages.size(); ++i) {
+      EXPECT_EQ(b.messages[i].role, i % 2 == 0 ? "user" : "assistant");
+      EXPECT_EQ(b.messages[i].content.size(), i % 2 == 0 ? 10u : 5u);
+    }
+  }
+  EXPECT_NE((*r)[0].messages[0].content, (*r)[1].messages[0].content);
+  o.chat_turns = 0;
+  EXPECT_EQ(BuildWorkload(o, 1).status().message(), "--chat-turns must be in [1, 64], got 0");
+}
+
 TEST(WorkloadTest, ReadsJsonlAndCyclesThroughItsLines) {
   const std::string path = WriteTempFile(
       "{\"prompt\": \"Hello\", \"max_tokens\": 3}\n"

@@ -52,7 +52,8 @@ constexpr char kUsage[] =
     "calls still running at --duration are cancelled and reported as cut off.\n\n"
     "Workloads: random (printable ASCII prompts of --input-len bytes, one token per byte plus "
     "BOS with the byte-level tokenizer), prefix-repetition (--num-prefixes shared prefixes + "
-    "unique suffixes, to exercise the prefix cache), jsonl (--prompts-file, one "
+    "unique suffixes, to exercise the prefix cache), chat (--chat-turns user turns per "
+    "conversation through the Chat RPC and the model's chat template), jsonl (--prompts-file, one "
     "{\"prompt\": ..., \"max_tokens\": ...} per line). Requests are sent with ignore_eos and "
     "max_tokens = the output length, so output lengths are exact.\n\n"
     "Targets must be loopback addresses unless --allow-remote is given. With --metrics-url (one "
@@ -73,6 +74,8 @@ struct Flags {
   int64_t num_prefixes = 4;
   int64_t prefix_len = 256;
   int64_t suffix_len = 32;
+  int64_t chat_turns = 2;
+  std::string chat_template;
   std::string prompts_file;
   int64_t num_requests = 200;
   double duration = 60;
@@ -102,7 +105,7 @@ void Register(base::FlagSet& f, Flags* flags) {
             "Allow targets and metrics URLs that are not loopback addresses.");
   f.AddString("model", &flags->model, "Model name to request.");
   f.SetDefaultText("model", "server default");
-  f.AddString("workload", &flags->workload, "random, prefix-repetition or jsonl.");
+  f.AddString("workload", &flags->workload, "random, prefix-repetition, chat or jsonl.");
   f.AddInt("input-len", &flags->input_len, "random: prompt length in bytes (tokens, minus BOS).");
   f.AddInt("output-len", &flags->output_len,
            "Tokens to generate per request (jsonl: for lines without max_tokens).");
@@ -111,6 +114,11 @@ void Register(base::FlagSet& f, Flags* flags) {
   f.AddInt("num-prefixes", &flags->num_prefixes, "prefix-repetition: distinct shared prefixes.");
   f.AddInt("prefix-len", &flags->prefix_len, "prefix-repetition: prefix length in bytes.");
   f.AddInt("suffix-len", &flags->suffix_len, "prefix-repetition: unique suffix length in bytes.");
+  f.AddInt("chat-turns", &flags->chat_turns,
+           "chat: user turns per conversation (with the assistant turns between them).");
+  f.AddString("chat-template", &flags->chat_template,
+              "chat: a template of the model's by name, or a Jinja template text, instead of the "
+              "model's default (needed for models without one).");
   f.AddString("prompts-file", &flags->prompts_file, "jsonl: the file of prompts.");
   f.AddInt("num-requests", &flags->num_requests, "Requests per run (per sweep point).");
   f.AddDouble("duration", &flags->duration,
@@ -199,6 +207,10 @@ std::string DescribeWorkload(const WorkloadOptions& w, int64_t num_requests) {
     case WorkloadKind::kPrefixRepetition:
       return absl::StrCat(num_requests, " requests, ", w.num_prefixes, " shared prefixes of ",
                           w.prefix_len, " bytes + unique suffixes of ", w.suffix_len, " bytes, ",
+                          w.output_len, " output tokens");
+    case WorkloadKind::kChat:
+      return absl::StrCat(num_requests, " chat requests of ", w.chat_turns, " user turns of ",
+                          w.input_len, " bytes (assistant turns ", w.output_len, " bytes), ",
                           w.output_len, " output tokens");
     case WorkloadKind::kJsonl:
       return absl::StrCat(num_requests, " requests from ", w.prompts_file);
@@ -339,6 +351,8 @@ int Main(int argc, char** argv) {
   workload.num_prefixes = flags.num_prefixes;
   workload.prefix_len = flags.prefix_len;
   workload.suffix_len = flags.suffix_len;
+  workload.chat_turns = flags.chat_turns;
+  workload.chat_template = flags.chat_template;
   workload.prompts_file = flags.prompts_file;
   if (auto probe = BuildWorkload(workload, 1); !probe.ok()) return Fail(probe.status());
 

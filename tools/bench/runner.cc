@@ -106,6 +106,18 @@ absl::Status ValidateTarget(absl::string_view target, bool allow_remote) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The prompt's bytes: one token per byte with the byte-level tokenizer, an estimate otherwise (a
+// chat template adds its markers; the server's usage counts replace the estimate).
+int64_t PromptBytes(const BenchRequest& request) {
+  int64_t bytes = static_cast<int64_t>(request.prompt.size());
+  for (const BenchMessage& m : request.messages) bytes += static_cast<int64_t>(m.content.size());
+  return bytes;
+}
+
+}  // namespace
+
 struct Runner::Channel {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<pb::KvServe::Stub> stub;
@@ -125,16 +137,33 @@ class Runner::Call final : public grpc::ClientReadReactor<pb::GenerateResponse> 
     record_.max_tokens = request.max_tokens;
     record_.prompt_tokens = estimated_prompt_tokens;
     record_.cancel_planned = cancel_after_tokens > 0;
-    request_.set_model(model);
-    request_.set_prompt(request.prompt);
-    request_.set_max_tokens(request.max_tokens);
-    request_.set_ignore_eos(true);
+    if (request.messages.empty()) {
+      request_.set_model(model);
+      request_.set_prompt(request.prompt);
+      request_.set_max_tokens(request.max_tokens);
+      request_.set_ignore_eos(true);
+    } else {
+      chat_ = true;
+      chat_request_.set_model(model);
+      for (const BenchMessage& m : request.messages) {
+        pb::ChatMessage* message = chat_request_.add_messages();
+        message->set_role(m.role);
+        message->set_content(m.content);
+      }
+      chat_request_.set_max_tokens(request.max_tokens);
+      chat_request_.set_chat_template(request.chat_template);
+      chat_request_.set_ignore_eos(true);
+    }
   }
 
   void Start(pb::KvServe::Stub* stub, double timeout_s) {
     if (timeout_s > 0) context_.set_deadline(DeadlineAfter(timeout_s));
     record_.start_s = runner_->Now();
-    stub->async()->Generate(&context_, &request_, this);
+    if (chat_) {
+      stub->async()->Chat(&context_, &chat_request_, this);
+    } else {
+      stub->async()->Generate(&context_, &request_, this);
+    }
     StartRead(&response_);
     StartCall();
   }
@@ -192,7 +221,9 @@ class Runner::Call final : public grpc::ClientReadReactor<pb::GenerateResponse> 
   Runner* const runner_;
   const int32_t cancel_after_tokens_;
   grpc::ClientContext context_;
+  bool chat_ = false;
   pb::GenerateRequest request_;
+  pb::ChatRequest chat_request_;
   pb::GenerateResponse response_;
   RequestRecord record_;
   double last_token_s_ = 0;
@@ -357,11 +388,10 @@ absl::StatusOr<RunResult> Runner::Run(const std::vector<BenchRequest>& requests,
   const int64_t n = static_cast<int64_t>(requests.size());
   for (int64_t i = 0; i < n; ++i) {
     const TargetInfo& t = targets_[static_cast<size_t>(i) % targets_.size()];
-    const int64_t tokens = static_cast<int64_t>(requests[i].prompt.size()) + t.num_special_tokens +
-                           requests[i].max_tokens;
+    const int64_t tokens = PromptBytes(requests[i]) + t.num_special_tokens + requests[i].max_tokens;
     if (t.max_context_length > 0 && tokens > t.max_context_length) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "request ", i, ": ", requests[i].prompt.size(), " prompt bytes + ", t.num_special_tokens,
+          "request ", i, ": ", PromptBytes(requests[i]), " prompt bytes + ", t.num_special_tokens,
           " special tokens + max_tokens ", requests[i].max_tokens, " = ", tokens, " exceeds model ",
           t.model, "'s context length ", t.max_context_length, " on ", t.target));
     }
@@ -408,7 +438,7 @@ absl::StatusOr<RunResult> Runner::Run(const std::vector<BenchRequest>& requests,
     const TargetInfo& t = targets_[static_cast<size_t>(target)];
     calls.push_back(std::make_unique<Call>(
         this, i, target, t.model, requests[static_cast<size_t>(i)],
-        static_cast<int32_t>(requests[static_cast<size_t>(i)].prompt.size()) + t.num_special_tokens,
+        static_cast<int32_t>(PromptBytes(requests[static_cast<size_t>(i)])) + t.num_special_tokens,
         cancel_after[static_cast<size_t>(i)]));
     ++sent_;
     ++in_flight_;

@@ -53,7 +53,7 @@ absl::StatusOr<std::vector<BenchRequest>> BuildRandom(const WorkloadOptions& o, 
   for (int64_t i = 0; i < n; ++i) {
     const int64_t in = input(rng);
     const int64_t out = output(rng);
-    requests.push_back({RandomPrintable(rng, in), static_cast<int32_t>(out)});
+    requests.push_back({RandomPrintable(rng, in), static_cast<int32_t>(out), {}, {}});
   }
   return requests;
 }
@@ -73,7 +73,32 @@ absl::StatusOr<std::vector<BenchRequest>> BuildPrefixRepetition(const WorkloadOp
   for (int64_t i = 0; i < n; ++i) {
     requests.push_back(
         {prefixes[static_cast<size_t>(i % o.num_prefixes)] + RandomPrintable(rng, o.suffix_len),
-         static_cast<int32_t>(o.output_len)});
+         static_cast<int32_t>(o.output_len),
+         {},
+         {}});
+  }
+  return requests;
+}
+
+absl::StatusOr<std::vector<BenchRequest>> BuildChat(const WorkloadOptions& o, int64_t n) {
+  if (absl::Status s = CheckLength("input-len", o.input_len, 1); !s.ok()) return s;
+  if (absl::Status s = CheckLength("output-len", o.output_len, 1); !s.ok()) return s;
+  if (o.chat_turns < 1 || o.chat_turns > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--chat-turns must be in [1, 64], got ", o.chat_turns));
+  }
+  std::mt19937_64 rng(o.seed);
+  std::vector<BenchRequest> requests;
+  requests.reserve(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    BenchRequest request;
+    request.max_tokens = static_cast<int32_t>(o.output_len);
+    request.chat_template = o.chat_template;
+    for (int64_t t = 0; t < o.chat_turns; ++t) {
+      if (t > 0) request.messages.push_back({"assistant", RandomPrintable(rng, o.output_len)});
+      request.messages.push_back({"user", RandomPrintable(rng, o.input_len)});
+    }
+    requests.push_back(std::move(request));
   }
   return requests;
 }
@@ -99,7 +124,7 @@ absl::StatusOr<std::vector<BenchRequest>> BuildJsonl(const WorkloadOptions& o, i
     if (prompt == j.end() || !prompt->is_string() || prompt->get<std::string>().empty()) {
       return bad("needs a non-empty string \"prompt\"");
     }
-    BenchRequest request{prompt->get<std::string>(), static_cast<int32_t>(o.output_len)};
+    BenchRequest request{prompt->get<std::string>(), static_cast<int32_t>(o.output_len), {}, {}};
     if (const auto max_tokens = j.find("max_tokens"); max_tokens != j.end()) {
       if (!max_tokens->is_number_integer() || max_tokens->get<int64_t>() < 1 ||
           max_tokens->get<int64_t>() > kMaxLength) {
@@ -123,9 +148,10 @@ absl::StatusOr<std::vector<BenchRequest>> BuildJsonl(const WorkloadOptions& o, i
 absl::StatusOr<WorkloadKind> ParseWorkloadKind(absl::string_view name) {
   if (name == "random") return WorkloadKind::kRandom;
   if (name == "prefix-repetition") return WorkloadKind::kPrefixRepetition;
+  if (name == "chat") return WorkloadKind::kChat;
   if (name == "jsonl") return WorkloadKind::kJsonl;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--workload must be random, prefix-repetition or jsonl, got '", name, "'"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--workload must be random, prefix-repetition, chat or jsonl, got '", name, "'"));
 }
 
 const char* WorkloadKindName(WorkloadKind kind) {
@@ -134,6 +160,8 @@ const char* WorkloadKindName(WorkloadKind kind) {
       return "random";
     case WorkloadKind::kPrefixRepetition:
       return "prefix-repetition";
+    case WorkloadKind::kChat:
+      return "chat";
     case WorkloadKind::kJsonl:
       return "jsonl";
   }
@@ -151,6 +179,8 @@ absl::StatusOr<std::vector<BenchRequest>> BuildWorkload(const WorkloadOptions& o
       return BuildRandom(options, num_requests);
     case WorkloadKind::kPrefixRepetition:
       return BuildPrefixRepetition(options, num_requests);
+    case WorkloadKind::kChat:
+      return BuildChat(options, num_requests);
     case WorkloadKind::kJsonl:
       return BuildJsonl(options, num_requests);
   }

@@ -6,6 +6,12 @@
 //   prefix-repetition  num_prefixes random prefixes of prefix_len bytes; request i uses prefix
 //                      i % num_prefixes followed by a unique random suffix of suffix_len bytes, so
 //                      all but the first request per prefix can hit the server's prefix cache.
+//   chat               conversations for the Chat RPC (the model's chat template, or
+//                      --chat-template): request i has chat_turns user turns of random printable
+//                      text of input_len bytes each, with the assistant turns between them
+//                      holding output_len random bytes, as a client that keeps its history sends.
+//                      Its prompt length is what the template renders, so the server's usage
+//                      counts replace the byte estimate.
 //   jsonl              one JSON object per line, {"prompt": "...", "max_tokens": N}; max_tokens
 //                      is optional (default: output_len). Lines are used in order and reused from
 //                      the top when more requests than lines are asked for. Blank lines are
@@ -29,9 +35,9 @@
 
 namespace kvserve::bench {
 
-enum class WorkloadKind { kRandom, kPrefixRepetition, kJsonl };
+enum class WorkloadKind { kRandom, kPrefixRepetition, kChat, kJsonl };
 
-// "random", "prefix-repetition", "jsonl".
+// "random", "prefix-repetition", "chat", "jsonl".
 absl::StatusOr<WorkloadKind> ParseWorkloadKind(absl::string_view name);
 const char* WorkloadKindName(WorkloadKind kind);
 
@@ -46,13 +52,23 @@ struct WorkloadOptions {
   int64_t num_prefixes = 4;
   int64_t prefix_len = 256;
   int64_t suffix_len = 32;
+  // chat
+  int64_t chat_turns = 2;
+  std::string chat_template;  // sent as ChatRequest.chat_template; empty = the model's
   // jsonl
   std::string prompts_file;
 };
 
+struct BenchMessage {
+  std::string role;
+  std::string content;
+};
+
 struct BenchRequest {
-  std::string prompt;
+  std::string prompt;  // Generate; empty for chat requests
   int32_t max_tokens = 0;
+  std::vector<BenchMessage> messages;  // Chat, when not empty
+  std::string chat_template;           // Chat: the request's own template, if any
 };
 
 // Fails with InvalidArgument naming the flag for a bad option, NotFound for a missing file, and

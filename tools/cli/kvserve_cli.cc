@@ -23,6 +23,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -34,6 +35,7 @@
 #include "absl/strings/strip.h"
 #include "base/flags.h"
 #include "base/logging.h"
+#include "base/status_macros.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "kvserve/v1/kvserve.grpc.pb.h"
 
@@ -255,9 +257,9 @@ void PrintLogprobs(const SampleOutput& sample, std::ostream& out) {
   }
 }
 
-int Generate(Connection connection, int argc, char** argv, int first) {
-  // Defaults are the server's documented ones, for --help only: flags left out are not sent.
-  std::string prompt;
+// The generation flags Generate and Chat share. Defaults are the server's documented ones, for
+// --help only: flags left out are not sent.
+struct GenerationFlags {
   std::string model;
   int64_t max_tokens = 16;
   int64_t n = 1;
@@ -275,102 +277,103 @@ int Generate(Connection connection, int argc, char** argv, int first) {
   std::vector<std::string> stop;
   bool ignore_eos = false;
   bool print_token_ids = false;
-  base::FlagSet flags(
-      "kvserve-cli generate",
-      "Streams a completion of --prompt (KvServe.Generate). The text goes to stdout as it arrives, "
-      "followed by a newline; then one summary line goes to stderr: finish reason, prompt and "
-      "completion tokens, time to first token, total time, and completion tokens per second of "
-      "total time. With --n > 1 each sample's text is printed whole, as '[i] text', when that "
-      "sample finishes, and the summary gives every sample's finish reason and completion tokens. "
-      "Sampling flags that are not given are not sent, so the server's defaults apply (shown "
-      "below). Ctrl-C cancels the call (exit status 130).");
-  AddConnectionFlags(flags, &connection);
-  flags.AddString("prompt", &prompt, "Text to complete (required).");
-  flags.AddString("model", &model, "Model name, see 'kvserve-cli models'.");
+};
+
+void AddGenerationFlags(base::FlagSet& flags, GenerationFlags* g) {
+  flags.AddString("model", &g->model, "Model name, see 'kvserve-cli models'.");
   flags.SetDefaultText("model", "server default");
-  flags.AddInt("max-tokens", &max_tokens, "Maximum number of tokens to generate, per sample.");
-  flags.AddInt("n", &n, "Number of samples of the prompt, in [1, 16].");
-  flags.AddInt("priority", &priority, "Scheduling priority: lower values run first.");
-  flags.AddInt("logprobs", &logprobs,
+  flags.AddInt("max-tokens", &g->max_tokens, "Maximum number of tokens to generate, per sample.");
+  flags.AddInt("n", &g->n, "Number of samples of the prompt, in [1, 16].");
+  flags.AddInt("priority", &g->priority, "Scheduling priority: lower values run first.");
+  flags.AddInt("logprobs", &g->logprobs,
                "Print each generated token's log-probability on stderr, plus the N most likely "
                "tokens at its position (0 = the generated token's only; at most 20).");
   flags.SetDefaultText("logprobs", "none");
-  flags.AddDouble("temperature", &temperature, "Sampling temperature; 0 = greedy.");
-  flags.AddInt("top-k", &top_k, "Sample only from the k most likely tokens; 0 = all.");
-  flags.AddDouble("top-p", &top_p, "Nucleus sampling probability mass, in (0, 1].");
-  flags.AddDouble("min-p", &min_p,
+  flags.AddDouble("temperature", &g->temperature, "Sampling temperature; 0 = greedy.");
+  flags.AddInt("top-k", &g->top_k, "Sample only from the k most likely tokens; 0 = all.");
+  flags.AddDouble("top-p", &g->top_p, "Nucleus sampling probability mass, in (0, 1].");
+  flags.AddDouble("min-p", &g->min_p,
                   "Drop tokens less likely than min-p times the most likely one; in [0, 1].");
-  flags.AddDouble("repetition-penalty", &repetition_penalty,
+  flags.AddDouble("repetition-penalty", &g->repetition_penalty,
                   "Penalize tokens already in the prompt or output (> 1 discourages them); > 0.");
-  flags.AddDouble("presence-penalty", &presence_penalty,
+  flags.AddDouble("presence-penalty", &g->presence_penalty,
                   "Subtracted once from the logit of each token already generated; in [-2, 2].");
-  flags.AddDouble("frequency-penalty", &frequency_penalty,
+  flags.AddDouble("frequency-penalty", &g->frequency_penalty,
                   "Subtracted from a token's logit per time it was generated; in [-2, 2].");
-  flags.AddString("normalizer", &normalizer,
+  flags.AddString("normalizer", &g->normalizer,
                   "What turns logits into probabilities: softmax, sparsemax or entmax15.");
-  flags.AddUint64("seed", &seed,
+  flags.AddUint64("seed", &g->seed,
                   "Random seed: the same seed and request give the same tokens (sample i of --n "
                   "uses seed + i).");
   flags.SetDefaultText("seed", "random");
-  flags.AddRepeatedString("stop", &stop,
+  flags.AddRepeatedString("stop", &g->stop,
                           "Stop when the text contains this string (which is not printed). "
                           "Repeatable.");
-  flags.AddBool("ignore-eos", &ignore_eos, "Keep generating past the end-of-sequence token.");
-  flags.AddBool("token-ids", &print_token_ids,
+  flags.AddBool("ignore-eos", &g->ignore_eos, "Keep generating past the end-of-sequence token.");
+  flags.AddBool("token-ids", &g->print_token_ids,
                 "Also print the generated token ids, space-separated, on stderr before the "
                 "summary line.");
-  if (auto exit = ParseCommandFlags("generate", flags, &connection, argc, argv, first))
-    return *exit;
-  if (!flags.IsSet("prompt")) return UsageError("generate", "--prompt is required");
+}
 
-  v1::GenerateRequest request;
-  request.set_prompt(prompt);
-  if (flags.IsSet("model")) request.set_model(model);
+// Sets the fields of a GenerateRequest or ChatRequest (same names) whose flags were given.
+template <typename Request>
+absl::Status ApplyGenerationFlags(const base::FlagSet& flags, const GenerationFlags& g,
+                                  Request* request_ptr) {
+  Request& request = *request_ptr;
+  if (flags.IsSet("model")) request.set_model(g.model);
   // Integer flags that map to int32 fields; each is sent only when given.
   struct IntField {
     const char* flag;
     int64_t value;
-    void (*set)(v1::GenerateRequest&, int32_t);
+    void (*set)(Request&, int32_t);
   };
   const IntField int_fields[] = {
-      {"max-tokens", max_tokens, [](v1::GenerateRequest& r, int32_t v) { r.set_max_tokens(v); }},
-      {"n", n, [](v1::GenerateRequest& r, int32_t v) { r.set_n(v); }},
-      {"priority", priority, [](v1::GenerateRequest& r, int32_t v) { r.set_priority(v); }},
-      {"logprobs", logprobs, [](v1::GenerateRequest& r, int32_t v) { r.set_logprobs(v); }},
-      {"top-k", top_k,
-       [](v1::GenerateRequest& r, int32_t v) { r.mutable_sampling()->set_top_k(v); }},
+      {"max-tokens", g.max_tokens, [](Request& r, int32_t v) { r.set_max_tokens(v); }},
+      {"n", g.n, [](Request& r, int32_t v) { r.set_n(v); }},
+      {"priority", g.priority, [](Request& r, int32_t v) { r.set_priority(v); }},
+      {"logprobs", g.logprobs, [](Request& r, int32_t v) { r.set_logprobs(v); }},
+      {"top-k", g.top_k, [](Request& r, int32_t v) { r.mutable_sampling()->set_top_k(v); }},
   };
   for (const IntField& field : int_fields) {
     if (!flags.IsSet(field.flag)) continue;
-    const absl::StatusOr<int32_t> value = ToInt32(absl::StrCat("--", field.flag), field.value);
-    if (!value.ok()) return UsageError("generate", value.status().message());
-    field.set(request, *value);
+    KV_ASSIGN_OR_RETURN(const int32_t value, ToInt32(absl::StrCat("--", field.flag), field.value));
+    field.set(request, value);
   }
   v1::SamplingParams& sampling = *request.mutable_sampling();
-  if (flags.IsSet("temperature")) sampling.set_temperature(static_cast<float>(temperature));
-  if (flags.IsSet("top-p")) sampling.set_top_p(static_cast<float>(top_p));
-  if (flags.IsSet("min-p")) sampling.set_min_p(static_cast<float>(min_p));
+  if (flags.IsSet("temperature")) sampling.set_temperature(static_cast<float>(g.temperature));
+  if (flags.IsSet("top-p")) sampling.set_top_p(static_cast<float>(g.top_p));
+  if (flags.IsSet("min-p")) sampling.set_min_p(static_cast<float>(g.min_p));
   if (flags.IsSet("repetition-penalty")) {
-    sampling.set_repetition_penalty(static_cast<float>(repetition_penalty));
+    sampling.set_repetition_penalty(static_cast<float>(g.repetition_penalty));
   }
   if (flags.IsSet("presence-penalty")) {
-    sampling.set_presence_penalty(static_cast<float>(presence_penalty));
+    sampling.set_presence_penalty(static_cast<float>(g.presence_penalty));
   }
   if (flags.IsSet("frequency-penalty")) {
-    sampling.set_frequency_penalty(static_cast<float>(frequency_penalty));
+    sampling.set_frequency_penalty(static_cast<float>(g.frequency_penalty));
   }
   if (flags.IsSet("normalizer")) {
-    const std::optional<v1::Normalizer> value = ParseNormalizer(normalizer);
+    const std::optional<v1::Normalizer> value = ParseNormalizer(g.normalizer);
     if (!value) {
-      return UsageError("generate", absl::StrCat("invalid value '", normalizer,
-                                                 "' for flag --normalizer: must be softmax, "
-                                                 "sparsemax or entmax15"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid value '", g.normalizer,
+                       "' for flag --normalizer: must be softmax, sparsemax or entmax15"));
     }
     sampling.set_normalizer(*value);
   }
-  if (flags.IsSet("seed")) sampling.set_seed(seed);
-  for (const std::string& s : stop) request.add_stop(s);
-  request.set_ignore_eos(ignore_eos);
+  if (flags.IsSet("seed")) sampling.set_seed(g.seed);
+  for (const std::string& s : g.stop) request.add_stop(s);
+  request.set_ignore_eos(g.ignore_eos);
+  return absl::OkStatus();
+}
+
+// Streams one Generate or Chat call: text to stdout as it arrives (or each sample whole with
+// n > 1), then token ids, logprobs and a summary line on stderr. `reply`, when given, receives
+// sample 0's text (the chat loop's history).
+template <typename Request>
+int RunStream(const Connection& connection, const base::FlagSet& flags, const GenerationFlags& g,
+              const Request& request, std::string* reply = nullptr) {
+  const bool print_token_ids = g.print_token_ids;
   // One sample streams its text as it comes; several print each text whole when it is complete.
   const bool streaming = !request.has_n() || request.n() == 1;
 
@@ -385,8 +388,12 @@ int Generate(Connection connection, int argc, char** argv, int first) {
   std::vector<SampleOutput> samples(streaming ? 1 : static_cast<size_t>(request.n()));
   bool wrote_text = false;
   v1::GenerateResponse response;
-  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
-      stub->Generate(&context, request);
+  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader;
+  if constexpr (std::is_same_v<Request, v1::ChatRequest>) {
+    reader = stub->Chat(&context, request);
+  } else {
+    reader = stub->Generate(&context, request);
+  }
   while (reader->Read(&response)) {
     if (!first_token && response.token_ids_size() > 0) first_token = Clock::now();
     const size_t index = static_cast<size_t>(std::max(0, response.index()));
@@ -401,9 +408,8 @@ int Generate(Connection connection, int argc, char** argv, int first) {
         std::cout << response.text() << std::flush;
         wrote_text = true;
       }
-    } else {
-      sample.text += response.text();
     }
+    sample.text += response.text();
     if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
       sample.finished = true;
       sample.finish_reason = response.finish_reason();
@@ -413,6 +419,7 @@ int Generate(Connection connection, int argc, char** argv, int first) {
   }
   const grpc::Status status = reader->Finish();
   const Clock::duration total = Clock::now() - start;
+  if (reply != nullptr) *reply = samples.front().text;
 
   if (streaming && (status.ok() || wrote_text)) std::cout << std::endl;
   // Samples cut off by an error: what they had so far.
@@ -467,6 +474,79 @@ int Generate(Connection connection, int argc, char** argv, int first) {
             << " | total: " << Milliseconds(total) << " | " << std::fixed << std::setprecision(1)
             << (seconds > 0 ? completion_tokens / seconds : 0.0) << " tokens/s\n";
   return kExitOk;
+}
+
+int Generate(Connection connection, int argc, char** argv, int first) {
+  std::string prompt;
+  GenerationFlags g;
+  base::FlagSet flags(
+      "kvserve-cli generate",
+      "Streams a completion of --prompt (KvServe.Generate). The text goes to stdout as it arrives, "
+      "followed by a newline; then one summary line goes to stderr: finish reason, prompt and "
+      "completion tokens, time to first token, total time, and completion tokens per second of "
+      "total time. With --n > 1 each sample's text is printed whole, as '[i] text', when that "
+      "sample finishes, and the summary gives every sample's finish reason and completion tokens. "
+      "Sampling flags that are not given are not sent, so the server's defaults apply (shown "
+      "below). Ctrl-C cancels the call (exit status 130).");
+  AddConnectionFlags(flags, &connection);
+  flags.AddString("prompt", &prompt, "Text to complete (required).");
+  AddGenerationFlags(flags, &g);
+  if (auto exit = ParseCommandFlags("generate", flags, &connection, argc, argv, first))
+    return *exit;
+  if (!flags.IsSet("prompt")) return UsageError("generate", "--prompt is required");
+  v1::GenerateRequest request;
+  request.set_prompt(prompt);
+  if (absl::Status s = ApplyGenerationFlags(flags, g, &request); !s.ok()) {
+    return UsageError("generate", s.message());
+  }
+  return RunStream(connection, flags, g, request);
+}
+
+int Chat(Connection connection, int argc, char** argv, int first) {
+  std::string prompt;
+  std::string system;
+  std::string chat_template;
+  GenerationFlags g;
+  base::FlagSet flags(
+      "kvserve-cli chat",
+      "Talks to an instruct model through its chat template (KvServe.Chat). With --prompt: one "
+      "user turn (after --system, if given), the reply streamed to stdout and a summary on "
+      "stderr, as 'generate' does. Without --prompt: an interactive conversation that keeps the "
+      "history; each line read from stdin is a user turn ('> ' is shown when stdin is a "
+      "terminal), and an empty line or end of input ends it. Ctrl-C cancels the current reply.");
+  AddConnectionFlags(flags, &connection);
+  flags.AddString("prompt", &prompt, "The user's message; without it, an interactive loop.");
+  flags.AddString("system", &system, "A system message before the conversation.");
+  flags.AddString("chat-template", &chat_template,
+                  "A template of the model's by name, or a Jinja template text, instead of the "
+                  "model's default.");
+  AddGenerationFlags(flags, &g);
+  if (auto exit = ParseCommandFlags("chat", flags, &connection, argc, argv, first)) return *exit;
+  v1::ChatRequest request;
+  if (absl::Status s = ApplyGenerationFlags(flags, g, &request); !s.ok()) {
+    return UsageError("chat", s.message());
+  }
+  if (flags.IsSet("chat-template")) request.set_chat_template(chat_template);
+  auto add = [&request](const char* role, const std::string& content) {
+    v1::ChatMessage* m = request.add_messages();
+    m->set_role(role);
+    m->set_content(content);
+  };
+  if (flags.IsSet("system")) add("system", system);
+  if (flags.IsSet("prompt")) {
+    add("user", prompt);
+    return RunStream(connection, flags, g, request);
+  }
+  const bool terminal = isatty(STDIN_FILENO);
+  for (std::string line;;) {
+    if (terminal) std::cout << "> " << std::flush;
+    if (!std::getline(std::cin, line) || line.empty()) return kExitOk;
+    add("user", line);
+    std::string reply;
+    const int exit = RunStream(connection, flags, g, request, &reply);
+    if (exit != kExitOk) return exit;
+    add("assistant", reply);
+  }
 }
 
 int Health(Connection connection, int argc, char** argv, int first) {
@@ -593,6 +673,7 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"generate", "Stream a completion of --prompt to stdout.", &Generate},
+    {"chat", "Talk to an instruct model through its chat template.", &Chat},
     {"health", "Check grpc.health.v1 status; exit 0 only when SERVING.", &Health},
     {"models", "List the served models with their shapes and KV-cache cost.", &Models},
     {"tokenize", "Print the token ids of --text.", &Tokenize},

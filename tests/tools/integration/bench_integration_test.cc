@@ -167,6 +167,33 @@ TEST_F(BenchIntegrationTest, ClosedLoopRunSucceedsAndMatchesTheServersCountersEx
   EXPECT_EQ(Delta(o, "kvserve_time_to_first_token_seconds_count"), 20);
 }
 
+TEST_F(BenchIntegrationTest, ChatWorkloadRunsThroughTheChatRpc) {
+  WorkloadOptions w;
+  w.kind = WorkloadKind::kChat;
+  w.seed = kSeed;
+  w.chat_turns = 2;
+  w.input_len = 6;
+  w.output_len = 3;
+  // The default model has no template of its own: "<role>content" per turn.
+  w.chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}";
+  absl::StatusOr<std::vector<BenchRequest>> requests = BuildWorkload(w, 6);
+  ASSERT_TRUE(requests.ok()) << requests.status();
+  LoadOptions load;
+  load.max_concurrency = 2;
+  load.duration_s = 30;
+  const Outcome o = RunAndCheck(*requests, load);
+  ASSERT_EQ(o.result.records.size(), 6u);
+  for (const RequestRecord& r : o.result.records) {
+    EXPECT_TRUE(r.ok()) << r.index << ": " << r.error_message;
+    EXPECT_EQ(r.output_tokens, 3);
+    // The rendered prompt, byte for byte: <user>6 bytes<assistant>3 bytes<user>6 bytes; the
+    // template writes no BOS and none is added.
+    EXPECT_EQ(r.prompt_tokens, 6 + 6 + 11 + 3 + 6 + 6) << r.index;
+  }
+  EXPECT_TRUE(o.check.ok()) << FormatMetricsCheck(o.check);
+  EXPECT_EQ(Delta(o, "kvserve_request_success_total"), 6);
+}
+
 TEST_F(BenchIntegrationTest, CancelledCallsEqualTheServersCancelledFailures) {
   SCOPED_TRACE(absl::StrCat("seed ", kSeed));
   const std::vector<BenchRequest> requests = Workload(20, 32, 16, 0);
