@@ -89,6 +89,11 @@ struct ModelInfo {
   int64_t kv_cache_bytes = 0;            // the whole cache's budget
   int32_t kv_cache_blocks = 0;
   int32_t block_size = 0;
+  // The smallest RoPE base b* that keeps f_b(m) = Σ_i cos(m θ_i) >= 0 for every distance m below
+  // the context RoPE was trained for (ModelConfig::RopeTrainingContext), at the model's rotary
+  // dims (docs/math.md §3.1); config.rope_theta below it draws a warning at load. 0: not computed
+  // (no attention layer, or no base passes).
+  double min_rope_theta = 0;
 };
 
 // A snapshot; a request's final TokenEvent is delivered only after it has left num_running and
