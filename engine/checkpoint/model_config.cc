@@ -140,7 +140,8 @@ absl::Status ReadRopeScaling(const Json& j, bool deepseek, ModelConfig* c) {
 absl::Status CheckSlidingWindow(const Json& j, const ModelConfig& c) {
   bool use = false;
   KV_RETURN_IF_ERROR(ReadBool(j, "use_sliding_window", &use));
-  int32_t window = 0, max_window_layers = 0;
+  // Hugging Face's Qwen2Config / Qwen3Config default max_window_layers to 28.
+  int32_t window = 0, max_window_layers = 28;
   KV_RETURN_IF_ERROR(ReadInt(j, "sliding_window", &window, false));
   KV_RETURN_IF_ERROR(ReadInt(j, "max_window_layers", &max_window_layers, false));
   if (!use || window <= 0 || window >= c.max_position_embeddings) return absl::OkStatus();

@@ -218,6 +218,10 @@ TEST(ModelConfigTest, RejectsASlidingWindowInEffectNamingTheKeys) {
   std::string all_full = json;
   all_full.replace(all_full.find("\"max_window_layers\": 2"), 22, "\"max_window_layers\": 4");
   EXPECT_TRUE(ModelConfig::FromJson(all_full).ok());
+  // Without max_window_layers, Hugging Face's default of 28 leaves these 4 layers full.
+  std::string default_layers = json;
+  default_layers.erase(default_layers.find("\"max_window_layers\": 2,"), 23);
+  EXPECT_TRUE(ModelConfig::FromJson(default_layers).ok());
   std::string typed = kQwen25;
   typed.replace(typed.find("\"use_sliding_window\": false"), 27, "\"use_sliding_window\": 1");
   EXPECT_THAT(std::string(ModelConfig::FromJson(typed).status().message()),
