@@ -175,7 +175,7 @@ FIXTURES = {
         },
     },
     "tiny_qwen3_qknorm": {
-        "seed": 20250429,
+        "seed": 20250430,
         "storage_dtype": "BF16",
         "num_tokens": 12,
         "config": {
