@@ -48,9 +48,8 @@ namespace {
 // engines of the same shape, and one computation at 128k tokens takes about half a second.
 double MinRopeTheta(const ModelConfig& config) {
   const bool has_attention =
-      config.layer_types.empty() ||
-      std::find(config.layer_types.begin(), config.layer_types.end(), LayerType::kAttention) !=
-          config.layer_types.end();
+      config.layer_types.empty() || std::find(config.layer_types.begin(), config.layer_types.end(),
+                                              LayerType::kAttention) != config.layer_types.end();
   if (!has_attention) return 0;
   const int64_t dims = config.mla.has_value() ? config.mla->qk_rope_head_dim : config.head_dim;
   const int64_t context = config.RopeTrainingContext();
@@ -79,8 +78,7 @@ void CheckRopeBase(const ModelInfo& info) {
   const std::string message = absl::StrCat(
       "model ", info.name, ": rope_theta ", c.rope_theta, " is below ", info.min_rope_theta,
       ", the smallest RoPE base keeping sum_i cos(m theta_i) >= 0 for all distances m < ",
-      c.RopeTrainingContext(), " at ",
-      c.mla.has_value() ? c.mla->qk_rope_head_dim : c.head_dim,
+      c.RopeTrainingContext(), " at ", c.mla.has_value() ? c.mla->qk_rope_head_dim : c.head_dim,
       " rotary dims (docs/math.md 3.1): at long range, keys similar to the query may no longer "
       "score above random ones",
       scaled);

@@ -54,8 +54,8 @@ absl::Status ReadBool(const Json& j, absl::string_view key, bool* out) {
 absl::Status ReadRequiredNumber(const Json& rs, absl::string_view key, absl::string_view type,
                                 double* out) {
   if (auto it = rs.find(std::string(key)); it == rs.end() || it->is_null()) {
-    return absl::InvalidArgumentError(absl::StrCat("config.json: rope_scaling of type \"", type,
-                                                   "\" needs '", key, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json: rope_scaling of type \"", type, "\" needs '", key, "'"));
   }
   return ReadNumber(rs, key, out);
 }
@@ -78,9 +78,9 @@ absl::Status ReadRopeScaling(const Json& j, bool deepseek, ModelConfig* c) {
   if (type == "default") return absl::OkStatus();
   if (type == "linear" || type == "llama3") {
     if (deepseek) {
-      return absl::UnimplementedError(absl::StrCat(
-          "config.json: rope_scaling type \"", type,
-          "\" is not supported for DeepseekV2ForCausalLM (supported: \"yarn\")"));
+      return absl::UnimplementedError(
+          absl::StrCat("config.json: rope_scaling type \"", type,
+                       "\" is not supported for DeepseekV2ForCausalLM (supported: \"yarn\")"));
     }
     RopeScaling r;
     r.type = type == "linear" ? RopeScaling::Type::kLinear : RopeScaling::Type::kLlama3;
@@ -90,7 +90,8 @@ absl::Status ReadRopeScaling(const Json& j, bool deepseek, ModelConfig* c) {
       KV_RETURN_IF_ERROR(ReadRequiredNumber(rs, "high_freq_factor", type, &r.high_freq_factor));
       if (!rs.contains("original_max_position_embeddings")) {
         return absl::InvalidArgumentError(
-            "config.json: rope_scaling of type \"llama3\" needs 'original_max_position_embeddings'");
+            "config.json: rope_scaling of type \"llama3\" needs "
+            "'original_max_position_embeddings'");
       }
       KV_RETURN_IF_ERROR(ReadInt(rs, "original_max_position_embeddings",
                                  &r.original_max_position_embeddings, true));
@@ -116,14 +117,14 @@ absl::Status ReadRopeScaling(const Json& j, bool deepseek, ModelConfig* c) {
   }
   YarnScaling y;
   KV_RETURN_IF_ERROR(ReadNumber(rs, "factor", &y.factor));
-  KV_RETURN_IF_ERROR(ReadInt(rs, "original_max_position_embeddings",
-                             &y.original_max_position_embeddings, false));
+  KV_RETURN_IF_ERROR(
+      ReadInt(rs, "original_max_position_embeddings", &y.original_max_position_embeddings, false));
   KV_RETURN_IF_ERROR(ReadNumber(rs, "beta_fast", &y.beta_fast));
   KV_RETURN_IF_ERROR(ReadNumber(rs, "beta_slow", &y.beta_slow));
   KV_RETURN_IF_ERROR(ReadNumber(rs, "mscale", &y.mscale));
   KV_RETURN_IF_ERROR(ReadNumber(rs, "mscale_all_dim", &y.mscale_all_dim));
-  if (!(y.factor >= 1) || y.original_max_position_embeddings <= 0 ||
-      !(y.beta_fast > y.beta_slow) || !(y.beta_slow > 0)) {
+  if (!(y.factor >= 1) || y.original_max_position_embeddings <= 0 || !(y.beta_fast > y.beta_slow) ||
+      !(y.beta_slow > 0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("config.json: rope_scaling ", rs.dump(),
                      " needs factor >= 1, original_max_position_embeddings > 0 and beta_fast > "
@@ -148,7 +149,8 @@ absl::Status CheckSlidingWindow(const Json& j, const ModelConfig& c) {
   int32_t first_sliding = -1;
   if (auto lt = j.find("layer_types"); lt != j.end() && !lt->is_null()) {
     if (!lt->is_array()) {
-      return InvalidKey("layer_types", *lt, "a list of \"full_attention\" or \"sliding_attention\"");
+      return InvalidKey("layer_types", *lt,
+                        "a list of \"full_attention\" or \"sliding_attention\"");
     }
     for (size_t i = 0; i < lt->size(); ++i) {
       const Json& t = (*lt)[i];
@@ -164,8 +166,9 @@ absl::Status CheckSlidingWindow(const Json& j, const ModelConfig& c) {
   if (first_sliding < 0) return absl::OkStatus();
   return absl::UnimplementedError(absl::StrCat(
       "config.json: sliding-window attention is not supported: use_sliding_window is true and "
-      "sliding_window ", window, " < max_position_embeddings ", c.max_position_embeddings,
-      " for layer ", first_sliding, " (max_window_layers ", max_window_layers,
+      "sliding_window ",
+      window, " < max_position_embeddings ", c.max_position_embeddings, " for layer ",
+      first_sliding, " (max_window_layers ", max_window_layers,
       "); set use_sliding_window to false to run with full attention"));
 }
 
@@ -334,8 +337,8 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text) {
     bool on = false;
     KV_RETURN_IF_ERROR(ReadBool(j, key, &on));
     if (on) {
-      return absl::UnimplementedError(absl::StrCat(
-          "config.json: '", key, "': true is not supported for ", c.architecture));
+      return absl::UnimplementedError(
+          absl::StrCat("config.json: '", key, "': true is not supported for ", c.architecture));
     }
   }
   KV_RETURN_IF_ERROR(c.Validate());

@@ -99,7 +99,7 @@ std::optional<RopeBaseBound> MinRopeBase(int64_t rotary_dims, int64_t context_le
   };
   std::vector<Witness> witnesses;
   std::vector<double> theta(rotary_dims / 2);  // θ_i of the grid base being tried
-  double failing = 0;              // the last grid base that failed (0: none yet)
+  double failing = 0;                          // the last grid base that failed (0: none yet)
   double base = 2.0;
   for (;; base *= options.grid_ratio) {
     if (base > options.max_base || terms > options.max_terms) return std::nullopt;
@@ -110,8 +110,7 @@ std::optional<RopeBaseBound> MinRopeBase(int64_t rotary_dims, int64_t context_le
     for (const Witness& w : witnesses) {
       const int64_t moved = std::min<int64_t>(
           context_length - 1, std::llround(static_cast<double>(w.m) * base / w.found_at));
-      if (F(theta, moved, &terms) < 0 ||
-          (moved != w.m && F(theta, w.m, &terms) < 0)) {
+      if (F(theta, moved, &terms) < 0 || (moved != w.m && F(theta, w.m, &terms) < 0)) {
         failed = true;
         break;
       }

@@ -60,55 +60,48 @@ TEST_P(ModelConfigErrorTest, RejectsWithClearMessage) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, ModelConfigErrorTest,
-    ::testing::Values(BadConfig{"\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3",
-                                absl::StatusCode::kInvalidArgument,
-                                "must be a multiple of num_key_value_heads (3)"},
-                      BadConfig{"\"vocab_size\": 100,", "", absl::StatusCode::kInvalidArgument,
-                                "missing 'vocab_size'"},
-                      BadConfig{"\"hidden_size\": 64", "\"hidden_size\": \"64\"",
-                                absl::StatusCode::kInvalidArgument,
-                                "'hidden_size' must be an integer, got \"64\""},
-                      BadConfig{"\"rope_scaling\": null",
-                                "\"rope_scaling\": {\"type\": \"dynamic\", \"factor\": 2}",
-                                absl::StatusCode::kUnimplemented,
-                                "rope_scaling type \"dynamic\" is not supported"},
-                      BadConfig{"\"rope_scaling\": null", "\"rope_scaling\": {\"type\": 5}",
-                                absl::StatusCode::kInvalidArgument,
-                                "'rope_scaling.type' must be a string, got 5"},
-                      BadConfig{"\"rope_scaling\": null", "\"rope_scaling\": {\"factor\": 2}",
-                                absl::StatusCode::kInvalidArgument,
-                                "'rope_scaling.type' must be a string, got null"},
-                      BadConfig{"\"rope_scaling\": null", "\"rope_scaling\": \"linear\"",
-                                absl::StatusCode::kInvalidArgument,
-                                "'rope_scaling' must be null or an object"},
-                      BadConfig{"\"rope_scaling\": null",
-                                "\"rope_scaling\": {\"rope_type\": \"linear\", "
-                                "\"factor\": \"2\"}",
-                                absl::StatusCode::kInvalidArgument,
-                                "'factor' must be a number, got \"2\""},
-                      BadConfig{"\"rope_scaling\": null",
-                                "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8, "
-                                "\"low_freq_factor\": 1, \"high_freq_factor\": 4}",
-                                absl::StatusCode::kInvalidArgument,
-                                "needs 'original_max_position_embeddings'"},
-                      BadConfig{"\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"linear\"}",
-                                absl::StatusCode::kInvalidArgument,
-                                "rope_scaling of type \"linear\" needs 'factor'"},
-                      BadConfig{"\"rope_scaling\": null", "\"attention_bias\": true",
-                                absl::StatusCode::kUnimplemented,
-                                "'attention_bias': true is not supported"},
-                      BadConfig{"\"rope_scaling\": null", "\"mlp_bias\": \"no\"",
-                                absl::StatusCode::kInvalidArgument,
-                                "'mlp_bias' must be a boolean"},
-                      BadConfig{"LlamaForCausalLM", "MambaForCausalLM",
-                                absl::StatusCode::kUnimplemented,
-                                "architecture 'MambaForCausalLM' is not supported"},
-                      BadConfig{"[7, 9]", "[7, 100]", absl::StatusCode::kInvalidArgument,
-                                "eos_token_id 100 is outside [0, 100)"},
-                      BadConfig{"\"num_hidden_layers\": 2", "\"num_hidden_layers\": 0",
-                                absl::StatusCode::kInvalidArgument,
-                                "'num_hidden_layers' must be > 0, got 0"},
-                      BadConfig{"{", "[", absl::StatusCode::kInvalidArgument, "not valid JSON"}));
+    ::testing::Values(
+        BadConfig{"\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3",
+                  absl::StatusCode::kInvalidArgument,
+                  "must be a multiple of num_key_value_heads (3)"},
+        BadConfig{"\"vocab_size\": 100,", "", absl::StatusCode::kInvalidArgument,
+                  "missing 'vocab_size'"},
+        BadConfig{"\"hidden_size\": 64", "\"hidden_size\": \"64\"",
+                  absl::StatusCode::kInvalidArgument,
+                  "'hidden_size' must be an integer, got \"64\""},
+        BadConfig{
+            "\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"dynamic\", \"factor\": 2}",
+            absl::StatusCode::kUnimplemented, "rope_scaling type \"dynamic\" is not supported"},
+        BadConfig{"\"rope_scaling\": null", "\"rope_scaling\": {\"type\": 5}",
+                  absl::StatusCode::kInvalidArgument,
+                  "'rope_scaling.type' must be a string, got 5"},
+        BadConfig{"\"rope_scaling\": null", "\"rope_scaling\": {\"factor\": 2}",
+                  absl::StatusCode::kInvalidArgument,
+                  "'rope_scaling.type' must be a string, got null"},
+        BadConfig{"\"rope_scaling\": null", "\"rope_scaling\": \"linear\"",
+                  absl::StatusCode::kInvalidArgument, "'rope_scaling' must be null or an object"},
+        BadConfig{"\"rope_scaling\": null",
+                  "\"rope_scaling\": {\"rope_type\": \"linear\", "
+                  "\"factor\": \"2\"}",
+                  absl::StatusCode::kInvalidArgument, "'factor' must be a number, got \"2\""},
+        BadConfig{"\"rope_scaling\": null",
+                  "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8, "
+                  "\"low_freq_factor\": 1, \"high_freq_factor\": 4}",
+                  absl::StatusCode::kInvalidArgument, "needs 'original_max_position_embeddings'"},
+        BadConfig{"\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"linear\"}",
+                  absl::StatusCode::kInvalidArgument,
+                  "rope_scaling of type \"linear\" needs 'factor'"},
+        BadConfig{"\"rope_scaling\": null", "\"attention_bias\": true",
+                  absl::StatusCode::kUnimplemented, "'attention_bias': true is not supported"},
+        BadConfig{"\"rope_scaling\": null", "\"mlp_bias\": \"no\"",
+                  absl::StatusCode::kInvalidArgument, "'mlp_bias' must be a boolean"},
+        BadConfig{"LlamaForCausalLM", "MambaForCausalLM", absl::StatusCode::kUnimplemented,
+                  "architecture 'MambaForCausalLM' is not supported"},
+        BadConfig{"[7, 9]", "[7, 100]", absl::StatusCode::kInvalidArgument,
+                  "eos_token_id 100 is outside [0, 100)"},
+        BadConfig{"\"num_hidden_layers\": 2", "\"num_hidden_layers\": 0",
+                  absl::StatusCode::kInvalidArgument, "'num_hidden_layers' must be > 0, got 0"},
+        BadConfig{"{", "[", absl::StatusCode::kInvalidArgument, "not valid JSON"}));
 
 constexpr char kDeepseek[] = R"({
   "architectures": ["DeepseekV2ForCausalLM"], "vocab_size": 100, "hidden_size": 64,
@@ -160,15 +153,17 @@ TEST(ModelConfigTest, ParsesLlama3AndLinearRopeScaling) {
   EXPECT_EQ(c->RopeTrainingContext(), 8192);
 
   json = kLlama;
-  json.replace(json.find("\"rope_scaling\": null"), 20,
-               R"("rope_scaling": {"type": "linear", "factor": 4}, "max_position_embeddings": 8192)");
+  json.replace(
+      json.find("\"rope_scaling\": null"), 20,
+      R"("rope_scaling": {"type": "linear", "factor": 4}, "max_position_embeddings": 8192)");
   c = ModelConfig::FromJson(json);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->rope_scaling->type, RopeScaling::Type::kLinear);
   EXPECT_EQ(c->RopeTrainingContext(), 2048);
 
   json = kLlama;
-  json.replace(json.find("\"rope_scaling\": null"), 20, R"("rope_scaling": {"rope_type": "default"})");
+  json.replace(json.find("\"rope_scaling\": null"), 20,
+               R"("rope_scaling": {"rope_type": "default"})");
   c = ModelConfig::FromJson(json);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_FALSE(c->rope_scaling.has_value());
@@ -213,7 +208,8 @@ TEST(ModelConfigTest, RejectsASlidingWindowInEffectNamingTheKeys) {
                         "max_position_embeddings 32768 for layer 2 (max_window_layers 2)"));
   // A window that covers the whole context, or max_window_layers = every layer: full attention.
   std::string covered = kQwen25;
-  covered.replace(covered.find("\"use_sliding_window\": false"), 27, "\"use_sliding_window\": true");
+  covered.replace(covered.find("\"use_sliding_window\": false"), 27,
+                  "\"use_sliding_window\": true");
   EXPECT_TRUE(ModelConfig::FromJson(covered).ok());
   std::string all_full = json;
   all_full.replace(all_full.find("\"max_window_layers\": 2"), 22, "\"max_window_layers\": 4");

@@ -34,9 +34,9 @@ TEST(RopeBaseBoundTest, MatchesOracle31At2kAnd4kTokens) {
     int64_t dims, context;
     double lo, hi;
   };
-  for (const Case& c : {Case{128, 2048, 11587, 11588}, Case{128, 4096, 26952, 26953},
-                        Case{64, 1024, 7752, 7753}, Case{64, 2048, 29617, 29618},
-                        Case{64, 4096, 100069, 100071}}) {
+  for (const Case& c :
+       {Case{128, 2048, 11587, 11588}, Case{128, 4096, 26952, 26953}, Case{64, 1024, 7752, 7753},
+        Case{64, 2048, 29617, 29618}, Case{64, 4096, 100069, 100071}}) {
     const std::optional<RopeBaseBound> b = MinRopeBase(c.dims, c.context);
     ASSERT_TRUE(b.has_value()) << c.dims << " " << c.context;
     EXPECT_GT(b->min_base, c.lo) << c.dims << " " << c.context;
@@ -53,8 +53,8 @@ TEST(RopeBaseBoundTest, WorkStaysWithinAFewHundredPassesOverTheContext) {
     ASSERT_TRUE(b.has_value());
     const double passes = static_cast<double>(b->num_terms) / (context * 64.0);
     std::printf("d = 128, L = %lld: b* = %.6g, %lld terms = %.1f passes over L\n",
-                static_cast<long long>(context), b->min_base,
-                static_cast<long long>(b->num_terms), passes);
+                static_cast<long long>(context), b->min_base, static_cast<long long>(b->num_terms),
+                passes);
     EXPECT_LT(passes, 64.0) << "context " << context;
   }
 }
