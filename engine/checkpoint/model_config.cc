@@ -136,40 +136,46 @@ absl::Status ReadRopeScaling(const Json& j, bool deepseek, ModelConfig* c) {
 
 // Qwen2 / Qwen3 sliding-window attention, with Hugging Face's meaning: the window is off unless
 // use_sliding_window is true; then layer i uses it when layer_types[i] is "sliding_attention"
-// (newer configs) or else when i >= max_window_layers. The engine implements full attention only,
-// so a window that can cut a context of max_position_embeddings is rejected, naming the keys.
-absl::Status CheckSlidingWindow(const Json& j, const ModelConfig& c) {
+// (newer configs) or else when i >= max_window_layers. Sets c->sliding_windows when some layer
+// uses a window that can cut its context.
+absl::Status ReadSlidingWindow(const Json& j, ModelConfig* c) {
   bool use = false;
   KV_RETURN_IF_ERROR(ReadBool(j, "use_sliding_window", &use));
   // Hugging Face's Qwen2Config / Qwen3Config default max_window_layers to 28.
   int32_t window = 0, max_window_layers = 28;
   KV_RETURN_IF_ERROR(ReadInt(j, "sliding_window", &window, false));
   KV_RETURN_IF_ERROR(ReadInt(j, "max_window_layers", &max_window_layers, false));
-  if (!use || window <= 0 || window >= c.max_position_embeddings) return absl::OkStatus();
-  int32_t first_sliding = -1;
+  if (!use || window >= c->max_position_embeddings) return absl::OkStatus();
+  if (window <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json: use_sliding_window is true but 'sliding_window' is ", window,
+                     "; it must be a positive integer"));
+  }
+  std::vector<int32_t> windows(c->num_hidden_layers, 0);
   if (auto lt = j.find("layer_types"); lt != j.end() && !lt->is_null()) {
-    if (!lt->is_array()) {
-      return InvalidKey("layer_types", *lt,
-                        "a list of \"full_attention\" or \"sliding_attention\"");
+    constexpr char kExpected[] = "a list of \"full_attention\" or \"sliding_attention\"";
+    if (!lt->is_array()) return InvalidKey("layer_types", *lt, kExpected);
+    if (static_cast<int32_t>(lt->size()) != c->num_hidden_layers) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config.json: 'layer_types' lists ", lt->size(),
+                       " layers but num_hidden_layers is ", c->num_hidden_layers));
     }
     for (size_t i = 0; i < lt->size(); ++i) {
       const Json& t = (*lt)[i];
       if (t != "full_attention" && t != "sliding_attention") {
-        return InvalidKey("layer_types", *lt,
-                          "a list of \"full_attention\" or \"sliding_attention\"");
+        return InvalidKey("layer_types", *lt, kExpected);
       }
-      if (t == "sliding_attention" && first_sliding < 0) first_sliding = static_cast<int32_t>(i);
+      if (t == "sliding_attention") windows[i] = window;
     }
-  } else if (max_window_layers < c.num_hidden_layers) {
-    first_sliding = std::max(max_window_layers, 0);
+  } else {
+    for (int32_t i = std::max(max_window_layers, 0); i < c->num_hidden_layers; ++i) {
+      windows[i] = window;
+    }
   }
-  if (first_sliding < 0) return absl::OkStatus();
-  return absl::UnimplementedError(absl::StrCat(
-      "config.json: sliding-window attention is not supported: use_sliding_window is true and "
-      "sliding_window ",
-      window, " < max_position_embeddings ", c.max_position_embeddings, " for layer ",
-      first_sliding, " (max_window_layers ", max_window_layers,
-      "); set use_sliding_window to false to run with full attention"));
+  if (std::any_of(windows.begin(), windows.end(), [](int32_t w) { return w > 0; })) {
+    c->sliding_windows = std::move(windows);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -274,7 +280,7 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text) {
                                                  " is not supported (supported: \"silu\")"));
   }
   KV_RETURN_IF_ERROR(ReadRopeScaling(j, deepseek, &c));
-  if (qwen2 || qwen3) KV_RETURN_IF_ERROR(CheckSlidingWindow(j, c));
+  if (qwen2 || qwen3) KV_RETURN_IF_ERROR(ReadSlidingWindow(j, &c));
   if (hybrid) {
     auto it = j.find("layer_types");
     if (it == j.end() || !it->is_array()) {

@@ -5,9 +5,9 @@
 // with per-head q/k RMSNorm), `DeepseekV2ForCausalLM` (multi-head latent attention, MLA, with
 // dense MLPs) and kvserve's `KvserveHybridForCausalLM` (Llama attention layers mixed with S4
 // layers). Fields the engine does not implement (MoE layers, Llama-style attention / MLP biases,
-// non-SiLU activations, a sliding window in effect, RoPE scalings other than Llama-3, linear and
-// DeepSeek's YaRN) are rejected with an error naming the key instead of being silently ignored: a
-// model that loads must compute what its authors meant.
+// non-SiLU activations, RoPE scalings other than Llama-3, linear and DeepSeek's YaRN) are rejected
+// with an error naming the key instead of being silently ignored: a model that loads must compute
+// what its authors meant.
 #ifndef KVSERVE_ENGINE_CHECKPOINT_MODEL_CONFIG_H_
 #define KVSERVE_ENGINE_CHECKPOINT_MODEL_CONFIG_H_
 
@@ -79,6 +79,9 @@ struct ModelConfig {
   bool qkv_bias = false;
   // Qwen3: q_norm / k_norm ([head_dim]) RMS-normalise every head of Q and K before RoPE.
   bool qk_norm = false;
+  // Qwen2 / Qwen3 sliding-window attention: per layer, the number of positions a query sees
+  // (itself and the window - 1 before it), 0 for full attention. Empty: every layer is full.
+  std::vector<int32_t> sliding_windows;
   int32_t vocab_size = 0;
   int32_t hidden_size = 0;
   int32_t intermediate_size = 0;
@@ -101,6 +104,10 @@ struct ModelConfig {
   int32_t group_size() const { return num_attention_heads / num_key_value_heads; }
   LayerType layer_type(int32_t layer) const {
     return layer_types.empty() ? LayerType::kAttention : layer_types[layer];
+  }
+  // The attention window of a layer, 0 for full causal attention.
+  int32_t sliding_window(int32_t layer) const {
+    return sliding_windows.empty() ? 0 : sliding_windows[layer];
   }
   // "MHA", "MQA", "GQA" or "MLA".
   std::string_view AttentionKind() const;

@@ -291,7 +291,9 @@ void DecoderModel::Run(int64_t num_rows, cache::KvCacheManager& cache, float* lo
       layer.mla->ForwardBatch(h_.data(), num_rows, seq_rows_, mla_rope_table_.data(), cache, l,
                               proj_.data());  // {rows, hidden}
     } else {
-      GqaLayer(layer, num_rows, shape, cache, l);
+      AttentionShape layer_shape = shape;
+      layer_shape.window = config_.sliding_window(l);
+      GqaLayer(layer, num_rows, layer_shape, cache, l);
     }
     AddInPlace(x_.data(), proj_.data(), num_rows * hidden);
 

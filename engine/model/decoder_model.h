@@ -6,7 +6,8 @@
 //   per layer:  x += mixer(h),  h = RMSNorm(x), mixer one of
 //                 GQA  o_proj(GQA(RoPE(q_proj h), RoPE(k_proj h), v_proj h))     paged K/V
 //                      Qwen2: q/k/v_proj add a bias; Qwen3: per-head RMSNorm (q_norm, k_norm)
-//                      on q and k before RoPE
+//                      on q and k before RoPE; Qwen sliding-window layers read only the last
+//                      sliding_window positions
 //                 MLA  MlaAttention (mla_attention.h)                           paged latent
 //                 S4   out_proj(GELU(S4(u) + D·u)), u = in_proj h (s4_layer.h)   recurrent state
 //               x += down_proj(silu(gate_proj(h)) * up_proj(h)),  h = RMSNorm(x)

@@ -27,6 +27,23 @@ The fixtures:
                         head_dim 8 (heads * head_dim = 32 != hidden), intermediate 40,
                         rope_theta 10000, rms_norm_eps 1e-6, tie_word_embeddings (no lm_head
                         tensor: the LM head is model.embed_tokens.weight), weights stored as F32.
+  tiny_qwen2_bias       Qwen2ForCausalLM: vocab 64, hidden 16, 2 layers, 4 heads, 2 kv heads,
+                        head_dim 4, q/k/v projection biases (o_proj none), tied embeddings,
+                        rope_theta 1e6, a sliding_window that is off (use_sliding_window false,
+                        as Qwen2.5 ships it), weights F32.
+  tiny_qwen2_sliding_window  Qwen2ForCausalLM with a window in effect: use_sliding_window true,
+                        sliding_window 4, max_window_layers 1 (layer 0 full, layer 1 windowed:
+                        a query sees itself and the 3 positions before it), vocab 48, hidden 16,
+                        4 heads, 2 kv heads, untied, F32.
+  tiny_qwen3_qknorm     Qwen3ForCausalLM: vocab 56, hidden 16, 2 layers, 4 heads, 2 kv heads,
+                        explicit head_dim 8 (heads * head_dim = 32 != hidden), q_norm / k_norm,
+                        attention_bias false, rope_scaling {"type": "linear", "factor": 2}
+                        (the legacy key spelling), untied, weights BF16.
+  tiny_llama3_rope_scaling  LlamaForCausalLM with Llama 3.1's rope_scaling (factor 8,
+                        low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings
+                        64): head_dim 8 at rope_theta 1e4 puts one frequency in each band (kept,
+                        blended, divided); plus the extra keys Llama 3 / SmolLM2 / TinyLlama
+                        configs carry (pretraining_tp, attention_dropout, mlp_bias false), F32.
 
 The forward pass is written from the equations (not from any other implementation) and runs in
 float64 on the exact stored weight values (BF16 weights are upcast after rounding); only the
@@ -38,6 +55,7 @@ final logits are rounded to float32:
     q,k,v = x @ Wq.T, x @ Wk.T, x @ Wv.T       [T, heads*d], [T, kv_heads*d], [T, kv_heads*d]
     q,k   += bq, bk, bv                          (Qwen2 only)
     q,k   = RMSNorm over each head's d values with q_norm / k_norm     (Qwen3 only)
+    (sliding-window layers: the causal mask also hides keys at or before pos - sliding_window)
     q,k   = RoPE, half-split ("rotate-half") pairs (j, j + d/2), inv_freq[j] = theta^(-2j/d),
             angle = pos * inv_freq[j], positions 0..T-1; with rope_scaling:
               linear:  inv_freq[j] / factor
@@ -174,6 +192,34 @@ FIXTURES = {
             "eos_token_id": 2,
         },
     },
+    "tiny_qwen2_sliding_window": {
+        "seed": 20240607,
+        "storage_dtype": "F32",
+        "num_tokens": 12,
+        "config": {
+            "architectures": ["Qwen2ForCausalLM"],
+            "model_type": "qwen2",
+            "hidden_act": "silu",
+            "torch_dtype": "float32",
+            "vocab_size": 48,
+            "hidden_size": 16,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "intermediate_size": 32,
+            "rope_theta": 10000.0,
+            "rope_scaling": None,
+            "rms_norm_eps": 1e-6,
+            "max_position_embeddings": 64,
+            "max_window_layers": 1,
+            "sliding_window": 4,
+            "use_sliding_window": True,
+            "attention_dropout": 0.0,
+            "tie_word_embeddings": False,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+        },
+    },
     "tiny_qwen3_qknorm": {
         "seed": 20250430,
         "storage_dtype": "BF16",
@@ -269,7 +315,16 @@ class Shape:
         self.qkv_bias = arch == "Qwen2ForCausalLM"     # Qwen2 always has q/k/v biases
         self.qk_norm = arch == "Qwen3ForCausalLM"      # Qwen3 always has q_norm / k_norm
         assert not config.get("attention_bias", False) and not config.get("mlp_bias", False)
-        assert not config.get("use_sliding_window", False)
+        # Sliding window (Qwen2 / Qwen3 keys): off unless use_sliding_window; then a layer uses
+        # it when layer_types says "sliding_attention", or without layer_types when its index is
+        # >= max_window_layers (28 when absent). windows[i] = 0 is full attention.
+        self.windows = [0] * self.num_layers
+        if config.get("use_sliding_window", False):
+            types = config.get("layer_types")
+            first = config.get("max_window_layers", 28)
+            for i in range(self.num_layers):
+                sliding = types[i] == "sliding_attention" if types else i >= first
+                self.windows[i] = config["sliding_window"] if sliding else 0
         self.rope_scaling = config.get("rope_scaling")
         self.inv_freq = rope_inv_freq(self.rope_theta, self.head_dim, self.rope_scaling)
         assert self.num_heads % self.num_kv_heads == 0
@@ -378,15 +433,20 @@ def rope_half_split(x, positions, freqs):
 
 
 
-def gqa_attention(q, k, v, q_offset=0):
+def gqa_attention(q, k, v, q_offset=0, window=0):
     """q: [Tq, H, d], k, v: [Tk, G, d] -> [Tq, H*d]. Query head h reads kv head h // (H / G).
 
-    Query i sits at position q_offset + i; key j at position j.
+    Query i sits at position q_offset + i; key j at position j. With window > 0 a query at p
+    sees only keys at p - window < j <= p.
     """
     t_q, num_heads, d = q.shape
     num_kv = k.shape[1]
     group = num_heads // num_kv
     mask = causal_mask(t_q, k.shape[0], q_offset)
+    if window > 0:
+        qpos = torch.arange(t_q)[:, None] + q_offset
+        kpos = torch.arange(k.shape[0])[None, :]
+        mask = mask & (kpos > qpos - window)
     out = torch.empty(t_q, num_heads, d, dtype=q.dtype)
     for h in range(num_heads):
         g = h // group
@@ -397,8 +457,9 @@ def gqa_attention(q, k, v, q_offset=0):
     return out.reshape(t_q, num_heads * d)
 
 
-def mha_attention_explicit(q, k, v):
+def mha_attention_explicit(q, k, v, window=0):
     """Plain MHA, every query head with its own K/V head: q, k, v: [T, H, d] -> [T, H*d]."""
+    assert window == 0
     t, num_heads, d = q.shape
     assert k.shape[1] == num_heads
     scores = torch.einsum("ihd,jhd->hij", q, k) / math.sqrt(d)                 # [H, T, T]
@@ -450,7 +511,7 @@ def forward(shape, w, ids, attention=gqa_attention, **qkv_options):
         p = f"model.layers.{i}."
         x = rms_norm(h, w[p + "input_layernorm.weight"], s.eps)                # [T, hidden]
         q, k, v = project_qkv(s, w, p, x, positions, **qkv_options)           # [T, H|G, d]
-        o = attention(q, k, v)                                                 # [T, H*d]
+        o = attention(q, k, v, window=s.windows[i])                            # [T, H*d]
         h = h + o @ w[p + "self_attn.o_proj.weight"].T                         # [T, hidden]
         x = rms_norm(h, w[p + "post_attention_layernorm.weight"], s.eps)
         gate = x @ w[p + "mlp.gate_proj.weight"].T                             # [T, inter]
@@ -477,7 +538,8 @@ def forward_incremental(shape, w, ids):
             q, k, v = project_qkv(s, w, p, x, positions)                       # [1, H|G, d]
             k_cache[i] = torch.cat([k_cache[i], k])                            # [pos+1, G, d]
             v_cache[i] = torch.cat([v_cache[i], v])
-            o = gqa_attention(q, k_cache[i], v_cache[i], q_offset=pos)         # [1, H*d]
+            o = gqa_attention(q, k_cache[i], v_cache[i], q_offset=pos,          # [1, H*d]
+                              window=s.windows[i])
             h = h + o @ w[p + "self_attn.o_proj.weight"].T
             x = rms_norm(h, w[p + "post_attention_layernorm.weight"], s.eps)
             act = torch.nn.functional.silu(x @ w[p + "mlp.gate_proj.weight"].T)
@@ -512,6 +574,14 @@ def self_check_attention():
         expanded = mha_attention_explicit(
             q, kg.repeat_interleave(rep, dim=1), vg.repeat_interleave(rep, dim=1))
         assert close(gqa_attention(q, kg, vg), expanded), f"GQA({g}) != repeated MHA"
+    # Sliding window: each query row equals full attention over its own last `window` keys only.
+    window = 3
+    windowed = gqa_attention(q, k, v, window=window)
+    for i in range(t):
+        lo = max(0, i - window + 1)
+        alone = gqa_attention(q[i:i + 1], k[lo:i + 1], v[lo:i + 1], q_offset=i - lo)
+        assert close(windowed[i:i + 1], alone), f"window row {i}"
+    assert not close(windowed, gqa_attention(q, k, v)), "window has no effect"
     # Causality: the first rows do not depend on later keys/values.
     k_mod, v_mod = k.clone(), v.clone()
     k_mod[5:] += 1.0
@@ -563,17 +633,24 @@ def rope_interleaved(x, positions, freqs):
     return torch.stack([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).reshape(x.shape)
 
 
-def gqa_attention_modulo_map(q, k, v):
+def gqa_attention_modulo_map(q, k, v, window=0):
     """Wrong kv mapping h % G (interleaved groups) instead of h // (H / G)."""
     num_heads, num_kv = q.shape[1], k.shape[1]
     order = [h % num_kv for h in range(num_heads)]
+    if window > 0:  # GQA with one kv head per query head is MHA (self_check_attention)
+        return gqa_attention(q, k[:, order], v[:, order], window=window)
     return mha_attention_explicit(q, k[:, order], v[:, order])
 
 
-def gqa_attention_wrong_scale(q, k, v):
+def gqa_attention_wrong_scale(q, k, v, window=0):
     """Scores scaled by 1/d instead of 1/sqrt(d)."""
     d = q.shape[-1]
-    return gqa_attention(q * (1.0 / math.sqrt(d)), k, v)
+    return gqa_attention(q * (1.0 / math.sqrt(d)), k, v, window=window)
+
+
+def gqa_attention_no_window(q, k, v, window=0):
+    """Full causal attention where the config asks for a sliding window."""
+    return gqa_attention(q, k, v)
 
 
 def fixture_sensitivity(shape, w, ids, logits):
@@ -587,6 +664,8 @@ def fixture_sensitivity(shape, w, ids, logits):
         variants["kv_head_map_h_mod_g"] = dict(attention=gqa_attention_modulo_map)
     if shape.qkv_bias:
         variants["no_qkv_bias"] = dict(bias=False)
+    if any(shape.windows):
+        variants["no_sliding_window"] = dict(attention=gqa_attention_no_window)
     if shape.qk_norm:
         variants["no_qk_norm"] = dict(qk_norm=False)
     if shape.rope_scaling is not None:

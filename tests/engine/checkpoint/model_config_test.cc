@@ -196,32 +196,59 @@ TEST(ModelConfigTest, ParsesQwen25WithItsSlidingWindowOff) {
   EXPECT_TRUE(c->tie_word_embeddings);
 }
 
-TEST(ModelConfigTest, RejectsASlidingWindowInEffectNamingTheKeys) {
+// Hugging Face's rule: with use_sliding_window, layers i >= max_window_layers (or those that
+// layer_types marks "sliding_attention") attend to the last sliding_window positions only.
+TEST(ModelConfigTest, ReadsTheSlidingWindowOfEachLayer) {
   std::string json = kQwen25;
   json.replace(json.find("\"use_sliding_window\": false"), 27, "\"use_sliding_window\": true");
   json.replace(json.find("\"sliding_window\": 32768"), 23, "\"sliding_window\": 4096");
   auto c = ModelConfig::FromJson(json);
-  ASSERT_FALSE(c.ok());
-  EXPECT_EQ(c.status().code(), absl::StatusCode::kUnimplemented);
-  EXPECT_THAT(std::string(c.status().message()),
-              HasSubstr("use_sliding_window is true and sliding_window 4096 < "
-                        "max_position_embeddings 32768 for layer 2 (max_window_layers 2)"));
-  // A window that covers the whole context, or max_window_layers = every layer: full attention.
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->sliding_windows, (std::vector<int32_t>{0, 0, 4096, 4096}));
+  EXPECT_EQ(c->sliding_window(2), 4096);
+  // Off, covering the whole context, or max_window_layers = every layer: full attention.
+  EXPECT_TRUE(ModelConfig::FromJson(kQwen25)->sliding_windows.empty());
   std::string covered = kQwen25;
   covered.replace(covered.find("\"use_sliding_window\": false"), 27,
                   "\"use_sliding_window\": true");
-  EXPECT_TRUE(ModelConfig::FromJson(covered).ok());
+  EXPECT_TRUE(ModelConfig::FromJson(covered)->sliding_windows.empty());
   std::string all_full = json;
   all_full.replace(all_full.find("\"max_window_layers\": 2"), 22, "\"max_window_layers\": 4");
-  EXPECT_TRUE(ModelConfig::FromJson(all_full).ok());
+  EXPECT_TRUE(ModelConfig::FromJson(all_full)->sliding_windows.empty());
   // Without max_window_layers, Hugging Face's default of 28 leaves these 4 layers full.
   std::string default_layers = json;
   default_layers.erase(default_layers.find("\"max_window_layers\": 2,"), 23);
-  EXPECT_TRUE(ModelConfig::FromJson(default_layers).ok());
+  EXPECT_TRUE(ModelConfig::FromJson(default_layers)->sliding_windows.empty());
+  // Newer configs list the layer kinds instead.
+  std::string listed = json;
+  listed.replace(listed.find("\"max_window_layers\": 2,"), 23,
+                 R"("layer_types": ["sliding_attention", "full_attention", "full_attention",
+                                    "sliding_attention"],)");
+  auto l = ModelConfig::FromJson(listed);
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->sliding_windows, (std::vector<int32_t>{4096, 0, 0, 4096}));
+}
+
+TEST(ModelConfigTest, RejectsMalformedSlidingWindowKeys) {
   std::string typed = kQwen25;
   typed.replace(typed.find("\"use_sliding_window\": false"), 27, "\"use_sliding_window\": 1");
   EXPECT_THAT(std::string(ModelConfig::FromJson(typed).status().message()),
               HasSubstr("'use_sliding_window' must be a boolean"));
+  std::string on = kQwen25;
+  on.replace(on.find("\"use_sliding_window\": false"), 27, "\"use_sliding_window\": true");
+  std::string zero = on;
+  zero.replace(zero.find("\"sliding_window\": 32768"), 23, "\"sliding_window\": 0");
+  EXPECT_THAT(std::string(ModelConfig::FromJson(zero).status().message()),
+              HasSubstr("'sliding_window' is 0"));
+  std::string text = on;
+  text.replace(text.find("\"sliding_window\": 32768"), 23, "\"sliding_window\": \"4k\"");
+  EXPECT_THAT(std::string(ModelConfig::FromJson(text).status().message()),
+              HasSubstr("'sliding_window' must be an integer"));
+  std::string short_list = on;
+  short_list.replace(short_list.find("\"sliding_window\": 32768"), 23,
+                     R"("sliding_window": 8, "layer_types": ["full_attention"])");
+  EXPECT_THAT(std::string(ModelConfig::FromJson(short_list).status().message()),
+              HasSubstr("'layer_types' lists 1 layers but num_hidden_layers is 4"));
 }
 
 TEST(ModelConfigTest, ParsesQwen3WithExplicitHeadDimAndQkNorm) {
