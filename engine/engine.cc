@@ -4,14 +4,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "base/logging.h"
 #include "base/status_macros.h"
 #include "base/system_memory.h"
 #include "cache/kv_cache_manager.h"
 #include "engine/engine_core.h"
+#include "engine/layers/rope_base_bound.h"
 #include "engine/model/model_loader.h"
 #include "engine/sequence.h"
 #include "engine/text/utf8_stream.h"
@@ -37,6 +40,56 @@ const char* FinishReasonName(FinishReason reason) {
   }
   return "unknown";
 }
+
+namespace {
+
+// b* (docs/math.md §3.1) for the model's rotary dims and RoPE training context, 0 when it has no
+// attention layer or no base passes. Memoised per shape: tests and multi-model servers create many
+// engines of the same shape, and one computation at 128k tokens takes about half a second.
+double MinRopeTheta(const ModelConfig& config) {
+  const bool has_attention =
+      config.layer_types.empty() || std::find(config.layer_types.begin(), config.layer_types.end(),
+                                              LayerType::kAttention) != config.layer_types.end();
+  if (!has_attention) return 0;
+  const int64_t dims = config.mla.has_value() ? config.mla->qk_rope_head_dim : config.head_dim;
+  const int64_t context = config.RopeTrainingContext();
+  if (dims < 2 || context < 1) return 0;
+  static absl::Mutex mu;
+  static auto* known = new std::map<std::pair<int64_t, int64_t>, double>();
+  absl::MutexLock lock(&mu);
+  auto [it, inserted] = known->try_emplace({dims, context}, 0.0);
+  if (inserted) {
+    const std::optional<RopeBaseBound> bound = MinRopeBase(dims, context);
+    it->second = bound.has_value() ? bound->min_base : 0.0;
+  }
+  return it->second;
+}
+
+// Logs when the base is below b*: a warning for trained weights, a note for random ones.
+void CheckRopeBase(const ModelInfo& info) {
+  const ModelConfig& c = info.config;
+  if (info.min_rope_theta <= 0 || c.rope_theta >= info.min_rope_theta) return;
+  std::string scaled;
+  if (c.rope_scaling.has_value() || c.yarn.has_value()) {
+    scaled = absl::StrCat(" (rope_scaling is set: the unscaled rope_theta is compared at the ",
+                          c.RopeTrainingContext(), " tokens RoPE was trained on, not at ",
+                          c.max_position_embeddings, ")");
+  }
+  const std::string message = absl::StrCat(
+      "model ", info.name, ": rope_theta ", c.rope_theta, " is below ", info.min_rope_theta,
+      ", the smallest RoPE base keeping sum_i cos(m theta_i) >= 0 for all distances m < ",
+      c.RopeTrainingContext(), " at ", c.mla.has_value() ? c.mla->qk_rope_head_dim : c.head_dim,
+      " rotary dims (docs/math.md 3.1): at long range, keys similar to the query may no longer "
+      "score above random ones",
+      scaled);
+  if (info.random_weights) {
+    KV_LOG(INFO) << message << " (random weights: informational)";
+  } else {
+    KV_LOG(WARNING) << message;
+  }
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedModel model,
                                                        const EngineOptions& options) {
@@ -91,6 +144,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedM
   info.kv_cache_bytes = resolved.kv_cache_bytes;
   info.kv_cache_blocks = cache->num_blocks();
   info.block_size = cache->block_size();
+  info.min_rope_theta = MinRopeTheta(info.config);
+  CheckRopeBase(info);
 
   static const SteadyClock kSteadyClock;
   const Clock* clock = resolved.clock != nullptr ? resolved.clock.get() : &kSteadyClock;

@@ -93,6 +93,11 @@ struct ModelInfo {
   // What a request's sampling fields default to: the API's defaults overridden by the model's
   // generation_config.json (temperature, top_p, top_k, repetition_penalty), as vLLM does.
   SamplingParams default_sampling;
+  // The smallest RoPE base b* that keeps f_b(m) = Σ_i cos(m θ_i) >= 0 for every distance m below
+  // the context RoPE was trained for (ModelConfig::RopeTrainingContext), at the model's rotary
+  // dims (docs/math.md §3.1); config.rope_theta below it draws a warning at load. 0: not computed
+  // (no attention layer, or no base passes).
+  double min_rope_theta = 0;
 };
 
 // A snapshot; a request's final TokenEvent is delivered only after it has left num_running and

@@ -141,6 +141,8 @@ void ToProto(const engine::ModelInfo& info, pb::ModelInfo* out) {
   out->set_kv_cache_blocks(info.kv_cache_blocks);
   out->set_kv_cache_block_size(info.block_size);
   out->set_state_bytes_per_sequence(info.state_bytes_per_sequence);
+  out->set_rope_theta(c.rope_theta);
+  out->set_min_rope_theta(info.min_rope_theta);
 }
 
 void ToProto(const engine::TokenLogprobs& logprobs, pb::TokenLogprobs* out) {

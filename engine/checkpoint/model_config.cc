@@ -41,7 +41,156 @@ absl::Status ReadNumber(const Json& j, absl::string_view key, T* out) {
   return absl::OkStatus();
 }
 
+// Reads an optional boolean key; leaves *out unchanged when absent or null.
+absl::Status ReadBool(const Json& j, absl::string_view key, bool* out) {
+  auto it = j.find(std::string(key));
+  if (it == j.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_boolean()) return InvalidKey(key, *it, "a boolean");
+  *out = it->get<bool>();
+  return absl::OkStatus();
+}
+
+// A number that must be present in rope_scaling.
+absl::Status ReadRequiredNumber(const Json& rs, absl::string_view key, absl::string_view type,
+                                double* out) {
+  if (auto it = rs.find(std::string(key)); it == rs.end() || it->is_null()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json: rope_scaling of type \"", type, "\" needs '", key, "'"));
+  }
+  return ReadNumber(rs, key, out);
+}
+
+// rope_scaling (null, or an object whose "rope_type" -- or legacy "type" -- selects the
+// scaling). Sets c->yarn or c->rope_scaling; "default" is no scaling.
+absl::Status ReadRopeScaling(const Json& j, bool deepseek, ModelConfig* c) {
+  auto it = j.find("rope_scaling");
+  if (it == j.end() || it->is_null()) return absl::OkStatus();
+  const Json& rs = *it;
+  if (!rs.is_object()) return InvalidKey("rope_scaling", rs, "null or an object");
+  // Hugging Face reads rope_type first and falls back to the older spelling "type".
+  const char* type_key = rs.contains("rope_type") ? "rope_type" : "type";
+  auto t = rs.find(type_key);
+  if (t == rs.end() || !t->is_string()) {
+    return InvalidKey(absl::StrCat("rope_scaling.", type_key), t == rs.end() ? Json() : *t,
+                      "a string");
+  }
+  const std::string type = t->get<std::string>();
+  if (type == "default") return absl::OkStatus();
+  if (type == "linear" || type == "llama3") {
+    if (deepseek) {
+      return absl::UnimplementedError(
+          absl::StrCat("config.json: rope_scaling type \"", type,
+                       "\" is not supported for DeepseekV2ForCausalLM (supported: \"yarn\")"));
+    }
+    RopeScaling r;
+    r.type = type == "linear" ? RopeScaling::Type::kLinear : RopeScaling::Type::kLlama3;
+    KV_RETURN_IF_ERROR(ReadRequiredNumber(rs, "factor", type, &r.factor));
+    if (r.type == RopeScaling::Type::kLlama3) {
+      KV_RETURN_IF_ERROR(ReadRequiredNumber(rs, "low_freq_factor", type, &r.low_freq_factor));
+      KV_RETURN_IF_ERROR(ReadRequiredNumber(rs, "high_freq_factor", type, &r.high_freq_factor));
+      if (!rs.contains("original_max_position_embeddings")) {
+        return absl::InvalidArgumentError(
+            "config.json: rope_scaling of type \"llama3\" needs "
+            "'original_max_position_embeddings'");
+      }
+      KV_RETURN_IF_ERROR(ReadInt(rs, "original_max_position_embeddings",
+                                 &r.original_max_position_embeddings, true));
+      if (!(r.high_freq_factor > r.low_freq_factor) || !(r.low_freq_factor > 0) ||
+          r.original_max_position_embeddings <= 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "config.json: rope_scaling ", rs.dump(),
+            " needs high_freq_factor > low_freq_factor > 0 and original_max_position_embeddings "
+            "> 0"));
+      }
+    }
+    if (!(r.factor >= 1) || !std::isfinite(r.factor)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config.json: rope_scaling ", rs.dump(), " needs a finite factor >= 1"));
+    }
+    c->rope_scaling = r;
+    return absl::OkStatus();
+  }
+  if (type != "yarn" || !deepseek) {
+    return absl::UnimplementedError(absl::StrCat(
+        "config.json: rope_scaling type \"", type, "\" is not supported (supported: null, ",
+        "\"default\", \"linear\", \"llama3\"; \"yarn\" for DeepseekV2ForCausalLM only)"));
+  }
+  YarnScaling y;
+  KV_RETURN_IF_ERROR(ReadNumber(rs, "factor", &y.factor));
+  KV_RETURN_IF_ERROR(
+      ReadInt(rs, "original_max_position_embeddings", &y.original_max_position_embeddings, false));
+  KV_RETURN_IF_ERROR(ReadNumber(rs, "beta_fast", &y.beta_fast));
+  KV_RETURN_IF_ERROR(ReadNumber(rs, "beta_slow", &y.beta_slow));
+  KV_RETURN_IF_ERROR(ReadNumber(rs, "mscale", &y.mscale));
+  KV_RETURN_IF_ERROR(ReadNumber(rs, "mscale_all_dim", &y.mscale_all_dim));
+  if (!(y.factor >= 1) || y.original_max_position_embeddings <= 0 || !(y.beta_fast > y.beta_slow) ||
+      !(y.beta_slow > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json: rope_scaling ", rs.dump(),
+                     " needs factor >= 1, original_max_position_embeddings > 0 and beta_fast > "
+                     "beta_slow > 0"));
+  }
+  c->yarn = y;
+  return absl::OkStatus();
+}
+
+// Qwen2 / Qwen3 sliding-window attention, with Hugging Face's meaning: the window is off unless
+// use_sliding_window is true; then layer i uses it when layer_types[i] is "sliding_attention"
+// (newer configs) or else when i >= max_window_layers. Sets c->sliding_windows when some layer
+// uses a window that can cut its context.
+absl::Status ReadSlidingWindow(const Json& j, ModelConfig* c) {
+  bool use = false;
+  KV_RETURN_IF_ERROR(ReadBool(j, "use_sliding_window", &use));
+  // Hugging Face's Qwen2Config / Qwen3Config default max_window_layers to 28.
+  int32_t window = 0, max_window_layers = 28;
+  KV_RETURN_IF_ERROR(ReadInt(j, "sliding_window", &window, false));
+  KV_RETURN_IF_ERROR(ReadInt(j, "max_window_layers", &max_window_layers, false));
+  if (!use || window >= c->max_position_embeddings) return absl::OkStatus();
+  if (window <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json: use_sliding_window is true but 'sliding_window' is ", window,
+                     "; it must be a positive integer"));
+  }
+  std::vector<int32_t> windows(c->num_hidden_layers, 0);
+  if (auto lt = j.find("layer_types"); lt != j.end() && !lt->is_null()) {
+    constexpr char kExpected[] = "a list of \"full_attention\" or \"sliding_attention\"";
+    if (!lt->is_array()) return InvalidKey("layer_types", *lt, kExpected);
+    if (static_cast<int32_t>(lt->size()) != c->num_hidden_layers) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config.json: 'layer_types' lists ", lt->size(),
+                       " layers but num_hidden_layers is ", c->num_hidden_layers));
+    }
+    for (size_t i = 0; i < lt->size(); ++i) {
+      const Json& t = (*lt)[i];
+      if (t != "full_attention" && t != "sliding_attention") {
+        return InvalidKey("layer_types", *lt, kExpected);
+      }
+      if (t == "sliding_attention") windows[i] = window;
+    }
+  } else {
+    for (int32_t i = std::max(max_window_layers, 0); i < c->num_hidden_layers; ++i) {
+      windows[i] = window;
+    }
+  }
+  if (std::any_of(windows.begin(), windows.end(), [](int32_t w) { return w > 0; })) {
+    c->sliding_windows = std::move(windows);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+int64_t ModelConfig::RopeTrainingContext() const {
+  if (yarn.has_value()) return yarn->original_max_position_embeddings;
+  if (rope_scaling.has_value()) {
+    if (rope_scaling->type == RopeScaling::Type::kLlama3) {
+      return rope_scaling->original_max_position_embeddings;
+    }
+    return std::max<int64_t>(
+        1, static_cast<int64_t>(std::floor(max_position_embeddings / rope_scaling->factor)));
+  }
+  return max_position_embeddings;
+}
 
 std::string_view ModelConfig::AttentionKind() const {
   if (mla.has_value()) return "MLA";
@@ -88,12 +237,16 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text) {
   }
   const bool deepseek = c.architecture == "DeepseekV2ForCausalLM";
   const bool hybrid = c.architecture == "KvserveHybridForCausalLM";
-  if (c.architecture != "LlamaForCausalLM" && !deepseek && !hybrid) {
+  const bool qwen2 = c.architecture == "Qwen2ForCausalLM";
+  const bool qwen3 = c.architecture == "Qwen3ForCausalLM";
+  if (c.architecture != "LlamaForCausalLM" && !deepseek && !hybrid && !qwen2 && !qwen3) {
     return absl::UnimplementedError(
         absl::StrCat("config.json: architecture '", c.architecture,
-                     "' is not supported (supported: LlamaForCausalLM, DeepseekV2ForCausalLM, "
-                     "KvserveHybridForCausalLM)"));
+                     "' is not supported (supported: LlamaForCausalLM, Qwen2ForCausalLM, "
+                     "Qwen3ForCausalLM, DeepseekV2ForCausalLM, KvserveHybridForCausalLM)"));
   }
+  c.qkv_bias = qwen2;  // Qwen2's q/k/v projections always have biases (no config key)
+  c.qk_norm = qwen3;
   KV_RETURN_IF_ERROR(ReadInt(j, "vocab_size", &c.vocab_size, true));
   KV_RETURN_IF_ERROR(ReadInt(j, "hidden_size", &c.hidden_size, true));
   KV_RETURN_IF_ERROR(ReadInt(j, "intermediate_size", &c.intermediate_size, true));
@@ -107,10 +260,7 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text) {
   KV_RETURN_IF_ERROR(ReadInt(j, "max_position_embeddings", &c.max_position_embeddings, false));
   KV_RETURN_IF_ERROR(ReadNumber(j, "rms_norm_eps", &c.rms_norm_eps));
   KV_RETURN_IF_ERROR(ReadNumber(j, "rope_theta", &c.rope_theta));
-  if (auto it = j.find("tie_word_embeddings"); it != j.end() && !it->is_null()) {
-    if (!it->is_boolean()) return InvalidKey("tie_word_embeddings", *it, "a boolean");
-    c.tie_word_embeddings = it->get<bool>();
-  }
+  KV_RETURN_IF_ERROR(ReadBool(j, "tie_word_embeddings", &c.tie_word_embeddings));
   KV_RETURN_IF_ERROR(ReadInt(j, "bos_token_id", &c.bos_token_id, false));
   if (auto it = j.find("eos_token_id"); it != j.end() && !it->is_null()) {
     if (it->is_number_integer()) {
@@ -129,32 +279,8 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text) {
     return absl::UnimplementedError(absl::StrCat("config.json: hidden_act ", it->dump(),
                                                  " is not supported (supported: \"silu\")"));
   }
-  if (auto it = j.find("rope_scaling"); it != j.end() && !it->is_null()) {
-    const Json& rs = *it;
-    const std::string type =
-        rs.is_object() ? rs.value("type", rs.value("rope_type", std::string())) : "";
-    if (!deepseek || type != "yarn") {
-      return absl::UnimplementedError(
-          absl::StrCat("config.json: rope_scaling ", rs.dump(),
-                       " is not supported (supported: type \"yarn\" for DeepseekV2ForCausalLM)"));
-    }
-    YarnScaling y;
-    KV_RETURN_IF_ERROR(ReadNumber(rs, "factor", &y.factor));
-    KV_RETURN_IF_ERROR(ReadInt(rs, "original_max_position_embeddings",
-                               &y.original_max_position_embeddings, false));
-    KV_RETURN_IF_ERROR(ReadNumber(rs, "beta_fast", &y.beta_fast));
-    KV_RETURN_IF_ERROR(ReadNumber(rs, "beta_slow", &y.beta_slow));
-    KV_RETURN_IF_ERROR(ReadNumber(rs, "mscale", &y.mscale));
-    KV_RETURN_IF_ERROR(ReadNumber(rs, "mscale_all_dim", &y.mscale_all_dim));
-    if (!(y.factor >= 1) || y.original_max_position_embeddings <= 0 ||
-        !(y.beta_fast > y.beta_slow) || !(y.beta_slow > 0)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("config.json: rope_scaling ", rs.dump(),
-                       " needs factor >= 1, original_max_position_embeddings > 0 and beta_fast > "
-                       "beta_slow > 0"));
-    }
-    c.yarn = y;
-  }
+  KV_RETURN_IF_ERROR(ReadRopeScaling(j, deepseek, &c));
+  if (qwen2 || qwen3) KV_RETURN_IF_ERROR(ReadSlidingWindow(j, &c));
   if (hybrid) {
     auto it = j.find("layer_types");
     if (it == j.end() || !it->is_array()) {
@@ -211,10 +337,14 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text) {
       }
     }
   }
+  // Llama's and Qwen3's attention_bias put biases on all four projections (o_proj too), unlike
+  // Qwen2's fixed q/k/v biases; neither it nor mlp_bias is implemented.
   for (const char* key : {"attention_bias", "mlp_bias"}) {
-    if (auto it = j.find(key); it != j.end() && it->is_boolean() && it->get<bool>()) {
+    bool on = false;
+    KV_RETURN_IF_ERROR(ReadBool(j, key, &on));
+    if (on) {
       return absl::UnimplementedError(
-          absl::StrCat("config.json: '", key, "': true is not supported"));
+          absl::StrCat("config.json: '", key, "': true is not supported for ", c.architecture));
     }
   }
   KV_RETURN_IF_ERROR(c.Validate());

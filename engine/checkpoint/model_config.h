@@ -1,11 +1,13 @@
 // Model hyper-parameters, read from a Hugging Face `config.json`.
 //
-// Three decoder families are accepted: `LlamaForCausalLM` (MHA / MQA / GQA attention),
-// `DeepseekV2ForCausalLM` (multi-head latent attention, MLA, with dense MLPs) and kvserve's
-// `KvserveHybridForCausalLM` (Llama attention layers mixed with S4 layers; docs/model-format.md).
-// Fields the engine does not implement (MoE layers, attention biases, non-SiLU activations, RoPE
-// scalings other than DeepSeek's YaRN) are rejected with a clear error instead of being silently
-// ignored: a model that loads must compute what its authors meant.
+// Accepted decoder families (docs/model-format.md): `LlamaForCausalLM` (MHA / MQA / GQA
+// attention), `Qwen2ForCausalLM` (Llama with q/k/v projection biases), `Qwen3ForCausalLM` (Llama
+// with per-head q/k RMSNorm), `DeepseekV2ForCausalLM` (multi-head latent attention, MLA, with
+// dense MLPs) and kvserve's `KvserveHybridForCausalLM` (Llama attention layers mixed with S4
+// layers). Fields the engine does not implement (MoE layers, Llama-style attention / MLP biases,
+// non-SiLU activations, RoPE scalings other than Llama-3, linear and DeepSeek's YaRN) are rejected
+// with an error naming the key instead of being silently ignored: a model that loads must compute
+// what its authors meant.
 #ifndef KVSERVE_ENGINE_CHECKPOINT_MODEL_CONFIG_H_
 #define KVSERVE_ENGINE_CHECKPOINT_MODEL_CONFIG_H_
 
@@ -29,6 +31,21 @@ struct YarnScaling {
   double beta_slow = 1.0;
   double mscale = 1.0;
   double mscale_all_dim = 0.0;
+};
+
+// Llama-style RoPE frequency scaling (rope_scaling with rope_type "linear" or "llama3"), applied
+// to inv_freq before any angle is formed; the equations are in docs/model-format.md.
+struct RopeScaling {
+  enum class Type {
+    kLinear,  // inv_freq / factor (positions divided by factor)
+    kLlama3,  // Llama 3.1's wavelength bands: low frequencies / factor, high kept, smooth between
+  };
+  Type type = Type::kLinear;
+  double factor = 1.0;
+  // kLlama3 only.
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int32_t original_max_position_embeddings = 8192;
 };
 
 // Multi-head latent attention dimensions (DeepSeek-V2, docs/math.md §2.2).
@@ -57,6 +74,14 @@ struct ModelConfig {
   // Set for DeepseekV2ForCausalLM: every layer's attention is MLA.
   std::optional<MlaDims> mla;
   std::optional<YarnScaling> yarn;
+  std::optional<RopeScaling> rope_scaling;
+  // Qwen2: q_proj, k_proj and v_proj carry biases ({heads|kv_heads}*head_dim); o_proj does not.
+  bool qkv_bias = false;
+  // Qwen3: q_norm / k_norm ([head_dim]) RMS-normalise every head of Q and K before RoPE.
+  bool qk_norm = false;
+  // Qwen2 / Qwen3 sliding-window attention: per layer, the number of positions a query sees
+  // (itself and the window - 1 before it), 0 for full attention. Empty: every layer is full.
+  std::vector<int32_t> sliding_windows;
   int32_t vocab_size = 0;
   int32_t hidden_size = 0;
   int32_t intermediate_size = 0;
@@ -80,11 +105,19 @@ struct ModelConfig {
   LayerType layer_type(int32_t layer) const {
     return layer_types.empty() ? LayerType::kAttention : layer_types[layer];
   }
+  // The attention window of a layer, 0 for full causal attention.
+  int32_t sliding_window(int32_t layer) const {
+    return sliding_windows.empty() ? 0 : sliding_windows[layer];
+  }
   // "MHA", "MQA", "GQA" or "MLA".
   std::string_view AttentionKind() const;
   // Cached floats per token per layer: 2 * num_key_value_heads * head_dim (K and V), or for MLA
   // kv_lora_rank + qk_rope_head_dim (the latent and the shared RoPE key).
   int64_t KvFloatsPerTokenPerLayer() const;
+  // The context length RoPE was trained for: original_max_position_embeddings under llama3 or
+  // YaRN scaling, max_position_embeddings / factor under linear scaling, else
+  // max_position_embeddings.
+  int64_t RopeTrainingContext() const;
   // Attention's softmax scale: 1/sqrt(head_dim), for MLA 1/sqrt(nope + rope) (× mscale² with YaRN).
   double SoftmaxScale() const;
 

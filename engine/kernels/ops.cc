@@ -33,4 +33,10 @@ void AddInPlace(float* y, const float* x, int64_t count) {
   for (int64_t i = 0; i < count; ++i) y[i] += x[i];
 }
 
+void AddBias(float* y, const float* bias, int64_t n, int64_t dim) {
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t d = 0; d < dim; ++d) y[i * dim + d] += bias[d];
+  }
+}
+
 }  // namespace kvserve::engine

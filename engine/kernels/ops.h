@@ -42,6 +42,9 @@ void Gelu(float* x, int64_t count);
 // y[i] += x[i] for i < count.
 void AddInPlace(float* y, const float* x, int64_t count);
 
+// Bias of a linear layer: y[i, :] += bias for every row i < n. y: [n, dim]; bias: [dim].
+void AddBias(float* y, const float* bias, int64_t n, int64_t dim);
+
 }  // namespace kvserve::engine
 
 #endif  // KVSERVE_ENGINE_KERNELS_OPS_H_

@@ -17,6 +17,9 @@ struct AttentionShape {
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
+  // Sliding window (Qwen2 / Mistral style): a query at position p sees keys at positions
+  // (p - window, p], i.e. itself and the window - 1 before it. 0: full causal attention.
+  int64_t window = 0;
 };
 
 // Where a sequence's cached K and V rows live. Position s is cache row
@@ -36,7 +39,8 @@ struct KvView {
 };
 
 // Attention for n new query tokens at positions [start_pos, start_pos + n), each attending to
-// cached positions [0, its own position].
+// cached positions [0, its own position], or with shape.window > 0 to the last `window` of them.
+// Older positions stay in the cache; they are only not read.
 //   q:       [n, num_heads, head_dim]
 //   kv:      rows for positions [0, start_pos + n), already holding the new tokens' K and V
 //   out:     [n, num_heads, head_dim]

@@ -6,11 +6,34 @@
 namespace kvserve::engine {
 
 RotaryEmbedding::RotaryEmbedding(int64_t head_dim, double theta, RopeLayout layout,
-                                 const std::optional<YarnScaling>& yarn)
+                                 const std::optional<YarnScaling>& yarn,
+                                 const std::optional<RopeScaling>& scaling)
     : head_dim_(head_dim), layout_(layout), inv_freq_(head_dim / 2) {
   const int64_t half = head_dim / 2;
   for (int64_t j = 0; j < half; ++j) {
     inv_freq_[j] = std::pow(theta, -2.0 * static_cast<double>(j) / static_cast<double>(head_dim));
+  }
+  if (scaling.has_value()) {
+    const double factor = scaling->factor;
+    // Llama 3.1: a frequency whose wavelength 2π/f exceeds original / low_freq_factor is divided
+    // by factor, one shorter than original / high_freq_factor is kept, and in between the two are
+    // blended by s = (original / wavelength − low) / (high − low): (1 − s)·f/factor + s·f.
+    const double original = scaling->original_max_position_embeddings;
+    const double low = scaling->low_freq_factor, high = scaling->high_freq_factor;
+    for (int64_t j = 0; j < half; ++j) {
+      const double f = inv_freq_[j];
+      if (scaling->type == RopeScaling::Type::kLinear) {
+        inv_freq_[j] = f / factor;
+        continue;
+      }
+      const double wavelength = 2 * M_PI / f;
+      if (wavelength > original / low) {
+        inv_freq_[j] = f / factor;
+      } else if (wavelength >= original / high) {
+        const double s = (original / wavelength - low) / (high - low);
+        inv_freq_[j] = (1 - s) * f / factor + s * f;
+      }
+    }
   }
   if (!yarn.has_value()) return;
   // Frequencies that turn fewer than beta_slow times over the original context are interpolated

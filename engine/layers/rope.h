@@ -25,11 +25,14 @@ enum class RopeLayout {
 
 // Rotary position embedding: pair j is rotated by pos · inv_freq[j], inv_freq[j] = θ^(-2j/d), or
 // with YaRN the ramp between interpolated (/factor) and extrapolated frequencies, and cos/sin
-// multiplied by get_mscale(factor, mscale) / get_mscale(factor, mscale_all_dim).
+// multiplied by get_mscale(factor, mscale) / get_mscale(factor, mscale_all_dim); or with a
+// Llama-style RopeScaling, inv_freq / factor ("linear") or Llama 3.1's wavelength bands
+// ("llama3", docs/model-format.md).
 class RotaryEmbedding {
  public:
   RotaryEmbedding(int64_t head_dim, double theta, RopeLayout layout = RopeLayout::kHalfSplit,
-                  const std::optional<YarnScaling>& yarn = std::nullopt);
+                  const std::optional<YarnScaling>& yarn = std::nullopt,
+                  const std::optional<RopeScaling>& scaling = std::nullopt);
 
   // Fills the cos/sin table for positions[0..n): cos_sin: [n, head_dim/2, 2] as (cos, sin).
   // Angles are computed in double so long contexts keep full f32 precision.

@@ -92,6 +92,20 @@ absl::StatusOr<std::unique_ptr<DecoderModel>> DecoderModel::Create(const ModelCo
           layer.v_proj, LoadLinear(weights, p + "self_attn.v_proj.weight", kv_dim, hidden, &count));
       KV_ASSIGN_OR_RETURN(
           layer.o_proj, LoadLinear(weights, p + "self_attn.o_proj.weight", hidden, q_dim, &count));
+      if (config.qkv_bias) {
+        KV_ASSIGN_OR_RETURN(layer.q_bias,
+                            LoadVector(weights, p + "self_attn.q_proj.bias", q_dim, &count));
+        KV_ASSIGN_OR_RETURN(layer.k_bias,
+                            LoadVector(weights, p + "self_attn.k_proj.bias", kv_dim, &count));
+        KV_ASSIGN_OR_RETURN(layer.v_bias,
+                            LoadVector(weights, p + "self_attn.v_proj.bias", kv_dim, &count));
+      }
+      if (config.qk_norm) {
+        KV_ASSIGN_OR_RETURN(layer.q_norm, LoadVector(weights, p + "self_attn.q_norm.weight",
+                                                     config.head_dim, &count));
+        KV_ASSIGN_OR_RETURN(layer.k_norm, LoadVector(weights, p + "self_attn.k_norm.weight",
+                                                     config.head_dim, &count));
+      }
     }
     KV_ASSIGN_OR_RETURN(auto mlp_norm,
                         LoadVector(weights, p + "post_attention_layernorm.weight", hidden, &count));
@@ -130,7 +144,8 @@ DecoderModel::DecoderModel(const ModelConfig& config, std::vector<float> embed,
       layers_(std::move(layers)),
       final_norm_(std::move(final_norm)),
       lm_head_(std::move(lm_head)),
-      rope_(config.head_dim, config.rope_theta),
+      rope_(config.head_dim, config.rope_theta, RopeLayout::kHalfSplit, std::nullopt,
+            config.rope_scaling),
       mla_rope_(config.mla.has_value() ? std::make_optional<RotaryEmbedding>(
                                              config.mla->qk_rope_head_dim, config.rope_theta,
                                              RopeLayout::kInterleaved, config.yarn)
@@ -276,7 +291,9 @@ void DecoderModel::Run(int64_t num_rows, cache::KvCacheManager& cache, float* lo
       layer.mla->ForwardBatch(h_.data(), num_rows, seq_rows_, mla_rope_table_.data(), cache, l,
                               proj_.data());  // {rows, hidden}
     } else {
-      GqaLayer(layer, num_rows, shape, cache, l);
+      AttentionShape layer_shape = shape;
+      layer_shape.window = config_.sliding_window(l);
+      GqaLayer(layer, num_rows, layer_shape, cache, l);
     }
     AddInPlace(x_.data(), proj_.data(), num_rows * hidden);
 
@@ -306,6 +323,18 @@ void DecoderModel::GqaLayer(Layer& layer, int64_t num_rows, const AttentionShape
   layer.q_proj->Forward(h_.data(), num_rows, q_.data());  // {rows, heads, head_dim}
   layer.k_proj->Forward(h_.data(), num_rows, k_.data());  // {rows, kv_heads, head_dim}
   layer.v_proj->Forward(h_.data(), num_rows, v_.data());  // {rows, kv_heads, head_dim}
+  if (!layer.q_bias.empty()) {
+    AddBias(q_.data(), layer.q_bias.data(), num_rows, q_dim);   // {rows, heads*head_dim}
+    AddBias(k_.data(), layer.k_bias.data(), num_rows, kv_dim);  // {rows, kv_heads*head_dim}
+    AddBias(v_.data(), layer.v_bias.data(), num_rows, kv_dim);  // {rows, kv_heads*head_dim}
+  }
+  if (!layer.q_norm.empty()) {
+    // Every head row of Q and K normalised on its own: {rows*heads, head_dim}.
+    RmsNorm(q_.data(), layer.q_norm.data(), num_rows * config_.num_attention_heads,
+            config_.head_dim, config_.rms_norm_eps, q_.data());
+    RmsNorm(k_.data(), layer.k_norm.data(), num_rows * config_.num_key_value_heads,
+            config_.head_dim, config_.rms_norm_eps, k_.data());
+  }
   rope_.Apply(rope_table_.data(), num_rows, config_.num_attention_heads, q_.data());
   rope_.Apply(rope_table_.data(), num_rows, config_.num_key_value_heads, k_.data());
   float* arena = cache.LayerData(l);

@@ -1,9 +1,13 @@
-// DecoderModel: the decoder-only transformers of Hugging Face's LlamaForCausalLM and
-// DeepseekV2ForCausalLM (dense MLP layers), and kvserve's attention/S4 hybrids, in f32.
+// DecoderModel: the decoder-only transformers of Hugging Face's LlamaForCausalLM,
+// Qwen2ForCausalLM, Qwen3ForCausalLM and DeepseekV2ForCausalLM (dense MLP layers), and kvserve's
+// attention/S4 hybrids, in f32.
 //
 //   x = embed(tokens)                                     {n, hidden}
 //   per layer:  x += mixer(h),  h = RMSNorm(x), mixer one of
 //                 GQA  o_proj(GQA(RoPE(q_proj h), RoPE(k_proj h), v_proj h))     paged K/V
+//                      Qwen2: q/k/v_proj add a bias; Qwen3: per-head RMSNorm (q_norm, k_norm)
+//                      on q and k before RoPE; Qwen sliding-window layers read only the last
+//                      sliding_window positions
 //                 MLA  MlaAttention (mla_attention.h)                           paged latent
 //                 S4   out_proj(GELU(S4(u) + D·u)), u = in_proj h (s4_layer.h)   recurrent state
 //               x += down_proj(silu(gate_proj(h)) * up_proj(h)),  h = RMSNorm(x)
@@ -85,6 +89,11 @@ class DecoderModel {
     std::optional<Linear> k_proj;       // GQA: [kv_heads*head_dim, hidden]
     std::optional<Linear> v_proj;       // GQA: [kv_heads*head_dim, hidden]
     std::optional<Linear> o_proj;       // GQA: [hidden, heads*head_dim]
+    std::vector<float> q_bias;          // Qwen2: [heads*head_dim]
+    std::vector<float> k_bias;          // Qwen2: [kv_heads*head_dim]
+    std::vector<float> v_bias;          // Qwen2: [kv_heads*head_dim]
+    std::vector<float> q_norm;          // Qwen3: [head_dim], shared by every query head
+    std::vector<float> k_norm;          // Qwen3: [head_dim], shared by every kv head
     std::unique_ptr<MlaAttention> mla;  // MLA layers instead of the four above
     std::optional<Linear> s4_in_proj;   // S4: [hidden, hidden] before the SSM
     std::unique_ptr<S4Layer> s4;        // S4 layers instead of attention

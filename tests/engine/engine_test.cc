@@ -9,6 +9,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "engine/layers/rope_base_bound.h"
 #include "engine/model/model_loader.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -342,6 +343,23 @@ INSTANTIATE_TEST_SUITE_P(
 
 namespace kvserve::engine {
 namespace {
+
+// docs/math.md §3.1: the bound is computed for the model's head_dim at the context RoPE was
+// trained on, which under rope_scaling is original_max_position_embeddings (64 here), not the
+// scaled max_position_embeddings (512).
+TEST(EngineInfoTest, MinRopeThetaUsesTheUnscaledTrainingContext) {
+  auto loaded =
+      LoadModelDirectory(std::string(KVSERVE_TEST_DATA_DIR) + "/tiny_llama3_rope_scaling");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  auto engine = Engine::Create("llama3", std::move(*loaded), EngineOptions{});
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  const std::optional<RopeBaseBound> at_64 = MinRopeBase(8, 64);
+  const std::optional<RopeBaseBound> at_512 = MinRopeBase(8, 512);
+  ASSERT_TRUE(at_64.has_value() && at_512.has_value());
+  ASSERT_NE(at_64->min_base, at_512->min_base);
+  EXPECT_EQ((*engine)->info().min_rope_theta, at_64->min_base);
+  EXPECT_EQ((*engine)->info().config.rope_theta, 10000.0);
+}
 
 TEST(EngineThreadsTest, ExplicitCountWinsAndSmallModelsGetOneThread) {
   EngineOptions options;

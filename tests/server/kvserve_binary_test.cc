@@ -359,9 +359,11 @@ TEST_F(KvserveBinaryTest, CliModelsListsTheDefaultModel) {
   const CommandResult r = Cli({"models"});
   ASSERT_EQ(r.exit_code(), 0) << r.Describe();
   EXPECT_THAT(r.out, StartsWith("NAME "));
+  // ROPE_THETA 10000 and MIN_THETA 204360: the RoPE-base bound for 32 dims at 2048 tokens
+  // (docs/math.md §3.1), printed with six significant digits.
   EXPECT_THAT(r.out, ContainsRegex(absl::StrCat("\n", kDefaultModel,
                                                 " +LlamaForCausalLM +GQA +4 +8/2 +32 +2048 +2048 "
-                                                "+yes +embedded")));
+                                                "+10000 +204360 +yes +embedded")));
 }
 
 TEST_F(KvserveBinaryTest, CliGenerateStreamsTheRequestedNumberOfTokens) {

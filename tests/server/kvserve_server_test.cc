@@ -366,6 +366,12 @@ TEST_F(KvServerTest, ListModelsReportsTheDefaultModelShape) {
   EXPECT_EQ(m.kv_cache_bytes_per_token(), 2 * 2 * 32 * 4 * 4);
   EXPECT_EQ(m.tokenizer(), "byte-level (ids 0-255 are bytes, BOS 256, EOS 257)");
   EXPECT_EQ(m.eos_token_id(), kEos);
+  // 32 rotary dims at 2048 tokens need a base of at least b* in (204359, 204360] (204360 is the
+  // smallest integer base, by tools/reference/math_oracles.py's brute-force scan), far above 1e4;
+  // the engine finds b* to a relative 1e-6, from above (docs/math.md §3.1).
+  EXPECT_EQ(m.rope_theta(), 10000.0);
+  EXPECT_GT(m.min_rope_theta(), 204359.0);
+  EXPECT_LE(m.min_rope_theta(), 204360.0 * (1 + 1e-6));
 }
 
 TEST_F(KvServerTest, TokenizePrependsBosToTheUtf8Bytes) {

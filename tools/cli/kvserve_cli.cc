@@ -624,17 +624,19 @@ int Models(Connection connection, int argc, char** argv, int first) {
     return kExitOk;
   }
 
-  std::vector<std::vector<std::string>> rows = {{"NAME", "ARCHITECTURE", "ATTENTION", "LAYERS",
-                                                 "HEADS/KV", "HEAD_DIM", "CONTEXT",
-                                                 "KV_BYTES/TOKEN", "RANDOM", "SOURCE"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "ARCHITECTURE", "ATTENTION", "LAYERS", "HEADS/KV", "HEAD_DIM", "CONTEXT",
+       "KV_BYTES/TOKEN", "ROPE_THETA", "MIN_THETA", "RANDOM", "SOURCE"}};
   for (const v1::ModelInfo& m : response.models()) {
+    // MIN_THETA: the RoPE base lower bound for this head size and context (docs/math.md §3.1).
     rows.push_back({m.name(), m.architecture(), m.attention(), absl::StrCat(m.num_layers()),
                     absl::StrCat(m.num_attention_heads(), "/", m.num_key_value_heads()),
                     absl::StrCat(m.head_dim()), absl::StrCat(m.max_context_length()),
-                    absl::StrCat(m.kv_cache_bytes_per_token()), m.random_weights() ? "yes" : "no",
-                    m.source()});
+                    absl::StrCat(m.kv_cache_bytes_per_token()), absl::StrCat(m.rope_theta()),
+                    m.min_rope_theta() > 0 ? absl::StrCat(m.min_rope_theta()) : "-",
+                    m.random_weights() ? "yes" : "no", m.source()});
   }
-  PrintTable(rows, {false, false, false, true, true, true, true, true, false, false});
+  PrintTable(rows, {false, false, false, true, true, true, true, true, true, true, false, false});
   return kExitOk;
 }
 

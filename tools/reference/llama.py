@@ -1,8 +1,9 @@
-"""Independent PyTorch reference for Llama-style models, and the test fixtures built from it.
+"""Independent PyTorch reference for Llama-style models (Llama, Qwen2, Qwen3), and the test
+fixtures built from it.
 
 Run only with /usr/bin/python3 (Debian's torch and numpy):
 
-    /usr/bin/python3 -m tools.reference.llama            # (re)write tests/data/tiny_llama_*/
+    /usr/bin/python3 -m tools.reference.llama            # (re)write the fixtures in FIXTURES
     /usr/bin/python3 -m tools.reference.llama --check    # regenerate into a temp dir, compare bytes
     /usr/bin/python3 -m tools.reference.llama --out-dir /tmp/fixtures
 
@@ -11,12 +12,12 @@ with the other reference models).
 
 What it writes. For each fixture in FIXTURES, a directory <out-dir>/<name>/ holding:
 
-  config.json           Hugging Face style LlamaForCausalLM config (keys sorted).
+  config.json           Hugging Face style config of the fixture's architecture (keys sorted).
   model.safetensors     random weights in Hugging Face tensor names and layouts, F32 or BF16.
   expected.safetensors  input_ids (I32, [T]) and logits (F32, [T, vocab]): the logits at every
                         position of one causal forward pass over input_ids, positions 0..T-1.
 
-The two fixtures:
+The fixtures:
 
   tiny_llama_gqa        vocab 64, hidden 16, 2 layers, 4 query heads, 2 kv heads (GQA, 2 query
                         heads per kv head), head_dim 4 (derived: hidden / heads, not in the
@@ -26,6 +27,23 @@ The two fixtures:
                         head_dim 8 (heads * head_dim = 32 != hidden), intermediate 40,
                         rope_theta 10000, rms_norm_eps 1e-6, tie_word_embeddings (no lm_head
                         tensor: the LM head is model.embed_tokens.weight), weights stored as F32.
+  tiny_qwen2_bias       Qwen2ForCausalLM: vocab 64, hidden 16, 2 layers, 4 heads, 2 kv heads,
+                        head_dim 4, q/k/v projection biases (o_proj none), tied embeddings,
+                        rope_theta 1e6, a sliding_window that is off (use_sliding_window false,
+                        as Qwen2.5 ships it), weights F32.
+  tiny_qwen2_sliding_window  Qwen2ForCausalLM with a window in effect: use_sliding_window true,
+                        sliding_window 4, max_window_layers 1 (layer 0 full, layer 1 windowed:
+                        a query sees itself and the 3 positions before it), vocab 48, hidden 16,
+                        4 heads, 2 kv heads, untied, F32.
+  tiny_qwen3_qknorm     Qwen3ForCausalLM: vocab 56, hidden 16, 2 layers, 4 heads, 2 kv heads,
+                        explicit head_dim 8 (heads * head_dim = 32 != hidden), q_norm / k_norm,
+                        attention_bias false, rope_scaling {"type": "linear", "factor": 2}
+                        (the legacy key spelling), untied, weights BF16.
+  tiny_llama3_rope_scaling  LlamaForCausalLM with Llama 3.1's rope_scaling (factor 8,
+                        low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings
+                        64): head_dim 8 at rope_theta 1e4 puts one frequency in each band (kept,
+                        blended, divided); plus the extra keys Llama 3 / SmolLM2 / TinyLlama
+                        configs carry (pretraining_tp, attention_dropout, mlp_bias false), F32.
 
 The forward pass is written from the equations (not from any other implementation) and runs in
 float64 on the exact stored weight values (BF16 weights are upcast after rounding); only the
@@ -35,8 +53,17 @@ final logits are rounded to float32:
   per layer:
     x     = RMSNorm(h) = h / sqrt(mean(h^2) + eps) * input_layernorm
     q,k,v = x @ Wq.T, x @ Wk.T, x @ Wv.T       [T, heads*d], [T, kv_heads*d], [T, kv_heads*d]
+    q,k   += bq, bk, bv                          (Qwen2 only)
+    q,k   = RMSNorm over each head's d values with q_norm / k_norm     (Qwen3 only)
+    (sliding-window layers: the causal mask also hides keys at or before pos - sliding_window)
     q,k   = RoPE, half-split ("rotate-half") pairs (j, j + d/2), inv_freq[j] = theta^(-2j/d),
-            angle = pos * inv_freq[j], positions 0..T-1
+            angle = pos * inv_freq[j], positions 0..T-1; with rope_scaling:
+              linear:  inv_freq[j] / factor
+              llama3:  wavelength w = 2 pi / inv_freq[j], L0 = original_max_position_embeddings;
+                       w < L0 / high_freq_factor: unchanged; w > L0 / low_freq_factor:
+                       inv_freq[j] / factor; otherwise, with
+                       s = (L0 / w - low_freq_factor) / (high_freq_factor - low_freq_factor),
+                       (1 - s) * inv_freq[j] / factor + s * inv_freq[j]
     o_h   = softmax(q_h k_g^T / sqrt(d) + causal mask) v_g,  g = h // (heads / kv_heads)
     h     = h + concat_h(o_h) @ Wo.T
     x     = RMSNorm(h) with post_attention_layernorm
@@ -136,6 +163,128 @@ FIXTURES = {
             "eos_token_id": 2,
         },
     },
+    "tiny_qwen2_bias": {
+        "seed": 20240919,
+        "storage_dtype": "F32",
+        "num_tokens": 12,
+        "config": {
+            "architectures": ["Qwen2ForCausalLM"],
+            "model_type": "qwen2",
+            "hidden_act": "silu",
+            "torch_dtype": "float32",
+            "vocab_size": 64,
+            "hidden_size": 16,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "intermediate_size": 32,
+            "rope_theta": 1000000.0,
+            "rope_scaling": None,
+            "rms_norm_eps": 1e-6,
+            "max_position_embeddings": 128,
+            "max_window_layers": 1,
+            "sliding_window": 64,
+            "use_sliding_window": False,
+            "attention_dropout": 0.0,
+            "use_cache": True,
+            "tie_word_embeddings": True,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+        },
+    },
+    "tiny_qwen2_sliding_window": {
+        "seed": 20240607,
+        "storage_dtype": "F32",
+        "num_tokens": 12,
+        "config": {
+            "architectures": ["Qwen2ForCausalLM"],
+            "model_type": "qwen2",
+            "hidden_act": "silu",
+            "torch_dtype": "float32",
+            "vocab_size": 48,
+            "hidden_size": 16,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "intermediate_size": 32,
+            "rope_theta": 10000.0,
+            "rope_scaling": None,
+            "rms_norm_eps": 1e-6,
+            "max_position_embeddings": 64,
+            "max_window_layers": 1,
+            "sliding_window": 4,
+            "use_sliding_window": True,
+            "attention_dropout": 0.0,
+            "tie_word_embeddings": False,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+        },
+    },
+    "tiny_qwen3_qknorm": {
+        "seed": 20250430,
+        "storage_dtype": "BF16",
+        "num_tokens": 12,
+        "config": {
+            "architectures": ["Qwen3ForCausalLM"],
+            "model_type": "qwen3",
+            "hidden_act": "silu",
+            "torch_dtype": "bfloat16",
+            "vocab_size": 56,
+            "hidden_size": 16,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 8,
+            "intermediate_size": 24,
+            "rope_theta": 10000.0,
+            "rope_scaling": {"type": "linear", "factor": 2.0},
+            "rms_norm_eps": 1e-6,
+            "max_position_embeddings": 256,
+            "max_window_layers": 2,
+            "sliding_window": None,
+            "use_sliding_window": False,
+            "attention_bias": False,
+            "attention_dropout": 0.0,
+            "tie_word_embeddings": False,
+            "bos_token_id": 1,
+            "eos_token_id": [2, 3],
+        },
+    },
+    "tiny_llama3_rope_scaling": {
+        "seed": 20240724,
+        "storage_dtype": "F32",
+        "num_tokens": 12,
+        "config": {
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "hidden_act": "silu",
+            "torch_dtype": "float32",
+            "vocab_size": 64,
+            "hidden_size": 16,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 8,
+            "intermediate_size": 32,
+            "rope_theta": 10000.0,
+            "rope_scaling": {
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 64,
+            },
+            "rms_norm_eps": 1e-5,
+            "max_position_embeddings": 512,
+            "pretraining_tp": 1,
+            "attention_dropout": 0.0,
+            "attention_bias": False,
+            "mlp_bias": False,
+            "tie_word_embeddings": False,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+        },
+    },
 }
 
 # Weight distribution: large enough that logits are O(1..10) and attention is neither uniform
@@ -161,8 +310,58 @@ class Shape:
         self.rope_theta = float(config["rope_theta"])
         self.eps = float(config["rms_norm_eps"])
         self.tied = bool(config.get("tie_word_embeddings", False))
+        arch = config["architectures"][0]
+        assert arch in ("LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"), arch
+        self.qkv_bias = arch == "Qwen2ForCausalLM"     # Qwen2 always has q/k/v biases
+        self.qk_norm = arch == "Qwen3ForCausalLM"      # Qwen3 always has q_norm / k_norm
+        assert not config.get("attention_bias", False) and not config.get("mlp_bias", False)
+        # Sliding window (Qwen2 / Qwen3 keys): off unless use_sliding_window; then a layer uses
+        # it when layer_types says "sliding_attention", or without layer_types when its index is
+        # >= max_window_layers (28 when absent). windows[i] = 0 is full attention.
+        self.windows = [0] * self.num_layers
+        if config.get("use_sliding_window", False):
+            types = config.get("layer_types")
+            first = config.get("max_window_layers", 28)
+            for i in range(self.num_layers):
+                sliding = types[i] == "sliding_attention" if types else i >= first
+                self.windows[i] = config["sliding_window"] if sliding else 0
+        self.rope_scaling = config.get("rope_scaling")
+        self.inv_freq = rope_inv_freq(self.rope_theta, self.head_dim, self.rope_scaling)
         assert self.num_heads % self.num_kv_heads == 0
         assert self.head_dim % 2 == 0
+
+
+def default_inv_freq(theta, d):
+    """inv_freq[j] = theta^(-2j/d), j < d/2, float64 [d/2]."""
+    return theta ** (-2.0 * torch.arange(d // 2, dtype=torch.float64) / d)
+
+
+def rope_inv_freq(theta, d, scaling):
+    """The RoPE frequencies after rope_scaling (None, "default", "linear" or "llama3")."""
+    inv_freq = default_inv_freq(theta, d)
+    if scaling is None:
+        return inv_freq
+    kind = scaling.get("rope_type", scaling.get("type"))
+    if kind == "default":
+        return inv_freq
+    factor = float(scaling["factor"])
+    if kind == "linear":
+        # Position p is treated as p / factor: every angle, so every frequency, shrinks.
+        return inv_freq / factor
+    assert kind == "llama3", kind
+    original = float(scaling["original_max_position_embeddings"])
+    low, high = float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
+    out = inv_freq.clone()
+    for j, f in enumerate(inv_freq.tolist()):
+        wavelength = 2 * math.pi / f
+        if wavelength < original / high:          # many turns over the original context: keep
+            out[j] = f
+        elif wavelength > original / low:         # under a turn or so: interpolate fully
+            out[j] = f / factor
+        else:                                     # in between: blend linearly in 1/wavelength
+            s = (original / wavelength - low) / (high - low)
+            out[j] = (1 - s) * f / factor + s * f
+    return out
 
 
 def weight_shapes(shape):
@@ -177,6 +376,19 @@ def weight_shapes(shape):
             (p + "self_attn.k_proj.weight", [s.num_kv_heads * s.head_dim, s.hidden]),
             (p + "self_attn.v_proj.weight", [s.num_kv_heads * s.head_dim, s.hidden]),
             (p + "self_attn.o_proj.weight", [s.hidden, s.num_heads * s.head_dim]),
+        ]
+        if s.qkv_bias:
+            out += [
+                (p + "self_attn.q_proj.bias", [s.num_heads * s.head_dim]),
+                (p + "self_attn.k_proj.bias", [s.num_kv_heads * s.head_dim]),
+                (p + "self_attn.v_proj.bias", [s.num_kv_heads * s.head_dim]),
+            ]
+        if s.qk_norm:
+            out += [
+                (p + "self_attn.q_norm.weight", [s.head_dim]),
+                (p + "self_attn.k_norm.weight", [s.head_dim]),
+            ]
+        out += [
             (p + "post_attention_layernorm.weight", [s.hidden]),
             (p + "mlp.gate_proj.weight", [s.inter, s.hidden]),
             (p + "mlp.up_proj.weight", [s.inter, s.hidden]),
@@ -201,11 +413,17 @@ def make_weights(shape, seed):
 # Reference forward pass (float64)
 
 
-def rope_half_split(x, positions, theta):
-    """x: [T, n, d]; rotates pairs (j, j + d/2) by pos * theta^(-2j/d)."""
+def as_inv_freq(freqs, d):
+    """freqs is inv_freq [d/2] or a plain base theta (as hybrid_s4.py passes)."""
+    return freqs if torch.is_tensor(freqs) else default_inv_freq(float(freqs), d)
+
+
+def rope_half_split(x, positions, freqs):
+    """x: [T, n, d]; rotates pairs (j, j + d/2) by pos * inv_freq[j]. freqs: inv_freq [d/2] or
+    the base theta (inv_freq[j] = theta^(-2j/d))."""
     d = x.shape[-1]
     half = d // 2
-    inv_freq = theta ** (-2.0 * torch.arange(half, dtype=torch.float64) / d)  # [d/2]
+    inv_freq = as_inv_freq(freqs, d)
     angle = positions.to(torch.float64)[:, None] * inv_freq[None, :]          # [T, d/2]
     cos = torch.cos(angle)[:, None, :]                                         # [T, 1, d/2]
     sin = torch.sin(angle)[:, None, :]
@@ -215,15 +433,20 @@ def rope_half_split(x, positions, theta):
 
 
 
-def gqa_attention(q, k, v, q_offset=0):
+def gqa_attention(q, k, v, q_offset=0, window=0):
     """q: [Tq, H, d], k, v: [Tk, G, d] -> [Tq, H*d]. Query head h reads kv head h // (H / G).
 
-    Query i sits at position q_offset + i; key j at position j.
+    Query i sits at position q_offset + i; key j at position j. With window > 0 a query at p
+    sees only keys at p - window < j <= p.
     """
     t_q, num_heads, d = q.shape
     num_kv = k.shape[1]
     group = num_heads // num_kv
     mask = causal_mask(t_q, k.shape[0], q_offset)
+    if window > 0:
+        qpos = torch.arange(t_q)[:, None] + q_offset
+        kpos = torch.arange(k.shape[0])[None, :]
+        mask = mask & (kpos > qpos - window)
     out = torch.empty(t_q, num_heads, d, dtype=q.dtype)
     for h in range(num_heads):
         g = h // group
@@ -234,8 +457,9 @@ def gqa_attention(q, k, v, q_offset=0):
     return out.reshape(t_q, num_heads * d)
 
 
-def mha_attention_explicit(q, k, v):
+def mha_attention_explicit(q, k, v, window=0):
     """Plain MHA, every query head with its own K/V head: q, k, v: [T, H, d] -> [T, H*d]."""
+    assert window == 0
     t, num_heads, d = q.shape
     assert k.shape[1] == num_heads
     scores = torch.einsum("ihd,jhd->hij", q, k) / math.sqrt(d)                 # [H, T, T]
@@ -254,7 +478,30 @@ def mqa_attention_explicit(q, k, v):
     return torch.einsum("hij,jd->ihd", probs, v[:, 0]).reshape(t, num_heads * d)
 
 
-def forward(shape, w, ids, attention=gqa_attention, rope=rope_half_split):
+def project_qkv(s, w, p, x, positions, rope=rope_half_split, inv_freq=None, bias=True,
+                qk_norm=True):
+    """Layer prefix p's queries, keys and values for x [T, hidden] at positions [T]:
+    q [T, H, d], k and v [T, G, d], q and k rotated. bias / qk_norm / inv_freq are switches
+    for the sensitivity checks only."""
+    t = x.shape[0]
+    q = x @ w[p + "self_attn.q_proj.weight"].T                                 # [T, H*d]
+    k = x @ w[p + "self_attn.k_proj.weight"].T                                 # [T, G*d]
+    v = x @ w[p + "self_attn.v_proj.weight"].T                                 # [T, G*d]
+    if s.qkv_bias and bias:
+        q = q + w[p + "self_attn.q_proj.bias"]
+        k = k + w[p + "self_attn.k_proj.bias"]
+        v = v + w[p + "self_attn.v_proj.bias"]
+    q = q.reshape(t, s.num_heads, s.head_dim)
+    k = k.reshape(t, s.num_kv_heads, s.head_dim)
+    v = v.reshape(t, s.num_kv_heads, s.head_dim)
+    if s.qk_norm and qk_norm:
+        q = rms_norm(q, w[p + "self_attn.q_norm.weight"], s.eps)               # per head: [d]
+        k = rms_norm(k, w[p + "self_attn.k_norm.weight"], s.eps)
+    freqs = s.inv_freq if inv_freq is None else inv_freq
+    return rope(q, positions, freqs), rope(k, positions, freqs), v
+
+
+def forward(shape, w, ids, attention=gqa_attention, **qkv_options):
     """Full causal forward over ids ([T] int) at positions 0..T-1; returns logits [T, vocab]."""
     s = shape
     t = ids.shape[0]
@@ -263,12 +510,8 @@ def forward(shape, w, ids, attention=gqa_attention, rope=rope_half_split):
     for i in range(s.num_layers):
         p = f"model.layers.{i}."
         x = rms_norm(h, w[p + "input_layernorm.weight"], s.eps)                # [T, hidden]
-        q = (x @ w[p + "self_attn.q_proj.weight"].T).reshape(t, s.num_heads, s.head_dim)
-        k = (x @ w[p + "self_attn.k_proj.weight"].T).reshape(t, s.num_kv_heads, s.head_dim)
-        v = (x @ w[p + "self_attn.v_proj.weight"].T).reshape(t, s.num_kv_heads, s.head_dim)
-        q = rope(q, positions, s.rope_theta)                                   # [T, H, d]
-        k = rope(k, positions, s.rope_theta)                                   # [T, G, d]
-        o = attention(q, k, v)                                                 # [T, H*d]
+        q, k, v = project_qkv(s, w, p, x, positions, **qkv_options)           # [T, H|G, d]
+        o = attention(q, k, v, window=s.windows[i])                            # [T, H*d]
         h = h + o @ w[p + "self_attn.o_proj.weight"].T                         # [T, hidden]
         x = rms_norm(h, w[p + "post_attention_layernorm.weight"], s.eps)
         gate = x @ w[p + "mlp.gate_proj.weight"].T                             # [T, inter]
@@ -292,14 +535,11 @@ def forward_incremental(shape, w, ids):
         for i in range(s.num_layers):
             p = f"model.layers.{i}."
             x = rms_norm(h, w[p + "input_layernorm.weight"], s.eps)
-            q = (x @ w[p + "self_attn.q_proj.weight"].T).reshape(1, s.num_heads, s.head_dim)
-            k = (x @ w[p + "self_attn.k_proj.weight"].T).reshape(1, s.num_kv_heads, s.head_dim)
-            v = (x @ w[p + "self_attn.v_proj.weight"].T).reshape(1, s.num_kv_heads, s.head_dim)
-            q = rope_half_split(q, positions, s.rope_theta)
-            k = rope_half_split(k, positions, s.rope_theta)
+            q, k, v = project_qkv(s, w, p, x, positions)                       # [1, H|G, d]
             k_cache[i] = torch.cat([k_cache[i], k])                            # [pos+1, G, d]
             v_cache[i] = torch.cat([v_cache[i], v])
-            o = gqa_attention(q, k_cache[i], v_cache[i], q_offset=pos)         # [1, H*d]
+            o = gqa_attention(q, k_cache[i], v_cache[i], q_offset=pos,          # [1, H*d]
+                              window=s.windows[i])
             h = h + o @ w[p + "self_attn.o_proj.weight"].T
             x = rms_norm(h, w[p + "post_attention_layernorm.weight"], s.eps)
             act = torch.nn.functional.silu(x @ w[p + "mlp.gate_proj.weight"].T)
@@ -334,6 +574,14 @@ def self_check_attention():
         expanded = mha_attention_explicit(
             q, kg.repeat_interleave(rep, dim=1), vg.repeat_interleave(rep, dim=1))
         assert close(gqa_attention(q, kg, vg), expanded), f"GQA({g}) != repeated MHA"
+    # Sliding window: each query row equals full attention over its own last `window` keys only.
+    window = 3
+    windowed = gqa_attention(q, k, v, window=window)
+    for i in range(t):
+        lo = max(0, i - window + 1)
+        alone = gqa_attention(q[i:i + 1], k[lo:i + 1], v[lo:i + 1], q_offset=i - lo)
+        assert close(windowed[i:i + 1], alone), f"window row {i}"
+    assert not close(windowed, gqa_attention(q, k, v)), "window has no effect"
     # Causality: the first rows do not depend on later keys/values.
     k_mod, v_mod = k.clone(), v.clone()
     k_mod[5:] += 1.0
@@ -352,7 +600,7 @@ def self_check_model_mha_equivalence():
 
 def self_check_rope():
     gen = torch.Generator().manual_seed(8)
-    d, theta = 8, 10000.0
+    d, theta = 8, default_inv_freq(10000.0, 8)
     q = torch.randn(1, 1, d, generator=gen, dtype=torch.float64)
     k = torch.randn(1, 1, d, generator=gen, dtype=torch.float64)
 
@@ -376,38 +624,57 @@ def self_check_rope():
 
 
 
-def rope_interleaved(x, positions, theta):
+def rope_interleaved(x, positions, freqs):
     """The other pair layout (2j, 2j + 1); used only to show the fixtures tell the two apart."""
-    d = x.shape[-1]
-    inv_freq = theta ** (-2.0 * torch.arange(d // 2, dtype=torch.float64) / d)
+    inv_freq = as_inv_freq(freqs, x.shape[-1])
     angle = positions.to(torch.float64)[:, None] * inv_freq[None, :]
     cos, sin = torch.cos(angle)[:, None, :], torch.sin(angle)[:, None, :]
     x1, x2 = x[..., 0::2], x[..., 1::2]
     return torch.stack([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).reshape(x.shape)
 
 
-def gqa_attention_modulo_map(q, k, v):
+def gqa_attention_modulo_map(q, k, v, window=0):
     """Wrong kv mapping h % G (interleaved groups) instead of h // (H / G)."""
     num_heads, num_kv = q.shape[1], k.shape[1]
     order = [h % num_kv for h in range(num_heads)]
+    if window > 0:  # GQA with one kv head per query head is MHA (self_check_attention)
+        return gqa_attention(q, k[:, order], v[:, order], window=window)
     return mha_attention_explicit(q, k[:, order], v[:, order])
 
 
-def gqa_attention_wrong_scale(q, k, v):
+def gqa_attention_wrong_scale(q, k, v, window=0):
     """Scores scaled by 1/d instead of 1/sqrt(d)."""
     d = q.shape[-1]
-    return gqa_attention(q * (1.0 / math.sqrt(d)), k, v)
+    return gqa_attention(q * (1.0 / math.sqrt(d)), k, v, window=window)
+
+
+def gqa_attention_no_window(q, k, v, window=0):
+    """Full causal attention where the config asks for a sliding window."""
+    return gqa_attention(q, k, v)
 
 
 def fixture_sensitivity(shape, w, ids, logits):
     """Max |logit difference| of each common mistake; all must move the logits visibly."""
     variants = {
         "interleaved_rope_pairs": dict(rope=rope_interleaved),
-        "no_rope": dict(rope=lambda x, positions, theta: x),
+        "no_rope": dict(rope=lambda x, positions, inv_freq: x),
         "wrong_score_scale": dict(attention=gqa_attention_wrong_scale),
     }
     if 1 < shape.num_kv_heads < shape.num_heads:
         variants["kv_head_map_h_mod_g"] = dict(attention=gqa_attention_modulo_map)
+    if shape.qkv_bias:
+        variants["no_qkv_bias"] = dict(bias=False)
+    if any(shape.windows):
+        variants["no_sliding_window"] = dict(attention=gqa_attention_no_window)
+    if shape.qk_norm:
+        variants["no_qk_norm"] = dict(qk_norm=False)
+    if shape.rope_scaling is not None:
+        variants["no_rope_scaling"] = dict(
+            inv_freq=default_inv_freq(shape.rope_theta, shape.head_dim))
+        if shape.rope_scaling.get("rope_type") == "llama3":
+            factor = shape.rope_scaling["factor"]
+            variants["linear_instead_of_llama3"] = dict(
+                inv_freq=default_inv_freq(shape.rope_theta, shape.head_dim) / factor)
     diffs = {}
     for name, kwargs in variants.items():
         diffs[name] = torch.max(torch.abs(forward(shape, w, ids, **kwargs) - logits)).item()
@@ -458,8 +725,23 @@ def build_fixture(name, spec, out_dir, verbose):
               + ", ".join(f"{k} {v:.3f}" for k, v in diffs.items()))
 
 
+def self_check_rope_scaling():
+    """Llama 3.1 bands at d = 8, theta = 1e4 (inv_freq 1, 0.1, 0.01, 0.001; wavelengths 6.3, 63,
+    628, 6283) with L0 = 64, factor 8, low 1, high 4: band edges 16 and 64, so frequency 0 is
+    kept, 1 is blended with s = (64 / 62.83185 - 1) / 3 = 0.0061972, i.e. 1/80 + 0.0875 s, 2 and 3 are divided by 8."""
+    llama3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+              "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+    got = rope_inv_freq(10000.0, 8, llama3).tolist()
+    want = [1.0, 0.013042256, 0.00125, 0.000125]
+    assert all(abs(g - w) < 1e-9 for g, w in zip(got, want)), got
+    linear = rope_inv_freq(10000.0, 8, {"type": "linear", "factor": 2.0}).tolist()
+    assert all(abs(g - w) < 1e-15 for g, w in zip(linear, [0.5, 0.05, 0.005, 0.0005])), linear
+    assert close(rope_inv_freq(10000.0, 8, {"rope_type": "default"}), default_inv_freq(1e4, 8))
+
+
 def run_self_checks():
     self_check_attention()
+    self_check_rope_scaling()
     self_check_model_mha_equivalence()
     self_check_rope()
     with tempfile.TemporaryDirectory() as tmp:

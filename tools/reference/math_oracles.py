@@ -565,6 +565,39 @@ def oracle_24_to_30():
     report(30, f"Gumbel-max frequencies {rounded(freq, 4)} (softmax {rounded(p, 4)})")
 
 
+def smallest_integer_rope_base(d, L, start=2, block=512, chunk=256):
+    """The smallest integer base b >= start with f_b(m) = sum_i cos(m b^(-2i/d)) >= 0 for every
+    m < L, by brute force over every integer: blocks of bases, m in chunks from the top of the
+    range down (bases below the bound fail near L), a base dropped at its first negative."""
+    i = np.arange(d // 2)
+    lo = start
+    while True:
+        bases = np.arange(lo, lo + block, dtype=np.float64)
+        alive = np.ones(block, dtype=bool)
+        th = bases[:, None] ** (-2 * i[None, :] / d)                              # [block, d/2]
+        for top in range(L, 0, -chunk):
+            ms = np.arange(max(0, top - chunk), top, dtype=np.float64)
+            idx = np.nonzero(alive)[0]
+            if idx.size == 0:
+                break
+            f = np.cos(ms[None, :, None] * th[idx, None, :]).sum(axis=2)          # [alive, chunk]
+            alive[idx[f.min(axis=1) < 0]] = False
+        ok = np.nonzero(alive)[0]
+        if ok.size:
+            return int(bases[ok[0]])
+        lo += block
+
+
+def oracle_31():
+    got = {(d, L): smallest_integer_rope_base(d, L)
+           for d, L in ((128, 2048), (128, 4096), (64, 1024), (64, 2048), (64, 4096))}
+    want = {(128, 2048): 11588, (128, 4096): 26953, (64, 1024): 7753, (64, 2048): 29618,
+            (64, 4096): 100071}
+    assert got == want, got
+    report(31, "smallest integer RoPE base b*(L): " +
+           ", ".join(f"d = {d}, L = {L}: {b}" for (d, L), b in got.items()))
+
+
 def main():
     torch.set_num_threads(1)
     oracle_1_to_3()
@@ -584,6 +617,7 @@ def main():
     oracle_21()
     oracle_22_23()
     oracle_24_to_30()
+    oracle_31()
     print("docs/math.md §7: every oracle reproduced")
     return 0
 

@@ -22,9 +22,10 @@ std::vector<float> RandomVector(size_t n, uint32_t seed) {
 }
 
 // q: [n, H, D] for positions start..start+n-1; keys/values: [start+n, G, D]. Returns [n, H, D].
+// window > 0: a query at p sees keys at p - window < s <= p only.
 std::vector<float> NaiveAttention(const std::vector<float>& q, const std::vector<float>& keys,
                                   const std::vector<float>& values, int start, int n, int heads,
-                                  int kv_heads, int d) {
+                                  int kv_heads, int d, int window = 0) {
   const int total = start + n;
   const int group = heads / kv_heads;
   // Expanded per-query-head K and V: [H, total, D].
@@ -46,7 +47,8 @@ std::vector<float> NaiveAttention(const std::vector<float>& q, const std::vector
         double dot = 0;
         for (int x = 0; x < d; ++x)
           dot += double{q[(i * heads + h) * d + x]} * k[(h * total + s) * d + x];
-        p[s] = s <= start + i ? dot / std::sqrt(double(d)) : -INFINITY;  // causal mask
+        const bool visible = s <= start + i && (window == 0 || s > start + i - window);
+        p[s] = visible ? dot / std::sqrt(double(d)) : -INFINITY;  // causal (+ window) mask
         max_s = std::max(max_s, p[s]);
       }
       double sum = 0;
@@ -64,11 +66,11 @@ std::vector<float> NaiveAttention(const std::vector<float>& q, const std::vector
 // Runs the kernel over a contiguous cache: one block holding every position.
 std::vector<float> Engine(const std::vector<float>& q, const std::vector<float>& keys,
                           const std::vector<float>& values, int start, int n, int heads,
-                          int kv_heads, int d) {
+                          int kv_heads, int d, int window = 0) {
   std::vector<float> out(n * heads * d), scratch(start + n);
   const int32_t table[] = {0};
   const KvView kv{keys.data(), values.data(), kv_heads * d, table, start + n};
-  GqaAttention(q.data(), kv, start, n, {heads, kv_heads, d}, scratch.data(), out.data());
+  GqaAttention(q.data(), kv, start, n, {heads, kv_heads, d, window}, scratch.data(), out.data());
   return out;
 }
 
@@ -76,7 +78,7 @@ std::vector<float> Engine(const std::vector<float>& q, const std::vector<float>&
 // V interleaved per row as the KV cache stores them.
 std::vector<float> EnginePaged(const std::vector<float>& q, const std::vector<float>& keys,
                                const std::vector<float>& values, int start, int n, int heads,
-                               int kv_heads, int d, int block_size) {
+                               int kv_heads, int d, int block_size, int window = 0) {
   const int total = start + n;
   const int kv_dim = kv_heads * d;
   const int num_blocks = (total + block_size - 1) / block_size;
@@ -90,7 +92,7 @@ std::vector<float> EnginePaged(const std::vector<float>& q, const std::vector<fl
   }
   std::vector<float> out(n * heads * d), scratch(total);
   const KvView kv{arena.data(), arena.data() + kv_dim, 2 * kv_dim, table.data(), block_size};
-  GqaAttention(q.data(), kv, start, n, {heads, kv_heads, d}, scratch.data(), out.data());
+  GqaAttention(q.data(), kv, start, n, {heads, kv_heads, d, window}, scratch.data(), out.data());
   return out;
 }
 
@@ -104,6 +106,7 @@ float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
 struct Case {
   const char* name;
   int heads, kv_heads, d, start, n;
+  int window = 0;  // sliding window; 0 = full causal attention
 };
 
 class GqaAttentionTest : public ::testing::TestWithParam<Case> {};
@@ -114,9 +117,10 @@ TEST_P(GqaAttentionTest, MatchesNaiveReference) {
   auto q = RandomVector(c.n * c.heads * c.d, 1);
   auto keys = RandomVector(total * c.kv_heads * c.d, 2);
   auto values = RandomVector(total * c.kv_heads * c.d, 3);
-  EXPECT_LE(MaxAbsDiff(Engine(q, keys, values, c.start, c.n, c.heads, c.kv_heads, c.d),
-                       NaiveAttention(q, keys, values, c.start, c.n, c.heads, c.kv_heads, c.d)),
-            1e-5f);
+  EXPECT_LE(
+      MaxAbsDiff(Engine(q, keys, values, c.start, c.n, c.heads, c.kv_heads, c.d, c.window),
+                 NaiveAttention(q, keys, values, c.start, c.n, c.heads, c.kv_heads, c.d, c.window)),
+      1e-5f);
 }
 
 TEST_P(GqaAttentionTest, PagedViewIsBitIdenticalToContiguous) {
@@ -125,10 +129,11 @@ TEST_P(GqaAttentionTest, PagedViewIsBitIdenticalToContiguous) {
   auto q = RandomVector(c.n * c.heads * c.d, 4);
   auto keys = RandomVector(total * c.kv_heads * c.d, 5);
   auto values = RandomVector(total * c.kv_heads * c.d, 6);
-  const auto contiguous = Engine(q, keys, values, c.start, c.n, c.heads, c.kv_heads, c.d);
+  const auto contiguous = Engine(q, keys, values, c.start, c.n, c.heads, c.kv_heads, c.d, c.window);
   for (int block_size : {1, 3, 16}) {
-    EXPECT_EQ(EnginePaged(q, keys, values, c.start, c.n, c.heads, c.kv_heads, c.d, block_size),
-              contiguous)
+    EXPECT_EQ(
+        EnginePaged(q, keys, values, c.start, c.n, c.heads, c.kv_heads, c.d, block_size, c.window),
+        contiguous)
         << "block size " << block_size;
   }
 }
@@ -138,7 +143,11 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Case{"MhaPrefill", 4, 4, 16, 0, 9}, Case{"MqaPrefill", 4, 1, 16, 0, 9},
                       Case{"GqaPrefill", 8, 2, 8, 0, 13}, Case{"MhaDecode", 4, 4, 16, 20, 1},
                       Case{"MqaDecode", 6, 1, 32, 31, 1}, Case{"GqaDecode", 8, 4, 8, 17, 1},
-                      Case{"GqaChunkAfterPrefix", 6, 3, 8, 10, 5}),
+                      Case{"GqaChunkAfterPrefix", 6, 3, 8, 10, 5},
+                      Case{"WindowPrefill", 8, 2, 8, 0, 13, 4},
+                      Case{"WindowDecode", 8, 4, 8, 17, 1, 5},
+                      Case{"WindowChunkAfterPrefix", 6, 3, 8, 10, 5, 3},
+                      Case{"WindowWiderThanContext", 4, 2, 8, 3, 4, 64}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // GQA with one K/V head per query head is MHA: same outputs as attention over per-head K/V.

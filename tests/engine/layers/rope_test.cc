@@ -106,6 +106,31 @@ TEST(RotaryEmbeddingTest, InterleavedLayoutRotatesAdjacentPairs) {
 // YaRN for d = 8, θ = 10⁴, factor 4, original context 4096, β 32/1: correction dims 1.31 and 2.81,
 // so low = 1, high = 3, ramp [0, 0, 0.5, 1]: frequencies 0-1 kept, 2 blended, 3 divided by 4
 // (values from tools/reference/deepseek_v2.py's fixture).
+// d = 8, θ = 1e4: inv_freq 1, 0.1, 0.01, 0.001 (wavelengths 6.3, 63, 628, 6283). Llama 3.1 with
+// original context 64, low 1, high 4 (band edges 64 and 16) and factor 8 keeps frequency 0, blends
+// frequency 1 with s = (64 / 62.83185 − 1) / 3 = 0.0061972 into 1/80 + 0.0875 s, and divides 2 and
+// 3 by 8 (the same numbers as tools/reference/llama.py's self-check).
+TEST(RotaryEmbeddingTest, Llama3ScalingKeepsBlendsAndDividesByWavelength) {
+  RopeScaling llama3;
+  llama3.type = RopeScaling::Type::kLlama3;
+  llama3.factor = 8;
+  llama3.low_freq_factor = 1;
+  llama3.high_freq_factor = 4;
+  llama3.original_max_position_embeddings = 64;
+  RotaryEmbedding rope(8, 1e4, RopeLayout::kHalfSplit, std::nullopt, llama3);
+  EXPECT_DOUBLE_EQ(rope.inv_freq()[0], 1.0);
+  EXPECT_NEAR(rope.inv_freq()[1], 0.013042256, 1e-9);
+  EXPECT_NEAR(rope.inv_freq()[2], 0.00125, 1e-15);
+  EXPECT_NEAR(rope.inv_freq()[3], 0.000125, 1e-16);
+}
+
+TEST(RotaryEmbeddingTest, LinearScalingDividesEveryFrequency) {
+  RopeScaling linear;
+  linear.factor = 4;
+  RotaryEmbedding plain(8, 1e4), scaled(8, 1e4, RopeLayout::kHalfSplit, std::nullopt, linear);
+  for (int j = 0; j < 4; ++j) EXPECT_DOUBLE_EQ(scaled.inv_freq()[j], plain.inv_freq()[j] / 4);
+}
+
 TEST(RotaryEmbeddingTest, YarnRampsBetweenExtrapolatedAndInterpolatedFrequencies) {
   const YarnScaling yarn{4.0, 4096, 32.0, 1.0, 0.707, 0.707};
   RotaryEmbedding rope(8, 10000.0, RopeLayout::kInterleaved, yarn);

@@ -152,6 +152,8 @@ TEST_P(ModelReferenceTest, PagedCacheMatchesContiguousCacheExactly) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ModelReferenceTest,
                          ::testing::Values("tiny_llama_gqa", "tiny_llama_mqa_tied",
+                                           "tiny_qwen2_bias", "tiny_qwen2_sliding_window",
+                                           "tiny_qwen3_qknorm", "tiny_llama3_rope_scaling",
                                            "tiny_deepseek_v2_mla",
                                            "tiny_deepseek_v2_mla_qlora_yarn", "tiny_hybrid_s4",
                                            "tiny_hybrid_s4_bilinear"));
