@@ -58,7 +58,7 @@ constexpr std::chrono::seconds kCallTimeout(120);
 constexpr int kHidden = 32;
 constexpr int kHeads = 4;
 constexpr int kKvHeads = 2;
-constexpr int kHeadDim = 8;
+constexpr int kHeadDim = 16;  // heads * head_dim != hidden, as in Qwen3
 constexpr int kLayers = 2;
 constexpr int kIntermediate = 64;
 constexpr uint64_t kWeightSeed = 20261205;
