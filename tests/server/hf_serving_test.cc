@@ -49,10 +49,6 @@ namespace fs = std::filesystem;
 namespace pb = ::kvserve::v1;
 using nlohmann::json;
 
-// Another engineer is adding Qwen3ForCausalLM (head_dim, q_norm/k_norm) to the loader; until it
-// accepts it, the Qwen3-shaped fixture is declared LlamaForCausalLM. Flip to true once it does.
-constexpr bool kLoaderAcceptsQwen3 = false;
-
 constexpr std::chrono::seconds kCallTimeout(120);
 // The fixture's shape: tiny, except for the real tokenizers' vocabularies.
 constexpr int kHidden = 32;
@@ -110,16 +106,17 @@ void WriteFile(const fs::path& path, const std::string& bytes) {
 }
 
 // A random-weight model directory with the real tokenizer files of `tokenizer_dir`: a tiny
-// Llama/Qwen3-shaped decoder with tied embeddings whose vocab_size is the tokenizer's.
+// decoder with tied embeddings whose vocab_size is the tokenizer's, Qwen3-shaped (head_dim given,
+// q_norm/k_norm) or Llama-shaped.
 void WriteRandomWeightModel(const fs::path& dir, const fs::path& tokenizer_dir, int32_t vocab_size,
-                            const json& eos_id) {
+                            const json& eos_id, bool qwen3) {
   fs::create_directories(dir);
   for (const char* file : {"tokenizer.json", "tokenizer_config.json"}) {
     fs::copy_file(tokenizer_dir / file, dir / file);
   }
   json config = {
-      {"architectures", {kLoaderAcceptsQwen3 ? "Qwen3ForCausalLM" : "LlamaForCausalLM"}},
-      {"model_type", kLoaderAcceptsQwen3 ? "qwen3" : "llama"},
+      {"architectures", {qwen3 ? "Qwen3ForCausalLM" : "LlamaForCausalLM"}},
+      {"model_type", qwen3 ? "qwen3" : "llama"},
       {"hidden_act", "silu"},
       {"hidden_size", kHidden},
       {"intermediate_size", kIntermediate},
@@ -159,7 +156,7 @@ void WriteRandomWeightModel(const fs::path& dir, const fs::path& tokenizer_dir, 
     add(p + "self_attn.k_proj.weight", {kKvHeads * kHeadDim, kHidden}, 0.2f);
     add(p + "self_attn.v_proj.weight", {kKvHeads * kHeadDim, kHidden}, 0.2f);
     add(p + "self_attn.o_proj.weight", {kHidden, kHeads * kHeadDim}, 0.2f);
-    if (kLoaderAcceptsQwen3) {
+    if (qwen3) {
       add_ones(p + "self_attn.q_norm.weight", kHeadDim);
       add_ones(p + "self_attn.k_norm.weight", kHeadDim);
     }
@@ -199,7 +196,8 @@ class HfServingTest : public ::testing::TestWithParam<std::string> {
       const fs::path dir = *model_root_ / name;
       ASSERT_NO_FATAL_FAILURE(
           WriteRandomWeightModel(dir, fs::path(node_modules) / t["models_dir"].get<std::string>(),
-                                 t["vocab_size"], t["eos_id"]));
+                                 t["vocab_size"], t["eos_id"],
+                                 /*qwen3=*/name.find("qwen3") != std::string::npos));
       options.models.push_back(ModelSpec{name, dir.string()});
     }
     absl::StatusOr<std::unique_ptr<KvServer>> server = KvServer::Create(options);
