@@ -67,17 +67,7 @@ absl::Status HfNormalizer::Add(const JsonReader& config, std::vector<Step>* step
   } else if (type == "Replace") {
     step.kind = Step::Kind::kReplace;
     KV_ASSIGN_OR_RETURN(step.content, config["content"].String());
-    const JsonReader pattern = config["pattern"];
-    if (pattern.Has("String")) {
-      KV_ASSIGN_OR_RETURN(step.text, pattern["String"].String());
-    } else if (pattern.Has("Regex")) {
-      KV_ASSIGN_OR_RETURN(std::string source, pattern["Regex"].String());
-      auto regex = Regex::Create(source);
-      if (!regex.ok()) return pattern["Regex"].Error(std::string(regex.status().message()));
-      step.regex = *std::move(regex);
-    } else {
-      return pattern.Error("expected {\"String\": ...} or {\"Regex\": ...}");
-    }
+    KV_RETURN_IF_ERROR(ReadPattern(config["pattern"], &step.text, &step.regex));
   } else {
     return config["type"].Error(absl::StrCat("unsupported normalizer \"", type, "\""));
   }

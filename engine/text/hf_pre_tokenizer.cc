@@ -38,17 +38,9 @@ absl::Status HfPreTokenizer::Add(const JsonReader& config, std::vector<Step>* st
     }
   } else if (type == "Split") {
     step.kind = Step::Kind::kSplit;
-    const JsonReader pattern = config["pattern"];
-    if (pattern.Has("String")) {
-      KV_ASSIGN_OR_RETURN(step.literal, pattern["String"].String());
-      if (step.literal.empty()) return pattern["String"].Error("empty pattern");
-    } else if (pattern.Has("Regex")) {
-      KV_ASSIGN_OR_RETURN(std::string source, pattern["Regex"].String());
-      auto regex = Regex::Create(source);
-      if (!regex.ok()) return pattern["Regex"].Error(std::string(regex.status().message()));
-      step.regex = *std::move(regex);
-    } else {
-      return pattern.Error("expected {\"String\": ...} or {\"Regex\": ...}");
+    KV_RETURN_IF_ERROR(ReadPattern(config["pattern"], &step.literal, &step.regex));
+    if (step.regex == nullptr && step.literal.empty()) {
+      return config["pattern"]["String"].Error("empty pattern");
     }
     KV_ASSIGN_OR_RETURN(std::string behavior, config["behavior"].String());
     if (behavior == "Removed") {

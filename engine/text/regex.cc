@@ -90,4 +90,23 @@ absl::Status Regex::FindAll(std::string_view text,
   return absl::OkStatus();
 }
 
+absl::Status ReadPattern(const JsonReader& pattern, std::string* literal,
+                         std::unique_ptr<Regex>* regex) {
+  if (pattern.Has("String")) {
+    absl::StatusOr<std::string> text = pattern["String"].String();
+    if (!text.ok()) return text.status();
+    *literal = *std::move(text);
+    return absl::OkStatus();
+  }
+  if (pattern.Has("Regex")) {
+    absl::StatusOr<std::string> source = pattern["Regex"].String();
+    if (!source.ok()) return source.status();
+    absl::StatusOr<std::unique_ptr<Regex>> compiled = Regex::Create(*source);
+    if (!compiled.ok()) return pattern["Regex"].Error(std::string(compiled.status().message()));
+    *regex = *std::move(compiled);
+    return absl::OkStatus();
+  }
+  return pattern.Error("expected {\"String\": ...} or {\"Regex\": ...}");
+}
+
 }  // namespace kvserve::engine

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/text/json_reader.h"
 
 namespace kvserve::engine {
 
@@ -37,6 +38,11 @@ class Regex {
   explicit Regex(void* code) : code_(code) {}
   void* code_;  // pcre2_code_8*, kept opaque so callers need not include pcre2.h
 };
+
+// A tokenizer.json pattern, {"String": literal} or {"Regex": source} (Split pre-tokenizers,
+// Replace normalizers and decoders): sets *literal or *regex. Errors name the JSON path.
+absl::Status ReadPattern(const JsonReader& pattern, std::string* literal,
+                         std::unique_ptr<Regex>* regex);
 
 }  // namespace kvserve::engine
 
