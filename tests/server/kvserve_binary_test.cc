@@ -380,6 +380,37 @@ TEST_F(KvserveBinaryTest, CliGenerateStreamsTheRequestedNumberOfTokens) {
   EXPECT_EQ(again.out, r.out);
 }
 
+// Prints user turns in brackets and each assistant turn as "A", so prompt lengths are exact.
+constexpr char kCliChatTemplate[] =
+    "{% for m in messages %}{% if m.role == 'user' %}[{{ m.content }}]{% else %}A{% endif %}"
+    "{% endfor %}";
+
+TEST_F(KvserveBinaryTest, CliChatSendsOneTurnThroughTheTemplate) {
+  const CommandResult r = Cli({"chat", "--chat-template", kCliChatTemplate, "--system", "sys",
+                               "--prompt", "hello", "--max-tokens", "3", "--temperature", "0"});
+  ASSERT_EQ(r.exit_code(), 0) << r.Describe();
+  // "A[hello]": the system turn prints as "A", and no BOS is added to the template's text.
+  EXPECT_THAT(r.err, HasSubstr("prompt tokens: 8 | completion tokens: 3 |"));
+}
+
+TEST_F(KvserveBinaryTest, CliChatLoopKeepsTheConversationsHistory) {
+  const CommandResult r =
+      RunCommand({"/bin/sh", "-c",
+                  absl::StrCat("printf 'hello\\nagain\\n\\n' | '", kCliBinary, "' ", Target(),
+                               " chat --max-tokens 2 --temperature 0 --chat-template \"",
+                               kCliChatTemplate, "\"")});
+  ASSERT_EQ(r.exit_code(), 0) << r.Describe();
+  // Turn 1: "[hello]"; turn 2: "[hello]A[again]" (the first reply is now an assistant turn).
+  EXPECT_THAT(r.err, ContainsRegex("prompt tokens: 7 \\| completion tokens: 2 \\|(.|\n)*"
+                                   "prompt tokens: 15 \\| completion tokens: 2 \\|"));
+}
+
+TEST_F(KvserveBinaryTest, CliChatWithoutATemplateExitsTwoWithTheServerError) {
+  const CommandResult r = Cli({"chat", "--prompt", "hello"});
+  EXPECT_EQ(r.exit_code(), 2) << r.Describe();
+  EXPECT_THAT(r.err, HasSubstr("FAILED_PRECONDITION: chat_template: this model has no chat"));
+}
+
 TEST_F(KvserveBinaryTest, CliGenerateOfAnEmptyPromptExitsTwoWithTheServerError) {
   const CommandResult r = Cli({"generate", "--prompt", ""});
   EXPECT_EQ(r.exit_code(), 2) << r.Describe();
