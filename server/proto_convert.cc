@@ -114,6 +114,8 @@ void ToProto(const engine::ModelInfo& info, pb::ModelInfo* out) {
   out->set_kv_cache_blocks(info.kv_cache_blocks);
   out->set_kv_cache_block_size(info.block_size);
   out->set_state_bytes_per_sequence(info.state_bytes_per_sequence);
+  out->set_weight_bytes(info.weight_bytes);
+  out->set_weight_dtype(info.weight_dtype);
 }
 
 void ToProto(const engine::TokenLogprobs& logprobs, pb::TokenLogprobs* out) {

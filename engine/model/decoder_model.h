@@ -1,5 +1,6 @@
 // DecoderModel: the decoder-only transformers of Hugging Face's LlamaForCausalLM and
-// DeepseekV2ForCausalLM (dense MLP layers), and kvserve's attention/S4 hybrids, in f32.
+// DeepseekV2ForCausalLM (dense MLP layers), and kvserve's attention/S4 hybrids: f32 activations,
+// matrices in f32, bf16 or int8 as loaded (WeightOptions), norms and recurrent state in f32.
 //
 //   x = embed(tokens)                                     {n, hidden}
 //   per layer:  x += mixer(h),  h = RMSNorm(x), mixer one of
