@@ -355,6 +355,12 @@ TEST_F(KvServerTest, ListModelsReportsTheDefaultModelShape) {
   EXPECT_EQ(m.kv_cache_bytes_per_token(), 2 * 2 * 32 * 4 * 4);
   EXPECT_EQ(m.tokenizer(), "byte-level (ids 0-255 are bytes, BOS 256, EOS 257)");
   EXPECT_EQ(m.eos_token_id(), kEos);
+  // f32 (random weights under --weight-dtype=auto): untied embedding and head, per layer
+  // q/o [256x256], k/v [64x256], gate/up/down 688x256 and two norms, then the final norm.
+  EXPECT_EQ(m.weight_dtype(), "f32");
+  EXPECT_EQ(
+      m.weight_bytes(),
+      4 * (2 * 320 * 256 + 4 * (2 * 256 * 256 + 2 * 64 * 256 + 3 * 688 * 256 + 2 * 256) + 256));
 }
 
 TEST_F(KvServerTest, TokenizePrependsBosToTheUtf8Bytes) {
