@@ -139,6 +139,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedM
   info.config = model.model->config();
   info.tokenizer = model.tokenizer->name();
   info.num_parameters = model.model->num_parameters();
+  info.weight_bytes = model.model->weight_bytes();
+  info.weight_dtype = model.model->weight_formats();
   info.kv_cache_bytes_per_token = cache->spec().PagedBytesPerToken();
   info.state_bytes_per_sequence = cache->spec().StateBytesPerSequence();
   info.kv_cache_bytes = resolved.kv_cache_bytes;

@@ -85,6 +85,11 @@ struct ModelInfo {
   ModelConfig config;
   std::string tokenizer;
   int64_t num_parameters = 0;
+  // Bytes the weights occupy in memory, in their storage format (a tied embedding counted once).
+  int64_t weight_bytes = 0;
+  // The matrices' storage: "f32", "bf16", "int8", or e.g. "bf16+f32" when mixed (MLA layers stay
+  // f32); norms are always f32.
+  std::string weight_dtype;
   int64_t kv_cache_bytes_per_token = 0;  // paged cache (K/V or MLA latents), all layers, f32
   int64_t state_bytes_per_sequence = 0;  // recurrent state (S4 layers), all layers, f32
   int64_t kv_cache_bytes = 0;            // the whole cache's budget

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,7 @@ int Run(int argc, char** argv) {
   double shutdown_timeout = 30.0;
   double max_connection_age = 0;
   std::string log_level = "info";
+  std::string weight_dtype = "auto";
   std::string metrics_address = "0.0.0.0:9464";
   bool log_requests = false;
 
@@ -58,6 +60,10 @@ int Run(int argc, char** argv) {
       "model", &models,
       "model to serve: DIR or NAME=DIR, a Hugging Face directory with config.json "
       "and model.safetensors (repeatable; the first is the default model)");
+  flags.AddString("weight-dtype", &weight_dtype,
+                  "precision the weight matrices are kept in: auto (the checkpoint's: F32 stays "
+                  "f32, BF16 and F16 become bf16), f32, bf16, or int8 (per 32 inputs one scale); "
+                  "norms stay f32");
   flags.AddInt("max-num-seqs", &max_num_seqs,
                "sequences decoded concurrently per model (a request with n samples counts n); "
                "further requests wait");
@@ -112,6 +118,14 @@ int Run(int argc, char** argv) {
     return 2;
   }
   kvserve::base::SetMinLogSeverity(severity);
+  const std::optional<kvserve::engine::WeightDType> dtype =
+      kvserve::engine::ParseWeightDType(weight_dtype);
+  if (!dtype.has_value()) {
+    std::fprintf(stderr,
+                 "kvserve: --weight-dtype: unknown precision '%s' (auto, f32, bf16 or int8)\n",
+                 weight_dtype.c_str());
+    return 2;
+  }
   if (flags.IsSet("max-running-requests")) {
     if (flags.IsSet("max-num-seqs") && max_num_seqs != max_running) {
       std::fprintf(stderr,
@@ -159,6 +173,8 @@ int Run(int argc, char** argv) {
   options.metrics_address = metrics_address;
   options.log_requests = log_requests;
   for (const std::string& m : models) options.models.push_back(kvserve::server::ParseModelSpec(m));
+  if (options.models.empty()) options.models.push_back({});  // the embedded default model
+  for (kvserve::server::ModelSpec& spec : options.models) spec.weight_dtype = *dtype;
 
   // Block the shutdown signals in every thread (threads inherit the mask) and wait for them here.
   sigset_t signals;

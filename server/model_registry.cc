@@ -37,11 +37,12 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
     engine::LoadedModel loaded;
     std::string name = spec.name;
     if (spec.dir.empty()) {
-      KV_ASSIGN_OR_RETURN(loaded, engine::CreateRandomModel(engine::DefaultModelConfig(),
-                                                            engine::kDefaultModelSeed));
+      KV_ASSIGN_OR_RETURN(
+          loaded, engine::CreateRandomModel(engine::DefaultModelConfig(), engine::kDefaultModelSeed,
+                                            spec.weight_dtype));
       if (name.empty()) name = engine::kDefaultModelName;
     } else {
-      KV_ASSIGN_OR_RETURN(loaded, engine::LoadModelDirectory(spec.dir));
+      KV_ASSIGN_OR_RETURN(loaded, engine::LoadModelDirectory(spec.dir, spec.weight_dtype));
     }
     for (const auto& e : registry->engines_) {
       if (e->info().name == name) {
@@ -56,10 +57,11 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
     const engine::ModelInfo& info = engine->info();
     KV_LOG(INFO) << "model '" << info.name << "': " << info.config.architecture << " "
                  << info.config.AttentionKind() << ", " << info.num_parameters << " parameters, "
-                 << info.kv_cache_bytes_per_token << " KV bytes/token, from " << info.source
-                 << "; KV cache " << info.kv_cache_bytes / (1 << 20)
-                 << " MiB = " << info.kv_cache_blocks << " blocks of " << info.block_size
-                 << " tokens";
+                 << info.weight_dtype << " weights " << info.weight_bytes / (1 << 20) << " MiB ("
+                 << info.weight_bytes << " bytes), " << info.kv_cache_bytes_per_token
+                 << " KV bytes/token, from " << info.source << "; KV cache "
+                 << info.kv_cache_bytes / (1 << 20) << " MiB = " << info.kv_cache_blocks
+                 << " blocks of " << info.block_size << " tokens";
     registry->engines_.push_back(std::move(engine));
   }
   return registry;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/checkpoint/weight_source.h"
 #include "engine/engine.h"
 
 namespace kvserve::server {
@@ -19,6 +20,7 @@ namespace kvserve::server {
 struct ModelSpec {
   std::string name;  // empty: the directory's base name
   std::string dir;   // empty: the embedded random-weight default model
+  engine::WeightDType weight_dtype = engine::WeightDType::kAuto;  // --weight-dtype
 };
 // Parses a --model value.
 ModelSpec ParseModelSpec(std::string_view flag_value);

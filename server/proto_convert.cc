@@ -143,6 +143,8 @@ void ToProto(const engine::ModelInfo& info, pb::ModelInfo* out) {
   out->set_state_bytes_per_sequence(info.state_bytes_per_sequence);
   out->set_rope_theta(c.rope_theta);
   out->set_min_rope_theta(info.min_rope_theta);
+  out->set_weight_bytes(info.weight_bytes);
+  out->set_weight_dtype(info.weight_dtype);
 }
 
 void ToProto(const engine::TokenLogprobs& logprobs, pb::TokenLogprobs* out) {

@@ -1,10 +1,10 @@
 #include "engine/kernels/linear.h"
 
 #include <utility>
+#include <variant>
 
 #include "absl/strings/str_cat.h"
 #include "base/logging.h"
-#include "engine/kernels/row_invariant_matmul.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
 namespace kvserve::engine {
@@ -28,7 +28,7 @@ dnnl::stream& ThreadStream() {
 }  // namespace
 
 struct Linear::Impl {
-  AlignedFloats weight;       // [N][K]
+  MatmulWeight weight;        // [N][K]; the oneDNN members below only for F32Weight
   dnnl::memory::desc src_md;  // [M?, K] with runtime M
   dnnl::memory::desc wei_md;  // [K, N] viewed as "ba"
   dnnl::memory::desc dst_md;  // [M?, N]
@@ -44,10 +44,18 @@ absl::StatusOr<Linear> Linear::Create(std::vector<float> weight, int64_t out_fea
                                                    " elements, expected ", out_features, " x ",
                                                    in_features));
   }
-  auto impl = std::make_unique<Impl>();
   // Copied once into cache-line-aligned storage (see aligned_buffer.h).
-  impl->weight.assign(weight.begin(), weight.end());
+  F32Weight f32{out_features, in_features, AlignedFloats(weight.begin(), weight.end())};
   weight = std::vector<float>();
+  return Create(MatmulWeight(std::move(f32)));
+}
+
+absl::StatusOr<Linear> Linear::Create(MatmulWeight weight) {
+  const int64_t out_features = OutFeatures(weight), in_features = InFeatures(weight);
+  auto impl = std::make_unique<Impl>();
+  impl->weight = std::move(weight);
+  F32Weight* f32 = std::get_if<F32Weight>(&impl->weight);
+  if (f32 == nullptr) return Linear(std::move(impl), out_features, in_features);
   try {
     const dnnl::memory::dim k = in_features, n = out_features;
     impl->src_md = dnnl::memory::desc({DNNL_RUNTIME_DIM_VAL, k}, dt::f32, tag::ab);
@@ -56,7 +64,7 @@ absl::StatusOr<Linear> Linear::Create(std::vector<float> weight, int64_t out_fea
     dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(impl->src_md, impl->wei_md, impl->dst_md),
                                     CpuEngine());
     impl->matmul = dnnl::matmul(pd);
-    impl->weight_mem = dnnl::memory(impl->wei_md, CpuEngine(), impl->weight.data());
+    impl->weight_mem = dnnl::memory(impl->wei_md, CpuEngine(), f32->data.data());
   } catch (const dnnl::error& e) {
     return absl::InternalError(absl::StrCat("oneDNN matmul [", in_features, " -> ", out_features,
                                             "] could not be created: ", e.what()));
@@ -70,12 +78,12 @@ Linear::Linear(Linear&&) noexcept = default;
 Linear& Linear::operator=(Linear&&) noexcept = default;
 Linear::~Linear() = default;
 
-const AlignedFloats& Linear::weight() const { return impl_->weight; }
+const MatmulWeight& Linear::weight() const { return impl_->weight; }
 
 void Linear::Forward(const float* x, int64_t m, float* y) const {
   KV_CHECK(m > 0) << "Linear::Forward with m=" << m;
-  if (row_invariant_ || m < kOneDnnMinRows) {
-    RowInvariantMatmul(x, m, impl_->weight.data(), out_features_, in_features_, y);
+  if (row_invariant_ || m < kOneDnnMinRows || !std::holds_alternative<F32Weight>(impl_->weight)) {
+    MatmulForward(impl_->weight, x, m, y);
     return;
   }
   Execute(x, m, y);

@@ -1,16 +1,21 @@
-// Linear: y = x · Wᵀ, through RowInvariantMatmul or oneDNN's matmul (the one file that touches
-// oneDNN).
+// Linear: y = x · Wᵀ with W held as a MatmulWeight (matmul_weight.h) — f32 as loaded, packed
+// bf16 or block-32 int8 — through MatmulForward, or for f32 weights optionally oneDNN's matmul
+// (the one file that touches oneDNN).
 //
-// Weights stay in the Hugging Face / nn.Linear layout W[out_features][in_features] (oneDNN calls
-// the K×N view of it "ba"), so a checkpoint is used as loaded. One oneDNN primitive with a runtime
-// row count M serves prefill chunks of any length.
+// Ownership: a Linear owns its one copy of W, in its storage format; no f32 copy of a bf16 or
+// int8 weight is kept. f32 weights stay in the Hugging Face / nn.Linear layout
+// W[out_features][in_features] (oneDNN calls the K×N view of it "ba"). One oneDNN primitive with
+// a runtime row count M serves prefill chunks of any length.
 //
 // Row invariance (on by default): each output row is bit-identical whatever the row count m and
 // the other rows are, so a sequence decodes the same tokens alone or inside any batch. oneDNN 2.6
 // picks kernels and blocking by M (a row computed at M < 16 differs in its low bits from the same
 // row at M >= 16, and with two threads M near 1000 changes again), so row-invariant calls use
 // RowInvariantMatmul, whose summation order is fixed per element. set_row_invariant(false) lets
-// calls of at least kOneDnnMinRows rows use oneDNN's packed GEMM, faster for long prefills.
+// calls of at least kOneDnnMinRows rows use oneDNN's packed GEMM, faster for long prefills. That
+// applies to f32 weights only: bf16 and int8 weights always run their own kernels
+// (Bf16Matmul, Int8Matmul), which are row-invariant and already blocked for prefill-sized M, so
+// set_row_invariant(false) changes nothing for them.
 //
 // Thread-safety: Forward is const and may run concurrently on different threads (each thread uses
 // its own oneDNN stream). set_row_invariant is not synchronized: call it before sharing the
@@ -24,6 +29,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/kernels/aligned_buffer.h"
+#include "engine/kernels/matmul_weight.h"
 
 namespace kvserve::engine {
 
@@ -32,6 +38,8 @@ class Linear {
   // REQUIRES: weight.size() == out_features * in_features, row-major [out_features][in_features].
   static absl::StatusOr<Linear> Create(std::vector<float> weight, int64_t out_features,
                                        int64_t in_features);
+  // Takes the weight in any format (PrepareWeight, PackBf16, QuantizeInt8).
+  static absl::StatusOr<Linear> Create(MatmulWeight weight);
   Linear(Linear&&) noexcept;
   Linear& operator=(Linear&&) noexcept;
   ~Linear();
@@ -48,7 +56,9 @@ class Linear {
 
   int64_t out_features() const { return out_features_; }
   int64_t in_features() const { return in_features_; }
-  const AlignedFloats& weight() const;  // [out_features][in_features], 64-byte aligned
+  // [out_features][in_features] in its storage format; F32Weight::data is 64-byte aligned.
+  const MatmulWeight& weight() const;
+  int64_t weight_bytes() const { return WeightBytes(weight()); }
 
  private:
   struct Impl;

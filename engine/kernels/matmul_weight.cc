@@ -1,5 +1,6 @@
 #include "engine/kernels/matmul_weight.h"
 
+#include <cstring>
 #include <utility>
 
 #include "engine/kernels/row_invariant_matmul.h"
@@ -51,6 +52,35 @@ int64_t WeightBytes(const MatmulWeight& w) {
   return std::visit(Overloaded{[](const F32Weight& v) { return v.n * v.k * 4; },
                                [](const auto& v) { return v.bytes(); }},
                     w);
+}
+
+const char* WeightFormatName(const MatmulWeight& w) {
+  return std::visit(Overloaded{[](const F32Weight&) { return "f32"; },
+                               [](const PackedBf16Weight&) { return "bf16"; },
+                               [](const PackedInt8Weight&) { return "int8"; }},
+                    w);
+}
+
+void DequantizeRow(const MatmulWeight& w, int64_t j, float* out) {
+  std::visit(
+      Overloaded{
+          [&](const F32Weight& v) { std::memcpy(out, &v.data[j * v.k], v.k * sizeof(float)); },
+          [&](const PackedBf16Weight& v) {
+            // Column j of panel j/16: pair t of it at line t, lanes 2·(j%16) and 2·(j%16)+1.
+            const int64_t kLine = 2 * kBf16PanelWidth;
+            const uint16_t* panel = v.data.data() + (j / kBf16PanelWidth) * v.panel_lines * kLine;
+            const int64_t c = j % kBf16PanelWidth;
+            for (int64_t i = 0; i < v.k; ++i) {
+              out[i] = Bf16ToFloat(panel[(i / 2) * kLine + 2 * c + (i % 2)]);
+            }
+          },
+          [&](const PackedInt8Weight& v) {
+            const int64_t group_k = v.group_quads * 4;
+            for (int64_t i = 0; i < v.k; ++i) {
+              out[i] = static_cast<float>(v.quantized(j, i)) * v.scale(j, i / group_k);
+            }
+          }},
+      w);
 }
 
 void MatmulForward(const MatmulWeight& w, const float* x, int64_t m, float* y) {

@@ -47,7 +47,15 @@ absl::StatusOr<MatmulWeight> PrepareWeight(const std::vector<float>& w, int64_t 
 
 int64_t OutFeatures(const MatmulWeight& w);  // n
 int64_t InFeatures(const MatmulWeight& w);   // k
-int64_t WeightBytes(const MatmulWeight& w);  // bytes one Forward streams
+int64_t WeightBytes(const MatmulWeight& w);  // bytes one Forward streams (= bytes held)
+// "f32", "bf16", "int8" (block-32 and per-channel alike).
+const char* WeightFormatName(const MatmulWeight& w);
+
+// out[k] = W[j][k] as the format stores it, widened to f32: exact for f32 and bf16, q·scale for
+// int8. An embedding lookup reads its table this way, so a tied LM head and the embedding share
+// one packed weight.
+// REQUIRES: 0 <= j < OutFeatures(w); out has InFeatures(w) floats.
+void DequantizeRow(const MatmulWeight& w, int64_t j, float* out);
 
 // y[m][n] = x[m][k] · Wᵀ in the weight's format; x: {m, k} f32, y: {m, n} f32.
 // REQUIRES: m >= 1; y overlaps neither x nor w.

@@ -192,7 +192,8 @@ void MlaAttention::Expanded(int64_t row, int64_t n, int32_t start_pos, const flo
 void MlaAttention::Absorbed(int64_t row, int64_t n, int32_t start_pos, const float* arena) {
   const int64_t qk = nope_ + rope_dim_;
   const int64_t kv_width = nope_ + v_dim_;
-  const float* w_b = kv_b_proj_->weight().data();  // [heads*(nope+v), kv_lora]
+  // [heads*(nope+v), kv_lora]; MLA keeps its weights f32 (Create).
+  const float* w_b = std::get<F32Weight>(kv_b_proj_->weight()).data.data();
   q_abs_.resize(heads_ * kv_lora_);
   o_lat_.resize(heads_ * kv_lora_);
   for (int64_t i = 0; i < n; ++i) {

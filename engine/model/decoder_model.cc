@@ -8,15 +8,17 @@
 #include "base/logging.h"
 #include "base/status_macros.h"
 #include "engine/layers/gqa_attention.h"
+#include "engine/model/matrix_loader.h"
 
 namespace kvserve::engine {
 namespace {
 
-absl::StatusOr<Linear> LoadLinear(const WeightSource& weights, const std::string& name,
+// `weights` is the model's MatrixLoader: the matrix comes in the storage WeightOptions chose.
+absl::StatusOr<Linear> LoadLinear(MatrixLoader& weights, const std::string& name,
                                   int64_t out_features, int64_t in_features, int64_t* count) {
-  KV_ASSIGN_OR_RETURN(std::vector<float> w, weights(name, {out_features, in_features}));
+  KV_ASSIGN_OR_RETURN(MatmulWeight w, weights.Load(name, out_features, in_features));
   *count += out_features * in_features;
-  return Linear::Create(std::move(w), out_features, in_features);
+  return Linear::Create(std::move(w));
 }
 
 absl::StatusOr<std::vector<float>> LoadVector(const WeightSource& weights, const std::string& name,
@@ -55,7 +57,8 @@ absl::StatusOr<std::unique_ptr<S4Layer>> LoadS4(const ModelConfig& config,
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DecoderModel>> DecoderModel::Create(const ModelConfig& config,
-                                                                   const WeightSource& weights) {
+                                                                   const WeightSource& weights,
+                                                                   const WeightOptions& options) {
   KV_RETURN_IF_ERROR(config.Validate());
   const int64_t hidden = config.hidden_size;
   const int64_t q_dim = int64_t{config.num_attention_heads} * config.head_dim;
@@ -64,8 +67,9 @@ absl::StatusOr<std::unique_ptr<DecoderModel>> DecoderModel::Create(const ModelCo
   const int64_t vocab = config.vocab_size;
   int64_t count = 0;
 
-  KV_ASSIGN_OR_RETURN(std::vector<float> embed,
-                      weights("model.embed_tokens.weight", {vocab, hidden}));
+  MatrixLoader matrices(weights, options);
+  KV_ASSIGN_OR_RETURN(MatmulWeight embed,
+                      matrices.Load("model.embed_tokens.weight", vocab, hidden));
   count += vocab * hidden;
   std::vector<Layer> layers;
   layers.reserve(config.num_hidden_layers);
@@ -77,21 +81,21 @@ absl::StatusOr<std::unique_ptr<DecoderModel>> DecoderModel::Create(const ModelCo
     layer.attn_norm = std::move(attn_norm);
     if (config.layer_type(i) == LayerType::kS4) {
       KV_ASSIGN_OR_RETURN(layer.s4_in_proj,
-                          LoadLinear(weights, p + "s4.in_proj.weight", hidden, hidden, &count));
+                          LoadLinear(matrices, p + "s4.in_proj.weight", hidden, hidden, &count));
       KV_ASSIGN_OR_RETURN(layer.s4, LoadS4(config, weights, p + "s4.", &count));
       KV_ASSIGN_OR_RETURN(layer.s4_out_proj,
-                          LoadLinear(weights, p + "s4.out_proj.weight", hidden, hidden, &count));
+                          LoadLinear(matrices, p + "s4.out_proj.weight", hidden, hidden, &count));
     } else if (config.mla.has_value()) {
       KV_ASSIGN_OR_RETURN(layer.mla, MlaAttention::Create(config, weights, p, &count));
     } else {
       KV_ASSIGN_OR_RETURN(
-          layer.q_proj, LoadLinear(weights, p + "self_attn.q_proj.weight", q_dim, hidden, &count));
+          layer.q_proj, LoadLinear(matrices, p + "self_attn.q_proj.weight", q_dim, hidden, &count));
+      KV_ASSIGN_OR_RETURN(layer.k_proj, LoadLinear(matrices, p + "self_attn.k_proj.weight", kv_dim,
+                                                   hidden, &count));
+      KV_ASSIGN_OR_RETURN(layer.v_proj, LoadLinear(matrices, p + "self_attn.v_proj.weight", kv_dim,
+                                                   hidden, &count));
       KV_ASSIGN_OR_RETURN(
-          layer.k_proj, LoadLinear(weights, p + "self_attn.k_proj.weight", kv_dim, hidden, &count));
-      KV_ASSIGN_OR_RETURN(
-          layer.v_proj, LoadLinear(weights, p + "self_attn.v_proj.weight", kv_dim, hidden, &count));
-      KV_ASSIGN_OR_RETURN(
-          layer.o_proj, LoadLinear(weights, p + "self_attn.o_proj.weight", hidden, q_dim, &count));
+          layer.o_proj, LoadLinear(matrices, p + "self_attn.o_proj.weight", hidden, q_dim, &count));
       if (config.qkv_bias) {
         KV_ASSIGN_OR_RETURN(layer.q_bias,
                             LoadVector(weights, p + "self_attn.q_proj.bias", q_dim, &count));
@@ -110,11 +114,11 @@ absl::StatusOr<std::unique_ptr<DecoderModel>> DecoderModel::Create(const ModelCo
     KV_ASSIGN_OR_RETURN(auto mlp_norm,
                         LoadVector(weights, p + "post_attention_layernorm.weight", hidden, &count));
     KV_ASSIGN_OR_RETURN(auto gate,
-                        LoadLinear(weights, p + "mlp.gate_proj.weight", inter, hidden, &count));
+                        LoadLinear(matrices, p + "mlp.gate_proj.weight", inter, hidden, &count));
     KV_ASSIGN_OR_RETURN(auto up,
-                        LoadLinear(weights, p + "mlp.up_proj.weight", inter, hidden, &count));
+                        LoadLinear(matrices, p + "mlp.up_proj.weight", inter, hidden, &count));
     KV_ASSIGN_OR_RETURN(auto down,
-                        LoadLinear(weights, p + "mlp.down_proj.weight", hidden, inter, &count));
+                        LoadLinear(matrices, p + "mlp.down_proj.weight", hidden, inter, &count));
     layer.mlp_norm = std::move(mlp_norm);
     layer.gate_proj.emplace(std::move(gate));
     layer.up_proj.emplace(std::move(up));
@@ -122,21 +126,30 @@ absl::StatusOr<std::unique_ptr<DecoderModel>> DecoderModel::Create(const ModelCo
     layers.push_back(std::move(layer));
   }
   KV_ASSIGN_OR_RETURN(auto final_norm, LoadVector(weights, "model.norm.weight", hidden, &count));
-  std::vector<float> head_weight;
+  // Tied: the LM head owns the one table and the embedding lookup reads it (EmbeddingTable).
+  std::optional<MatmulWeight> untied_embed;
+  MatmulWeight head_weight;
   if (config.tie_word_embeddings) {
-    head_weight =
-        embed;  // a copy: Linear owns its weight; tied models pay vocab*hidden floats twice
+    head_weight = std::move(embed);
   } else {
-    KV_ASSIGN_OR_RETURN(head_weight, weights("lm_head.weight", {vocab, hidden}));
+    untied_embed = std::move(embed);
+    KV_ASSIGN_OR_RETURN(head_weight, matrices.Load("lm_head.weight", vocab, hidden));
     count += vocab * hidden;
   }
-  KV_ASSIGN_OR_RETURN(Linear lm_head, Linear::Create(std::move(head_weight), vocab, hidden));
-  return std::unique_ptr<DecoderModel>(new DecoderModel(config, std::move(embed), std::move(layers),
-                                                        std::move(final_norm), std::move(lm_head),
-                                                        count));
+  KV_ASSIGN_OR_RETURN(Linear lm_head, Linear::Create(std::move(head_weight)));
+  auto model = std::unique_ptr<DecoderModel>(
+      new DecoderModel(config, std::move(untied_embed), std::move(layers), std::move(final_norm),
+                       std::move(lm_head), count));
+  // Everything not loaded as a matrix (norms, S4 and MLA parameters) is f32.
+  model->weight_bytes_ = matrices.num_bytes() + 4 * (count - matrices.num_elements());
+  model->weight_formats_ = matrices.formats();
+  if (config.mla.has_value() && model->weight_formats_ != "f32") {
+    model->weight_formats_ += "+f32";  // MlaAttention keeps its projections f32
+  }
+  return model;
 }
 
-DecoderModel::DecoderModel(const ModelConfig& config, std::vector<float> embed,
+DecoderModel::DecoderModel(const ModelConfig& config, std::optional<MatmulWeight> embed,
                            std::vector<Layer> layers, std::vector<float> final_norm, Linear lm_head,
                            int64_t num_parameters)
     : config_(config),
@@ -259,7 +272,7 @@ void DecoderModel::Run(int64_t num_rows, cache::KvCacheManager& cache, float* lo
   for (int64_t i = 0; i < num_rows; ++i) {
     const int32_t id = tokens_[i];
     KV_CHECK(id >= 0 && id < config_.vocab_size) << "token id " << id;
-    std::memcpy(&x_[i * hidden], &embed_[int64_t{id} * hidden], hidden * sizeof(float));
+    DequantizeRow(EmbeddingTable(), id, &x_[i * hidden]);  // {hidden}
   }
   if (mla_rope_.has_value()) {
     mla_rope_table_.resize(num_rows * config_.mla->qk_rope_head_dim);

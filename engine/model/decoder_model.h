@@ -1,6 +1,7 @@
 // DecoderModel: the decoder-only transformers of Hugging Face's LlamaForCausalLM,
 // Qwen2ForCausalLM, Qwen3ForCausalLM and DeepseekV2ForCausalLM (dense MLP layers), and kvserve's
-// attention/S4 hybrids, in f32.
+// attention/S4 hybrids: f32 activations, matrices in f32, bf16 or int8 as loaded (WeightOptions),
+// norms and recurrent state in f32.
 //
 //   x = embed(tokens)                                     {n, hidden}
 //   per layer:  x += mixer(h),  h = RMSNorm(x), mixer one of
@@ -35,6 +36,7 @@
 #include "engine/checkpoint/weight_source.h"
 #include "engine/kernels/aligned_buffer.h"
 #include "engine/kernels/linear.h"
+#include "engine/kernels/matmul_weight.h"
 #include "engine/kernels/ops.h"
 #include "engine/layers/batch_rows.h"
 #include "engine/layers/gqa_attention.h"
@@ -46,8 +48,12 @@ namespace kvserve::engine {
 
 class DecoderModel {
  public:
+  // Matrices (nn.Linear weights, embedding, LM head) are kept in the storage `options` asks for
+  // (weight_source.h); norms, S4 and MLA parameters in f32. A tied LM head and the embedding
+  // share one table.
   static absl::StatusOr<std::unique_ptr<DecoderModel>> Create(const ModelConfig& config,
-                                                              const WeightSource& weights);
+                                                              const WeightSource& weights,
+                                                              const WeightOptions& options = {});
 
   // Runs tokens at positions [start_pos, start_pos + n) (n = tokens.size()) of the sequence `seq`,
   // writing their K/V into its cache slots and the logits: [n, vocab] when all_logits, else [vocab]
@@ -81,6 +87,10 @@ class DecoderModel {
 
   const ModelConfig& config() const { return config_; }
   int64_t num_parameters() const { return num_parameters_; }
+  // Bytes the weights occupy in memory (a tied table counted once).
+  int64_t weight_bytes() const { return weight_bytes_; }
+  // The matrices' storage: "f32", "bf16", "int8", or e.g. "bf16+f32" when mixed.
+  const std::string& weight_formats() const { return weight_formats_; }
 
  private:
   struct Layer {
@@ -104,25 +114,30 @@ class DecoderModel {
     std::optional<Linear> down_proj;    // [hidden, intermediate]
   };
 
-  DecoderModel(const ModelConfig& config, std::vector<float> embed, std::vector<Layer> layers,
-               std::vector<float> final_norm, Linear lm_head, int64_t num_parameters);
+  DecoderModel(const ModelConfig& config, std::optional<MatmulWeight> embed,
+               std::vector<Layer> layers, std::vector<float> final_norm, Linear lm_head,
+               int64_t num_parameters);
   // The batched step over rows_ (one SequenceRows per entry); logit_rows_ lists the rows whose
   // logits go to `logits`, in order.
   void Run(int64_t num_rows, cache::KvCacheManager& cache, float* logits);
   // One GQA attention layer: reads h_, writes the layer's output to proj_ {rows, hidden}.
   void GqaLayer(Layer& layer, int64_t num_rows, const AttentionShape& shape,
                 cache::KvCacheManager& cache, int32_t l);
+  // [vocab, hidden]: the untied embedding, or the LM head's weight when tied.
+  const MatmulWeight& EmbeddingTable() const { return embed_ ? *embed_ : lm_head_.weight(); }
   // Grows the per-row workspaces to hold n rows.
   void Reserve(int64_t n);
 
   ModelConfig config_;
-  std::vector<float> embed_;  // [vocab, hidden]
+  std::optional<MatmulWeight> embed_;  // [vocab, hidden], untied models only
   std::vector<Layer> layers_;
   std::vector<float> final_norm_;            // [hidden]
   Linear lm_head_;                           // [vocab, hidden]
   RotaryEmbedding rope_;                     // GQA layers: head_dim, rotate-half
   std::optional<RotaryEmbedding> mla_rope_;  // MLA layers: rope dims, interleaved, YaRN
   int64_t num_parameters_;
+  int64_t weight_bytes_ = 0;
+  std::string weight_formats_;
 
   // Workspaces, grown on demand and reused across calls (no allocation per decode step).
   int64_t reserved_tokens_ = 0;

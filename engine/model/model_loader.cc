@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -87,6 +88,44 @@ class CheckpointTensors {
     return out;
   }
 
+  // F32 for any dtype other than F16 and BF16 (Read rejects those it cannot convert).
+  absl::StatusOr<StoredDType> Stored(const std::string& name) const {
+    auto it = by_name_.find(name);
+    if (it == by_name_.end()) {
+      return absl::NotFoundError(absl::StrCat("checkpoint has no tensor '", name, "'"));
+    }
+    switch (it->second->dtype) {
+      case DType::kBF16:
+        return StoredDType::kBf16;
+      case DType::kF16:
+        return StoredDType::kF16;
+      default:
+        return StoredDType::kF32;
+    }
+  }
+
+  // A BF16 tensor's bit patterns, copied out of the mapping (which need not be 2-byte aligned).
+  absl::StatusOr<std::vector<uint16_t>> ReadBf16(const std::string& name,
+                                                 const std::vector<int64_t>& shape) const {
+    auto it = by_name_.find(name);
+    if (it == by_name_.end()) {
+      return absl::NotFoundError(absl::StrCat("checkpoint has no tensor '", name, "'"));
+    }
+    const TensorView& t = *it->second;
+    if (t.shape != shape) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has shape ",
+                                                     ShapeString(t.shape), ", config.json implies ",
+                                                     ShapeString(shape)));
+    }
+    if (t.dtype != DType::kBF16) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", name, "' is ", std::string(DTypeName(t.dtype)), ", not BF16"));
+    }
+    std::vector<uint16_t> out(t.NumElements());
+    std::memcpy(out.data(), t.data, out.size() * sizeof(uint16_t));
+    return out;
+  }
+
  private:
   absl::Status AddFile(const fs::path& path) {
     KV_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path.string()));
@@ -132,7 +171,7 @@ std::vector<float> RandomTensor(uint64_t seed, const std::string& name, int64_t 
 
 }  // namespace
 
-absl::StatusOr<LoadedModel> LoadModelDirectory(const std::string& dir) {
+absl::StatusOr<LoadedModel> LoadModelDirectory(const std::string& dir, WeightDType weight_dtype) {
   const fs::path root(dir);
   KV_ASSIGN_OR_RETURN(std::string config_text, ReadFile(root / "config.json"));
   auto config_or = ModelConfig::FromJson(config_text);
@@ -180,10 +219,21 @@ absl::StatusOr<LoadedModel> LoadModelDirectory(const std::string& dir) {
   }
   CheckpointTensors tensors;
   KV_RETURN_IF_ERROR(tensors.Open(root));
+  WeightOptions weight_options;
+  weight_options.dtype = weight_dtype;
+  weight_options.stored_dtype = [&tensors](const std::string& name) {
+    return tensors.Stored(name);
+  };
+  weight_options.bf16_bits = [&tensors](const std::string& name,
+                                        const std::vector<int64_t>& shape) {
+    return tensors.ReadBf16(name, shape);
+  };
   auto model = DecoderModel::Create(
-      config, [&tensors](const std::string& name, const std::vector<int64_t>& shape) {
+      config,
+      [&tensors](const std::string& name, const std::vector<int64_t>& shape) {
         return tensors.Read(name, shape);
-      });
+      },
+      weight_options);
   if (!model.ok()) {
     return absl::Status(model.status().code(), absl::StrCat(dir, ": ", model.status().message()));
   }
@@ -224,7 +274,8 @@ ModelConfig DefaultModelConfig() {
   return c;
 }
 
-absl::StatusOr<LoadedModel> CreateRandomModel(const ModelConfig& config, uint64_t seed) {
+absl::StatusOr<LoadedModel> CreateRandomModel(const ModelConfig& config, uint64_t seed,
+                                              WeightDType weight_dtype) {
   auto source = [seed](const std::string& name,
                        const std::vector<int64_t>& shape) -> absl::StatusOr<std::vector<float>> {
     int64_t count = 1;
@@ -260,7 +311,9 @@ absl::StatusOr<LoadedModel> CreateRandomModel(const ModelConfig& config, uint64_
         name == "model.embed_tokens.weight" ? 1.0 : 1.0 / std::sqrt(static_cast<double>(shape[1]));
     return RandomTensor(seed, name, count, stddev);
   };
-  KV_ASSIGN_OR_RETURN(auto model, DecoderModel::Create(config, source));
+  WeightOptions weight_options;
+  weight_options.dtype = weight_dtype;  // the source is f32: kAuto keeps f32
+  KV_ASSIGN_OR_RETURN(auto model, DecoderModel::Create(config, source, weight_options));
   LoadedModel loaded;
   loaded.model = std::move(model);
   loaded.tokenizer = std::make_unique<ByteTokenizer>(

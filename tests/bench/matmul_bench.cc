@@ -32,7 +32,8 @@ void BM_Matmul(benchmark::State& state) {
   linear.set_row_invariant(false);
   for (auto _ : state) {
     if (kernel) {
-      engine::RowInvariantMatmul(x.data(), m, linear.weight().data(), n, k, y.data());
+      engine::RowInvariantMatmul(
+          x.data(), m, std::get<engine::F32Weight>(linear.weight()).data.data(), n, k, y.data());
     } else {
       linear.Forward(x.data(), m, y.data());
     }

@@ -10,6 +10,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -86,19 +87,20 @@ class BatchObserver : public EngineObserver {
   std::atomic<int64_t> max_scheduled_tokens{0};
 };
 
-LoadedModel LoadModel(const std::string& fixture) {
+LoadedModel LoadModel(const std::string& fixture, WeightDType dtype = WeightDType::kAuto) {
   if (fixture.empty()) {
-    auto loaded = CreateRandomModel(DefaultModelConfig(), kDefaultModelSeed);
+    auto loaded = CreateRandomModel(DefaultModelConfig(), kDefaultModelSeed, dtype);
     EXPECT_TRUE(loaded.ok()) << loaded.status();
     return std::move(*loaded);
   }
-  auto loaded = LoadModelDirectory(std::string(KVSERVE_TEST_DATA_DIR) + "/" + fixture);
+  auto loaded = LoadModelDirectory(std::string(KVSERVE_TEST_DATA_DIR) + "/" + fixture, dtype);
   EXPECT_TRUE(loaded.ok()) << loaded.status();
   return std::move(*loaded);
 }
 
-std::unique_ptr<Engine> MakeEngine(const std::string& fixture, EngineOptions options = {}) {
-  auto engine = Engine::Create("m", LoadModel(fixture), options);
+std::unique_ptr<Engine> MakeEngine(const std::string& fixture, EngineOptions options = {},
+                                   WeightDType dtype = WeightDType::kAuto) {
+  auto engine = Engine::Create("m", LoadModel(fixture, dtype), options);
   EXPECT_TRUE(engine.ok()) << engine.status();
   return std::move(*engine);
 }
@@ -133,13 +135,10 @@ void ExpectCacheEmpty(Engine& engine) {
 // different prompt lengths, output lengths and sampling settings, submitted together so their
 // prefill chunks and decodes share steps. MLA picks its form by token role and S4 models keep
 // fixed chunk boundaries (scheduler.h), so the invariance holds there too.
-class BatchInvarianceTest : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(BatchInvarianceTest, GreedyAloneEqualsGreedyInABatchOf32) {
-  const std::string fixture = GetParam();
+void ExpectGreedyAloneEqualsGreedyInABatchOf32(const std::string& fixture, WeightDType dtype) {
   const uint32_t seed = 1234;
   std::mt19937 rng(seed);
-  auto solo_engine = MakeEngine(fixture);
+  auto solo_engine = MakeEngine(fixture, {}, dtype);
   const int32_t vocab = solo_engine->info().config.vocab_size;
   const int32_t max_len = std::min(solo_engine->info().config.max_position_embeddings, 400);
   // Three targets (short, chunked, long prompt) and 29 others.
@@ -165,7 +164,7 @@ TEST_P(BatchInvarianceTest, GreedyAloneEqualsGreedyInABatchOf32) {
   auto observer = std::make_shared<BatchObserver>();
   EngineOptions options;
   options.observer = observer;
-  auto batch_engine = MakeEngine(fixture, options);
+  auto batch_engine = MakeEngine(fixture, options, dtype);
   std::vector<std::shared_ptr<SamplesSink>> sinks;
   for (GenerationRequest& r : requests) {
     sinks.push_back(std::make_shared<SamplesSink>());
@@ -175,9 +174,9 @@ TEST_P(BatchInvarianceTest, GreedyAloneEqualsGreedyInABatchOf32) {
   for (size_t k = 0; k < targets.size(); ++k) {
     const SamplesSink::Sample batched = sinks[targets[k]]->Wait()[0];
     SCOPED_TRACE(::testing::Message()
-                 << fixture << ": request " << targets[k] << " with a prompt of "
-                 << requests[targets[k]].prompt_token_ids.size() << " tokens (seed " << seed
-                 << ")");
+                 << fixture << " (" << WeightDTypeName(dtype) << " weights): request " << targets[k]
+                 << " with a prompt of " << requests[targets[k]].prompt_token_ids.size()
+                 << " tokens (seed " << seed << ")");
     EXPECT_EQ(batched.tokens, solo[k].tokens);
     ASSERT_EQ(batched.logprobs.size(), solo[k].logprobs.size());
     for (size_t i = 0; i < solo[k].logprobs.size(); ++i) {
@@ -187,6 +186,31 @@ TEST_P(BatchInvarianceTest, GreedyAloneEqualsGreedyInABatchOf32) {
   EXPECT_GT(observer->batched_iterations.load(), 0) << "nothing was batched";
   ExpectCacheEmpty(*batch_engine);
 }
+
+class BatchInvarianceTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(BatchInvarianceTest, GreedyAloneEqualsGreedyInABatchOf32) {
+  ExpectGreedyAloneEqualsGreedyInABatchOf32(GetParam(), WeightDType::kAuto);
+}
+
+// The same with the matrices in bf16 and in int8: their kernels fix the summation order per
+// element too (bf16_matmul.h, int8_matmul.h), so logprobs stay bit-identical.
+class LowPrecisionBatchInvarianceTest
+    : public ::testing::TestWithParam<std::tuple<std::string, WeightDType>> {};
+
+TEST_P(LowPrecisionBatchInvarianceTest, GreedyAloneEqualsGreedyInABatchOf32) {
+  ExpectGreedyAloneEqualsGreedyInABatchOf32(std::get<0>(GetParam()), std::get<1>(GetParam()));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Models, LowPrecisionBatchInvarianceTest,
+    ::testing::Combine(::testing::Values("", "tiny_hybrid_s4"),
+                       ::testing::Values(WeightDType::kBf16, WeightDType::kInt8)),
+    [](const auto& info) {
+      const std::string model =
+          std::get<0>(info.param).empty() ? std::string("DefaultModel") : std::get<0>(info.param);
+      return model + "_" + std::string(WeightDTypeName(std::get<1>(info.param)));
+    });
 
 INSTANTIATE_TEST_SUITE_P(Models, BatchInvarianceTest,
                          ::testing::Values("", "tiny_deepseek_v2_mla", "tiny_hybrid_s4"),

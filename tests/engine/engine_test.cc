@@ -60,8 +60,9 @@ class RecordingSink : public TokenSink {
   TokenEvent final_ ABSL_GUARDED_BY(mu_);
 };
 
-std::unique_ptr<Engine> MakeEngine(EngineOptions options = {}) {
-  auto loaded = LoadModelDirectory(std::string(KVSERVE_TEST_DATA_DIR) + "/tiny_llama_gqa");
+std::unique_ptr<Engine> MakeEngine(EngineOptions options = {},
+                                   WeightDType dtype = WeightDType::kAuto) {
+  auto loaded = LoadModelDirectory(std::string(KVSERVE_TEST_DATA_DIR) + "/tiny_llama_gqa", dtype);
   EXPECT_TRUE(loaded.ok()) << loaded.status();
   auto engine = Engine::Create("tiny", std::move(*loaded), options);
   EXPECT_TRUE(engine.ok()) << engine.status();
@@ -178,10 +179,11 @@ class AllocationRecordingSink : public TokenSink {
 // A decode step allocates nothing on the heap (STYLE: no allocation per token) unless it starts a
 // new cache block or fills one (block table and prefix-hash chain growth, amortized per block).
 // The last step, which also finishes the request, is per request and not checked.
-TEST(EngineTest, DecodeStepsDoNotAllocateBetweenBlockBoundaries) {
+void ExpectDecodeStepsDoNotAllocateBetweenBlockBoundaries(WeightDType dtype) {
+  SCOPED_TRACE(::testing::Message() << WeightDTypeName(dtype) << " weights");
   EngineOptions options;
   options.block_size = 16;
-  auto engine = MakeEngine(options);
+  auto engine = MakeEngine(options, dtype);
   const std::vector<int32_t> prompt = {3, 1, 4, 1, 5};
   const int32_t num_tokens = 80;
   auto sink = std::make_shared<AllocationRecordingSink>(num_tokens);
@@ -197,6 +199,26 @@ TEST(EngineTest, DecodeStepsDoNotAllocateBetweenBlockBoundaries) {
     ++checked;
   }
   EXPECT_GT(checked, 60);
+}
+
+TEST(EngineTest, DecodeStepsDoNotAllocateBetweenBlockBoundaries) {
+  ExpectDecodeStepsDoNotAllocateBetweenBlockBoundaries(WeightDType::kAuto);
+}
+
+// The bf16 and int8 kernels round the activations into per-thread scratch grown by the prefill;
+// decode steps reuse it.
+TEST(EngineTest, DecodeStepsWithBf16AndInt8WeightsDoNotAllocateBetweenBlockBoundaries) {
+  ExpectDecodeStepsDoNotAllocateBetweenBlockBoundaries(WeightDType::kBf16);
+  ExpectDecodeStepsDoNotAllocateBetweenBlockBoundaries(WeightDType::kInt8);
+}
+
+TEST(EngineTest, ModelInfoReportsWeightBytesAndPrecision) {
+  auto f32 = MakeEngine({}, WeightDType::kF32);
+  auto bf16 = MakeEngine();  // tiny_llama_gqa is stored in BF16: auto keeps it
+  EXPECT_EQ(f32->info().weight_dtype, "f32");
+  EXPECT_EQ(f32->info().weight_bytes, f32->info().num_parameters * 4);
+  EXPECT_EQ(bf16->info().weight_dtype, "bf16");
+  EXPECT_LT(bf16->info().weight_bytes, f32->info().weight_bytes);
 }
 
 TEST(EngineTest, StopTokenIdEndsGenerationWithStop) {

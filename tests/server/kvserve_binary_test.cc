@@ -250,15 +250,23 @@ TEST(KvserveBinaryHelpTest, HelpListsEveryFlagAndExitsZero) {
   ASSERT_NO_FATAL_FAILURE(RequireBinary(kServerBinary));
   const CommandResult help = RunCommand({kServerBinary, "--help"});
   ASSERT_EQ(help.exit_code(), 0) << help.Describe();
-  for (const char* flag : {"listen", "model", "max-num-seqs", "max-running-requests",
-                           "max-num-batched-tokens", "max-queued-requests", "prefill-chunk-tokens",
-                           "batch-invariant", "seed", "threads", "reflection", "shutdown-timeout",
-                           "max-connection-age", "log-level", "metrics-address", "log-requests"}) {
+  for (const char* flag :
+       {"listen", "model", "max-num-seqs", "max-running-requests", "max-num-batched-tokens",
+        "max-queued-requests", "prefill-chunk-tokens", "batch-invariant", "seed", "threads",
+        "reflection", "shutdown-timeout", "max-connection-age", "log-level", "metrics-address",
+        "log-requests", "weight-dtype"}) {
     // Booleans are listed as --[no]flag.
     EXPECT_THAT(help.out, ContainsRegex(absl::StrCat("--(\\[no\\])?", flag, "[= ]")))
         << "--" << flag << " is not in:\n"
         << help.out;
   }
+}
+
+TEST(KvserveBinaryHelpTest, UnknownWeightDtypeExitsTwoNamingTheFlag) {
+  ASSERT_NO_FATAL_FAILURE(RequireBinary(kServerBinary));
+  const CommandResult r = RunCommand({kServerBinary, "--weight-dtype=fp8"});
+  EXPECT_EQ(r.exit_code(), 2) << r.Describe();
+  EXPECT_THAT(r.err, HasSubstr("--weight-dtype: unknown precision 'fp8'"));
 }
 
 TEST(KvserveBinaryHelpTest, UnknownFlagExitsTwoAndPointsAtHelp) {

@@ -372,6 +372,12 @@ TEST_F(KvServerTest, ListModelsReportsTheDefaultModelShape) {
   EXPECT_EQ(m.rope_theta(), 10000.0);
   EXPECT_GT(m.min_rope_theta(), 204359.0);
   EXPECT_LE(m.min_rope_theta(), 204360.0 * (1 + 1e-6));
+  // f32 (random weights under --weight-dtype=auto): untied embedding and head, per layer
+  // q/o [256x256], k/v [64x256], gate/up/down 688x256 and two norms, then the final norm.
+  EXPECT_EQ(m.weight_dtype(), "f32");
+  EXPECT_EQ(
+      m.weight_bytes(),
+      4 * (2 * 320 * 256 + 4 * (2 * 256 * 256 + 2 * 64 * 256 + 3 * 688 * 256 + 2 * 256) + 256));
 }
 
 TEST_F(KvServerTest, TokenizePrependsBosToTheUtf8Bytes) {

@@ -56,5 +56,37 @@ TEST(MatmulWeightTest, ConversionErrorNamesTheTensor) {
   EXPECT_NE(weight.status().message().find("lm_head.weight"), std::string::npos);
 }
 
+// The embedding lookup's row read: exact for f32 and bf16 (the rounded value), q·scale for int8;
+// a one-hot row of x through MatmulForward picks the same numbers out of the packed layout.
+TEST(MatmulWeightTest, DequantizeRowReadsTheStoredValuesOfEveryFormat) {
+  const int64_t n = 37, k = 45;  // partial panels and odd K
+  std::mt19937 rng(2);
+  std::normal_distribution<float> normal;
+  std::vector<float> w(n * k);
+  for (float& v : w) v = normal(rng);
+  std::vector<float> row(k);
+  for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kBf16, WeightFormat::kInt8PerChannel,
+                         WeightFormat::kInt8Block32}) {
+    const auto weight = PrepareWeight(w, n, k, f, "w");
+    ASSERT_TRUE(weight.ok()) << weight.status();
+    for (int64_t j : {int64_t{0}, int64_t{15}, int64_t{16}, n - 1}) {
+      DequantizeRow(*weight, j, row.data());
+      for (int64_t i = 0; i < k; ++i) {
+        float want = w[j * k + i];
+        if (f == WeightFormat::kBf16) want = Bf16ToFloat(RoundToBf16(want));
+        if (const auto* q = std::get_if<PackedInt8Weight>(&*weight)) {
+          want = static_cast<float>(q->quantized(j, i)) * q->scale(j, i / (q->group_quads * 4));
+        }
+        ASSERT_EQ(row[i], want) << WeightFormatName(*weight) << " [" << j << "][" << i << "]";
+      }
+    }
+    if (f == WeightFormat::kInt8Block32) {
+      // Block-32 int8 is close to the original (scale ≤ amax/127 per 32 values).
+      DequantizeRow(*weight, 3, row.data());
+      for (int64_t i = 0; i < k; ++i) EXPECT_NEAR(row[i], w[3 * k + i], 0.03f);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kvserve::engine
