@@ -18,9 +18,9 @@ Not checked: tokens with placeholders (`<name>`, `${var}`, `{a,b}`, `%s`), gener
 (`*.pb.h`, `*_pb2.py`), and ids that merely look like paths. A glob (`tests/data/tiny_llama_*/`)
 must match at least one tracked path.
 
-Also failures, anywhere in a scanned file: a mention of the out-of-tree notes (`../shared`,
-`/work/shared`), or the math notes' file name without its `docs/` directory — a clone has
-neither.
+Also failures, anywhere in a scanned file: a mention of the notes directory that sits beside the
+repository on the developers' machines (OUT_OF_TREE below), or the math notes' file name without
+its `docs/` directory — a clone has neither.
 
 Output: one line per problem, `file:line: <path>: <what is wrong>`, with the tracked files of the
 same name as a hint when a file has moved; exit status 1 if there is any, else 0.
@@ -51,8 +51,9 @@ CMAKE_PATH = re.compile(r"\$\{(CMAKE_SOURCE_DIR|PROJECT_SOURCE_DIR|CMAKE_CURRENT
 PLACEHOLDER = re.compile(r"[<>{}$%@=]")
 GLOB = re.compile(r"[*?\[]")
 GENERATED = re.compile(r"(\.pb\.(h|cc)|_pb2(_grpc)?\.py)$")
-# The notes that live outside the repository.
-OUT_OF_TREE = re.compile("(" + re.escape("../" + "shared") + "|" + re.escape("/work/" + "shared")
+# The notes that live outside the repository, spelt in pieces so this file does not cite them.
+NOTES_DIR = "sha" + "red"
+OUT_OF_TREE = re.compile("(" + re.escape("../" + NOTES_DIR) + "|" + re.escape("/work/" + NOTES_DIR)
                          + ")")
 # The math notes' file name, spelt in pieces so that the sed rewrite which adds docs/ in
 # other files leaves this one alone.
@@ -221,11 +222,11 @@ SELF_TEST_FILES = {
     # A missing file, a header that moved, a stale glob, notes outside the tree, a bare name.
     "server/main.cc": "// See docs/missing.md and engine/s4_layer.h.\n"
                       "// Fixtures: tests/data/tiny_b*/\n",
-    "scripts/x.sh": "# from ../" + "sha" + "red/reference/math" + ".md, also math" + ".md §7\n",
+    "scripts/x.sh": f"# from ../{NOTES_DIR}/reference/math" + ".md, also math" + ".md §7\n",
 }
 SELF_TEST_EXPECTED = [
-    "scripts/x.sh:1: ../shared: cites notes outside the repository; cite docs/ or the primary "
-    "source",
+    f"scripts/x.sh:1: ../{NOTES_DIR}: cites notes outside the repository; cite docs/ or the "
+    "primary source",
     f"scripts/x.sh:1: {MATH_MD}: write docs/{MATH_MD}",
     "server/main.cc:1: docs/missing.md: no such file or directory",
     "server/main.cc:1: engine/s4_layer.h: no such file or directory (tracked files of that name: "
