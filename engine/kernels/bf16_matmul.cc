@@ -11,6 +11,7 @@
 // The rounded activations live in a per-thread scratch buffer, [m][ldx] 32-bit pairs.
 #include "engine/kernels/bf16_matmul.h"
 
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -19,8 +20,6 @@
 #include <cmath>
 #include <cstring>
 #include <utility>
-
-#include <immintrin.h>
 
 #include "absl/strings/str_cat.h"
 #include "engine/kernels/kernel_isa.h"
@@ -72,8 +71,8 @@ inline void RoundRow(const float* x, int64_t k, int64_t num_pairs, uint32_t* pai
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void RoundRowAvx512(const float* x, int64_t k,
-                                                                           int64_t num_pairs,
-                                                                           uint32_t* pairs) {
+                                                                         int64_t num_pairs,
+                                                                         uint32_t* pairs) {
   RoundRow(x, k, num_pairs, pairs);  // same source, vectorized for AVX-512 by GCC
 }
 
@@ -94,8 +93,8 @@ inline float DotPairStep(float acc, uint32_t a, uint32_t b) {
 }
 
 // Rows [r0, r1) × panels [p0, p1).
-void PortableBlock(const uint32_t* xp, int64_t ldx, const PackedBf16Weight& w, float* y,
-                   int64_t r0, int64_t r1, int64_t p0, int64_t p1) {
+void PortableBlock(const uint32_t* xp, int64_t ldx, const PackedBf16Weight& w, float* y, int64_t r0,
+                   int64_t r1, int64_t p0, int64_t p1) {
   const int64_t np = w.num_pairs;
   for (int64_t i = r0; i < r1; ++i) {
     for (int64_t p = p0; p < p1; ++p) {
@@ -121,16 +120,16 @@ void PortableBlock(const uint32_t* xp, int64_t ldx, const PackedBf16Weight& w, f
 #define KV_TARGET_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 struct MicroArgs {
-  const uint32_t* x;       // first row of the tile at pair 0; rows ldx pairs apart
+  const uint32_t* x;  // first row of the tile at pair 0; rows ldx pairs apart
   int64_t ldx;
-  const uint16_t* w;       // first panel of the tile at pair 0; panels panel_stride apart
+  const uint16_t* w;  // first panel of the tile at pair 0; panels panel_stride apart
   int64_t panel_stride;
-  int64_t t0, t1;          // pairs [t0, t1) of the chain
-  float* y;                // y[row 0][first column of the tile]
+  int64_t t0, t1;  // pairs [t0, t1) of the chain
+  float* y;        // y[row 0][first column of the tile]
   int64_t ldy;
-  int64_t cols;            // valid columns from the tile's first one (may be < 16·P)
-  bool first;              // t0 == 0: start from +0, else resume from y
-  bool prefetch;           // prefetch each panel stream ahead (weights from DRAM)
+  int64_t cols;   // valid columns from the tile's first one (may be < 16·P)
+  bool first;     // t0 == 0: start from +0, else resume from y
+  bool prefetch;  // prefetch each panel stream ahead (weights from DRAM)
 };
 
 constexpr int64_t kPrefetchPairs = 24;  // 1.5 KiB ahead in each panel stream
@@ -159,8 +158,9 @@ KV_TARGET_AVX512_BF16 void Micro(const MicroArgs& a) {
     }
     if (a.prefetch) {
       for (int p = 0; p < P; ++p) {
-        _mm_prefetch(reinterpret_cast<const char*>(w + p * a.panel_stride + (t + kPrefetchPairs) * kLine),
-                     _MM_HINT_T0);
+        _mm_prefetch(
+            reinterpret_cast<const char*>(w + p * a.panel_stride + (t + kPrefetchPairs) * kLine),
+            _MM_HINT_T0);
       }
     }
     for (int r = 0; r < R; ++r) {
@@ -203,8 +203,16 @@ void Avx512DecodeBlock(const uint32_t* xp, int64_t ldx, int64_t m, const PackedB
   const int step = kDecodePanels[m];
   for (int64_t p = p0; p < p1; p += step) {
     const int panels = static_cast<int>(std::min<int64_t>(step, p1 - p));
-    MicroArgs a{xp, ldx, w.data.data() + p * w.panel_lines * kLine, w.panel_lines * kLine,
-                0, w.num_pairs, y + p * kBf16PanelWidth, w.n, w.n - p * kBf16PanelWidth, true,
+    MicroArgs a{xp,
+                ldx,
+                w.data.data() + p * w.panel_lines * kLine,
+                w.panel_lines * kLine,
+                0,
+                w.num_pairs,
+                y + p * kBf16PanelWidth,
+                w.n,
+                w.n - p * kBf16PanelWidth,
+                true,
                 true};
     RunMicro(static_cast<int>(m), panels, a);
   }
@@ -230,9 +238,16 @@ void Avx512GemmBlock(const uint32_t* xp, int64_t ldx, const PackedBf16Weight& w,
       const int panels = static_cast<int>(std::min<int64_t>(kGemmPanels, p1 - p));
       for (int64_t i = r0; i < r1; i += kGemmRows) {
         const int rows = static_cast<int>(std::min<int64_t>(kGemmRows, r1 - i));
-        MicroArgs a{xp + i * ldx, ldx, w.data.data() + p * w.panel_lines * kLine,
-                    w.panel_lines * kLine, t0, t1,
-                    y + i * w.n + p * kBf16PanelWidth, w.n, w.n - p * kBf16PanelWidth, t0 == 0,
+        MicroArgs a{xp + i * ldx,
+                    ldx,
+                    w.data.data() + p * w.panel_lines * kLine,
+                    w.panel_lines * kLine,
+                    t0,
+                    t1,
+                    y + i * w.n + p * kBf16PanelWidth,
+                    w.n,
+                    w.n - p * kBf16PanelWidth,
+                    t0 == 0,
                     false};
         RunMicro(rows, panels, a);
       }
@@ -243,8 +258,8 @@ void Avx512GemmBlock(const uint32_t* xp, int64_t ldx, const PackedBf16Weight& w,
 absl::Status CheckFinite(const uint16_t* bits, int64_t count, int64_t k, std::string_view name) {
   for (int64_t i = 0; i < count; ++i) {
     if ((bits[i] & 0x7f80u) == 0x7f80u) {
-      return absl::InvalidArgumentError(absl::StrCat("weight '", std::string(name), "' [", i / k, "][", i % k,
-                                                     "] is not finite in bf16"));
+      return absl::InvalidArgumentError(absl::StrCat("weight '", std::string(name), "' [", i / k,
+                                                     "][", i % k, "] is not finite in bf16"));
     }
   }
   return absl::OkStatus();
@@ -275,8 +290,8 @@ absl::StatusOr<PackedBf16Weight> PackBf16(const float* w, int64_t n, int64_t k,
   std::vector<uint16_t> bits(n * k);
   for (int64_t i = 0; i < n * k; ++i) {
     if (!std::isfinite(w[i])) {
-      return absl::InvalidArgumentError(absl::StrCat("weight '", std::string(name), "' [", i / k, "][", i % k,
-                                                     "] = ", w[i], " is not finite"));
+      return absl::InvalidArgumentError(absl::StrCat("weight '", std::string(name), "' [", i / k,
+                                                     "][", i % k, "] = ", w[i], " is not finite"));
     }
     bits[i] = RoundToBf16(w[i]);
     if ((bits[i] & 0x7f80u) == 0x7f80u) {
@@ -305,8 +320,8 @@ void Bf16Matmul(const float* x, int64_t m, const PackedBf16Weight& w, float* y) 
   if (static_cast<int64_t>(scratch.size()) < m * ldx) scratch.resize(m * ldx);
   uint32_t* xp = scratch.data();  // {m, num_pairs}
   const int threads = omp_get_max_threads();
-  const bool parallel = threads > 1 && (m * w.n * w.k >= (int64_t{1} << 20) ||
-                                        w.n * w.k >= (int64_t{1} << 18));
+  const bool parallel =
+      threads > 1 && (m * w.n * w.k >= (int64_t{1} << 20) || w.n * w.k >= (int64_t{1} << 18));
   if (m <= 4) {
     for (int64_t i = 0; i < m; ++i) {
       if (avx512) {
@@ -320,8 +335,7 @@ void Bf16Matmul(const float* x, int64_t m, const PackedBf16Weight& w, float* y) 
     // hold up the whole call.
     const int num_tasks = parallel ? threads * kTasksPerThread : 1;
     const int step = kDecodePanels[m];
-    const int64_t per_task =
-        ((w.num_panels + num_tasks - 1) / num_tasks + step - 1) / step * step;
+    const int64_t per_task = ((w.num_panels + num_tasks - 1) / num_tasks + step - 1) / step * step;
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
     for (int task = 0; task < num_tasks; ++task) {
       const int64_t p0 = std::min(w.num_panels, task * per_task);

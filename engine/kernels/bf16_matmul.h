@@ -63,10 +63,10 @@ namespace kvserve::engine {
 inline constexpr int64_t kBf16PanelWidth = 16;  // output columns per panel
 
 struct PackedBf16Weight {
-  int64_t n = 0;           // output features (rows of the nn.Linear weight)
-  int64_t k = 0;           // input features
-  int64_t num_pairs = 0;   // K2 / 2 = ⌈k/2⌉
-  int64_t num_panels = 0;  // ⌈n/16⌉
+  int64_t n = 0;            // output features (rows of the nn.Linear weight)
+  int64_t k = 0;            // input features
+  int64_t num_pairs = 0;    // K2 / 2 = ⌈k/2⌉
+  int64_t num_panels = 0;   // ⌈n/16⌉
   int64_t panel_lines = 0;  // num_pairs, + 1 unused line when num_pairs is a multiple of 64
   // [num_panels][panel_lines][16][2] bf16 bits; see the picture above.
   std::vector<uint16_t, CacheLineAllocator<uint16_t>> data;

@@ -7,6 +7,7 @@
 //     3-panel slice of W (3·K·16 bytes) stays in L2 while the row tiles pass over it.
 #include "engine/kernels/int8_matmul.h"
 
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -15,8 +16,6 @@
 #include <cmath>
 #include <cstring>
 #include <utility>
-
-#include <immintrin.h>
 
 #include "absl/strings/str_cat.h"
 #include "engine/kernels/kernel_isa.h"
@@ -33,8 +32,8 @@ constexpr int64_t kLine = 4 * kInt8PanelWidth;  // bytes per quad line of a pane
 
 struct Scratch {
   std::vector<int8_t, CacheLineAllocator<int8_t>> q;  // {m, 4·num_quads}
-  std::vector<float> sx;                               // {m, num_groups}
-  std::vector<int32_t> bias;                           // {m, num_groups}: −128·Σ_g q
+  std::vector<float> sx;                              // {m, num_groups}
+  std::vector<int32_t> bias;                          // {m, num_groups}: −128·Σ_g q
 };
 Scratch& ThreadScratch() {
   thread_local Scratch scratch;
@@ -58,9 +57,9 @@ void QuantizeGroup(const float* x, int64_t len, int8_t* q, float* sx) {
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void QuantizeGroupAvx512(const float* x,
-                                                                                int64_t len,
-                                                                                int8_t* q,
-                                                                                float* sx) {
+                                                                              int64_t len,
+                                                                              int8_t* q,
+                                                                              float* sx) {
   __m512 vmax = _mm512_setzero_ps();
   for (int64_t i = 0; i < len; i += 16) {
     const __mmask16 mask =
@@ -141,11 +140,11 @@ void PortableBlock(const int8_t* q, int64_t ldq, const float* sx, const PackedIn
 #define KV_TARGET_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 
 struct MicroArgs {
-  const int8_t* q;   // first row of the tile; rows ldq bytes apart
+  const int8_t* q;  // first row of the tile; rows ldq bytes apart
   int64_t ldq;
-  const float* sx;   // s_x of the tile's first row, group 0; rows num_groups apart
+  const float* sx;      // s_x of the tile's first row, group 0; rows num_groups apart
   const int32_t* bias;  // −128·Σ_g q, laid out as sx
-  const uint8_t* w;  // first panel of the tile; panels panel_stride bytes apart
+  const uint8_t* w;     // first panel of the tile; panels panel_stride bytes apart
   int64_t panel_stride;
   int64_t group_quads, num_groups, group_bytes;
   float* y;
@@ -183,7 +182,8 @@ KV_TARGET_AVX512_VNNI void Micro(const MicroArgs& a) {
     for (int64_t tt = 0; tt < a.group_quads; ++tt) {
       __m512i wv[P];
       // (vpdpbusd takes only its signed operand from memory: the loads are not duplicated per row.)
-      for (int p = 0; p < P; ++p) wv[p] = _mm512_load_si512(group + p * a.panel_stride + tt * kLine);
+      for (int p = 0; p < P; ++p)
+        wv[p] = _mm512_load_si512(group + p * a.panel_stride + tt * kLine);
       if constexpr (kPrefetch) {
         for (int p = 0; p < P; ++p) {
           _mm_prefetch(reinterpret_cast<const char*>(group + p * a.panel_stride +
@@ -233,8 +233,9 @@ constexpr auto kMicro = MakeMicroTable(std::make_index_sequence<2 * kMaxRows * k
 constexpr int kPanelsForRows[5] = {0, 8, 5, 4, 3};
 
 // Rows [r0, r1) × panels [p0, p1) in tiles of up to 4 rows.
-void Avx512Block(const int8_t* q, int64_t ldq, const float* sx, const int32_t* bias, const PackedInt8Weight& w,
-                 float* y, int64_t r0, int64_t r1, int64_t p0, int64_t p1, bool prefetch) {
+void Avx512Block(const int8_t* q, int64_t ldq, const float* sx, const int32_t* bias,
+                 const PackedInt8Weight& w, float* y, int64_t r0, int64_t r1, int64_t p0,
+                 int64_t p1, bool prefetch) {
   const int tile_rows = static_cast<int>(std::min<int64_t>(kMaxRows, r1 - r0));
   const int step = kPanelsForRows[tile_rows];
   for (int64_t p = p0; p < p1; p += step) {
@@ -275,8 +276,8 @@ absl::StatusOr<PackedInt8Weight> QuantizeInt8(const float* w, int64_t n, int64_t
   p.num_groups = ((k + 3) / 4 + p.group_quads - 1) / p.group_quads;
   p.num_quads = p.num_groups * p.group_quads;
   if (grouping == Int8Grouping::kPerChannel && k > 65536) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "weight '", std::string(name), "': K = ", k, " > 65536 overflows per-channel int32 sums"));
+    return absl::InvalidArgumentError(absl::StrCat("weight '", std::string(name), "': K = ", k,
+                                                   " > 65536 overflows per-channel int32 sums"));
   }
   p.data.assign(p.num_panels * p.panel_bytes(), 128);
   const int64_t group_k = 4 * p.group_quads;
@@ -320,12 +321,12 @@ void Int8Matmul(const float* x, int64_t m, const PackedInt8Weight& w, float* y) 
     scratch.sx.resize(m * w.num_groups);
     scratch.bias.resize(m * w.num_groups);
   }
-  int8_t* q = scratch.q.data();   // {m, 4·num_quads}
-  float* sx = scratch.sx.data();  // {m, num_groups}
+  int8_t* q = scratch.q.data();         // {m, 4·num_quads}
+  float* sx = scratch.sx.data();        // {m, num_groups}
   int32_t* bias = scratch.bias.data();  // {m, num_groups}
   const int threads = omp_get_max_threads();
-  const bool parallel = threads > 1 && (m * w.n * w.k >= (int64_t{1} << 20) ||
-                                        w.n * w.k >= (int64_t{1} << 18));
+  const bool parallel =
+      threads > 1 && (m * w.n * w.k >= (int64_t{1} << 20) || w.n * w.k >= (int64_t{1} << 18));
   const bool decode = m <= kMaxRows;
   const int64_t row_block = decode ? m : kRowBlock;
   const int64_t row_blocks = (m + row_block - 1) / row_block;
@@ -336,8 +337,7 @@ void Int8Matmul(const float* x, int64_t m, const PackedInt8Weight& w, float* y) 
   const int num_threads = parallel ? threads : 1;
   const int64_t num_tasks = num_threads * kTasksPerThread;
   const int64_t panel_block =
-      decode ? ((w.num_panels + num_tasks - 1) / num_tasks + step - 1) / step * step
-             : kPanelBlock;
+      decode ? ((w.num_panels + num_tasks - 1) / num_tasks + step - 1) / step * step : kPanelBlock;
   const int64_t panel_blocks = (w.num_panels + panel_block - 1) / panel_block;
   // Decode rows are quantized here: a worksharing loop would cost the call a second barrier.
   if (decode) {

@@ -84,12 +84,11 @@ void DequantizeRow(const MatmulWeight& w, int64_t j, float* out) {
 }
 
 void MatmulForward(const MatmulWeight& w, const float* x, int64_t m, float* y) {
-  std::visit(Overloaded{[&](const F32Weight& v) {
-                          RowInvariantMatmul(x, m, v.data.data(), v.n, v.k, y);
-                        },
-                        [&](const PackedBf16Weight& v) { Bf16Matmul(x, m, v, y); },
-                        [&](const PackedInt8Weight& v) { Int8Matmul(x, m, v, y); }},
-             w);
+  std::visit(
+      Overloaded{[&](const F32Weight& v) { RowInvariantMatmul(x, m, v.data.data(), v.n, v.k, y); },
+                 [&](const PackedBf16Weight& v) { Bf16Matmul(x, m, v, y); },
+                 [&](const PackedInt8Weight& v) { Int8Matmul(x, m, v, y); }},
+      w);
 }
 
 }  // namespace kvserve::engine

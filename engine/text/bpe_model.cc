@@ -267,9 +267,7 @@ void BpeModel::Merge(std::vector<int32_t>* symbols_ptr) const {
     int32_t rank;
     int32_t pos;
     int32_t new_id;
-    bool operator>(const Entry& o) const {
-      return rank != o.rank ? rank > o.rank : pos > o.pos;
-    }
+    bool operator>(const Entry& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
   };
   std::vector<int32_t> prev(n), next(n);
   std::vector<bool> alive(n, true);

@@ -63,8 +63,7 @@ std::string ReplaceAll(const std::string& text, const std::string& pattern,
   if (pattern.empty()) return text;
   std::string out;
   size_t pos = 0;
-  for (size_t hit = text.find(pattern); hit != std::string::npos;
-       hit = text.find(pattern, pos)) {
+  for (size_t hit = text.find(pattern); hit != std::string::npos; hit = text.find(pattern, pos)) {
     out.append(text, pos, hit - pos);
     out += content;
     pos = hit + pattern.size();

@@ -201,8 +201,8 @@ absl::Status HfPreTokenizer::ApplyStep(const Step& step, const PreToken& piece,
         if (text_internal::IsNumeric(c)) matches.emplace_back(i, i + len);
         i += len;
       }
-      SplitByMatches(current, matches,
-                     step.flag ? Behavior::kIsolated : Behavior::kContiguous, false, out);
+      SplitByMatches(current, matches, step.flag ? Behavior::kIsolated : Behavior::kContiguous,
+                     false, out);
       return absl::OkStatus();
     }
     case Step::Kind::kByteLevel: {

@@ -1,9 +1,9 @@
 #include "engine/text/hf_tokenizer.h"
 
+#include <unicode/utf8.h>
+
 #include <algorithm>
 #include <deque>
-
-#include <unicode/utf8.h>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
@@ -45,14 +45,15 @@ absl::StatusOr<nlohmann::json> ParseJsonText(std::string_view text, std::string_
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(std::string(file), ": not valid JSON: ", e.what()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(std::string(file), ": not valid JSON: ", e.what()));
   }
 }
 
 // transformers' PreTrainedTokenizerBase.clean_up_tokenization: sequential replace-alls.
 std::string CleanUpTokenization(std::string text) {
   static constexpr std::pair<std::string_view, std::string_view> kRules[] = {
-      {" .", "."},   {" ?", "?"},     {" !", "!"},     {" ,", ","},     {" ' ", "'"},
+      {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
       {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
   for (const auto& [from, to] : kRules) {
     std::string out;
@@ -335,7 +336,8 @@ void HfTokenizer::SplitAdded(const Trie& trie, std::string_view text, size_t off
     }
     if (token.lstrip) {
       size_t new_start = start;
-      while (new_start > 0 && IsWhitespace(DecodeUtf8Before(text, new_start, &len))) new_start -= len;
+      while (new_start > 0 && IsWhitespace(DecodeUtf8Before(text, new_start, &len)))
+        new_start -= len;
       start = std::max(new_start, start_offset);
     }
     if (token.rstrip) {
