@@ -62,16 +62,6 @@ KvCacheManager::KvCacheManager(const CacheSpec& spec, const CacheOptions& option
   }
 }
 
-int32_t KvCacheManager::BlocksForTokens(int64_t num_tokens) const {
-  if (!spec_.HasPagedLayers()) return 0;
-  return static_cast<int32_t>((num_tokens + spec_.block_size - 1) / spec_.block_size);
-}
-
-bool KvCacheManager::CanEverFit(int64_t num_tokens) const {
-  return BlocksForTokens(num_tokens) <= pool_.num_blocks() &&
-         (!spec_.HasRecurrentLayers() || state_.num_slots() > 0);
-}
-
 std::optional<SequenceCache> KvCacheManager::Begin(BlockHash root) {
   SequenceCache seq;
   seq.root = root;

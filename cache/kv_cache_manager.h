@@ -48,6 +48,23 @@ struct CacheOptions {
   bool enable_prefix_caching = true;
 };
 
+// What the whole cache can ever hold: fixed when the manager is created, so a copy answers from
+// any thread (the engine's Submit checks requests against it while the cache itself belongs to the
+// engine thread).
+struct CacheCapacity {
+  int32_t block_size = 0;  // tokens per block; 0 when the model has no paged layers
+  int32_t num_blocks = 0;
+  bool has_state_slots = true;  // false only for a recurrent model with no state slot
+
+  int32_t BlocksForTokens(int64_t num_tokens) const {
+    return block_size == 0 ? 0 : static_cast<int32_t>((num_tokens + block_size - 1) / block_size);
+  }
+  // Whether a sequence of `num_tokens` could fit if it had the whole cache to itself.
+  bool CanEverFit(int64_t num_tokens) const {
+    return BlocksForTokens(num_tokens) <= num_blocks && has_state_slots;
+  }
+};
+
 // One sequence's view of the cache. Plain data, owned by the engine's sequence; only the manager
 // changes it.
 struct SequenceCache {
@@ -89,9 +106,14 @@ class KvCacheManager {
   int32_t block_size() const { return spec_.block_size; }
   int32_t num_blocks() const { return pool_.num_blocks(); }
   const BlockPool& pool() const { return pool_; }
-  int32_t BlocksForTokens(int64_t num_tokens) const;
-  // Whether a sequence of `num_tokens` could fit if it had the whole cache to itself.
-  bool CanEverFit(int64_t num_tokens) const;
+  CacheCapacity capacity() const {
+    return CacheCapacity{spec_.HasPagedLayers() ? spec_.block_size : 0, pool_.num_blocks(),
+                         !spec_.HasRecurrentLayers() || state_.num_slots() > 0};
+  }
+  int32_t BlocksForTokens(int64_t num_tokens) const {
+    return capacity().BlocksForTokens(num_tokens);
+  }
+  bool CanEverFit(int64_t num_tokens) const { return capacity().CanEverFit(num_tokens); }
   // Whether AllocateSlots(seq, num_tokens) would succeed now.
   bool CanAllocate(const SequenceCache& seq, int32_t num_tokens) const;
 

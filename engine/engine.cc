@@ -154,9 +154,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedM
   std::unique_ptr<Engine> engine(
       new Engine(resolved, std::move(info), std::move(model.tokenizer), clock));
   engine->chat_prompt_ = std::move(model.chat);
-  engine->cache_block_size_ = cache->spec().HasPagedLayers() ? cache->block_size() : 0;
-  engine->cache_num_blocks_ = cache->num_blocks();
-  engine->cache_has_state_slots_ = cache->CanEverFit(0);
+  engine->cache_capacity_ = cache->capacity();
   engine->core_ =
       std::make_unique<EngineCore>(engine.get(), std::move(model.model), std::move(cache));
   engine->PublishCacheStats(engine->core_->cache_stats());
@@ -282,13 +280,12 @@ absl::StatusOr<RequestId> Engine::Submit(GenerationRequest request,
   if (absl::Status s = Validate(request); !s.ok()) return s;
   const int64_t max_len =
       static_cast<int64_t>(request.prompt_token_ids.size()) + request.max_tokens;
-  const int64_t blocks_needed =
-      cache_block_size_ == 0 ? 0 : (max_len + cache_block_size_ - 1) / cache_block_size_;
-  if (blocks_needed > cache_num_blocks_ || !cache_has_state_slots_) {
+  if (!cache_capacity_.CanEverFit(max_len)) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "max_tokens: prompt length ", request.prompt_token_ids.size(), " + max_tokens ",
-        request.max_tokens, " needs ", blocks_needed, " KV-cache blocks but the whole cache holds ",
-        cache_num_blocks_, " (raise --kv-cache-bytes)"));
+        request.max_tokens, " needs ", cache_capacity_.BlocksForTokens(max_len),
+        " KV-cache blocks but the whole cache holds ", cache_capacity_.num_blocks,
+        " (raise --kv-cache-bytes)"));
   }
   if (request.arrival_time == SteadyTime{}) request.arrival_time = clock_->Now();
   const RequestId id = next_id_.fetch_add(1);

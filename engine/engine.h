@@ -200,11 +200,9 @@ class Engine {
   ChatPrompt chat_prompt_;            // set in Create, then const
   const Clock* clock_;                // options_.clock or a SteadyClock
   std::unique_ptr<EngineCore> core_;  // touched only by thread_ after Create
-  // What the cache can ever hold, for Submit's RESOURCE_EXHAUSTED check: copied from the cache at
-  // Create, since the cache itself belongs to the engine thread.
-  int32_t cache_block_size_ = 0;  // 0: no paged layers (recurrent state only)
-  int32_t cache_num_blocks_ = 0;
-  bool cache_has_state_slots_ = true;
+  // What the cache can ever hold, for Submit's RESOURCE_EXHAUSTED check: a copy, since the cache
+  // itself belongs to the engine thread.
+  cache::CacheCapacity cache_capacity_;
 
   mutable absl::Mutex mu_;
   absl::CondVar work_available_;
