@@ -188,7 +188,8 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
                                   name, config.max_position_embeddings, server->request_log_);
                             }));
   for (const auto& engine : server->registry_->engines()) {
-    server->metrics_->SetEngineInfo(engine->info(), options.engine);
+    server->metrics_->SetEngineInfo(engine->info(), options.engine,
+                                    engine::CacheUsageOf(engine->stats().cache));
   }
   server->service_ = std::make_unique<Service>(server->registry_.get(), server->metrics_.get());
 
