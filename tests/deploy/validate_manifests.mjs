@@ -30,6 +30,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {createRequire} from 'node:module';
+import {fileURLToPath} from 'node:url';
 
 const kReadinessService = 'kvserve.v1.KvServe';
 const kKvserveContainer = 'kvserve';  // the container the kvserve policy applies to
@@ -69,7 +70,7 @@ function report(file, doc, message) {
 // Schema pass.
 
 // CRD schemas kept as test fixtures (no npm package ships them), by "apiVersion kind".
-const kSchemaDir = path.join(path.dirname(new URL(import.meta.url).pathname), 'schemas');
+const kSchemaDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'schemas');
 const kFixtureSchemas = {
   'inference.networking.k8s.io/v1 InferencePool': 'inference.networking.k8s.io_v1_inferencepool.yaml',
 };
