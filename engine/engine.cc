@@ -162,6 +162,23 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedM
   return engine;
 }
 
+CacheUsage CacheUsageOf(const cache::CacheStats& c) {
+  CacheUsage usage;
+  for (int k = 0; k < kNumCacheKinds; ++k) {
+    CacheKindUsage& kind = usage.kinds[k];
+    kind.used_bytes = c.used_bytes[k];
+    kind.capacity_bytes = c.total_bytes[k];
+    // Paged kinds share the block pool; recurrent state lives in slots, not blocks.
+    if (c.total_bytes[k] > 0 && k != static_cast<int>(CacheKind::kRecurrentState)) {
+      kind.num_blocks = c.num_blocks;
+      kind.num_used_blocks = c.num_used_blocks;
+    }
+  }
+  usage.num_state_slots = c.num_state_slots;
+  usage.num_used_state_slots = c.num_used_state_slots;
+  return usage;
+}
+
 int32_t EngineThreads(const EngineOptions& options, int64_t num_parameters) {
   if (options.num_threads > 0) return options.num_threads;
   // A small model's per-step matmuls finish before woken OpenMP workers pay off (measured: the

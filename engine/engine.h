@@ -116,6 +116,11 @@ struct EngineStats {
   cache::CacheStats cache;            // as of the end of the last engine step
 };
 
+// What an observer is told about `cache` (IterationStats::scheduler.cache): per memory kind, the
+// pool's blocks and bytes. The engine reports every iteration through it, and the server sets its
+// gauges from Engine::stats().cache through it at start-up, before any iteration has run.
+CacheUsage CacheUsageOf(const cache::CacheStats& cache);
+
 // Models below this many parameters run their matmuls on one thread when num_threads is 0.
 inline constexpr int64_t kSmallModelParameters = 100'000'000;
 // The engine's matmul threads: options.num_threads if set; else 1 for models under

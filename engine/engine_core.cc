@@ -303,18 +303,7 @@ void EngineCore::ReportIteration(const cache::CacheStats& c) {
     SchedulerStats& sched = iteration_stats_.scheduler;
     sched.num_running = scheduler_->num_running_seqs();
     sched.num_waiting = engine_.num_waiting();
-    sched.cache = CacheUsage{};
-    for (int k = 0; k < kNumCacheKinds; ++k) {
-      CacheKindUsage& usage = sched.cache.kinds[k];
-      usage.used_bytes = c.used_bytes[k];
-      usage.capacity_bytes = c.total_bytes[k];
-      if (c.total_bytes[k] > 0 && k != static_cast<int>(CacheKind::kRecurrentState)) {
-        usage.num_blocks = c.num_blocks;
-        usage.num_used_blocks = c.num_used_blocks;
-      }
-    }
-    sched.cache.num_state_slots = c.num_state_slots;
-    sched.cache.num_used_state_slots = c.num_used_state_slots;
+    sched.cache = CacheUsageOf(c);
     const int64_t evictions = c.num_evictions - reported_evictions_;
     reported_evictions_ = c.num_evictions;
     // Paged kinds share the block table, so an evicted block is evicted in each paged kind the

@@ -10,6 +10,8 @@
 #include "absl/time/time.h"
 #include "base/logging.h"
 #include "base/status_macros.h"
+#include "google/protobuf/descriptor.h"
+#include "grpc/health/v1/health.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "kvserve/v1/kvserve.grpc.pb.h"
@@ -152,6 +154,28 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
   std::atomic<bool> draining_{false};
 };
 
+namespace {
+
+// Reflection lists every registered service but describes them only from protobuf's generated
+// pool. gRPC's built-in health service encodes its messages by hand and brings no descriptor, so
+// `grpcurl describe` and `buf curl --list-methods` failed on grpc.health.v1.Health ("Symbol not
+// found"). Naming a generated health.proto class (grpc-proto's file, the one the built-in service
+// implements: Check and Watch) links that file in, which registers its descriptor; the built-in
+// service, with its Watch streams and its shutdown handling, stays the one that answers.
+void RequireReflectableServices() {
+  const google::protobuf::FileDescriptor* health =
+      grpc::health::v1::HealthCheckRequest::descriptor()->file();
+  KV_CHECK(health->FindServiceByName("Health") != nullptr) << health->name();
+  for (const char* service :
+       {kServiceName, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}) {
+    KV_CHECK(google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(service) !=
+             nullptr)
+        << "reflection would list " << service << " but could not describe it";
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& options) {
   std::unique_ptr<KvServer> server(new KvServer());
   if (options.log_requests) server->request_log_ = std::make_shared<RequestLog>();
@@ -164,12 +188,16 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
                                   name, config.max_position_embeddings, server->request_log_);
                             }));
   for (const auto& engine : server->registry_->engines()) {
-    server->metrics_->SetEngineInfo(engine->info(), options.engine);
+    server->metrics_->SetEngineInfo(engine->info(), options.engine,
+                                    engine::CacheUsageOf(engine->stats().cache));
   }
   server->service_ = std::make_unique<Service>(server->registry_.get(), server->metrics_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
-  if (options.enable_reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (options.enable_reflection) {
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    RequireReflectableServices();
+  }
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
                            &server->port_);

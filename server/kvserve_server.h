@@ -2,7 +2,9 @@
 // grpc.health.v1 health checking and server reflection.
 //
 // Health: the overall service "" and "kvserve.v1.KvServe" report SERVING once every model is loaded
-// and its engine runs; Shutdown flips both to NOT_SERVING first.
+// and its engine runs; Shutdown flips both to NOT_SERVING first. gRPC's built-in health service
+// answers; its descriptor comes from grpc-proto's health.proto, so reflection can describe every
+// service it lists (kvserve.v1.KvServe, grpc.health.v1.Health, its own).
 //
 // Thread-safety: Create/Shutdown/Wait from one controlling thread; the rest is driven by gRPC.
 #ifndef KVSERVE_SERVER_KVSERVE_SERVER_H_

@@ -414,18 +414,29 @@ std::shared_ptr<ModelMetrics> PrometheusMetrics::AddModel(const std::string& mod
 }
 
 void PrometheusMetrics::SetEngineInfo(const engine::ModelInfo& info,
-                                      const engine::EngineOptions& options) {
+                                      const engine::EngineOptions& options,
+                                      const engine::CacheUsage& cache_at_start) {
   families_->cache_config_info
       ->Add({{"model", info.name},
              {"dtype", "float32"},
              {"block_size", absl::StrCat(info.block_size)},
              {"num_blocks", absl::StrCat(info.kv_cache_blocks)},
+             // vLLM's name for the same count, which the inference gateway's endpoint picker reads
+             // (with block_size) to size its prefix index per server (docs/metrics.md).
+             {"num_gpu_blocks", absl::StrCat(info.kv_cache_blocks)},
              {"cache_bytes", absl::StrCat(info.kv_cache_bytes)},
              {"kv_bytes_per_token", absl::StrCat(info.kv_cache_bytes_per_token)},
              {"enable_prefix_caching", options.enable_prefix_caching ? "true" : "false"},
              {"max_num_seqs", absl::StrCat(options.max_num_seqs)},
              {"prefill_chunk_tokens", absl::StrCat(options.prefill_chunk_tokens)}})
       .Set(1);
+  // An iteration that ran nothing, over the empty cache: the one mapping from cache state to
+  // gauges (OnIteration) sets them, and every counter and histogram stays untouched.
+  engine::IterationStats start;
+  start.scheduler.cache = cache_at_start;
+  ModelMetrics* model = ForModel(info.name);
+  KV_CHECK(model != nullptr) << "SetEngineInfo before AddModel for '" << info.name << "'";
+  model->OnIteration(start);
 }
 
 ModelMetrics* PrometheusMetrics::ForModel(std::string_view model) const {

@@ -139,8 +139,12 @@ class PrometheusMetrics {
   // REQUIRES: no model of that name was added before.
   std::shared_ptr<ModelMetrics> AddModel(const std::string& model, int64_t max_model_len,
                                          std::shared_ptr<RequestLog> log);
-  // Sets kvserve_cache_config_info for a model added before.
-  void SetEngineInfo(const engine::ModelInfo& info, const engine::EngineOptions& options);
+  // Sets kvserve_cache_config_info for a model added before, and its cache gauges to
+  // `cache_at_start` (engine::CacheUsageOf(engine.stats().cache) before any request), so capacity
+  // and free blocks read right from start-up instead of 0 until the engine's first iteration.
+  // REQUIRES: no request has reached the model's engine yet.
+  void SetEngineInfo(const engine::ModelInfo& info, const engine::EngineOptions& options,
+                     const engine::CacheUsage& cache_at_start);
 
   // The series of a served model; null for a name that is not served.
   ModelMetrics* ForModel(std::string_view model) const;

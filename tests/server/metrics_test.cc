@@ -394,6 +394,40 @@ TEST_F(MetricsTest, CountsTokensCallsAndIntervalsOfSuccessfulGenerationsExactly)
   EXPECT_GT(after.Get("kvserve_cache_capacity_bytes", M({{"kind", "attention_kv"}})), 0);
 }
 
+// Before any request the engine has run no iteration, yet the pool is there: a scraper (the
+// inference gateway's endpoint picker, an autoscaler) must read the whole cache free, not an
+// empty one. Values are computed from the model's shape, not read back from the cache.
+TEST_F(MetricsTest, ShowsTheWholeCacheFreeBeforeTheFirstRequest) {
+  const Scrape s = ScrapeNow();
+  const engine::ModelInfo& info = server_->models().engines().front()->info();
+  ASSERT_GT(info.kv_cache_blocks, 0);
+  EXPECT_EQ(
+      s.Get("kvserve_cache_capacity_bytes", M({{"kind", "attention_kv"}})),
+      static_cast<double>(info.kv_cache_blocks) * info.block_size * info.kv_cache_bytes_per_token);
+  EXPECT_EQ(s.Get("kvserve_cache_blocks", M({{"kind", "attention_kv"}, {"state", "free"}})),
+            info.kv_cache_blocks);
+  EXPECT_EQ(s.Get("kvserve_cache_blocks", M({{"kind", "attention_kv"}, {"state", "used"}})), 0);
+  EXPECT_EQ(s.Get("kvserve_cache_capacity_bytes", M({{"kind", "mla_latent"}})), 0);
+  // The three gauges the gateway's endpoint picker scores by, and the block size it hashes by.
+  EXPECT_EQ(s.types.at("kvserve_requests_waiting"), "gauge");
+  EXPECT_EQ(s.types.at("kvserve_requests_running"), "gauge");
+  EXPECT_EQ(s.types.at("kvserve_kv_cache_usage_ratio"), "gauge");
+  EXPECT_EQ(s.Get("kvserve_requests_waiting", M()), 0);
+  EXPECT_EQ(s.Get("kvserve_requests_running", M()), 0);
+  EXPECT_EQ(s.Get("kvserve_kv_cache_usage_ratio", M()), 0);
+  bool found_config = false;
+  for (const auto& [key, value] : s.samples) {
+    if (!key.starts_with("kvserve_cache_config_info{")) continue;
+    found_config = true;
+    const std::string blocks = absl::StrCat(info.kv_cache_blocks);
+    EXPECT_THAT(key, HasSubstr(absl::StrCat("block_size=\"", info.block_size, "\"")));
+    EXPECT_THAT(key, HasSubstr(absl::StrCat("num_gpu_blocks=\"", blocks, "\"")));
+    EXPECT_THAT(key, HasSubstr(absl::StrCat("num_blocks=\"", blocks, "\"")));
+    EXPECT_EQ(value, 1);
+  }
+  EXPECT_TRUE(found_config);
+}
+
 TEST_F(MetricsTest, CountsPrefixCacheHitsInTokens) {
   // 40 tokens = two full blocks of 16 and a partial one; the second call finds the two blocks.
   std::vector<int32_t> prompt;
