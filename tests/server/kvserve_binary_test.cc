@@ -326,10 +326,20 @@ class KvserveBinaryTest : public ::testing::Test {
 
   virtual std::vector<std::string> ServerFlags() const { return {}; }
 
-  void StartServer(const std::vector<std::string>& flags) {
+  // `command` is what precedes the flags: the binary, or e.g. {"/usr/bin/env", "VAR=x", binary}.
+  void StartServer(const std::vector<std::string>& flags,
+                   std::vector<std::string> command = {kServerBinary},
+                   bool pin_embedded_model = true) {
     // Metrics on a free port too: the default, 0.0.0.0:9464, would collide between test servers.
-    std::vector<std::string> argv = {kServerBinary, "--listen=127.0.0.1:0",
-                                     "--metrics-address=127.0.0.1:0"};
+    std::vector<std::string> argv = std::move(command);
+    argv.insert(argv.end(), {"--listen=127.0.0.1:0", "--metrics-address=127.0.0.1:0"});
+    // The embedded model unless a test names one: a default model directory in the build tree
+    // (models/default) must not change what these tests serve.
+    if (pin_embedded_model && std::none_of(flags.begin(), flags.end(), [](const std::string& f) {
+          return absl::StartsWith(f, "--model");
+        })) {
+      argv.push_back("--model=");
+    }
     argv.insert(argv.end(), flags.begin(), flags.end());
     server_ = std::make_unique<ChildProcess>(argv);
     ASSERT_TRUE(server_->started()) << "cannot start " << kServerBinary;
@@ -515,6 +525,85 @@ TEST_F(KvserveBinaryScoreReferenceTest, CliScoreMatchesTheReferenceLogSoftmax) {
   EXPECT_NEAR(j["sum_logprob"].get<double>(), sum, 1e-3);
   const double perplexity = std::exp(-sum / static_cast<double>(n - 1));
   EXPECT_NEAR(j["perplexity"].get<double>(), perplexity, 1e-4 * perplexity);
+}
+
+// The default-model lookup (server/default_model.h) on a copy of the binary in a temporary tree:
+//   <root>/a/bin/kvserve, <root>/a/share/kvserve/models/default, <root>/models/default.
+class KvserveDefaultModelTest : public KvserveBinaryTest {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(RequireBinary(kServerBinary));
+    ASSERT_NO_FATAL_FAILURE(RequireBinary(kCliBinary));
+    root_ = std::filesystem::path(::testing::TempDir()) /
+            absl::StrCat("kvserve_default_model_", getpid(), "_",
+                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(root_);
+    std::filesystem::create_directories(root_ / "a" / "bin");
+    binary_ = root_ / "a" / "bin" / "kvserve";
+    std::filesystem::copy_file(kServerBinary, binary_);
+  }
+  void TearDown() override {
+    KvserveBinaryTest::TearDown();
+    std::filesystem::remove_all(root_);
+  }
+  // Copies the tiny_llama_gqa fixture to `dir`.
+  static void CopyFixture(const std::filesystem::path& dir) {
+    std::filesystem::create_directories(dir.parent_path());
+    std::filesystem::copy(std::string(KVSERVE_TEST_DATA_DIR) + "/tiny_llama_gqa", dir,
+                          std::filesystem::copy_options::recursive);
+  }
+  void Start(const std::string& env = "KVSERVE_DEFAULT_MODEL=") {
+    StartServer({}, {"/usr/bin/env", env, binary_.string()}, /*pin_embedded_model=*/false);
+  }
+  std::string ModelsTable() {
+    const CommandResult r = Cli({"models"});
+    EXPECT_EQ(r.exit_code(), 0) << r.Describe();
+    return r.out;
+  }
+
+  std::filesystem::path root_;
+  std::filesystem::path binary_;
+};
+
+TEST_F(KvserveDefaultModelTest, WithNoDefaultDirectoryServesTheEmbeddedModelAndSaysWhereItLooked) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  EXPECT_THAT(server_->err(),
+              HasSubstr(absl::StrCat("no --model and no default model directory (searched ",
+                                     (root_ / "a/share/kvserve/models/default").string(), ", ",
+                                     (root_ / "models/default").string(), "): serving the ",
+                                     "embedded model '", kDefaultModel, "'")));
+  EXPECT_THAT(ModelsTable(), HasSubstr(kDefaultModel));
+}
+
+TEST_F(KvserveDefaultModelTest, FindsTheInstalledDefaultBesideTheBinary) {
+  CopyFixture(root_ / "a/share/kvserve/models/default");
+  CopyFixture(root_ / "models/default");  // later in the order: not used
+  ASSERT_NO_FATAL_FAILURE(Start());
+  EXPECT_THAT(server_->err(),
+              HasSubstr(absl::StrCat("no --model: serving the default model "
+                                     "'default' from ",
+                                     (root_ / "a/share/kvserve/models/default").string())));
+  EXPECT_THAT(ModelsTable(), ContainsRegex("\ndefault +LlamaForCausalLM +GQA .* +no +" +
+                                           (root_ / "a/share/kvserve/models/default").string()));
+}
+
+TEST_F(KvserveDefaultModelTest, FindsTheBuildTreeDefaultThroughASymlinkAndNamesItsTarget) {
+  CopyFixture(root_ / "models/tiny-trained");
+  std::filesystem::create_directory_symlink("tiny-trained", root_ / "models/default");
+  ASSERT_NO_FATAL_FAILURE(Start());
+  EXPECT_THAT(ModelsTable(), ContainsRegex("\ntiny-trained +LlamaForCausalLM +GQA "));
+}
+
+TEST_F(KvserveDefaultModelTest, TheEnvironmentVariableComesFirstAndAnExplicitEmptyModelWins) {
+  CopyFixture(root_ / "elsewhere/picked");
+  CopyFixture(root_ / "models/default");
+  ASSERT_NO_FATAL_FAILURE(Start("KVSERVE_DEFAULT_MODEL=" + (root_ / "elsewhere/picked").string()));
+  EXPECT_THAT(ModelsTable(), ContainsRegex("\npicked +LlamaForCausalLM"));
+  KvserveBinaryTest::TearDown();
+  // --model= (empty) asks for the embedded model and looks nowhere.
+  ASSERT_NO_FATAL_FAILURE(StartServer({"--model="}, {binary_.string()}));
+  EXPECT_THAT(server_->err(), Not(HasSubstr("default model")));
+  EXPECT_THAT(ModelsTable(), HasSubstr(kDefaultModel));
 }
 
 TEST_F(KvserveBinaryTest, ServerExitsZeroOnSigterm) {
