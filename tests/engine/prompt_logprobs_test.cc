@@ -135,6 +135,12 @@ struct ReferenceCase {
   double tolerance;
 };
 
+// gtest prints a parameter without PrintTo as its bytes, pointers included: test names would
+// change from run to run.
+void PrintTo(const ReferenceCase& c, std::ostream* os) {
+  *os << c.fixture << " " << WeightDTypeName(c.dtype);
+}
+
 class PromptLogprobsReferenceTest : public ::testing::TestWithParam<ReferenceCase> {};
 
 TEST_P(PromptLogprobsReferenceTest, EqualLogSoftmaxOfReferenceLogits) {
