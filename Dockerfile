@@ -3,7 +3,7 @@
 # the README's set-up commands use, so the image and a developer machine link the same libraries.
 #
 #   podman build -t kvserve .                                   (or docker build)
-#   podman run --rm -p 50051:50051 -p 9464:9464 kvserve          embedded default model, no files
+#   podman run --rm -p 50051:50051 -p 9464:9464 kvserve          the default model (models/default)
 #   podman run --rm -p 50051:50051 -v /srv/models/llama:/models/llama:ro kvserve --model=/models/llama
 #
 # Arguments after the image name are kvserve flags (`kvserve --help`); a later --listen replaces the
@@ -22,6 +22,11 @@ COPY . /src
 RUN cmake -S /src -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVSERVE_BUILD_TESTS=OFF \
     -DKVSERVE_NATIVE=OFF -DKVSERVE_ARCH=x86-64-v3 \
  && cmake --build /build ${BUILD_JOBS:+-j ${BUILD_JOBS}} --target kvserve kvserve-cli
+# The default model (models/default, a directory or a symlink to one of models/), resolved, where
+# kvserve's no---model lookup finds it: <binary dir>/../share/kvserve/models/default. A tree
+# without one ships none, and kvserve then serves the embedded random-weight model.
+RUN mkdir /default-model \
+ && if [ -e /src/models/default/config.json ]; then cp -rL /src/models/default /default-model/default; fi
 
 FROM ${BASE_IMAGE}
 COPY scripts/install-deps.sh /tmp/install-deps.sh
@@ -34,6 +39,7 @@ RUN /tmp/install-deps.sh runtime \
       --shell /usr/sbin/nologin kvserve \
  && mkdir /models
 COPY --from=build /build/server/kvserve /build/tools/cli/kvserve-cli /usr/local/bin/
+COPY --from=build /default-model /usr/local/share/kvserve/models
 
 LABEL org.opencontainers.image.title="kvserve" \
       org.opencontainers.image.description="LLM-serving gRPC microservice (kvserve.v1.KvServe, grpc.health.v1, Prometheus /metrics)"
@@ -43,8 +49,8 @@ LABEL org.opencontainers.image.title="kvserve" \
 # engine under contention. Override with -e OMP_WAIT_POLICY=ACTIVE on dedicated cores.
 ENV OMP_WAIT_POLICY=PASSIVE
 USER 10001:10001
-# Model directories are mounted under /models (read-only is enough). Not a VOLUME: the embedded
-# default model needs none, and a VOLUME would leave an anonymous volume behind every run.
+# Model directories are mounted under /models (read-only is enough). Not a VOLUME: the default
+# model is in the image, and a VOLUME would leave an anonymous volume behind every run.
 WORKDIR /models
 # 50051: gRPC (kvserve.v1.KvServe, grpc.health.v1, reflection); 9464: Prometheus /metrics.
 EXPOSE 50051 9464

@@ -255,8 +255,15 @@ absl::Status Engine::Validate(const GenerationRequest& r) const {
           "prompt_token_ids[", i, "]: ", id, " is outside the vocabulary [0, ", c.vocab_size, ")"));
     }
   }
-  if (r.max_tokens < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("max_tokens: must be >= 1, got ", r.max_tokens));
+  if (r.prompt_logprobs.has_value() &&
+      (*r.prompt_logprobs < 0 || *r.prompt_logprobs > kMaxLogprobs)) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt_logprobs: must be in [0, ", kMaxLogprobs,
+                                                   "], got ", *r.prompt_logprobs));
+  }
+  // Scoring alone (prompt_logprobs, nothing generated) is max_tokens 0, as OpenAI's echo.
+  if (r.max_tokens < 0 || (r.max_tokens == 0 && !r.prompt_logprobs.has_value())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_tokens: must be >= 1 (or 0 with prompt_logprobs set), got ", r.max_tokens));
   }
   if (prompt_len + r.max_tokens > c.max_position_embeddings) {
     return absl::InvalidArgumentError(
@@ -269,6 +276,10 @@ absl::Status Engine::Validate(const GenerationRequest& r) const {
     return absl::InvalidArgumentError(
         absl::StrCat("n: must be in [1, ", max_n, "] (at most ", kMaxSamples,
                      " samples and at most --max-num-seqs), got ", r.n));
+  }
+  if (r.max_tokens == 0 && r.n != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("n: must be 1 when max_tokens is 0 (nothing is sampled), got ", r.n));
   }
   if (r.logprobs.has_value() && (*r.logprobs < 0 || *r.logprobs > kMaxLogprobs)) {
     return absl::InvalidArgumentError(

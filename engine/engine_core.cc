@@ -143,6 +143,7 @@ void EngineCore::EmitToken(Sequence& seq, const float* logits) {
   TokenEvent event;
   event.index = seq.index;
   event.token_ids.push_back(token);
+  TakePromptLogprobs(seq, &event);
   if (seq.request->logprobs.has_value()) {
     ComputeLogprobs(row, token, *seq.request->logprobs, &event.logprobs.emplace_back());
   }
@@ -204,30 +205,79 @@ void EngineCore::ForkSamples(Sequence& parent, const float* logits) {
 
 void EngineCore::RunStep(const SchedulerOutput& output) {
   batch_.clear();
+  int64_t num_logit_rows = 0;
   for (const ScheduledChunk& chunk : output.chunks) {
     Sequence& seq = *chunk.seq;
     const bool samples =
         seq.num_computed + chunk.num_tokens == static_cast<int32_t>(seq.tokens.size());
+    // A prompt chunk being scored needs every position's logits (the last one's also serves the
+    // first sample); any other chunk only its last token's, and only if it samples.
+    const int32_t num_logits = seq.scores_prompt() ? chunk.num_tokens : (samples ? 1 : 0);
+    num_logit_rows += num_logits;
     batch_.push_back(DecoderModel::BatchEntry{
         absl::MakeConstSpan(seq.tokens).subspan(seq.num_computed, chunk.num_tokens),
-        seq.num_computed, &seq.cache, samples, seq.prompt_len()});
+        seq.num_computed, &seq.cache, num_logits, seq.prompt_len()});
+  }
+  const int64_t vocab = info_.config.vocab_size;
+  // Sized for one row per running sequence at start; only scored prompt chunks grow it (once, to
+  // the largest step that scores; kept for later steps).
+  if (static_cast<int64_t>(logits_.size()) < num_logit_rows * vocab) {
+    logits_.resize(num_logit_rows * vocab);
   }
   model_->ForwardBatch(batch_, *cache_, logits_.data());
   sampled_.clear();
-  for (const ScheduledChunk& chunk : output.chunks) {
-    Sequence& seq = *chunk.seq;
-    seq.num_computed += chunk.num_tokens;
+  const float* rows = logits_.data();
+  for (size_t k = 0; k < output.chunks.size(); ++k) {
+    Sequence& seq = *output.chunks[k].seq;
+    const int32_t num_logits = batch_[k].num_logits;
+    if (seq.scores_prompt()) ScorePrompt(seq, num_logits, rows);
+    rows += num_logits * vocab;
+    seq.num_computed += output.chunks[k].num_tokens;
     cache_->Commit(seq.cache, seq.tokens, seq.num_computed);
-    if (seq.num_computed == static_cast<int32_t>(seq.tokens.size())) sampled_.push_back(&seq);
+    if (seq.num_computed == static_cast<int32_t>(seq.tokens.size())) {
+      sampled_.push_back({&seq, rows - vocab});
+    }
   }
   iteration_stats_.num_scheduled_tokens += output.num_scheduled_tokens;
   // Sampling may finish (and free) sequences; `output` is not used past this point.
-  const int64_t vocab = info_.config.vocab_size;
-  for (size_t k = 0; k < sampled_.size(); ++k) {
-    const float* row = &logits_[k * vocab];
-    if (sampled_[k]->num_seqs > 1) ForkSamples(*sampled_[k], row);
-    EmitToken(*sampled_[k], row);
+  for (auto [seq, row] : sampled_) {
+    if (seq->request->max_tokens == 0) {
+      FinishScoring(*seq);
+      continue;
+    }
+    if (seq->num_seqs > 1) ForkSamples(*seq, row);
+    EmitToken(*seq, row);
   }
+}
+
+void EngineCore::ScorePrompt(Sequence& seq, int32_t num_rows, const float* rows) {
+  const int64_t vocab = info_.config.vocab_size;
+  std::vector<TokenLogprobs>& scored = seq.group->prompt_logprobs;
+  for (int32_t i = 0; i < num_rows; ++i) {
+    // The logits at position p score prompt token p + 1. Positions scored before (a chunk
+    // recomputed after a preemption) are skipped, so each token has exactly one entry.
+    const int32_t target = seq.num_computed + i + 1;
+    if (target >= seq.prompt_len()) break;
+    if (target - 1 < static_cast<int32_t>(scored.size())) continue;
+    ComputeLogprobs(absl::MakeConstSpan(rows + i * vocab, vocab), seq.tokens[target],
+                    *seq.request->prompt_logprobs, &scored.emplace_back());
+  }
+}
+
+void EngineCore::TakePromptLogprobs(Sequence& seq, TokenEvent* event) {
+  SampleGroup& group = *seq.group;
+  if (!seq.request->prompt_logprobs.has_value() || group.prompt_logprobs_sent) return;
+  event->prompt_logprobs.emplace(std::move(group.prompt_logprobs));
+  group.prompt_logprobs.clear();
+  group.prompt_logprobs_sent = true;
+}
+
+void EngineCore::FinishScoring(Sequence& seq) {
+  // Engine::Validate allows max_tokens 0 only with prompt_logprobs and n = 1.
+  iteration_stats_.num_prompt_tokens += seq.prompt_len();
+  TokenEvent event;
+  TakePromptLogprobs(seq, &event);
+  Finish(&seq, std::move(event), FinishReason::kLength, absl::OkStatus());
 }
 
 namespace {

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -48,6 +49,14 @@ class EngineCore {
   // Forks the n - 1 further samples of a request whose prompt is now prefilled; they share its
   // blocks and sample their first token from the same logits.
   void ForkSamples(Sequence& seq, const float* logits);
+  // Appends prompt_logprobs entries from the logits {num_rows, vocab} of seq's chunk starting at
+  // seq.num_computed. REQUIRES: seq.scores_prompt().
+  void ScorePrompt(Sequence& seq, int32_t num_rows, const float* rows);
+  // Moves the request's prompt_logprobs into `event` if it asked for them and they were not sent.
+  void TakePromptLogprobs(Sequence& seq, TokenEvent* event);
+  // Ends a max_tokens = 0 request once its prompt is computed: one finished event (kLength)
+  // carrying its prompt_logprobs.
+  void FinishScoring(Sequence& seq);
   // Samples one token for seq from `logits` ({vocab}), streams it, and finishes seq when done.
   void EmitToken(Sequence& seq, const float* logits);
   // Removes seq from the scheduler (freeing its cache) and delivers its final event; for a
@@ -73,9 +82,10 @@ class EngineCore {
   std::unique_ptr<DecoderModel> model_;
   std::unique_ptr<cache::KvCacheManager> cache_;
   std::unique_ptr<Scheduler> scheduler_;
-  std::vector<float> logits_;  // [max seqs, vocab]
+  std::vector<float> logits_;  // [logit rows of a step, vocab]; max seqs rows at start
   std::vector<DecoderModel::BatchEntry> batch_;
-  std::vector<Sequence*> sampled_;
+  // Sequences that sample in this step, with their logits row {vocab} in logits_.
+  std::vector<std::pair<Sequence*, const float*>> sampled_;
   IterationStats iteration_stats_;  // the current iteration's
   int64_t reported_evictions_ = 0;
   uint64_t next_arrival_ = 0;

@@ -52,6 +52,15 @@ struct GenerationRequest {
   // k most likely tokens (k <= kMaxLogprobs). Computed from the model's raw logits (log_softmax
   // before penalties, temperature and truncation), as vLLM's default "raw_logprobs".
   std::optional<int32_t> logprobs;
+  // Log-probabilities of the prompt's own tokens (vLLM's prompt_logprobs; scoring): unset = none;
+  // 0 = each prompt token's only; k = also the k most likely tokens at its position (k <=
+  // kMaxLogprobs). Token i (i >= 1) is scored by the logits after tokens [0, i); token 0 has no
+  // logits before it and no entry. Same raw log_softmax as `logprobs`. The prompt is computed in
+  // full: cached prefix blocks are reused only up to the positions already scored (none for a new
+  // request), so the logprobs never depend on what the prefix cache held. With prompt_logprobs set,
+  // max_tokens may be 0: the prompt is scored and nothing is generated (OpenAI's echo with
+  // max_tokens 0).
+  std::optional<int32_t> prompt_logprobs;
 };
 
 inline constexpr int32_t kMaxSamples = 16;
@@ -78,6 +87,12 @@ struct TokenEvent {
   absl::InlinedVector<int32_t, 4> token_ids;
   // When the request asked for logprobs: one entry per token in token_ids.
   absl::InlinedVector<TokenLogprobs, 1> logprobs;
+  // When the request asked for prompt_logprobs: set on the request's first event that carries a
+  // token (whichever sample it belongs to) or, with max_tokens 0, on its finished event; prompt
+  // length - 1 entries, for prompt tokens 1, 2, ... in order (token 0 has none). Unset on every
+  // other event, and never set for a request that ends (cancel, deadline) before its prompt is
+  // computed.
+  std::optional<std::vector<TokenLogprobs>> prompt_logprobs;
   std::string text;  // valid UTF-8 delta (may be empty: bytes held back)
   bool finished = false;
   FinishReason finish_reason = FinishReason::kNone;

@@ -125,19 +125,20 @@ bool Scheduler::TryAdmit(const Clock& clock, SteadyTime* now) {
   std::optional<cache::SequenceCache> cache =
       cache_->Begin(cache::PrefixRootHash(config_.model_name, seq.request->cache_salt));
   if (!cache.has_value()) return false;  // no recurrent-state slot free
-  // The last token must be computed to produce logits, so at most size - 1 come from the cache.
+  // Positions that must produce logits cannot come from the cache (Sequence::max_cached_prefix).
   // Reusing cached blocks takes the free ones out of the free queue, so the first chunk must fit
   // in what is left: look first (changing nothing), then decide, then attach.
   const int32_t size = static_cast<int32_t>(seq.tokens.size());
+  const int32_t max_hit = seq.max_cached_prefix();
   int32_t free_hit_blocks = 0;
-  const int32_t hit = cache_->PeekCachedPrefix(*cache, seq.tokens, size - 1, &free_hit_blocks);
+  const int32_t hit = cache_->PeekCachedPrefix(*cache, seq.tokens, max_hit, &free_hit_blocks);
   const int32_t n = ChunkSize(seq, hit, budget_);
   const int32_t new_blocks = cache_->BlocksForTokens(hit + n) - cache_->BlocksForTokens(hit);
   if (n == 0 || new_blocks > cache_->pool().num_free() - free_hit_blocks) {
     cache_->Free(*cache);
     return false;
   }
-  KV_CHECK(cache_->AttachCachedPrefix(*cache, seq.tokens, size - 1) == hit);
+  KV_CHECK(cache_->AttachCachedPrefix(*cache, seq.tokens, max_hit) == hit);
   KV_CHECK(cache_->AllocateSlots(*cache, hit + n));
   output_.num_prefix_cache_queries += size;
   output_.num_prefix_cache_hits += hit;

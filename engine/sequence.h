@@ -9,6 +9,7 @@
 #ifndef KVSERVE_ENGINE_SEQUENCE_H_
 #define KVSERVE_ENGINE_SEQUENCE_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <utility>
@@ -28,6 +29,10 @@ namespace kvserve::engine {
 struct SampleGroup {
   int32_t unfinished = 1;     // samples without their final event yet
   int64_t num_generated = 0;  // tokens of the samples that finished
+  // prompt_logprobs: entries for prompt tokens 1, 2, ... scored so far (entry i from the logits at
+  // position i), handed over whole to the request's first event; then sent = true.
+  std::vector<TokenLogprobs> prompt_logprobs;
+  bool prompt_logprobs_sent = false;
 };
 
 struct Sequence {
@@ -56,6 +61,20 @@ struct Sequence {
   int32_t prompt_len() const { return static_cast<int32_t>(request->prompt_token_ids.size()); }
   // Tokens that still need a model step before the next sample: 1 while decoding.
   int32_t num_uncomputed() const { return static_cast<int32_t>(tokens.size()) - num_computed; }
+  // True while the request's prompt_logprobs still lack entries: its prompt chunks then produce
+  // logits at every position.
+  bool scores_prompt() const {
+    return request->prompt_logprobs.has_value() && !group->prompt_logprobs_sent &&
+           static_cast<int32_t>(group->prompt_logprobs.size()) < prompt_len() - 1;
+  }
+  // How many leading tokens the prefix cache may serve at admission: all but the last (whose
+  // logits are needed), and while scoring the prompt only the positions already scored, since a
+  // cached position produces no logits.
+  int32_t max_cached_prefix() const {
+    const int32_t all_but_last = static_cast<int32_t>(tokens.size()) - 1;
+    if (!scores_prompt()) return all_but_last;
+    return std::min(all_but_last, static_cast<int32_t>(group->prompt_logprobs.size()));
+  }
 
   const RequestId id;   // shared by the request's samples
   const int32_t index;  // sample index in [0, request->n)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README command 1: install what is missing, build in Release, start kvserve on 127.0.0.1:50051.
-# Extra arguments go to kvserve (e.g. --model=DIR); see `build/server/kvserve --help`.
+# Extra arguments go to kvserve (e.g. --model=DIR); see `build/server/kvserve --help`. With no
+# --model it serves models/default when the tree has one, else the embedded random model (README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh kvserve kvserve-cli

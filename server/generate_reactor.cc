@@ -72,6 +72,7 @@ class GenerateReactor::StreamState : public engine::TokenSink {
         sample.logprobs.push_back(std::move(logprobs));
       }
       sample.text += event.text;
+      if (event.prompt_logprobs.has_value()) prompt_logprobs_ = std::move(event.prompt_logprobs);
       if (event.finished) {
         sample.finished = true;
         sample.finish_reason = event.finish_reason;
@@ -205,6 +206,12 @@ class GenerateReactor::StreamState : public engine::TokenSink {
       out_.mutable_prompt_token_ids()->Add(echo_prompt_ids_.begin(), echo_prompt_ids_.end());
       first_sent_ = true;
     }
+    // The engine sets them on the request's first event with output, so they go out with the
+    // stream's first message.
+    if (prompt_logprobs_.has_value()) {
+      PromptLogprobsToProto(*prompt_logprobs_, &out_);
+      prompt_logprobs_.reset();
+    }
     out_.set_index(index);
     out_.mutable_token_ids()->Add(sample.token_ids.begin(), sample.token_ids.end());
     for (const engine::TokenLogprobs& logprobs : sample.logprobs) {
@@ -283,6 +290,8 @@ class GenerateReactor::StreamState : public engine::TokenSink {
   engine::RequestId id_ ABSL_GUARDED_BY(mu_) = 0;
   std::string request_id_ ABSL_GUARDED_BY(mu_);
   std::vector<int32_t> echo_prompt_ids_ ABSL_GUARDED_BY(mu_);
+  // The request's prompt_logprobs, from the engine event that carried them until written.
+  std::optional<std::vector<engine::TokenLogprobs>> prompt_logprobs_ ABSL_GUARDED_BY(mu_);
   std::vector<Sample> samples_ ABSL_GUARDED_BY(mu_);  // one per sample, [0, n)
   // Samples with unsent output, oldest unsent event first: a ring of num_ready_ entries from
   // ready_head_. Each sample is in it at most once, so n slots suffice and nothing is allocated

@@ -11,14 +11,18 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <limits>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_join.h"
 #include "base/flags.h"
 #include "base/logging.h"
 #include "engine/model/model_loader.h"
+#include "server/default_model.h"
 #include "server/kvserve_server.h"
 
 namespace {
@@ -26,6 +30,32 @@ namespace {
 using kvserve::base::FlagSet;
 
 constexpr int64_t kMaxInt32 = std::numeric_limits<int32_t>::max();
+
+// With no --model: the default model directory beside the binary (server/default_model.h), named
+// after the directory it resolves to (models/default -> models/<name> serves "<name>"), else the
+// embedded random-weight model.
+kvserve::server::ModelSpec DefaultModel(const char* argv0) {
+  std::error_code error;
+  std::filesystem::path binary = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (error) binary = std::filesystem::absolute(argv0, error);
+  const kvserve::server::DefaultModelLookup lookup = kvserve::server::FindDefaultModel(
+      binary.string(), std::getenv(kvserve::server::kDefaultModelEnv));
+  kvserve::server::ModelSpec spec;
+  if (!lookup.dir.has_value()) {
+    KV_LOG(WARNING) << "no --model and no default model directory (searched "
+                    << absl::StrJoin(lookup.searched, ", ") << "): serving the embedded model '"
+                    << kvserve::engine::kDefaultModelName
+                    << "', whose weights are seeded random numbers (its output is noise)";
+    return spec;
+  }
+  spec.dir = *lookup.dir;
+  const std::filesystem::path resolved = std::filesystem::canonical(spec.dir, error);
+  spec.name =
+      (error ? std::filesystem::path(spec.dir).lexically_normal() : resolved).filename().string();
+  KV_LOG(INFO) << "no --model: serving the default model '" << spec.name << "' from " << spec.dir
+               << (error ? "" : " (" + resolved.string() + ")");
+  return spec;
+}
 
 int Run(int argc, char** argv) {
   kvserve::server::ServerOptions options;
@@ -51,7 +81,13 @@ int Run(int argc, char** argv) {
 
   FlagSet flags("kvserve",
                 "Serves decoder language models over gRPC (kvserve.v1.KvServe, grpc.health.v1, "
-                "reflection). With no --model it serves the embedded default model, '" +
+                "reflection). With no --model it serves the first of $" +
+                    std::string(kvserve::server::kDefaultModelEnv) +
+                    ", <binary dir>/../share/kvserve/models/" +
+                    kvserve::server::kDefaultModelDirName + " and <binary dir>/../../models/" +
+                    kvserve::server::kDefaultModelDirName +
+                    " (the build tree) that holds a config.json; if none does, or with --model= "
+                    "(empty), the embedded model '" +
                     std::string(kvserve::engine::kDefaultModelName) +
                     "', whose weights are seeded random numbers: it produces noise, not language.");
   flags.AddString("listen", &options.listen_address,
@@ -173,7 +209,7 @@ int Run(int argc, char** argv) {
   options.metrics_address = metrics_address;
   options.log_requests = log_requests;
   for (const std::string& m : models) options.models.push_back(kvserve::server::ParseModelSpec(m));
-  if (options.models.empty()) options.models.push_back({});  // the embedded default model
+  if (options.models.empty()) options.models.push_back(DefaultModel(argv[0]));
   for (kvserve::server::ModelSpec& spec : options.models) spec.weight_dtype = *dtype;
 
   // Block the shutdown signals in every thread (threads inherit the mask) and wait for them here.

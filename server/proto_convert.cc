@@ -39,6 +39,7 @@ absl::Status CopyGenerationFields(const Request& request, engine::GenerationRequ
   if (request.priority() != 0) out.priority = request.priority();
   if (request.has_n()) out.n = request.n();
   if (request.has_logprobs()) out.logprobs = request.logprobs();
+  if (request.has_prompt_logprobs()) out.prompt_logprobs = request.prompt_logprobs();
   return absl::OkStatus();
 }
 
@@ -154,6 +155,13 @@ void ToProto(const engine::TokenLogprobs& logprobs, pb::TokenLogprobs* out) {
     entry->set_token_id(top.token);
     entry->set_logprob(top.logprob);
   }
+}
+
+void PromptLogprobsToProto(const std::vector<engine::TokenLogprobs>& scored,
+                           pb::GenerateResponse* out) {
+  out->add_prompt_logprobs();
+  for (const engine::TokenLogprobs& logprobs : scored)
+    ToProto(logprobs, out->add_prompt_logprobs());
 }
 
 pb::FinishReason ToProto(engine::FinishReason reason) {

@@ -8,6 +8,8 @@
 #ifndef KVSERVE_SERVER_PROTO_CONVERT_H_
 #define KVSERVE_SERVER_PROTO_CONVERT_H_
 
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "engine/engine.h"
 #include "kvserve/v1/kvserve.pb.h"
@@ -35,6 +37,10 @@ absl::StatusOr<engine::Normalizer> FromProto(kvserve::v1::Normalizer normalizer)
 
 void ToProto(const engine::ModelInfo& info, kvserve::v1::ModelInfo* out);
 void ToProto(const engine::TokenLogprobs& logprobs, kvserve::v1::TokenLogprobs* out);
+// The engine's prompt_logprobs (entries for prompt tokens 1..N-1) as GenerateResponse's: one entry
+// per prompt token, the first with no logprob (nothing precedes it).
+void PromptLogprobsToProto(const std::vector<engine::TokenLogprobs>& scored,
+                           kvserve::v1::GenerateResponse* out);
 // FINISH_REASON_UNSPECIFIED for the reasons that end a call with an error status instead
 // (cancelled, aborted, deadline).
 kvserve::v1::FinishReason ToProto(engine::FinishReason reason);

@@ -214,21 +214,8 @@ void DecoderModel::Forward(absl::Span<const int32_t> tokens, int32_t start_pos,
   // prompt (expanded form).
   const int32_t n = static_cast<int32_t>(tokens.size());
   const int32_t prompt_len = n == 1 ? start_pos : start_pos + n;
-  const BatchEntry entry{tokens, start_pos, &seq, /*logits=*/true, prompt_len};
-  if (!all_logits) {
-    ForwardBatch(absl::MakeConstSpan(&entry, 1), cache, logits);
-    return;
-  }
-  // Every row's logits: the one-entry batch with all its rows selected.
-  Reserve(n);
-  seq_rows_.assign(1, SequenceRows{0, n, start_pos, &seq, prompt_len});
-  logit_rows_.resize(n);
-  for (int64_t i = 0; i < n; ++i) {
-    logit_rows_[i] = i;
-    tokens_[i] = tokens[i];
-    positions_[i] = start_pos + static_cast<int32_t>(i);
-  }
-  Run(n, cache, logits);
+  const BatchEntry entry{tokens, start_pos, &seq, all_logits ? n : 1, prompt_len};
+  ForwardBatch(absl::MakeConstSpan(&entry, 1), cache, logits);
 }
 
 void DecoderModel::ForwardBatch(absl::Span<const BatchEntry> batch, cache::KvCacheManager& cache,
@@ -249,8 +236,9 @@ void DecoderModel::ForwardBatch(absl::Span<const BatchEntry> batch, cache::KvCac
       tokens_[row + i] = e.tokens[i];
       positions_[row + i] = e.start_pos + static_cast<int32_t>(i);
     }
+    KV_CHECK(e.num_logits >= 0 && e.num_logits <= n) << "num_logits " << e.num_logits;
     row += n;
-    if (e.logits) logit_rows_.push_back(row - 1);
+    for (int64_t r = row - e.num_logits; r < row; ++r) logit_rows_.push_back(r);
   }
   Run(num_rows, cache, logits);
 }

@@ -68,14 +68,18 @@ class DecoderModel {
     absl::Span<const int32_t> tokens;  // positions [start_pos, start_pos + tokens.size())
     int32_t start_pos = 0;
     const cache::SequenceCache* seq = nullptr;
-    bool logits = false;     // produce the logits of its last token
+    // Logits of its last num_logits tokens: 1 for a sequence that samples, tokens.size() for a
+    // prompt chunk scored for prompt_logprobs, 0 for a chunk that ends mid-prompt.
+    int32_t num_logits = 0;
     int32_t prompt_len = 0;  // positions from here on are generated tokens (SequenceRows)
   };
   // Runs every entry's tokens through the model in one batched step: each weight's matmul runs
-  // once over all rows; attention and S4 run per sequence over its own cache. Writes one logits
-  // row {vocab} per entry with logits = true, in entry order, to `logits`.
-  // REQUIRES: as for Forward, per entry; entries belong to distinct sequences; a batch with no
-  // tokens is allowed and does nothing.
+  // once over all rows; attention and S4 run per sequence over its own cache. Writes the logits
+  // rows {vocab} each entry asked for, in entry order and position order, to `logits`. Only those
+  // rows go through the LM head, so a step costs the same whatever other rows ask for logits, and
+  // (batch-invariant) each row's logits are those it has alone.
+  // REQUIRES: as for Forward, per entry; entries belong to distinct sequences; 0 <= num_logits <=
+  // tokens.size(); a batch with no tokens is allowed and does nothing.
   void ForwardBatch(absl::Span<const BatchEntry> batch, cache::KvCacheManager& cache,
                     float* logits);
 

@@ -333,7 +333,24 @@ INSTANTIATE_TEST_SUITE_P(
         InvalidCase{"NegativeToken", [](GenerationRequest& r) { r.prompt_token_ids[0] = -1; },
                     "prompt_token_ids[0]: -1 is outside the vocabulary [0, 64)"},
         InvalidCase{"ZeroMaxTokens", [](GenerationRequest& r) { r.max_tokens = 0; },
-                    "max_tokens: must be >= 1, got 0"},
+                    "max_tokens: must be >= 1 (or 0 with prompt_logprobs set), got 0"},
+        InvalidCase{"NegativeMaxTokensWhileScoring",
+                    [](GenerationRequest& r) {
+                      r.prompt_logprobs = 0;
+                      r.max_tokens = -1;
+                    },
+                    "max_tokens: must be >= 1 (or 0 with prompt_logprobs set), got -1"},
+        InvalidCase{"PromptLogprobsAboveMax", [](GenerationRequest& r) { r.prompt_logprobs = 21; },
+                    "prompt_logprobs: must be in [0, 20], got 21"},
+        InvalidCase{"NegativePromptLogprobs", [](GenerationRequest& r) { r.prompt_logprobs = -1; },
+                    "prompt_logprobs: must be in [0, 20], got -1"},
+        InvalidCase{"SeveralSamplesOfNothing",
+                    [](GenerationRequest& r) {
+                      r.prompt_logprobs = 0;
+                      r.max_tokens = 0;
+                      r.n = 2;
+                    },
+                    "n: must be 1 when max_tokens is 0 (nothing is sampled), got 2"},
         InvalidCase{"OverContext", [](GenerationRequest& r) { r.max_tokens = 126; },
                     "max_tokens: prompt length 3 + max_tokens 126 exceeds the model's context "
                     "length 128"},

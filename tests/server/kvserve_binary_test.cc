@@ -16,11 +16,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -31,13 +35,19 @@
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "engine/model/model_loader.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "kvserve/v1/kvserve.grpc.pb.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/reference_logprobs.h"
 
 namespace kvserve {
 namespace {
@@ -45,6 +55,7 @@ namespace {
 using ::testing::ContainsRegex;
 using ::testing::EndsWith;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
@@ -315,10 +326,20 @@ class KvserveBinaryTest : public ::testing::Test {
 
   virtual std::vector<std::string> ServerFlags() const { return {}; }
 
-  void StartServer(const std::vector<std::string>& flags) {
+  // `command` is what precedes the flags: the binary, or e.g. {"/usr/bin/env", "VAR=x", binary}.
+  void StartServer(const std::vector<std::string>& flags,
+                   std::vector<std::string> command = {kServerBinary},
+                   bool pin_embedded_model = true) {
     // Metrics on a free port too: the default, 0.0.0.0:9464, would collide between test servers.
-    std::vector<std::string> argv = {kServerBinary, "--listen=127.0.0.1:0",
-                                     "--metrics-address=127.0.0.1:0"};
+    std::vector<std::string> argv = std::move(command);
+    argv.insert(argv.end(), {"--listen=127.0.0.1:0", "--metrics-address=127.0.0.1:0"});
+    // The embedded model unless a test names one: a default model directory in the build tree
+    // (models/default) must not change what these tests serve.
+    if (pin_embedded_model && std::none_of(flags.begin(), flags.end(), [](const std::string& f) {
+          return absl::StartsWith(f, "--model");
+        })) {
+      argv.push_back("--model=");
+    }
     argv.insert(argv.end(), flags.begin(), flags.end());
     server_ = std::make_unique<ChildProcess>(argv);
     ASSERT_TRUE(server_->started()) << "cannot start " << kServerBinary;
@@ -423,6 +444,166 @@ TEST_F(KvserveBinaryTest, CliGenerateOfAnEmptyPromptExitsTwoWithTheServerError) 
   const CommandResult r = Cli({"generate", "--prompt", ""});
   EXPECT_EQ(r.exit_code(), 2) << r.Describe();
   EXPECT_THAT(r.err, HasSubstr("INVALID_ARGUMENT: prompt: must not be empty"));
+}
+
+// kvserve-cli score: the same text given three ways scores the same, and the JSON's numbers agree
+// with each other (perplexity = exp(-sum / (N - 1)), token 0 unscored).
+TEST_F(KvserveBinaryTest, CliScorePrintsConsistentJsonForPromptPromptFileAndTokenIds) {
+  const std::string text = "Once upon a time";
+  const CommandResult by_prompt = Cli({"score", "--prompt", text});
+  ASSERT_EQ(by_prompt.exit_code(), 0) << by_prompt.Describe();
+  const nlohmann::json j = nlohmann::json::parse(by_prompt.out);
+  const CommandResult tokens = Cli({"tokenize", "--text", text});
+  ASSERT_EQ(tokens.exit_code(), 0) << tokens.Describe();
+  const std::vector<std::string> ids = absl::StrSplit(absl::StripAsciiWhitespace(tokens.out), ' ');
+  ASSERT_EQ(j["num_tokens"], ids.size());
+  ASSERT_EQ(j["num_scored"], ids.size() - 1);
+  ASSERT_EQ(j["token_logprobs"].size(), ids.size());
+  EXPECT_TRUE(j["token_logprobs"][0].is_null());
+  double sum = 0;
+  for (size_t i = 1; i < ids.size(); ++i) {
+    EXPECT_EQ(j["token_ids"][i], std::stoi(ids[i]));
+    EXPECT_LT(j["token_logprobs"][i].get<double>(), 0.0);
+    sum += j["token_logprobs"][i].get<double>();
+  }
+  EXPECT_NEAR(j["sum_logprob"].get<double>(), sum, 1e-5);
+  // Printed with 9 significant digits.
+  const double perplexity = std::exp(-j["sum_logprob"].get<double>() / (ids.size() - 1));
+  EXPECT_NEAR(j["perplexity"].get<double>(), perplexity, 1e-7 * perplexity);
+
+  const std::string file = ::testing::TempDir() + "/score_prompt.txt";
+  {
+    std::ofstream out(file, std::ios::binary);
+    out << text;
+  }
+  const CommandResult by_file = Cli({"score", "--prompt-file", file});
+  ASSERT_EQ(by_file.exit_code(), 0) << by_file.Describe();
+  EXPECT_EQ(by_file.out, by_prompt.out);
+  const CommandResult by_ids = Cli({"score", "--token-ids", absl::StrJoin(ids, ",")});
+  ASSERT_EQ(by_ids.exit_code(), 0) << by_ids.Describe();
+  EXPECT_EQ(by_ids.out, by_prompt.out);
+}
+
+TEST_F(KvserveBinaryTest, CliScoreNeedsExactlyOneInput) {
+  const CommandResult none = Cli({"score"});
+  EXPECT_EQ(none.exit_code(), 2) << none.Describe();
+  EXPECT_THAT(none.err, HasSubstr("give exactly one of --prompt, --prompt-file and --token-ids"));
+  const CommandResult two = Cli({"score", "--prompt", "a", "--token-ids", "1,2"});
+  EXPECT_EQ(two.exit_code(), 2) << two.Describe();
+  const CommandResult bad = Cli({"score", "--token-ids", "1,x"});
+  EXPECT_EQ(bad.exit_code(), 2) << bad.Describe();
+  EXPECT_THAT(bad.err, HasSubstr("invalid value 'x' in --token-ids"));
+  const CommandResult out_of_vocab = Cli({"score", "--token-ids", "1,999"});
+  EXPECT_EQ(out_of_vocab.exit_code(), 2) << out_of_vocab.Describe();
+  EXPECT_THAT(out_of_vocab.err, HasSubstr("INVALID_ARGUMENT: prompt_token_ids[1]: 999"));
+}
+
+// The whole scoring path through the real binaries against the independent PyTorch reference:
+// tiny_llama_gqa at --weight-dtype=f32, its reference input scored by kvserve-cli.
+class KvserveBinaryScoreReferenceTest : public KvserveBinaryTest {
+ protected:
+  std::vector<std::string> ServerFlags() const override {
+    return {absl::StrCat("--model=", KVSERVE_TEST_DATA_DIR, "/tiny_llama_gqa"),
+            "--weight-dtype=f32"};
+  }
+};
+
+TEST_F(KvserveBinaryScoreReferenceTest, CliScoreMatchesTheReferenceLogSoftmax) {
+  const testing::ReferenceLogprobs ref =
+      testing::LoadReferenceLogprobs(std::string(KVSERVE_TEST_DATA_DIR) + "/tiny_llama_gqa");
+  const CommandResult r = Cli({"score", "--token-ids", absl::StrJoin(ref.input_ids, ",")});
+  ASSERT_EQ(r.exit_code(), 0) << r.Describe();
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  const size_t n = ref.input_ids.size();
+  ASSERT_EQ(j["num_tokens"], n);
+  ASSERT_EQ(j["num_scored"], n - 1);
+  double sum = 0;
+  for (size_t i = 1; i < n; ++i) {
+    EXPECT_NEAR(j["token_logprobs"][i].get<double>(), ref.TokenLogprob(i), 1e-4) << "token " << i;
+    sum += ref.TokenLogprob(i);
+  }
+  EXPECT_NEAR(j["sum_logprob"].get<double>(), sum, 1e-3);
+  const double perplexity = std::exp(-sum / static_cast<double>(n - 1));
+  EXPECT_NEAR(j["perplexity"].get<double>(), perplexity, 1e-4 * perplexity);
+}
+
+// The default-model lookup (server/default_model.h) on a copy of the binary in a temporary tree:
+//   <root>/a/bin/kvserve, <root>/a/share/kvserve/models/default, <root>/models/default.
+class KvserveDefaultModelTest : public KvserveBinaryTest {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(RequireBinary(kServerBinary));
+    ASSERT_NO_FATAL_FAILURE(RequireBinary(kCliBinary));
+    root_ = std::filesystem::path(::testing::TempDir()) /
+            absl::StrCat("kvserve_default_model_", getpid(), "_",
+                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(root_);
+    std::filesystem::create_directories(root_ / "a" / "bin");
+    binary_ = root_ / "a" / "bin" / "kvserve";
+    std::filesystem::copy_file(kServerBinary, binary_);
+  }
+  void TearDown() override {
+    KvserveBinaryTest::TearDown();
+    std::filesystem::remove_all(root_);
+  }
+  // Copies the tiny_llama_gqa fixture to `dir`.
+  static void CopyFixture(const std::filesystem::path& dir) {
+    std::filesystem::create_directories(dir.parent_path());
+    std::filesystem::copy(std::string(KVSERVE_TEST_DATA_DIR) + "/tiny_llama_gqa", dir,
+                          std::filesystem::copy_options::recursive);
+  }
+  void Start(const std::string& env = "KVSERVE_DEFAULT_MODEL=") {
+    StartServer({}, {"/usr/bin/env", env, binary_.string()}, /*pin_embedded_model=*/false);
+  }
+  std::string ModelsTable() {
+    const CommandResult r = Cli({"models"});
+    EXPECT_EQ(r.exit_code(), 0) << r.Describe();
+    return r.out;
+  }
+
+  std::filesystem::path root_;
+  std::filesystem::path binary_;
+};
+
+TEST_F(KvserveDefaultModelTest, WithNoDefaultDirectoryServesTheEmbeddedModelAndSaysWhereItLooked) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  EXPECT_THAT(server_->err(),
+              HasSubstr(absl::StrCat("no --model and no default model directory (searched ",
+                                     (root_ / "a/share/kvserve/models/default").string(), ", ",
+                                     (root_ / "models/default").string(), "): serving the ",
+                                     "embedded model '", kDefaultModel, "'")));
+  EXPECT_THAT(ModelsTable(), HasSubstr(kDefaultModel));
+}
+
+TEST_F(KvserveDefaultModelTest, FindsTheInstalledDefaultBesideTheBinary) {
+  CopyFixture(root_ / "a/share/kvserve/models/default");
+  CopyFixture(root_ / "models/default");  // later in the order: not used
+  ASSERT_NO_FATAL_FAILURE(Start());
+  EXPECT_THAT(server_->err(),
+              HasSubstr(absl::StrCat("no --model: serving the default model "
+                                     "'default' from ",
+                                     (root_ / "a/share/kvserve/models/default").string())));
+  EXPECT_THAT(ModelsTable(), ContainsRegex("\ndefault +LlamaForCausalLM +GQA .* +no +" +
+                                           (root_ / "a/share/kvserve/models/default").string()));
+}
+
+TEST_F(KvserveDefaultModelTest, FindsTheBuildTreeDefaultThroughASymlinkAndNamesItsTarget) {
+  CopyFixture(root_ / "models/tiny-trained");
+  std::filesystem::create_directory_symlink("tiny-trained", root_ / "models/default");
+  ASSERT_NO_FATAL_FAILURE(Start());
+  EXPECT_THAT(ModelsTable(), ContainsRegex("\ntiny-trained +LlamaForCausalLM +GQA "));
+}
+
+TEST_F(KvserveDefaultModelTest, TheEnvironmentVariableComesFirstAndAnExplicitEmptyModelWins) {
+  CopyFixture(root_ / "elsewhere/picked");
+  CopyFixture(root_ / "models/default");
+  ASSERT_NO_FATAL_FAILURE(Start("KVSERVE_DEFAULT_MODEL=" + (root_ / "elsewhere/picked").string()));
+  EXPECT_THAT(ModelsTable(), ContainsRegex("\npicked +LlamaForCausalLM"));
+  KvserveBinaryTest::TearDown();
+  // --model= (empty) asks for the embedded model and looks nowhere.
+  ASSERT_NO_FATAL_FAILURE(StartServer({"--model="}, {binary_.string()}));
+  EXPECT_THAT(server_->err(), Not(HasSubstr("default model")));
+  EXPECT_THAT(ModelsTable(), HasSubstr(kDefaultModel));
 }
 
 TEST_F(KvserveBinaryTest, ServerExitsZeroOnSigterm) {
@@ -606,7 +787,7 @@ TEST_F(KvserveBinaryDrainTest, SigtermRefusesNewCallsFinishesInFlightStreamsAndE
       << DescribeWaitStatus(*status) << "; stderr:\n"
       << server_->err();
   EXPECT_THAT(server_->err(), HasSubstr("shutdown complete"));
-  EXPECT_THAT(server_->err(), testing::Not(HasSubstr("drain deadline reached")));
+  EXPECT_THAT(server_->err(), Not(HasSubstr("drain deadline reached")));
 }
 
 }  // namespace

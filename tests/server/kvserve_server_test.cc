@@ -782,6 +782,65 @@ TEST_F(KvServerTest, CancellingAParallelRequestFreesEverySample) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Scoring: prompt_logprobs.
+
+// One entry per prompt token on the first message only, the first entry without a logprob; the
+// generation itself is what it is without them.
+TEST_F(KvServerTest, PromptLogprobsComeOnTheFirstMessageOnePerPromptToken) {
+  pb::GenerateRequest request = GreedyRequest("Hello", 6);  // 6 prompt tokens (BOS + 5 bytes)
+  const Generation plain = Generate(*stub_, request);
+  request.set_prompt_logprobs(3);
+  const Generation g = Generate(*stub_, request);
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(g, 6));
+  EXPECT_EQ(g.token_ids, plain.token_ids);
+  const pb::GenerateResponse& first = g.messages.front();
+  ASSERT_EQ(first.prompt_logprobs_size(), 6);
+  EXPECT_FALSE(first.prompt_logprobs(0).has_logprob());
+  EXPECT_EQ(first.prompt_logprobs(0).top_size(), 0);
+  for (int i = 1; i < 6; ++i) {
+    EXPECT_TRUE(first.prompt_logprobs(i).has_logprob());
+    EXPECT_LT(first.prompt_logprobs(i).logprob(), 0.0f);
+    EXPECT_EQ(first.prompt_logprobs(i).top_size(), 3);
+  }
+  for (size_t i = 1; i < g.messages.size(); ++i) EXPECT_EQ(g.messages[i].prompt_logprobs_size(), 0);
+}
+
+// Scoring a greedy continuation gives back the logprobs the generation reported for it: the same
+// logits, computed once by decode steps and once inside a prompt.
+TEST_F(KvServerTest, ScoringAGeneratedContinuationReproducesItsLogprobs) {
+  pb::GenerateRequest request = GreedyRequest("Once", 8);
+  request.set_logprobs(0);
+  request.set_return_prompt_token_ids(true);
+  const Generation g = Generate(*stub_, request);
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(g, 5));
+  std::vector<float> generated;
+  for (const pb::GenerateResponse& m : g.messages) {
+    for (const pb::TokenLogprobs& lp : m.logprobs()) generated.push_back(lp.logprob());
+  }
+  ASSERT_EQ(generated.size(), g.token_ids.size());
+
+  pb::GenerateRequest score;
+  pb::TokenIds* ids = score.mutable_prompt_token_ids();
+  ids->mutable_ids()->Add(g.messages.front().prompt_token_ids().begin(),
+                          g.messages.front().prompt_token_ids().end());
+  ids->mutable_ids()->Add(g.token_ids.begin(), g.token_ids.end());
+  score.set_prompt_logprobs(0);
+  score.set_max_tokens(0);
+  const Generation s = Generate(*stub_, score);
+  ASSERT_TRUE(s.status.ok()) << Describe(s.status);
+  // Pure scoring: one message, LENGTH, nothing generated.
+  ASSERT_EQ(s.messages.size(), 1u);
+  EXPECT_EQ(s.finish_reason(), pb::FINISH_REASON_LENGTH);
+  EXPECT_EQ(s.messages[0].usage().completion_tokens(), 0);
+  EXPECT_EQ(s.messages[0].usage().prompt_tokens(), ids->ids_size());
+  EXPECT_TRUE(s.token_ids.empty());
+  ASSERT_EQ(s.messages[0].prompt_logprobs_size(), ids->ids_size());
+  for (size_t i = 0; i < generated.size(); ++i) {
+    EXPECT_NEAR(s.messages[0].prompt_logprobs(5 + i).logprob(), generated[i], 1e-5) << i;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Validation.
 
 struct BadRequest {
@@ -816,10 +875,18 @@ std::vector<BadRequest> BadRequests() {
       [](pb::GenerateRequest& r) {
         for (int32_t id : {kBos, -5}) r.mutable_prompt_token_ids()->add_ids(id);
       });
-  add("max_tokens 0", kInvalid, "max_tokens: must be >= 1, got 0",
+  add("max_tokens 0", kInvalid, "max_tokens: must be >= 1 (or 0 with prompt_logprobs set), got 0",
       [](pb::GenerateRequest& r) { r.set_max_tokens(0); });
-  add("max_tokens -1", kInvalid, "max_tokens: must be >= 1, got -1",
+  add("max_tokens -1", kInvalid, "max_tokens: must be >= 1 (or 0 with prompt_logprobs set), got -1",
       [](pb::GenerateRequest& r) { r.set_max_tokens(-1); });
+  add("prompt_logprobs 21", kInvalid, "prompt_logprobs: must be in [0, 20], got 21",
+      [](pb::GenerateRequest& r) { r.set_prompt_logprobs(21); });
+  add("max_tokens 0 with n 2", kInvalid,
+      "n: must be 1 when max_tokens is 0 (nothing is sampled), got 2", [](pb::GenerateRequest& r) {
+        r.set_prompt_logprobs(0);
+        r.set_max_tokens(0);
+        r.set_n(2);
+      });
   add("max_tokens 5000", kInvalid,
       "max_tokens: prompt length 3 + max_tokens 5000 exceeds the model's context length 2048",
       [](pb::GenerateRequest& r) { r.set_max_tokens(5000); });

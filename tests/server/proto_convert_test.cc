@@ -54,6 +54,7 @@ TEST_F(ProtoConvertTest, UnsetFieldsTakeTheApiDefaults) {
   EXPECT_EQ(r->n, 1);
   EXPECT_EQ(r->priority, 0);
   EXPECT_FALSE(r->logprobs.has_value());
+  EXPECT_FALSE(r->prompt_logprobs.has_value());
   EXPECT_EQ(r->deadline, std::chrono::steady_clock::time_point{});  // the reactor sets it
   EXPECT_FALSE(r->ignore_eos);
   EXPECT_THAT(r->stop, IsEmpty());
@@ -81,6 +82,7 @@ TEST_F(ProtoConvertTest, CopiesEverySetField) {
   request.set_priority(-4);
   request.set_n(5);
   request.set_logprobs(3);
+  request.set_prompt_logprobs(2);
   pb::SamplingParams& s = *request.mutable_sampling();
   s.set_temperature(0.5f);
   s.set_top_k(9);
@@ -103,6 +105,7 @@ TEST_F(ProtoConvertTest, CopiesEverySetField) {
   EXPECT_EQ(r->priority, -4);
   EXPECT_EQ(r->n, 5);
   EXPECT_EQ(r->logprobs, 3);
+  EXPECT_EQ(r->prompt_logprobs, 2);
   EXPECT_EQ(r->sampling.temperature, 0.5f);
   EXPECT_EQ(r->sampling.top_k, 9);
   EXPECT_EQ(r->sampling.top_p, 0.75f);
@@ -120,6 +123,7 @@ TEST_F(ProtoConvertTest, ExplicitZerosOfOptionalFieldsAreKept) {
   pb::GenerateRequest request = MinimalRequest();
   request.set_n(0);
   request.set_logprobs(0);
+  request.set_prompt_logprobs(0);
   request.set_max_tokens(0);
   request.mutable_sampling()->set_repetition_penalty(0.0f);
   request.mutable_sampling()->set_temperature(0.0f);
@@ -127,6 +131,7 @@ TEST_F(ProtoConvertTest, ExplicitZerosOfOptionalFieldsAreKept) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->n, 0);
   EXPECT_EQ(r->logprobs, 0);
+  EXPECT_EQ(r->prompt_logprobs, 0);
   EXPECT_EQ(r->max_tokens, 0);
   EXPECT_EQ(r->sampling.repetition_penalty, 0.0f);
   EXPECT_EQ(r->sampling.temperature, 0.0f);
@@ -149,6 +154,27 @@ TEST_F(ProtoConvertTest, UnknownNormalizerIsInvalidArgumentNamingTheField) {
   EXPECT_EQ(FromProto(static_cast<pb::Normalizer>(-1)).status().message(),
             "sampling.normalizer: must be NORMALIZER_SOFTMAX, NORMALIZER_SPARSEMAX or "
             "NORMALIZER_ENTMAX15, got -1");
+}
+
+TEST_F(ProtoConvertTest, PromptLogprobsGetOneEntryPerPromptTokenTheFirstWithoutALogprob) {
+  // The engine's entries for prompt tokens 1 and 2 of a 3-token prompt.
+  const std::vector<engine::TokenLogprobs> scored = {{-0.5f, {{4, -0.25f}}}, {0.0f, {}}};
+  pb::GenerateResponse out;
+  PromptLogprobsToProto(scored, &out);
+  ASSERT_EQ(out.prompt_logprobs_size(), 3);
+  EXPECT_FALSE(out.prompt_logprobs(0).has_logprob());
+  EXPECT_EQ(out.prompt_logprobs(0).top_size(), 0);
+  EXPECT_EQ(out.prompt_logprobs(1).logprob(), -0.5f);
+  ASSERT_EQ(out.prompt_logprobs(1).top_size(), 1);
+  EXPECT_EQ(out.prompt_logprobs(1).top(0).token_id(), 4);
+  // A logprob of exactly 0 (probability 1) is present, not absent.
+  EXPECT_TRUE(out.prompt_logprobs(2).has_logprob());
+  EXPECT_EQ(out.prompt_logprobs(2).logprob(), 0.0f);
+
+  pb::GenerateResponse one_token;
+  PromptLogprobsToProto({}, &one_token);
+  ASSERT_EQ(one_token.prompt_logprobs_size(), 1);
+  EXPECT_FALSE(one_token.prompt_logprobs(0).has_logprob());
 }
 
 TEST_F(ProtoConvertTest, TokenLogprobsKeepTheirOrder) {

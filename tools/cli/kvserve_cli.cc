@@ -13,8 +13,10 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <limits>
@@ -29,8 +31,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "base/flags.h"
@@ -549,6 +553,113 @@ int Chat(Connection connection, int argc, char** argv, int first) {
   }
 }
 
+// "1,2, 3" -> {1, 2, 3}; errors name --token-ids.
+absl::StatusOr<std::vector<int32_t>> ParseTokenIds(absl::string_view text) {
+  std::vector<int32_t> ids;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    part = absl::StripAsciiWhitespace(part);
+    int32_t id = 0;
+    if (!absl::SimpleAtoi(part, &id)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid value '", part, "' in --token-ids: must be integers, e.g. 1,2,3"));
+    }
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+// A float for JSON: enough digits to round-trip; null when not finite (JSON has no infinity).
+std::string JsonNumber(double value) {
+  if (!std::isfinite(value)) return "null";
+  std::ostringstream out;
+  out << std::setprecision(9) << value;
+  return out.str();
+}
+
+int Score(Connection connection, int argc, char** argv, int first) {
+  std::string prompt;
+  std::string prompt_file;
+  std::string token_ids;
+  std::string model;
+  bool add_special_tokens = true;
+  base::FlagSet flags(
+      "kvserve-cli score",
+      "Scores a text under the model (KvServe.Generate with prompt_logprobs = 0 and max_tokens = "
+      "0, nothing generated) and prints one JSON object on stdout: num_tokens (N), num_scored "
+      "(N - 1: the first token has no context to be predicted from), sum_logprob (natural log, "
+      "over tokens 1..N-1), perplexity = exp(-sum_logprob / num_scored) (null when nothing is "
+      "scored), token_ids, and token_logprobs (N entries, the first null). A non-finite logprob "
+      "prints as null.");
+  AddConnectionFlags(flags, &connection);
+  flags.AddString("prompt", &prompt, "Text to score.");
+  flags.AddString("prompt-file", &prompt_file, "File whose whole content is the text to score.");
+  flags.AddString("token-ids", &token_ids, "Token ids to score as they are, e.g. 1,2,3.");
+  flags.AddString("model", &model, "Model name, see 'kvserve-cli models'.");
+  flags.SetDefaultText("model", "server default");
+  flags.AddBool("add-special-tokens", &add_special_tokens,
+                "Let the tokenizer add its special tokens (e.g. BOS) to the text.");
+  if (auto exit = ParseCommandFlags("score", flags, &connection, argc, argv, first)) return *exit;
+  const int num_inputs =
+      flags.IsSet("prompt") + flags.IsSet("prompt-file") + flags.IsSet("token-ids");
+  if (num_inputs != 1) {
+    return UsageError("score", "give exactly one of --prompt, --prompt-file and --token-ids");
+  }
+  v1::GenerateRequest request;
+  if (flags.IsSet("model")) request.set_model(model);
+  if (flags.IsSet("token-ids")) {
+    absl::StatusOr<std::vector<int32_t>> ids = ParseTokenIds(token_ids);
+    if (!ids.ok()) return UsageError("score", ids.status().message());
+    request.mutable_prompt_token_ids()->mutable_ids()->Add(ids->begin(), ids->end());
+  } else if (flags.IsSet("prompt-file")) {
+    std::ifstream in(prompt_file, std::ios::binary);
+    if (!in) return UsageError("score", absl::StrCat("--prompt-file: cannot read ", prompt_file));
+    std::ostringstream text;
+    text << in.rdbuf();
+    request.set_prompt(text.str());
+  } else {
+    request.set_prompt(prompt);
+  }
+  if (flags.IsSet("add-special-tokens")) request.set_add_special_tokens(add_special_tokens);
+  request.set_prompt_logprobs(0);
+  request.set_max_tokens(0);
+  request.set_return_prompt_token_ids(true);
+
+  auto stub = v1::KvServe::NewStub(Connect(connection));
+  grpc::ClientContext context;
+  SetDeadline(connection, std::nullopt, &context);
+  InterruptWatcher watcher(&context);
+  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
+      stub->Generate(&context, request);
+  std::vector<int32_t> ids;
+  std::vector<v1::TokenLogprobs> logprobs;
+  for (v1::GenerateResponse response; reader->Read(&response);) {
+    ids.insert(ids.end(), response.prompt_token_ids().begin(), response.prompt_token_ids().end());
+    logprobs.insert(logprobs.end(), response.prompt_logprobs().begin(),
+                    response.prompt_logprobs().end());
+  }
+  const grpc::Status status = reader->Finish();
+  if (!status.ok() && watcher.interrupted()) return kExitInterrupted;
+  if (!status.ok()) return RpcError(status);
+  if (logprobs.size() != ids.size()) {
+    std::cerr << "error: the server sent " << logprobs.size() << " prompt logprobs for "
+              << ids.size() << " prompt tokens\n";
+    return kExitError;
+  }
+  double sum = 0;
+  std::vector<std::string> values;
+  for (const v1::TokenLogprobs& lp : logprobs) {
+    values.push_back(lp.has_logprob() ? JsonNumber(lp.logprob()) : "null");
+    if (lp.has_logprob()) sum += lp.logprob();
+  }
+  const int64_t num_scored = std::max<int64_t>(0, static_cast<int64_t>(ids.size()) - 1);
+  std::cout << "{\"num_tokens\": " << ids.size() << ", \"num_scored\": " << num_scored
+            << ", \"sum_logprob\": " << JsonNumber(sum) << ", \"perplexity\": "
+            << (num_scored > 0 ? JsonNumber(std::exp(-sum / num_scored)) : "null")
+            << ", \"token_ids\": [" << absl::StrJoin(ids, ", ") << "], \"token_logprobs\": ["
+            << absl::StrJoin(values, ", ") << "]}\n";
+  return kExitOk;
+}
+
 int Health(Connection connection, int argc, char** argv, int first) {
   std::string service;
   base::FlagSet flags(
@@ -676,6 +787,7 @@ struct Command {
 constexpr Command kCommands[] = {
     {"generate", "Stream a completion of --prompt to stdout.", &Generate},
     {"chat", "Talk to an instruct model through its chat template.", &Chat},
+    {"score", "Print a text's token logprobs and perplexity as JSON.", &Score},
     {"health", "Check grpc.health.v1 status; exit 0 only when SERVING.", &Health},
     {"models", "List the served models with their shapes and KV-cache cost.", &Models},
     {"tokenize", "Print the token ids of --text.", &Tokenize},
