@@ -194,7 +194,7 @@ TEST_F(BenchIntegrationTest, ChatWorkloadRunsThroughTheChatRpc) {
   EXPECT_EQ(Delta(o, "kvserve_request_success_total"), 6);
 }
 
-TEST_F(BenchIntegrationTest, CancelledCallsEqualTheServersCancelledFailures) {
+TEST_F(BenchIntegrationTest, ServerCountsEveryCancelledCallOnceWhicheverSideWinsTheRace) {
   SCOPED_TRACE(absl::StrCat("seed ", kSeed));
   const std::vector<BenchRequest> requests = Workload(20, 32, 16, 0);
   LoadOptions load;
@@ -223,10 +223,17 @@ TEST_F(BenchIntegrationTest, CancelledCallsEqualTheServersCancelledFailures) {
   EXPECT_EQ(s.num_cancelled_by_client, s.errors.count("CANCELLED") ? s.errors.at("CANCELLED") : 0);
 
   EXPECT_TRUE(o.check.ok()) << FormatMetricsCheck(o.check);
-  EXPECT_EQ(Delta(o, "kvserve_request_failure_total", {{"reason", "cancelled"}}),
-            s.num_cancelled_by_client);
-  EXPECT_EQ(Delta(o, "kvserve_request_success_total"), s.num_succeeded);
-  EXPECT_EQ(Delta(o, "kvserve_request_failure_total"), s.num_cancelled_by_client);
+  // A cancel can cross the server's final status on the wire: the server finished the call (and
+  // counted a success) while the client, having cancelled first, reports CANCELLED. gRPC allows
+  // both orders, so the exact statement is that the server counts every call once, never more
+  // cancels than the client made, and never fewer successes than the client saw.
+  const double server_cancelled =
+      Delta(o, "kvserve_request_failure_total", {{"reason", "cancelled"}});
+  const double server_succeeded = Delta(o, "kvserve_request_success_total");
+  EXPECT_EQ(server_cancelled + server_succeeded, 20);
+  EXPECT_EQ(Delta(o, "kvserve_request_failure_total"), server_cancelled);
+  EXPECT_LE(server_cancelled, s.num_cancelled_by_client);
+  EXPECT_GE(server_succeeded, s.num_succeeded);
 }
 
 TEST_F(BenchIntegrationTest, DurationCutsOffRunningCallsAndTheServerCountsThemCancelled) {
