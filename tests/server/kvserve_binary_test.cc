@@ -357,6 +357,21 @@ TEST_F(KvserveBinaryTest, CliHealthPrintsServing) {
   EXPECT_EQ(service.out, "SERVING\n");
 }
 
+TEST_F(KvserveBinaryTest, SecondServerOnTheSamePortExitsOneWithAddressInUse) {
+  // Without SO_REUSEPORT off, gRPC would let the second process share the port and take some of
+  // the new connections.
+  const std::string listen = absl::StrCat("127.0.0.1:", port_);
+  const CommandResult r = RunCommand(
+      {kServerBinary, "--listen=" + listen, "--metrics-address=127.0.0.1:0"}, kStartTimeout);
+  EXPECT_EQ(r.exit_code(), 1) << r.Describe();
+  EXPECT_THAT(r.err, HasSubstr(absl::StrCat("--listen: cannot listen on ", listen,
+                                            " (address in use or invalid)")));
+  // The first server still answers.
+  const CommandResult health = Cli({"health"});
+  EXPECT_EQ(health.exit_code(), 0) << health.Describe();
+  EXPECT_EQ(health.out, "SERVING\n");
+}
+
 TEST_F(KvserveBinaryTest, CliHealthOfAnUnknownServiceExitsOne) {
   const CommandResult r = Cli({"health", "--service=kvserve.v1.NoSuchService"});
   EXPECT_EQ(r.exit_code(), 1) << r.Describe();
