@@ -6,11 +6,12 @@
 // takes it into the Scheduler (scheduler.h), which picks decode tokens and prefill chunks under the
 // step's token budget and allocates their cache -> DecoderModel runs them in one batched step ->
 // each sequence whose pending tokens are computed samples a token (Sampler), detokenizes, matches
-// stop strings -> its TokenSink receives a TokenEvent. Cancel is the only call back.
+// stop strings -> its TokenSink receives a TokenEvent. Cancel and SetHeld (backpressure from a
+// sink whose client does not read) are the only calls back.
 //
-// This header is the mutex side: the incoming queue, the cancelled ids and the published stats,
-// all under mu_. Everything the engine thread owns (scheduler, sequences, model, cache, samplers)
-// lives behind EngineCore and is not visible here (LevelDB's DB / DBImpl split).
+// This header is the mutex side: the incoming queue, the cancelled ids, the SetHeld calls and the
+// published stats, all under mu_. Everything the engine thread owns (scheduler, sequences, model,
+// cache, samplers) lives behind EngineCore and is not visible here (LevelDB's DB / DBImpl split).
 //
 // Thread-safety: every public method may be called from any thread.
 #ifndef KVSERVE_ENGINE_ENGINE_H_
@@ -155,8 +156,10 @@ class Engine {
   // request's samples take no engine step (running ones keep their cache blocks and running
   // slots; waiting ones are not admitted) and produce no event; SetHeld(id, false) lets them go
   // on. The engine thread applies the calls in call order before its next step, so a hold set from
-  // within TokenSink::OnEvent takes effect before the request's next token. Deadlines still end a
-  // held request; cancel still does. Unknown or finished ids are ignored.
+  // within TokenSink::OnEvent takes effect before the request's next token. Cancel ends a held
+  // request as any other; its deadline is checked whenever the engine wakes (with only held work
+  // left it sleeps, and the server's gRPC deadline arrives as a Cancel). Unknown or finished ids
+  // are ignored.
   void SetHeld(RequestId id, bool held);
 
   // Stops the engine thread; unfinished requests end with kAborted. Idempotent.

@@ -26,11 +26,15 @@ server=build/server/kvserve
 # the warm-up touches all of it (RSS is compared with its value after warm-up).
 max_num_seqs=256
 max_buffered_bytes=$((8 << 20))
+# Small enough that a never-reading client is held after a few hundred tokens (each carries ~80
+# bytes with its logprobs), before it has generated its 1500: held, it costs no engine steps.
+max_stream_buffer_bytes=16384
 work=$(mktemp -d)
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 "$server" --listen=127.0.0.1:0 --metrics-address=127.0.0.1:0 --max-num-seqs=$max_num_seqs \
   --max-num-batched-tokens=1024 --max-queued-requests=1024 --kv-cache-bytes=$((128 << 20)) \
-  --max-buffered-bytes=$max_buffered_bytes --threads=1 2>"$work/server.log" &
+  --max-buffered-bytes=$max_buffered_bytes --max-stream-buffer-bytes=$max_stream_buffer_bytes \
+  --threads=1 2>"$work/server.log" &
 pid=$!
 trap 'kill -9 $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 300); do

@@ -43,7 +43,7 @@ struct ServerOptions {
   bool log_requests = false;
   // Backpressure (server/stream_budget.h): output a stream may hold for a client that does not
   // read before its request stops generating, and the same for all streams of the server.
-  int64_t max_stream_buffer_bytes = 256 << 10;
+  int64_t max_stream_buffer_bytes = 64 << 10;
   int64_t max_buffered_bytes = 64 << 20;
 };
 
