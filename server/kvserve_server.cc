@@ -30,7 +30,8 @@ namespace {
 // UTF-8 in a string field). gRPC 1.51's callback handlers answer those UNIMPLEMENTED with an empty
 // message before any handler runs (CallbackServerStreamingHandler::RunHandler substitutes its own
 // reactor), so they cannot be answered INVALID_ARGUMENT from here; an interceptor still sees them,
-// as a received message that is null.
+// as a received message that is null (as is the message of a call cancelled before it arrived,
+// which is counted too).
 class MalformedRequestInterceptor : public grpc::experimental::Interceptor {
  public:
   explicit MalformedRequestInterceptor(PrometheusMetrics* metrics) : metrics_(metrics) {}

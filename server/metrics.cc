@@ -380,7 +380,8 @@ PrometheusMetrics::PrometheusMetrics()
   malformed_requests_ =
       &counter("malformed_requests_total",
                "Calls whose request message could not be parsed (malformed protobuf, or invalid "
-               "UTF-8 in a string field); gRPC answers them UNIMPLEMENTED before any handler runs.")
+               "UTF-8 in a string field; also calls the client cancelled before its message "
+               "arrived); gRPC answers them UNIMPLEMENTED before any handler runs.")
            ->Add({});
   stream_buffered_bytes_ =
       &gauge("stream_buffered_bytes",
