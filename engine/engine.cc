@@ -162,23 +162,6 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedM
   return engine;
 }
 
-CacheUsage CacheUsageOf(const cache::CacheStats& c) {
-  CacheUsage usage;
-  for (int k = 0; k < kNumCacheKinds; ++k) {
-    CacheKindUsage& kind = usage.kinds[k];
-    kind.used_bytes = c.used_bytes[k];
-    kind.capacity_bytes = c.total_bytes[k];
-    // Paged kinds share the block pool; recurrent state lives in slots, not blocks.
-    if (c.total_bytes[k] > 0 && k != static_cast<int>(CacheKind::kRecurrentState)) {
-      kind.num_blocks = c.num_blocks;
-      kind.num_used_blocks = c.num_used_blocks;
-    }
-  }
-  usage.num_state_slots = c.num_state_slots;
-  usage.num_used_state_slots = c.num_used_state_slots;
-  return usage;
-}
-
 int32_t EngineThreads(const EngineOptions& options, int64_t num_parameters) {
   if (options.num_threads > 0) return options.num_threads;
   // A small model's per-step matmuls finish before woken OpenMP workers pay off (measured: the
@@ -231,6 +214,7 @@ EngineStats Engine::stats() const {
   s.num_waiting = num_waiting_.load();
   s.num_finished = num_finished_.load();
   s.num_preemptions = num_preemptions_.load();
+  s.num_held = num_held_.load();
   {
     absl::MutexLock lock(&stats_mu_);
     s.cache = cache_stats_;
@@ -246,6 +230,10 @@ void Engine::PublishCacheStats(const cache::CacheStats& stats) {
 
 absl::Status Engine::Validate(const GenerationRequest& r) const {
   const ModelConfig& c = info_.config;
+  if (r.request_id.size() > kMaxRequestIdBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request_id: ", r.request_id.size(), " bytes, at most ", kMaxRequestIdBytes));
+  }
   const int64_t prompt_len = static_cast<int64_t>(r.prompt_token_ids.size());
   if (prompt_len == 0) return absl::InvalidArgumentError("prompt: must not be empty");
   for (size_t i = 0; i < r.prompt_token_ids.size(); ++i) {
@@ -351,30 +339,40 @@ void Engine::Cancel(RequestId id) {
   work_available_.Signal();
 }
 
+void Engine::SetHeld(RequestId id, bool held) {
+  absl::MutexLock lock(&mu_);
+  held_changes_.emplace_back(id, held);
+  work_available_.Signal();
+}
+
 bool Engine::TakeWork(bool core_idle, bool idle_wait,
                       std::vector<std::unique_ptr<Sequence>>* incoming,
-                      std::vector<RequestId>* cancelled) {
+                      std::vector<RequestId>* cancelled,
+                      std::vector<std::pair<RequestId, bool>>* held_changes) {
   absl::MutexLock lock(&mu_);
-  if (idle_wait && !stopping_ && incoming_.empty() && cancelled_.empty()) {
+  if (idle_wait && !stopping_ && incoming_.empty() && cancelled_.empty() && held_changes_.empty()) {
     // Something waits but nothing could be scheduled: the cache is full of preempted work or a
     // waiting request needs more than is free. Wake for news, or soon for deadlines.
     work_available_.WaitWithTimeout(&mu_, absl::Milliseconds(5));
   }
-  while (!stopping_ && (paused_ || (incoming_.empty() && cancelled_.empty() && core_idle))) {
+  while (!stopping_ && (paused_ || (incoming_.empty() && cancelled_.empty() &&
+                                    held_changes_.empty() && core_idle))) {
     work_available_.Wait(&mu_);
   }
   for (auto& seq : incoming_) incoming->push_back(std::move(seq));
   incoming_.clear();
   cancelled->swap(cancelled_);
+  held_changes->swap(held_changes_);
   return stopping_;
 }
 
 void Engine::PublishCounts(int32_t num_running_seqs, int32_t num_waiting,
-                           int32_t fresh_waiting_seqs) {
+                           int32_t fresh_waiting_seqs, int32_t num_held) {
   absl::MutexLock lock(&mu_);
   int32_t incoming_seqs = 0;
   for (const auto& s : incoming_) incoming_seqs += s->num_seqs;
   num_running_.store(num_running_seqs);
+  num_held_.store(num_held);
   num_waiting_.store(num_waiting + static_cast<int32_t>(incoming_.size()));
   num_queued_seqs_ = fresh_waiting_seqs + incoming_seqs;
 }

@@ -6,11 +6,12 @@
 // takes it into the Scheduler (scheduler.h), which picks decode tokens and prefill chunks under the
 // step's token budget and allocates their cache -> DecoderModel runs them in one batched step ->
 // each sequence whose pending tokens are computed samples a token (Sampler), detokenizes, matches
-// stop strings -> its TokenSink receives a TokenEvent. Cancel is the only call back.
+// stop strings -> its TokenSink receives a TokenEvent. Cancel and SetHeld (backpressure from a
+// sink whose client does not read) are the only calls back.
 //
-// This header is the mutex side: the incoming queue, the cancelled ids and the published stats,
-// all under mu_. Everything the engine thread owns (scheduler, sequences, model, cache, samplers)
-// lives behind EngineCore and is not visible here (LevelDB's DB / DBImpl split).
+// This header is the mutex side: the incoming queue, the cancelled ids, the SetHeld calls and the
+// published stats, all under mu_. Everything the engine thread owns (scheduler, sequences, model,
+// cache, samplers) lives behind EngineCore and is not visible here (LevelDB's DB / DBImpl split).
 //
 // Thread-safety: every public method may be called from any thread.
 #ifndef KVSERVE_ENGINE_ENGINE_H_
@@ -22,6 +23,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -112,14 +114,11 @@ struct EngineStats {
   int32_t num_waiting = 0;
   int64_t num_finished = 0;
   int64_t num_preemptions = 0;
+  // Sequences (running or waiting) held by backpressure (Engine::SetHeld), as of the last step.
+  int32_t num_held = 0;
   int64_t kv_cache_bytes_in_use = 0;  // bytes of blocks referenced by sequences
   cache::CacheStats cache;            // as of the end of the last engine step
 };
-
-// What an observer is told about `cache` (IterationStats::scheduler.cache): per memory kind, the
-// pool's blocks and bytes. The engine reports every iteration through it, and the server sets its
-// gauges from Engine::stats().cache through it at start-up, before any iteration has run.
-CacheUsage CacheUsageOf(const cache::CacheStats& cache);
 
 // Models below this many parameters run their matmuls on one thread when num_threads is 0.
 inline constexpr int64_t kSmallModelParameters = 100'000'000;
@@ -153,6 +152,16 @@ class Engine {
   // already finished ids are ignored.
   void Cancel(RequestId id);
 
+  // Backpressure, for a sink whose client reads slower than the engine generates: while held, the
+  // request's samples take no engine step (running ones keep their cache blocks and running
+  // slots; waiting ones are not admitted) and produce no event; SetHeld(id, false) lets them go
+  // on. The engine thread applies the calls in call order before its next step, so a hold set from
+  // within TokenSink::OnEvent takes effect before the request's next token. Cancel ends a held
+  // request as any other; its deadline is checked whenever the engine wakes (with only held work
+  // left it sleeps, and the server's gRPC deadline arrives as a Cancel). Unknown or finished ids
+  // are ignored.
+  void SetHeld(RequestId id, bool held);
+
   // Stops the engine thread; unfinished requests end with kAborted. Idempotent.
   void Shutdown();
 
@@ -185,15 +194,18 @@ class Engine {
   uint64_t FallbackSeed(RequestId id) const;
 
   // ---- The seam with the engine thread (EngineCore). ----
-  // Blocks while there is nothing to do: nothing incoming or cancelled, not stopping, and
-  // `core_idle` (no scheduled work). With `idle_wait` (work exists that could not be scheduled) it
-  // waits at most a few milliseconds for news. Moves the incoming sequences and cancelled ids out;
+  // Blocks while there is nothing to do: nothing incoming, cancelled or held/released, not
+  // stopping, and `core_idle` (no work that could be scheduled, held sequences aside). With
+  // `idle_wait` (work exists that could not be scheduled) it waits at most a few milliseconds for
+  // news. Moves the incoming sequences, cancelled ids and SetHeld calls out (in call order);
   // returns true when the engine is stopping.
   bool TakeWork(bool core_idle, bool idle_wait, std::vector<std::unique_ptr<Sequence>>* incoming,
-                std::vector<RequestId>* cancelled);
+                std::vector<RequestId>* cancelled,
+                std::vector<std::pair<RequestId, bool>>* held_changes);
   // Publishes the scheduler's counts for stats() and Submit's queue bound. `fresh_waiting_seqs`:
   // sequences of waiting requests never admitted (preempted ones excluded).
-  void PublishCounts(int32_t num_running_seqs, int32_t num_waiting, int32_t fresh_waiting_seqs);
+  void PublishCounts(int32_t num_running_seqs, int32_t num_waiting, int32_t fresh_waiting_seqs,
+                     int32_t num_held);
   void PublishCacheStats(const cache::CacheStats& stats);
   void CountFinishedRequest() { num_finished_.fetch_add(1); }
   void CountPreemptions(int64_t n) { num_preemptions_.fetch_add(n); }
@@ -213,6 +225,7 @@ class Engine {
   absl::CondVar work_available_;
   std::deque<std::unique_ptr<Sequence>> incoming_ ABSL_GUARDED_BY(mu_);  // submitted, not queued
   std::vector<RequestId> cancelled_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<RequestId, bool>> held_changes_ ABSL_GUARDED_BY(mu_);  // SetHeld calls
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool paused_ ABSL_GUARDED_BY(mu_) = false;
   // Sequences of accepted requests not yet admitted (preempted ones excluded): Submit's queue
@@ -222,6 +235,7 @@ class Engine {
   std::atomic<RequestId> next_id_{1};
   std::atomic<int32_t> num_running_{0};  // running sequences (scheduler's num_running_seqs)
   std::atomic<int32_t> num_waiting_{0};  // requests submitted and not yet admitted
+  std::atomic<int32_t> num_held_{0};
   std::atomic<int64_t> num_finished_{0};
   std::atomic<int64_t> num_preemptions_{0};
   mutable absl::Mutex stats_mu_;

@@ -53,10 +53,16 @@ cache::CacheStats EngineCore::PublishCacheStats() {
 
 void EngineCore::PublishCounts() {
   int32_t fresh_seqs = 0;  // waiting sequences never admitted (not preempted ones)
+  int32_t held = 0;
   for (const auto& s : scheduler_->waiting()) {
     if (s->first_scheduled_time == SteadyTime{}) fresh_seqs += s->num_seqs;
+    if (s->held) ++held;
   }
-  engine_.PublishCounts(scheduler_->num_running_seqs(), scheduler_->num_waiting(), fresh_seqs);
+  for (const auto& s : scheduler_->running()) {
+    if (s->held) ++held;
+  }
+  engine_.PublishCounts(scheduler_->num_running_seqs(), scheduler_->num_waiting(), fresh_seqs,
+                        held);
 }
 
 void EngineCore::Finish(Sequence* seq, TokenEvent event, FinishReason reason, absl::Status status) {
@@ -197,6 +203,7 @@ void EngineCore::ForkSamples(Sequence& parent, const float* logits) {
     child->first_scheduled_time = parent.first_scheduled_time;
     child->num_cached_prompt_tokens = parent.num_cached_prompt_tokens;
     child->group = parent.group;
+    child->held = parent.held;
     Sequence* c = child.get();
     scheduler_->AddFork(std::move(child), &parent);
     EmitToken(*c, logits);
@@ -291,15 +298,20 @@ void EngineCore::Run() {
   omp_set_num_threads(EngineThreads(options_, model_->num_parameters()));
   std::vector<std::unique_ptr<Sequence>> incoming;
   std::vector<RequestId> cancelled_ids;
+  std::vector<std::pair<RequestId, bool>> held_changes;
   absl::flat_hash_set<RequestId> cancelled;
   for (bool idle_wait = false;;) {
-    const bool stopping =
-        engine_.TakeWork(scheduler_->empty(), idle_wait, &incoming, &cancelled_ids);
+    // Held sequences alone are no work: the engine sleeps until a client reads (or news).
+    const bool stopping = engine_.TakeWork(!scheduler_->has_schedulable(), idle_wait, &incoming,
+                                           &cancelled_ids, &held_changes);
     for (auto& seq : incoming) {
       seq->arrival_order = next_arrival_++;
       scheduler_->AddWaiting(std::move(seq));
     }
     incoming.clear();
+    // After the incoming ones: a hold may name a request submitted in the same batch.
+    for (const auto& [id, held] : held_changes) scheduler_->SetHeld(id, held);
+    held_changes.clear();
     cancelled.insert(cancelled_ids.begin(), cancelled_ids.end());
     cancelled_ids.clear();
     // Cancelled requests leave from wherever they are; waiting ones are never prefilled.
@@ -346,6 +358,23 @@ void EngineCore::Run() {
     PublishCounts();
     ReportIteration(cache_stats);
   }
+}
+
+CacheUsage CacheUsageOf(const cache::CacheStats& c) {
+  CacheUsage usage;
+  for (int k = 0; k < kNumCacheKinds; ++k) {
+    CacheKindUsage& kind = usage.kinds[k];
+    kind.used_bytes = c.used_bytes[k];
+    kind.capacity_bytes = c.total_bytes[k];
+    // Paged kinds share the block pool; recurrent state lives in slots, not blocks.
+    if (c.total_bytes[k] > 0 && k != static_cast<int>(CacheKind::kRecurrentState)) {
+      kind.num_blocks = c.num_blocks;
+      kind.num_used_blocks = c.num_used_blocks;
+    }
+  }
+  usage.num_state_slots = c.num_state_slots;
+  usage.num_used_state_slots = c.num_used_state_slots;
+  return usage;
 }
 
 void EngineCore::ReportIteration(const cache::CacheStats& c) {

@@ -5,8 +5,8 @@
 //   DecoderModel::ForwardBatch -> sample, detokenize, match stop strings -> TokenSink::OnEvent
 //
 // It holds no lock of its own: everything here is touched by the engine thread alone. It meets
-// other threads only through the Engine (engine.h): TakeWork for submitted sequences and cancelled
-// ids, and the Publish* calls for the stats other threads read.
+// other threads only through the Engine (engine.h): TakeWork for submitted sequences, cancelled
+// ids and SetHeld calls, and the Publish* calls for the stats other threads read.
 //
 // Thread-safety: none; constructed by Engine::Create, then used only by the engine thread (Run).
 #ifndef KVSERVE_ENGINE_ENGINE_CORE_H_

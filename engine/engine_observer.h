@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cache/cache_spec.h"
+#include "cache/kv_cache_manager.h"
 #include "engine/clock.h"
 #include "engine/request.h"
 
@@ -43,6 +44,10 @@ struct CacheUsage {
   int32_t num_state_slots = 0;                         // recurrent-state slots (0: none)
   int32_t num_used_state_slots = 0;
 };
+
+// The cache's occupancy by kind, as the observer reports it. One rule for the engine's reports and
+// for the server's gauges before the first iteration (from Engine::stats().cache).
+CacheUsage CacheUsageOf(const cache::CacheStats& stats);
 
 // Scheduler and cache state at the end of an engine iteration (vLLM's SchedulerStats).
 struct SchedulerStats {

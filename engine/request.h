@@ -64,6 +64,8 @@ struct GenerationRequest {
 };
 
 inline constexpr int32_t kMaxSamples = 16;
+// Longest request_id accepted: it is echoed in the first message and written to logs.
+inline constexpr size_t kMaxRequestIdBytes = 256;
 inline constexpr int32_t kMaxLogprobs = 20;
 
 enum class FinishReason {

@@ -119,8 +119,8 @@ bool Scheduler::ScheduleRunning(size_t i) {
   return true;
 }
 
-bool Scheduler::TryAdmit(const Clock& clock, SteadyTime* now) {
-  Sequence& seq = *waiting_.front();
+bool Scheduler::TryAdmit(size_t i, const Clock& clock, SteadyTime* now) {
+  Sequence& seq = *waiting_[i];
   if (num_running_seqs_ + seq.num_seqs > config_.max_num_seqs) return false;
   std::optional<cache::SequenceCache> cache =
       cache_->Begin(cache::PrefixRootHash(config_.model_name, seq.request->cache_salt));
@@ -156,8 +156,8 @@ bool Scheduler::TryAdmit(const Clock& clock, SteadyTime* now) {
   output_.num_scheduled_tokens += n;
   output_.chunks.push_back(ScheduledChunk{&seq, n});
   num_running_seqs_ += seq.num_seqs;
-  running_.push_back(std::move(waiting_.front()));
-  waiting_.pop_front();
+  running_.push_back(std::move(waiting_[i]));
+  waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
   return true;
 }
 
@@ -174,7 +174,9 @@ const SchedulerOutput& Scheduler::Schedule(const Clock& clock) {
   // its slot in running_ (compacted below), so indices stay valid during the passes.
   for (bool decode : {true, false}) {
     for (size_t i = 0; i < running_.size() && budget_ > 0; ++i) {
-      if (running_[i] == nullptr || running_[i]->scheduled_tokens > 0) continue;
+      if (running_[i] == nullptr || running_[i]->held || running_[i]->scheduled_tokens > 0) {
+        continue;
+      }
       if ((running_[i]->num_uncomputed() == 1) != decode) continue;
       ScheduleRunning(i);
     }
@@ -184,10 +186,30 @@ const SchedulerOutput& Scheduler::Schedule(const Clock& clock) {
   // no running sequence's fixed chunk is waiting for budget (newcomers would keep taking it).
   if (output_.num_preemptions == 0 && !deferred_) {
     SteadyTime now{};
-    while (!waiting_.empty() && budget_ > 0 && TryAdmit(clock, &now)) {
+    for (size_t i = 0; i < waiting_.size() && budget_ > 0;) {
+      if (waiting_[i]->held) {
+        ++i;
+        continue;
+      }
+      if (!TryAdmit(i, clock, &now)) break;  // admitted: waiting_[i] is now the next one
     }
   }
   return output_;
+}
+
+void Scheduler::SetHeld(RequestId id, bool held) {
+  for (auto& s : running_) {
+    if (s->id == id) s->held = held;
+  }
+  for (auto& s : waiting_) {
+    if (s->id == id) s->held = held;
+  }
+}
+
+bool Scheduler::has_schedulable() const {
+  auto schedulable = [](const auto& s) { return !s->held; };
+  return std::any_of(running_.begin(), running_.end(), schedulable) ||
+         std::any_of(waiting_.begin(), waiting_.end(), schedulable);
 }
 
 std::unique_ptr<Sequence> Scheduler::Remove(const Sequence* seq) {

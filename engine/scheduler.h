@@ -15,6 +15,10 @@
 // depend on chunk boundaries (S4's FFT vs recurrence) then see the same boundaries whatever else
 // is in the batch.
 //
+// Held sequences (backpressure: their client is not reading, Engine::SetHeld) are skipped: a
+// running one keeps its cache and slot but gets no tokens (it may still be preempted), a waiting
+// one is passed over by admission, which goes on with the next.
+//
 // Preemption by recompute: when a running sequence needs a block and none is free, the running
 // sequence with the highest (priority, arrival) — the least important, newest — gives its blocks
 // back (possibly the one asking) and returns to the waiting queue with its output so far; it is
@@ -91,7 +95,12 @@ class Scheduler {
   // running order, then waiting order.
   std::vector<std::unique_ptr<Sequence>> RemoveIf(const std::function<bool(const Sequence&)>& pred);
 
+  // Holds (or lets go on) every sample of request `id`, running or waiting; unknown ids: no-op.
+  void SetHeld(RequestId id, bool held);
+
   bool empty() const { return running_.empty() && waiting_.empty(); }
+  // Whether any sequence is not held (the next Schedule may have work, cache permitting).
+  bool has_schedulable() const;
   int32_t num_running_seqs() const { return num_running_seqs_; }  // sum of num_seqs
   int32_t num_waiting() const { return static_cast<int32_t>(waiting_.size()); }
   const std::vector<std::unique_ptr<Sequence>>& running() const { return running_; }
@@ -105,8 +114,8 @@ class Scheduler {
   // Schedules running_[i] (allocating, preempting as needed). False if it was preempted itself.
   bool ScheduleRunning(size_t i);
   void Preempt(size_t victim);
-  // Admits the waiting queue's head if it fits; false otherwise (nothing changed).
-  bool TryAdmit(const Clock& clock, SteadyTime* now);
+  // Admits waiting_[i] if it fits; false otherwise (nothing changed).
+  bool TryAdmit(size_t i, const Clock& clock, SteadyTime* now);
   void FreeCache(Sequence& seq);
 
   const SchedulerConfig config_;

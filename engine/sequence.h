@@ -97,6 +97,8 @@ struct Sequence {
   int32_t num_cached_prompt_tokens = 0;  // prompt tokens served by the prefix cache
   int32_t num_generated = 0;
   int32_t scheduled_tokens = 0;  // scheduler: tokens given to it in the current step
+  // Backpressure (Engine::SetHeld): not scheduled and not admitted; keeps its cache meanwhile.
+  bool held = false;
   // Timings for RequestStats (arrival is request->arrival_time); SteadyTime{} until they happen.
   SteadyTime first_scheduled_time;
   SteadyTime first_token_time;

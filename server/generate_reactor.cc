@@ -13,6 +13,7 @@
 #include "base/logging.h"
 #include "server/proto_convert.h"
 #include "server/status_map.h"
+#include "server/stream_budget.h"
 
 namespace kvserve::server {
 
@@ -39,6 +40,17 @@ engine::SteadyTime EngineDeadline(std::chrono::system_clock::time_point deadline
          std::chrono::duration_cast<std::chrono::steady_clock::duration>(deadline - system_now);
 }
 
+// What an event adds to a sample's buffer, in bytes of memory: the measure StreamBudget bounds.
+int64_t BufferedBytes(const engine::TokenEvent& event) {
+  int64_t bytes =
+      static_cast<int64_t>(event.token_ids.size() * sizeof(int32_t) + event.text.size());
+  for (const engine::TokenLogprobs& logprobs : event.logprobs) {
+    bytes += static_cast<int64_t>(sizeof(engine::TokenLogprobs) +
+                                  logprobs.top.size() * sizeof(engine::TokenLogprob));
+  }
+  return bytes;
+}
+
 }  // namespace
 
 // Design note: the engine sends each of the request's n samples as its own ordered event stream,
@@ -47,11 +59,19 @@ engine::SteadyTime EngineDeadline(std::chrono::system_clock::time_point deadline
 // buffers however slow the client is; `ready_` orders the samples with unsent output by the age of
 // their oldest unsent event, so a sample is never starved. The call finishes OK with the message
 // that carries the last of the n finished events, or with the first non-OK status at once.
+//
+// Backpressure: the bytes waiting in the sample buffers (`unsent_bytes_`) and in the message being
+// written (`in_flight_bytes_`) are counted in the server's StreamBudget. When
+// StreamBudget::MustHold says so, the stream holds its request in the engine (Engine::SetHeld,
+// called from OnEvent on the engine thread, so no further token is generated), and lets it go once
+// a finished write has drained the buffers: a client that never reads costs a bounded buffer and no
+// engine steps. The SetHeld calls are made under mu_, so the engine receives them in the order of
+// the decisions.
 class GenerateReactor::StreamState : public engine::TokenSink {
  public:
-  StreamState(GenerateReactor* reactor, ModelMetrics* metrics,
+  StreamState(GenerateReactor* reactor, ModelMetrics* metrics, StreamBudget* budget,
               std::chrono::system_clock::time_point deadline)
-      : reactor_(reactor), metrics_(metrics), deadline_(deadline) {}
+      : reactor_(reactor), metrics_(metrics), budget_(budget), deadline_(deadline) {}
 
   // What to do with the reactor once the mutex is released.
   enum class Action { kNone, kWrite, kWriteAndFinish, kFinish };
@@ -66,6 +86,10 @@ class GenerateReactor::StreamState : public engine::TokenSink {
           << "sample index " << event.index << " of a request with n = " << samples_.size();
       Sample& sample = samples_[event.index];
       KV_CHECK(!sample.finished) << "event after the last one of sample " << event.index;
+      const int64_t bytes = BufferedBytes(event);
+      sample.bytes += bytes;
+      unsent_bytes_ += bytes;
+      budget_->AddBuffered(bytes);
       sample.token_ids.insert(sample.token_ids.end(), event.token_ids.begin(),
                               event.token_ids.end());
       for (engine::TokenLogprobs& logprobs : event.logprobs) {
@@ -96,6 +120,7 @@ class GenerateReactor::StreamState : public engine::TokenSink {
         ++num_ready_;
       }
       action = NextActionLocked();
+      UpdateHoldLocked();
     }
     Run(action);
   }
@@ -111,7 +136,7 @@ class GenerateReactor::StreamState : public engine::TokenSink {
     ready_.resize(samples_.size());
   }
 
-  // Handler thread, right after Submit. A cancel that raced ahead is forwarded now.
+  // Handler thread, right after Submit. A cancel or a hold that raced ahead is forwarded now.
   void Started(engine::Engine* engine, engine::RequestId id) {
     bool cancel_now;
     {
@@ -119,8 +144,19 @@ class GenerateReactor::StreamState : public engine::TokenSink {
       engine_ = engine;
       id_ = id;
       cancel_now = cancelled_;
+      if (held_) engine_->SetHeld(id_, true);
     }
     if (cancel_now) engine->Cancel(id);
+  }
+
+  // OnDone: whatever the stream still buffers is no longer counted (the engine may still hold
+  // this state, but it buffers nothing more once the call is finished).
+  void Close() {
+    absl::MutexLock lock(&mu_);
+    finish_called_ = true;
+    budget_->AddBuffered(-(unsent_bytes_ + in_flight_bytes_));
+    unsent_bytes_ = 0;
+    in_flight_bytes_ = 0;
   }
 
   // Fails the call before anything was submitted.
@@ -141,6 +177,8 @@ class GenerateReactor::StreamState : public engine::TokenSink {
     {
       absl::MutexLock lock(&mu_);
       write_in_flight_ = false;
+      budget_->AddBuffered(-in_flight_bytes_);
+      in_flight_bytes_ = 0;
       if (finish_called_) return;
       if (!ok || cancelled_) {
         // The stream is broken (client gone or call cancelled): stop the engine, end the call.
@@ -154,6 +192,7 @@ class GenerateReactor::StreamState : public engine::TokenSink {
         }
       } else {
         action = NextActionLocked();
+        UpdateHoldLocked();
       }
     }
     CancelEngineIfNeeded();
@@ -183,6 +222,7 @@ class GenerateReactor::StreamState : public engine::TokenSink {
     std::string text;
     bool queued = false;    // in ready_
     bool finished = false;  // its last event arrived
+    int64_t bytes = 0;      // BufferedBytes of the events buffered above
     engine::FinishReason finish_reason = engine::FinishReason::kNone;
     int32_t prompt_tokens = 0;
     int32_t completion_tokens = 0;
@@ -218,6 +258,9 @@ class GenerateReactor::StreamState : public engine::TokenSink {
       ToProto(logprobs, out_.add_logprobs());
     }
     out_.set_text(std::move(sample.text));
+    unsent_bytes_ -= sample.bytes;
+    in_flight_bytes_ = sample.bytes;
+    sample.bytes = 0;
     sample.token_ids.clear();
     sample.logprobs.clear();
     sample.text.clear();
@@ -233,6 +276,15 @@ class GenerateReactor::StreamState : public engine::TokenSink {
     }
     write_in_flight_ = true;
     return Action::kWrite;
+  }
+
+  // Holds or lets go of the request as StreamBudget::MustHold says. Before Started the decision
+  // is only recorded; Started forwards it.
+  void UpdateHoldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const bool hold = !finish_called_ && budget_->MustHold(unsent_bytes_);
+    if (hold == held_) return;
+    held_ = hold;
+    if (engine_ != nullptr) engine_->SetHeld(id_, hold);
   }
 
   // Reactor calls happen outside mu_: gRPC may run reactions inline. The two finishing actions
@@ -284,6 +336,7 @@ class GenerateReactor::StreamState : public engine::TokenSink {
 
   GenerateReactor* const reactor_;  // valid until Finish has been called and OnDone has run
   ModelMetrics* const metrics_;     // may be null
+  StreamBudget* const budget_;
   const std::chrono::system_clock::time_point deadline_;
   absl::Mutex mu_;
   engine::Engine* engine_ ABSL_GUARDED_BY(mu_) = nullptr;
@@ -309,17 +362,22 @@ class GenerateReactor::StreamState : public engine::TokenSink {
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool engine_cancel_sent_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t unsent_bytes_ ABSL_GUARDED_BY(mu_) = 0;     // in samples_' buffers
+  int64_t in_flight_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // in out_, until OnWriteDone
+  bool held_ ABSL_GUARDED_BY(mu_) = false;            // the engine was told to hold the request
   // The message being written; gRPC reads it until OnWriteDone / OnDone. Only touched by the thread
   // that set write_in_flight_ / finish_called_, so it needs no lock while a write is in flight.
   pb::GenerateResponse out_;
 };
 
 GenerateReactor::GenerateReactor(engine::Engine* engine, ModelMetrics* metrics,
+                                 StreamBudget* budget,
                                  std::chrono::system_clock::time_point deadline,
                                  engine::SteadyTime arrival,
                                  absl::StatusOr<engine::GenerationRequest> converted,
                                  bool echo_prompt_ids)
-    : state_(std::make_shared<StreamState>(this, metrics, deadline)) {
+    : budget_(budget), state_(std::make_shared<StreamState>(this, metrics, budget, deadline)) {
+  budget_->Open();
   if (!converted.ok()) {
     state_->FailNow(converted.status());
     return;
@@ -344,6 +402,10 @@ GenerateReactor::GenerateReactor(engine::Engine* engine, ModelMetrics* metrics,
 
 void GenerateReactor::OnWriteDone(bool ok) { state_->OnWriteDone(ok); }
 void GenerateReactor::OnCancel() { state_->OnCancel(); }
-void GenerateReactor::OnDone() { delete this; }
+void GenerateReactor::OnDone() {
+  state_->Close();
+  budget_->Close();
+  delete this;
+}
 
 }  // namespace kvserve::server

@@ -8,6 +8,10 @@
 // first; after that no reactor method is called again, so OnDone may delete the reactor while the
 // engine still holds the (now inert) StreamState.
 //
+// Output the client has not taken yet is counted in the server's StreamBudget and bounded by
+// backpressure: past the budget's limits the stream holds its request in the engine until the
+// client reads (server/stream_budget.h).
+//
 // Thread-safety: StreamState is shared by the engine thread and gRPC threads; all of its state is
 // guarded by its mutex, and reactor operations are started outside that mutex.
 #ifndef KVSERVE_SERVER_GENERATE_REACTOR_H_
@@ -23,6 +27,8 @@
 
 namespace kvserve::server {
 
+class StreamBudget;
+
 class GenerateReactor : public grpc::ServerWriteReactor<kvserve::v1::GenerateResponse> {
  public:
   // Submits `converted` (the call's request, converted by the handler; an error finishes the call
@@ -32,7 +38,9 @@ class GenerateReactor : public grpc::ServerWriteReactor<kvserve::v1::GenerateRes
   // by the deadline from a client's cancel. `arrival` is when the handler received the call, on
   // the engine's clock, taken before tokenization as vLLM's front end stamps it. With
   // `echo_prompt_ids` the stream's first message carries the prompt's token ids.
-  GenerateReactor(engine::Engine* engine, ModelMetrics* metrics,
+  // `budget` (the server's; must outlive the call) counts the stream as open until OnDone and
+  // bounds what it buffers.
+  GenerateReactor(engine::Engine* engine, ModelMetrics* metrics, StreamBudget* budget,
                   std::chrono::system_clock::time_point deadline, engine::SteadyTime arrival,
                   absl::StatusOr<engine::GenerationRequest> converted, bool echo_prompt_ids);
   void OnWriteDone(bool ok) override;
@@ -41,6 +49,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<kvserve::v1::GenerateRes
 
  private:
   class StreamState;
+  StreamBudget* const budget_;
   std::shared_ptr<StreamState> state_;
 };
 

@@ -2,9 +2,9 @@
 //
 //   kvserve [--listen=HOST:PORT] [--model=[NAME=]DIR ...] [flags]
 //
-// SIGINT / SIGTERM: readiness goes NOT_SERVING, new calls get UNAVAILABLE, the listener closes,
-// in-flight streams get --shutdown-timeout seconds to finish (those still running then end with
-// UNAVAILABLE), then the process exits 0.
+// SIGINT / SIGTERM: readiness goes NOT_SERVING, new calls get UNAVAILABLE, in-flight streams get
+// --shutdown-timeout seconds to finish (those still running then end with UNAVAILABLE) while the
+// listener stays open for health checks, then it closes and the process exits 0.
 #include <signal.h>
 
 #include <chrono>
@@ -78,6 +78,8 @@ int Run(int argc, char** argv) {
   std::string weight_dtype = "auto";
   std::string metrics_address = "0.0.0.0:9464";
   bool log_requests = false;
+  int64_t max_stream_buffer_bytes = options.max_stream_buffer_bytes;
+  int64_t max_buffered_bytes = options.max_buffered_bytes;
 
   FlagSet flags("kvserve",
                 "Serves decoder language models over gRPC (kvserve.v1.KvServe, grpc.health.v1, "
@@ -137,6 +139,12 @@ int Run(int argc, char** argv) {
                   "port; empty = off)");
   flags.AddBool("log-requests", &log_requests,
                 "write one JSON line per finished request to stderr");
+  flags.AddInt("max-stream-buffer-bytes", &max_stream_buffer_bytes,
+               "generated output a stream may hold for a client that is not reading; beyond it "
+               "the request stops generating (keeping its cache) until the client reads");
+  flags.AddInt("max-buffered-bytes", &max_buffered_bytes,
+               "the same bound for all streams of the server together (the "
+               "kvserve_stream_buffered_bytes gauge)");
 
   absl::Status parsed = flags.Parse(argc, argv, 1, nullptr);
   if (flags.help_requested()) {
@@ -175,11 +183,13 @@ int Run(int argc, char** argv) {
   if (max_num_seqs < 1 || max_num_seqs > kMaxInt32 || max_batched_tokens < 1 ||
       max_batched_tokens > kMaxInt32 || max_queued < 0 || prefill_chunk < 1 ||
       prefill_chunk > kMaxInt32 || threads < 0 || kv_cache_bytes < 0 || block_size < 1 ||
-      block_size > 1024 || !(shutdown_timeout >= 0)) {
+      block_size > 1024 || !(shutdown_timeout >= 0) || max_stream_buffer_bytes < 1 ||
+      max_buffered_bytes < 1) {
     std::fprintf(stderr,
                  "kvserve: --max-num-seqs, --max-num-batched-tokens and --prefill-chunk-tokens "
                  "must be in [1, 2^31), --max-queued-requests, --threads, --kv-cache-bytes and "
-                 "--shutdown-timeout >= 0, --block-size in [1, 1024]\n");
+                 "--shutdown-timeout >= 0, --block-size in [1, 1024], --max-stream-buffer-bytes "
+                 "and --max-buffered-bytes >= 1\n");
     return 2;
   }
   if (max_batched_tokens < max_num_seqs) {
@@ -208,6 +218,8 @@ int Run(int argc, char** argv) {
   options.enable_reflection = reflection;
   options.metrics_address = metrics_address;
   options.log_requests = log_requests;
+  options.max_stream_buffer_bytes = max_stream_buffer_bytes;
+  options.max_buffered_bytes = max_buffered_bytes;
   for (const std::string& m : models) options.models.push_back(kvserve::server::ParseModelSpec(m));
   if (options.models.empty()) options.models.push_back(DefaultModel(argv[0]));
   for (kvserve::server::ModelSpec& spec : options.models) spec.weight_dtype = *dtype;

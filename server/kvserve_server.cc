@@ -1,12 +1,12 @@
 #include "server/kvserve_server.h"
 
+#include <algorithm>
 #include <atomic>
-#include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "base/logging.h"
 #include "base/status_macros.h"
@@ -14,20 +14,62 @@
 #include "grpc/health/v1/health.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/support/server_interceptor.h"
 #include "kvserve/v1/kvserve.grpc.pb.h"
 #include "server/generate_reactor.h"
+#include "server/process_collector.h"
 #include "server/proto_convert.h"
+#include "server/protobuf_logging.h"
 #include "server/status_map.h"
 
 namespace kvserve::server {
 
 namespace pb = ::kvserve::v1;
 
+namespace {
+
+// Counts calls whose request message gRPC could not deserialize (malformed protobuf, invalid
+// UTF-8 in a string field). gRPC 1.51's callback handlers answer those UNIMPLEMENTED with an empty
+// message before any handler runs (CallbackServerStreamingHandler::RunHandler substitutes its own
+// reactor), so they cannot be answered INVALID_ARGUMENT from here; an interceptor still sees them,
+// as a received message that is null (as is the message of a call cancelled before it arrived,
+// which is counted too).
+class MalformedRequestInterceptor : public grpc::experimental::Interceptor {
+ public:
+  explicit MalformedRequestInterceptor(PrometheusMetrics* metrics) : metrics_(metrics) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::POST_RECV_MESSAGE) &&
+        methods->GetRecvMessage() == nullptr) {
+      metrics_->CountMalformedRequest();
+    }
+    methods->Proceed();
+  }
+
+ private:
+  PrometheusMetrics* const metrics_;
+};
+
+class MalformedRequestInterceptorFactory
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit MalformedRequestInterceptorFactory(PrometheusMetrics* metrics) : metrics_(metrics) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* /*info*/) override {
+    return new MalformedRequestInterceptor(metrics_);
+  }
+
+ private:
+  PrometheusMetrics* const metrics_;
+};
+
+}  // namespace
+
 // The unary methods are quick (no engine round trip) and answer inline.
 class KvServer::Service final : public pb::KvServe::CallbackService {
  public:
-  Service(const ModelRegistry* registry, PrometheusMetrics* metrics)
-      : registry_(registry), metrics_(metrics) {}
+  Service(const ModelRegistry* registry, PrometheusMetrics* metrics, StreamBudget* streams)
+      : registry_(registry), metrics_(metrics), streams_(streams) {}
 
   // From now on Generate answers UNAVAILABLE; streams already started are not affected.
   void StartDraining() { draining_.store(true); }
@@ -133,7 +175,7 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
       return reactor;
     }
     const engine::SteadyTime arrival = (*engine)->clock().Now();
-    return new GenerateReactor(*engine, metrics_->ForModel((*engine)->info().name),
+    return new GenerateReactor(*engine, metrics_->ForModel((*engine)->info().name), streams_,
                                context->deadline(), arrival, convert(**engine),
                                request.return_prompt_token_ids());
   }
@@ -151,6 +193,7 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
 
   const ModelRegistry* registry_;
   PrometheusMetrics* const metrics_;
+  StreamBudget* const streams_;
   std::atomic<bool> draining_{false};
 };
 
@@ -177,9 +220,17 @@ void RequireReflectableServices() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& options) {
+  if (options.max_stream_buffer_bytes < 1 || options.max_buffered_bytes < 1) {
+    return absl::InvalidArgumentError(
+        "--max-stream-buffer-bytes and --max-buffered-bytes must be >= 1");
+  }
+  RouteProtobufLogging();
   std::unique_ptr<KvServer> server(new KvServer());
   if (options.log_requests) server->request_log_ = std::make_shared<RequestLog>();
   server->metrics_ = std::make_unique<PrometheusMetrics>();
+  server->streams_ =
+      std::make_unique<StreamBudget>(options.max_stream_buffer_bytes, options.max_buffered_bytes,
+                                     &server->metrics_->stream_buffered_bytes());
   KV_ASSIGN_OR_RETURN(
       server->registry_,
       ModelRegistry::Create(options.models, options.engine,
@@ -191,7 +242,8 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
     server->metrics_->SetEngineInfo(engine->info(), options.engine,
                                     engine::CacheUsageOf(engine->stats().cache));
   }
-  server->service_ = std::make_unique<Service>(server->registry_.get(), server->metrics_.get());
+  server->service_ = std::make_unique<Service>(server->registry_.get(), server->metrics_.get(),
+                                               server->streams_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   if (options.enable_reflection) {
@@ -203,6 +255,9 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
                            &server->port_);
   builder.RegisterService(server->service_.get());
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  // gRPC sets SO_REUSEPORT by default, which lets a second server bind the same port and take a
+  // share of new connections (possibly serving another model): off, so it fails at start instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   if (options.max_connection_age.count() > 0) {
     builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
                                static_cast<int>(options.max_connection_age.count()));
@@ -210,6 +265,10 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
   // Let clients keep idle channels warm without being sent GOAWAY for pinging.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(
+      std::make_unique<MalformedRequestInterceptorFactory>(server->metrics_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     server->registry_->Shutdown();
@@ -237,27 +296,24 @@ KvServer::~KvServer() { Shutdown(std::chrono::system_clock::now()); }
 constexpr std::chrono::milliseconds kFinalStatusGrace(1000);
 
 // The drain, from the call on:
-//   now        readiness NOT_SERVING; Generate answers UNAVAILABLE; gRPC closes the listener and
-//              sends GOAWAY, so clients start new calls on other replicas while the streams in
-//              flight go on (engines keep running)
-//   ...        returns as soon as the last call has finished
+//   now        readiness NOT_SERVING; Generate answers UNAVAILABLE; the listener stays open, so
+//              probes and load balancers read NOT_SERVING (a closed port reads as a crash), while
+//              the streams in flight go on (engines keep running)
+//   ...        as soon as the last stream has finished: gRPC closes the listener, sends GOAWAY and
+//              returns once the remaining (unary, health watch) calls are done
 //   deadline   engines stop: unfinished streams end with UNAVAILABLE "the server is shutting down"
-//              (gRPC alone would cancel them, which clients read as CANCELLED)
+//              (gRPC alone would cancel them, which clients read as CANCELLED); then as above
 //   + grace    gRPC cancels anything still open
 void KvServer::Shutdown(std::chrono::system_clock::time_point deadline) {
   if (shut_down_) return;
   shut_down_ = true;
   if (server_ != nullptr) {
+    // Draining first: whoever reads NOT_SERVING is also refused new streams.
+    service_->StartDraining();
     grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
     health->SetServingStatus(kServiceName, false);
     health->SetServingStatus("", false);
-    service_->StartDraining();
-    absl::Notification calls_done;
-    std::thread grpc_shutdown([&] {
-      server_->Shutdown(deadline + kFinalStatusGrace);
-      calls_done.Notify();
-    });
-    if (!calls_done.WaitForNotificationWithDeadline(absl::FromChrono(deadline))) {
+    if (!streams_->WaitUntilAllClosed(absl::FromChrono(deadline))) {
       int64_t unfinished = 0;
       for (const auto& engine : registry_->engines()) {
         const engine::EngineStats stats = engine->stats();
@@ -269,7 +325,7 @@ void KvServer::Shutdown(std::chrono::system_clock::time_point deadline) {
       }
       registry_->Shutdown();
     }
-    grpc_shutdown.join();
+    server_->Shutdown(std::max(deadline, std::chrono::system_clock::now()) + kFinalStatusGrace);
   }
   if (registry_ != nullptr) registry_->Shutdown();
 }

@@ -2,9 +2,10 @@
 // grpc.health.v1 health checking and server reflection.
 //
 // Health: the overall service "" and "kvserve.v1.KvServe" report SERVING once every model is loaded
-// and its engine runs; Shutdown flips both to NOT_SERVING first. gRPC's built-in health service
-// answers; its descriptor comes from grpc-proto's health.proto, so reflection can describe every
-// service it lists (kvserve.v1.KvServe, grpc.health.v1.Health, its own).
+// and its engine runs; Shutdown flips both to NOT_SERVING first, and keeps answering health checks
+// while the streams in flight drain. gRPC's built-in health service answers; its descriptor comes
+// from grpc-proto's health.proto, so reflection can describe every service it lists
+// (kvserve.v1.KvServe, grpc.health.v1.Health, its own).
 //
 // Thread-safety: Create/Shutdown/Wait from one controlling thread; the rest is driven by gRPC.
 #ifndef KVSERVE_SERVER_KVSERVE_SERVER_H_
@@ -21,6 +22,7 @@
 #include "server/metrics.h"
 #include "server/model_registry.h"
 #include "server/request_log.h"
+#include "server/stream_budget.h"
 
 namespace kvserve::server {
 
@@ -41,6 +43,10 @@ struct ServerOptions {
   std::string metrics_address;
   // One JSON line per finished request on stderr (server/request_log.h).
   bool log_requests = false;
+  // Backpressure (server/stream_budget.h): output a stream may hold for a client that does not
+  // read before its request stops generating, and the same for all streams of the server.
+  int64_t max_stream_buffer_bytes = 64 << 10;
+  int64_t max_buffered_bytes = 64 << 20;
 };
 
 class KvServer {
@@ -54,11 +60,14 @@ class KvServer {
   // The port /metrics is served on; 0 when ServerOptions::metrics_address is empty.
   int metrics_port() const { return metrics_->port(); }
   const PrometheusMetrics& metrics() const { return *metrics_; }
+  // Generate/Chat streams open now and the output they buffer.
+  const StreamBudget& streams() const { return *streams_; }
 
-  // Drains, then stops: health goes NOT_SERVING, new Generate calls get UNAVAILABLE, the listener
-  // closes and clients are sent GOAWAY; in-flight streams run on and the call returns as soon as
-  // they are done. Streams still running at `deadline` end with UNAVAILABLE. Engines stop.
-  // Idempotent. Blocks until done (at most about a second past `deadline`).
+  // Drains, then stops: health goes NOT_SERVING and new Generate calls get UNAVAILABLE, while the
+  // listener stays open (so probes read NOT_SERVING, not "connection refused") and in-flight
+  // streams run on; once they are done, or at `deadline`, the listener closes and clients are sent
+  // GOAWAY. Streams still running at `deadline` end with UNAVAILABLE. Engines stop. Idempotent.
+  // Blocks until done (at most about a second past `deadline`).
   void Shutdown(std::chrono::system_clock::time_point deadline);
   // Blocks until Shutdown has completed.
   void Wait();
@@ -70,6 +79,7 @@ class KvServer {
   // Declared first, destroyed last: engines report to them until they stop.
   std::shared_ptr<RequestLog> request_log_;  // null unless log_requests
   std::unique_ptr<PrometheusMetrics> metrics_;
+  std::unique_ptr<StreamBudget> streams_;  // outlives every stream (the server is shut down first)
   std::unique_ptr<ModelRegistry> registry_;
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;

@@ -1,7 +1,5 @@
 #include "server/metrics.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <exception>
@@ -18,6 +16,7 @@
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "prometheus/text_serializer.h"
+#include "server/process_collector.h"
 #include "server/request_log.h"
 
 #ifndef KVSERVE_VERSION
@@ -73,17 +72,6 @@ Histogram::BucketBoundaries OneTwoFiveBuckets(int64_t max_value) {
 }
 
 bool IsSet(engine::SteadyTime t) { return t != engine::SteadyTime{}; }
-
-std::optional<int64_t> ResidentMemoryBytes() {
-  std::FILE* f = std::fopen("/proc/self/statm", "r");
-  if (f == nullptr) return std::nullopt;
-  long long size_pages = 0;
-  long long resident_pages = 0;
-  const int n = std::fscanf(f, "%lld %lld", &size_pages, &resident_pages);
-  std::fclose(f);
-  if (n != 2) return std::nullopt;
-  return resident_pages * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
-}
 
 }  // namespace
 
@@ -237,26 +225,12 @@ void ModelMetrics::OnIteration(const engine::IterationStats& s) {
   const engine::SchedulerStats& sched = s.scheduler;
   requests_running_->Set(sched.num_running);
   requests_waiting_->Set(sched.num_waiting);
-  double kv_usage = 0;
+  SetCacheUsage(sched.cache);
   for (int k = 0; k < kNumCacheKinds; ++k) {
-    const engine::CacheKindUsage& u = sched.cache.kinds[k];
-    used_blocks_[k]->Set(static_cast<double>(u.num_used_blocks));
-    free_blocks_[k]->Set(static_cast<double>(u.num_blocks - u.num_used_blocks));
-    used_bytes_[k]->Set(static_cast<double>(u.used_bytes));
-    capacity_bytes_[k]->Set(static_cast<double>(u.capacity_bytes));
     if (s.num_evicted_blocks[k] > 0) {
       evicted_blocks_[k]->Increment(static_cast<double>(s.num_evicted_blocks[k]));
     }
-    // Paged kinds may share one pool or have one each: report the fullest.
-    if (static_cast<CacheKind>(k) != CacheKind::kRecurrentState && u.num_blocks > 0) {
-      kv_usage = std::max(kv_usage, static_cast<double>(u.num_used_blocks) / u.num_blocks);
-    }
   }
-  kv_cache_usage_->Set(kv_usage);
-  state_slots_usage_->Set(sched.cache.num_state_slots > 0
-                              ? static_cast<double>(sched.cache.num_used_state_slots) /
-                                    sched.cache.num_state_slots
-                              : 0.0);
 
   if (s.num_prompt_tokens > 0) prompt_tokens_->Increment(s.num_prompt_tokens);
   if (s.num_prefix_cache_queries > 0) {
@@ -268,6 +242,26 @@ void ModelMetrics::OnIteration(const engine::IterationStats& s) {
   if (s.num_preemptions > 0) preemptions_->Increment(s.num_preemptions);
   // Last: a scraper that sees an iteration's generation tokens sees the rest of that iteration too.
   if (s.num_generation_tokens > 0) generation_tokens_->Increment(s.num_generation_tokens);
+}
+
+void ModelMetrics::SetCacheUsage(const engine::CacheUsage& cache) {
+  double kv_usage = 0;
+  for (int k = 0; k < kNumCacheKinds; ++k) {
+    const engine::CacheKindUsage& u = cache.kinds[k];
+    used_blocks_[k]->Set(static_cast<double>(u.num_used_blocks));
+    free_blocks_[k]->Set(static_cast<double>(u.num_blocks - u.num_used_blocks));
+    used_bytes_[k]->Set(static_cast<double>(u.used_bytes));
+    capacity_bytes_[k]->Set(static_cast<double>(u.capacity_bytes));
+    // Paged kinds may share one pool or have one each: report the fullest.
+    if (static_cast<CacheKind>(k) != CacheKind::kRecurrentState && u.num_blocks > 0) {
+      kv_usage = std::max(kv_usage, static_cast<double>(u.num_used_blocks) / u.num_blocks);
+    }
+  }
+  kv_cache_usage_->Set(kv_usage);
+  state_slots_usage_->Set(cache.num_state_slots > 0
+                              ? static_cast<double>(cache.num_used_state_slots) /
+                                    cache.num_state_slots
+                              : 0.0);
 }
 
 void ModelMetrics::OnRequestFinished(const engine::RequestStats& s) {
@@ -311,22 +305,6 @@ void ModelMetrics::CountFailure(FailureReason reason) {
 
 // ---------------------------------------------------------------------------------------------
 // PrometheusMetrics
-
-// Memory is read when scraped, so the value is never staler than the scrape.
-class PrometheusMetrics::ProcessCollector : public prometheus::Collectable {
- public:
-  std::vector<prometheus::MetricFamily> Collect() const override {
-    std::optional<int64_t> rss = ResidentMemoryBytes();
-    if (!rss.has_value()) return {};
-    prometheus::MetricFamily family;
-    family.name = "kvserve_process_resident_memory_bytes";
-    family.help = "Resident set size of the kvserve process (all models), from /proc/self/statm.";
-    family.type = prometheus::MetricType::Gauge;
-    family.metric.emplace_back();
-    family.metric.back().gauge.value = static_cast<double>(*rss);
-    return {std::move(family)};
-  }
-};
 
 PrometheusMetrics::PrometheusMetrics()
     : registry_(std::make_shared<prometheus::Registry>()),
@@ -399,6 +377,17 @@ PrometheusMetrics::PrometheusMetrics()
   f.cache_config_info = gauge("cache_config_info", "Cache configuration of a model (value 1).");
   f.build_info = gauge("build_info", "kvserve build (value 1).");
   f.build_info->Add({{"version", KVSERVE_VERSION}}).Set(1);
+  malformed_requests_ =
+      &counter("malformed_requests_total",
+               "Calls whose request message could not be parsed (malformed protobuf, or invalid "
+               "UTF-8 in a string field; also calls the client cancelled before its message "
+               "arrived); gRPC answers them UNIMPLEMENTED before any handler runs.")
+           ->Add({});
+  stream_buffered_bytes_ =
+      &gauge("stream_buffered_bytes",
+             "Bytes of generated output held by the server for streams whose clients have not "
+             "read them yet, all models.")
+           ->Add({});
 }
 
 PrometheusMetrics::~PrometheusMetrics() = default;
@@ -430,13 +419,10 @@ void PrometheusMetrics::SetEngineInfo(const engine::ModelInfo& info,
              {"max_num_seqs", absl::StrCat(options.max_num_seqs)},
              {"prefill_chunk_tokens", absl::StrCat(options.prefill_chunk_tokens)}})
       .Set(1);
-  // An iteration that ran nothing, over the empty cache: the one mapping from cache state to
-  // gauges (OnIteration) sets them, and every counter and histogram stays untouched.
-  engine::IterationStats start;
-  start.scheduler.cache = cache_at_start;
+  // The same setter each iteration uses (OnIteration), so start-up and steady state agree.
   ModelMetrics* model = ForModel(info.name);
   KV_CHECK(model != nullptr) << "SetEngineInfo before AddModel for '" << info.name << "'";
-  model->OnIteration(start);
+  model->SetCacheUsage(cache_at_start);
 }
 
 ModelMetrics* PrometheusMetrics::ForModel(std::string_view model) const {
@@ -444,6 +430,8 @@ ModelMetrics* PrometheusMetrics::ForModel(std::string_view model) const {
   auto it = models_.find(absl::string_view(model.data(), model.size()));
   return it == models_.end() ? nullptr : it->second.get();
 }
+
+void PrometheusMetrics::CountMalformedRequest() { malformed_requests_->Increment(); }
 
 void PrometheusMetrics::CountUnknownModel() {
   // Rare, and off the engine thread: resolving the label set here is fine.

@@ -11,7 +11,9 @@
 //     cache gauges (set after every engine iteration);
 //   gRPC threads (GenerateReactor, KvServer): the outcome of every Generate call, counted exactly
 //     once, when the call is finished: request_success_total or request_failure_total;
-//   the scrape: process_resident_memory_bytes, read from /proc/self/statm.
+//   gRPC threads, per call: kvserve_malformed_requests_total (an interceptor in KvServer), and
+//     kvserve_stream_buffered_bytes as streams buffer and send output (StreamBudget);
+//   the scrape: the process_* series, read from /proc (server/process_collector.h).
 //
 // Thread-safety: AddModel, SetEngineInfo and Serve are start-up calls, made from one thread before
 // any request is served; everything else may be called from any thread.
@@ -30,6 +32,7 @@
 #include "engine/engine_observer.h"
 
 namespace prometheus {
+class Collectable;
 class Counter;
 class Exposer;
 class Gauge;
@@ -81,6 +84,10 @@ class ModelMetrics final : public engine::EngineObserver {
   // Engine thread.
   void OnIteration(const engine::IterationStats& stats) override;
   void OnRequestFinished(const engine::RequestStats& stats) override;
+
+  // Sets the cache gauges (blocks, bytes, capacity, usage ratios); OnIteration calls it, and the
+  // server once at start, so the capacity reads right before the first request.
+  void SetCacheUsage(const engine::CacheUsage& cache);
 
   // A call that ended with all its tokens delivered. REQUIRES: reason is kLength, kStop or kEos.
   void CountSuccess(engine::FinishReason reason);
@@ -150,6 +157,11 @@ class PrometheusMetrics {
   ModelMetrics* ForModel(std::string_view model) const;
   // A Generate call that named no served model (counted with model="").
   void CountUnknownModel();
+  // A call whose request message gRPC could not deserialize.
+  void CountMalformedRequest();
+  // Bytes of output streams hold for clients that have not read them yet (server-wide; set by the
+  // server's StreamBudget).
+  prometheus::Gauge& stream_buffered_bytes() { return *stream_buffered_bytes_; }
 
   // Serves /metrics on `address` (HOST:PORT; port 0 picks a free port). At most once.
   // UNAVAILABLE names the address when it cannot be bound.
@@ -161,11 +173,11 @@ class PrometheusMetrics {
   std::string Serialize() const;
 
  private:
-  class ProcessCollector;
-
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<MetricFamilies> families_;
-  std::shared_ptr<ProcessCollector> process_;
+  std::shared_ptr<prometheus::Collectable> process_;
+  prometheus::Counter* malformed_requests_ = nullptr;
+  prometheus::Gauge* stream_buffered_bytes_ = nullptr;
   absl::flat_hash_map<std::string, std::shared_ptr<ModelMetrics>> models_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;

@@ -7,6 +7,7 @@
 #include "base/logging.h"
 #include "base/status_macros.h"
 #include "engine/model/model_loader.h"
+#include "server/status_map.h"
 
 namespace kvserve::server {
 
@@ -74,7 +75,7 @@ absl::StatusOr<engine::Engine*> ModelRegistry::Find(std::string_view name) const
     if (e->info().name == name) return e.get();
     names.push_back(e->info().name);
   }
-  return absl::NotFoundError(absl::StrCat("model: no model named '", std::string(name),
+  return absl::NotFoundError(absl::StrCat("model: no model named '", QuoteClientText(name),
                                           "'; available: ", absl::StrJoin(names, ", ")));
 }
 

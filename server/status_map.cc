@@ -3,6 +3,8 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 namespace kvserve::server {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
@@ -60,6 +62,14 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
                   : absl::StatusCodeToString(status.code());
   }
   return grpc::Status(code, std::move(message));
+}
+
+std::string QuoteClientText(std::string_view text) {
+  if (text.size() <= kMaxQuotedBytes) return std::string(text);
+  size_t cut = kMaxQuotedBytes;
+  // Back up over continuation bytes (10xxxxxx) so no character is split.
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return absl::StrCat(absl::string_view(text.data(), cut), "... (", text.size(), " bytes)");
 }
 
 }  // namespace kvserve::server

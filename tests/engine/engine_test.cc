@@ -4,6 +4,7 @@
 
 #include <omp.h>
 
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -305,6 +306,74 @@ TEST(EngineTest, FullQueueIsResourceExhausted) {
   EXPECT_EQ(second->Wait().finish_reason, FinishReason::kLength);
 }
 
+// Holds its request in the engine from within OnEvent after `hold_after` events, as a stream
+// whose client stopped reading does.
+class HoldingSink : public RecordingSink {
+ public:
+  HoldingSink(Engine* engine, int hold_after) : engine_(engine), hold_after_(hold_after) {}
+
+  // Submits `request` with a sink that holds it after `hold_after` events. The engine is paused
+  // meanwhile, so the sink knows the request's id before the first event.
+  static std::shared_ptr<HoldingSink> Submit(Engine& engine, int hold_after,
+                                             GenerationRequest request, RequestId* id) {
+    auto sink = std::make_shared<HoldingSink>(&engine, hold_after);
+    engine.Pause();
+    absl::StatusOr<RequestId> submitted = engine.Submit(std::move(request), sink);
+    EXPECT_TRUE(submitted.ok()) << submitted.status();
+    *id = submitted.value_or(0);
+    sink->id_.store(*id);
+    engine.Resume();
+    return sink;
+  }
+
+  void OnEvent(TokenEvent event) override {
+    RecordingSink::OnEvent(std::move(event));
+    if (++seen_ == hold_after_) engine_->SetHeld(id_.load(), true);
+  }
+
+ private:
+  Engine* const engine_;
+  const int hold_after_;
+  std::atomic<RequestId> id_{0};
+  int seen_ = 0;  // engine thread only
+};
+
+TEST(EngineTest, AHoldFromTheSinkStopsTheRequestBeforeItsNextTokenUntilReleased) {
+  auto engine = MakeEngine();
+  RequestId id;
+  auto held = HoldingSink::Submit(*engine, /*hold_after=*/3, GreedyRequest({1, 2, 3}, 20), &id);
+
+  // Another request runs to its end while the first is held: the engine went on stepping, and the
+  // held request produced nothing past its third token.
+  const std::vector<int32_t> other = Generate(*engine, GreedyRequest({4, 5, 6}, 10));
+  EXPECT_EQ(other.size(), 10u);
+  EXPECT_EQ(held->num_events(), 3);
+  const EngineStats stats = engine->stats();
+  EXPECT_EQ(stats.num_held, 1);
+  EXPECT_EQ(stats.num_running, 1);            // keeps its slot
+  EXPECT_GT(stats.kv_cache_bytes_in_use, 0);  // and its cache
+
+  // Released, it finishes with the tokens it would have produced alone.
+  engine->SetHeld(id, false);
+  EXPECT_EQ(held->Wait().finish_reason, FinishReason::kLength);
+  EXPECT_EQ(held->tokens(), Generate(*engine, GreedyRequest({1, 2, 3}, 20)));
+  EXPECT_EQ(engine->stats().num_held, 0);
+}
+
+TEST(EngineTest, CancelEndsAHeldRequestAndFreesItsCache) {
+  auto engine = MakeEngine();
+  RequestId id;
+  auto held = HoldingSink::Submit(*engine, /*hold_after=*/1, GreedyRequest({1, 2, 3}, 20), &id);
+  Generate(*engine, GreedyRequest({4, 5, 6}, 2));  // a step after the hold
+  EXPECT_EQ(held->num_events(), 1);
+
+  engine->Cancel(id);
+  EXPECT_EQ(held->Wait().finish_reason, FinishReason::kCancelled);
+  Generate(*engine, GreedyRequest({4, 5, 6}, 1));  // an iteration after the cancel
+  EXPECT_EQ(engine->stats().kv_cache_bytes_in_use, 0);
+  EXPECT_EQ(engine->stats().num_running, 0);
+}
+
 struct InvalidCase {
   const char* name;
   void (*mutate)(GenerationRequest&);
@@ -374,7 +443,10 @@ INSTANTIATE_TEST_SUITE_P(
         InvalidCase{"InvalidUtf8StopString", [](GenerationRequest& r) { r.stop = {"\xC3"}; },
                     "stop[0]: must be valid UTF-8"},
         InvalidCase{"StopTokenOutOfVocab", [](GenerationRequest& r) { r.stop_token_ids = {99}; },
-                    "stop_token_ids[0]: 99 is outside the vocabulary [0, 64)"}),
+                    "stop_token_ids[0]: 99 is outside the vocabulary [0, 64)"},
+        InvalidCase{"RequestIdTooLong",
+                    [](GenerationRequest& r) { r.request_id = std::string(257, 'r'); },
+                    "request_id: 257 bytes, at most 256"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace

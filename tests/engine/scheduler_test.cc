@@ -718,3 +718,63 @@ TEST_F(SchedulerTest, AnUnforkedRequestHoldsNSlotsAndForksTakeThemOver) {
 
 }  // namespace
 }  // namespace kvserve::engine
+
+// ---- Backpressure (held sequences) ----
+
+namespace kvserve::engine {
+namespace {
+
+TEST_F(SchedulerTest, AHeldRunningSequenceKeepsItsCacheAndSlotButGetsNoTokens) {
+  Init(Config(/*max_num_seqs=*/2, 100, 100), 32, false);
+  Sequence* a = Add("A", 4);
+  Sequence* b = Add("B", 4);
+  Add("C", 4);
+  EXPECT_THAT(Run().chunks, ElementsAre(Pair("A", 4), Pair("B", 4)));
+  const int32_t a_slots = a->cache.num_slots;
+
+  sched_->SetHeld(a->id, true);
+  EXPECT_TRUE(sched_->has_schedulable());
+  // Only B decodes; A keeps its slot, so C still waits (max_num_seqs 2), and its blocks.
+  EXPECT_THAT(Run().chunks, ElementsAre(Pair("B", 1)));
+  EXPECT_THAT(Run().chunks, ElementsAre(Pair("B", 1)));
+  EXPECT_THAT(WaitingLabels(), ElementsAre("C"));
+  EXPECT_EQ(a->num_generated, 1);
+  EXPECT_TRUE(a->has_cache);
+  EXPECT_EQ(a->cache.num_slots, a_slots);
+  EXPECT_EQ(b->num_generated, 3);
+
+  // Let go: A decodes again from where it stopped.
+  sched_->SetHeld(a->id, false);
+  EXPECT_THAT(Run().chunks, ElementsAre(Pair("A", 1), Pair("B", 1)));
+  EXPECT_EQ(a->num_generated, 2);
+}
+
+TEST_F(SchedulerTest, AdmissionPassesOverAHeldWaitingSequence) {
+  Init(Config(/*max_num_seqs=*/4, 100, 100), 32, false);
+  Sequence* a = Add("A", 4);
+  Add("B", 4);
+  sched_->SetHeld(a->id, true);
+  EXPECT_THAT(Run().chunks, ElementsAre(Pair("B", 4)));
+  EXPECT_THAT(WaitingLabels(), ElementsAre("A"));
+  EXPECT_FALSE(a->has_cache);
+
+  sched_->SetHeld(a->id, false);
+  EXPECT_THAT(Run().chunks, ElementsAre(Pair("B", 1), Pair("A", 4)));
+}
+
+TEST_F(SchedulerTest, NothingIsSchedulableWhenEverySequenceIsHeld) {
+  Init(Config(/*max_num_seqs=*/4, 100, 100), 32, false);
+  Sequence* a = Add("A", 4);
+  Sequence* b = Add("B", 4);
+  EXPECT_THAT(Run().chunks, ElementsAre(Pair("A", 4), Pair("B", 4)));
+  sched_->SetHeld(a->id, true);
+  sched_->SetHeld(b->id, true);
+  sched_->SetHeld(/*unknown id=*/999, false);
+  EXPECT_FALSE(sched_->has_schedulable());
+  EXPECT_FALSE(sched_->empty());
+  EXPECT_THAT(Run().chunks, IsEmpty());
+  EXPECT_EQ(sched_->num_running_seqs(), 2);
+}
+
+}  // namespace
+}  // namespace kvserve::engine

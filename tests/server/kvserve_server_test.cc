@@ -256,6 +256,18 @@ pb::GenerateRequest LongRequest() {
   return request;
 }
 
+// The value of `series` (name plus labels, as exposed) in a text exposition; NaN when absent.
+double SeriesValue(const std::string& exposition, const std::string& series) {
+  const std::string prefix = series + " ";
+  for (size_t pos = 0; pos < exposition.size();) {
+    const size_t end = std::min(exposition.find('\n', pos), exposition.size());
+    const std::string_view line(exposition.data() + pos, end - pos);
+    if (line.starts_with(prefix)) return std::stod(std::string(line.substr(prefix.size())));
+    pos = end + 1;
+  }
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
 // Polls until the engine holds no request and no KV cache; returns the last stats seen.
 engine::EngineStats WaitUntilEngineIdle(const engine::Engine& engine,
                                         std::chrono::milliseconds timeout) {
@@ -267,6 +279,17 @@ engine::EngineStats WaitUntilEngineIdle(const engine::Engine& engine,
     if (idle || std::chrono::steady_clock::now() >= deadline) return stats;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+}
+
+// Reads the rest of a stream on a thread of its own; its final status lands in *status.
+std::thread ReadRestInBackground(grpc::ClientReader<pb::GenerateResponse>* reader,
+                                 grpc::Status* status) {
+  return std::thread([reader, status] {
+    pb::GenerateResponse message;
+    while (reader->Read(&message)) {
+    }
+    *status = reader->Finish();
+  });
 }
 
 #define EXPECT_ENGINE_IDLE(stats)           \
@@ -922,6 +945,13 @@ std::vector<BadRequest> BadRequests() {
   add("unknown model", grpc::StatusCode::NOT_FOUND,
       absl::StrCat("model: no model named 'gpt-nope'; available: ", kDefaultModel),
       [](pb::GenerateRequest& r) { r.set_model("gpt-nope"); });
+  // Echoed whole, a 10 kB name made the message too large for gRPC's metadata: RESOURCE_EXHAUSTED.
+  add("a 10 kB unknown model name", grpc::StatusCode::NOT_FOUND,
+      absl::StrCat("model: no model named '", std::string(64, 'x'),
+                   "... (10000 bytes)'; available: ", kDefaultModel),
+      [](pb::GenerateRequest& r) { r.set_model(std::string(10000, 'x')); });
+  add("request_id one byte too long", kInvalid, "request_id: 257 bytes, at most 256",
+      [](pb::GenerateRequest& r) { r.set_request_id(std::string(257, 'r')); });
   return cases;
 }
 
@@ -1095,12 +1125,7 @@ TEST_F(KvServerTest, ShutdownEndsAnInFlightStreamAndReturns) {
   ASSERT_TRUE(reader->Read(&message));
 
   grpc::Status status;
-  std::thread drain([&] {
-    pb::GenerateResponse m;
-    while (reader->Read(&m)) {
-    }
-    status = reader->Finish();
-  });
+  std::thread drain = ReadRestInBackground(reader.get(), &status);
   const auto start = std::chrono::steady_clock::now();
   server_->Shutdown(DeadlineIn(std::chrono::milliseconds(100)));
   const auto shutdown_time = std::chrono::steady_clock::now() - start;
@@ -1115,6 +1140,160 @@ TEST_F(KvServerTest, ShutdownEndsAnInFlightStreamAndReturns) {
   // The listener is gone.
   const Generation after = Generate(*stub_, GreedyRequest("Hi", 1));
   EXPECT_EQ(after.status.error_code(), grpc::StatusCode::UNAVAILABLE) << Describe(after.status);
+}
+
+TEST_F(KvServerTest, DrainKeepsAnsweringHealthNotServingWhileAStreamIsInFlight) {
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(kCallTimeout));
+  auto reader = stub_->Generate(&context, LongRequest());
+  pb::GenerateResponse message;
+  ASSERT_TRUE(reader->Read(&message));
+  grpc::Status stream_status;
+  std::thread read_rest = ReadRestInBackground(reader.get(), &stream_status);
+  std::thread shutdown([&] { server_->Shutdown(DeadlineIn(kCallTimeout)); });
+
+  // A probe on a new connection, as a kubelet's: it connects and reads NOT_SERVING (before, the
+  // listener closed at once and probes got "connection refused").
+  auto probe_channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                           grpc::InsecureChannelCredentials());
+  auto health = Health::NewStub(probe_channel);
+  HealthCheckRequest request;
+  request.set_service(kServiceName);
+  HealthCheckResponse response;
+  grpc::Status status;
+  const auto give_up = std::chrono::steady_clock::now() + kCallTimeout;
+  do {  // until Shutdown has flipped readiness
+    grpc::ClientContext probe;
+    probe.set_deadline(DeadlineIn(kCallTimeout));
+    status = health->Check(&probe, request, &response);
+  } while (status.ok() && response.status() == HealthCheckResponse::SERVING &&
+           std::chrono::steady_clock::now() < give_up);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  EXPECT_EQ(response.status(), HealthCheckResponse::NOT_SERVING);
+  // New streams on the new connection are refused with the retryable code.
+  auto probe_stub = pb::KvServe::NewStub(probe_channel);
+  const Generation refused = Generate(*probe_stub, GreedyRequest("Hi", 1));
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE) << Describe(refused.status);
+  EXPECT_EQ(refused.status.error_message(),
+            "server is draining: send the request to another replica");
+  EXPECT_EQ(server_->streams().num_open(), 1);
+
+  // The drain ends when the last stream does; then the listener closes.
+  context.TryCancel();
+  read_rest.join();
+  shutdown.join();
+  EXPECT_EQ(stream_status.error_code(), grpc::StatusCode::CANCELLED) << Describe(stream_status);
+  EXPECT_EQ(server_->streams().num_open(), 0);
+  grpc::ClientContext late;
+  late.set_deadline(DeadlineIn(kCallTimeout));
+  EXPECT_EQ(health->Check(&late, request, &response).error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backpressure: a client that does not read.
+
+// A server whose streams hold at most ~kStreamLimit bytes of unsent output each.
+class KvServerBackpressureTest : public KvServerTest {
+ protected:
+  static constexpr int64_t kStreamLimit = 512;
+  static constexpr int64_t kServerLimit = 1 << 20;
+  void SetUp() override {
+    ServerOptions options;
+    options.max_stream_buffer_bytes = kStreamLimit;
+    options.max_buffered_bytes = kServerLimit;
+    options.engine.num_threads = 1;
+    ASSERT_NO_FATAL_FAILURE(StartServer(options));
+  }
+
+  // A client whose HTTP/2 windows stay small: it stops taking data soon after it stops reading.
+  std::unique_ptr<pb::KvServe::Stub> SlowReaderStub() const {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 1024);
+    return pb::KvServe::NewStub(grpc::CreateCustomChannel(
+        absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials(), args));
+  }
+
+  // Bounded waits on the server's state (never on time itself).
+  void WaitUntil(const std::function<bool()>& done) const {
+    const auto give_up = std::chrono::steady_clock::now() + kCallTimeout;
+    while (!done() && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
+  double GenerationTokens() const {
+    return SeriesValue(
+        server_->metrics().Serialize(),
+        absl::StrCat("kvserve_generation_tokens_total{model=\"", kDefaultModel, "\"}"));
+  }
+};
+
+TEST_F(KvServerBackpressureTest, AnUnreadStreamStopsGeneratingUntilItsClientReads) {
+  auto slow_stub = SlowReaderStub();
+  constexpr int32_t kTokens = 2000;
+  pb::GenerateRequest request = GreedyRequest("Once upon a time", kTokens);
+  request.set_ignore_eos(true);
+  request.set_logprobs(5);  // ~100 bytes of logprobs per token
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(kCallTimeout));
+  auto reader = slow_stub->Generate(&context, request);  // sent; nothing is read yet
+
+  // The stream fills its buffer and holds its request in the engine.
+  WaitUntil([&] { return engine().stats().num_held > 0; });
+  ASSERT_EQ(engine().stats().num_held, 1) << "the unread stream never held its request";
+  const double held_at = GenerationTokens();
+  EXPECT_LT(held_at, kTokens);
+  // Unsent output: at least the per-stream limit, at most twice it plus two events.
+  const int64_t buffered = server_->streams().buffered_bytes();
+  EXPECT_GE(buffered, kStreamLimit);
+  EXPECT_LE(buffered, 2 * kStreamLimit + 2 * 256);
+  EXPECT_EQ(SeriesValue(server_->metrics().Serialize(), "kvserve_stream_buffered_bytes"),
+            static_cast<double>(buffered));
+
+  // The engine goes on serving others, and generates nothing more for the held stream: after a
+  // 5-token request, the token counter moved by exactly 5.
+  const Generation other = Generate(*stub_, GreedyRequest("Hi", 5));
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(other, 3));
+  // The counter is updated by the engine's report after the step (see metrics_test.cc).
+  WaitUntil([&] { return GenerationTokens() >= held_at + 5; });
+  EXPECT_EQ(GenerationTokens(), held_at + 5);
+  EXPECT_EQ(engine().stats().num_held, 1);
+  EXPECT_EQ(engine().stats().num_running, 1);  // still holds its slot and cache
+  EXPECT_GT(engine().stats().kv_cache_bytes_in_use, 0);
+
+  // Reading resumes it: every token arrives, in one well-formed stream.
+  Generation g;
+  pb::GenerateResponse message;
+  while (reader->Read(&message)) {
+    g.token_ids.insert(g.token_ids.end(), message.token_ids().begin(), message.token_ids().end());
+    g.messages.push_back(message);
+  }
+  g.status = reader->Finish();
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(g, 17));
+  EXPECT_EQ(g.token_ids.size(), static_cast<size_t>(kTokens));
+  EXPECT_ENGINE_IDLE(WaitUntilEngineIdle(engine(), kReleaseTimeout));
+  EXPECT_EQ(engine().stats().num_held, 0);
+  WaitUntil([&] { return server_->streams().num_open() == 0; });
+  EXPECT_EQ(server_->streams().buffered_bytes(), 0);
+}
+
+TEST_F(KvServerBackpressureTest, CancellingAHeldStreamFreesItsCacheAndBuffer) {
+  auto slow_stub = SlowReaderStub();
+  pb::GenerateRequest request = LongRequest();
+  request.set_logprobs(5);
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(kCallTimeout));
+  auto reader = slow_stub->Generate(&context, request);
+  WaitUntil([&] { return engine().stats().num_held > 0; });
+  ASSERT_EQ(engine().stats().num_held, 1);
+
+  context.TryCancel();
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_ENGINE_IDLE(WaitUntilEngineIdle(engine(), kReleaseTimeout));
+  WaitUntil([&] { return server_->streams().num_open() == 0; });
+  EXPECT_EQ(server_->streams().buffered_bytes(), 0);
+  EXPECT_EQ(engine().stats().num_held, 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1207,14 +1386,20 @@ TEST_F(KvServerTest, UnparsableRequestBytesAreRejectedAndTheServerKeepsServing) 
   const std::vector<std::pair<std::string, std::string>> garbage = {
       {"a truncated varint tag", "\xff\xff\xff"},
       {"a length-delimited field longer than the message", std::string("\x12\x05Hi", 3)},
+      // Field 2 (prompt, a proto3 string) holding the byte FF: libprotobuf rejects it and logs.
+      {"invalid UTF-8 in a string field", std::string("\x12\x01\xff", 3)},
   };
   for (const auto& [what, payload] : garbage) {
     SCOPED_TRACE(what);
     grpc::ByteBuffer ignored;
     status = CallGenerateWithRawBytes(channel_, payload, &ignored);
-    // gRPC (1.51) answers a request it cannot deserialize itself, before our handler runs.
+    // gRPC (1.51) answers a request it cannot deserialize itself, before our handler runs: its
+    // callback handler substitutes a reactor that finishes UNIMPLEMENTED with no message, so the
+    // server cannot answer INVALID_ARGUMENT; it counts the call instead.
     EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << Describe(status);
   }
+  EXPECT_EQ(SeriesValue(server_->metrics().Serialize(), "kvserve_malformed_requests_total"),
+            static_cast<double>(garbage.size()));
 
   EXPECT_EQ(engine().stats().num_finished, 1);
   const Generation g = Generate(*stub_, GreedyRequest("Hi", 4));

@@ -12,11 +12,13 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <functional>
 #include <limits>
 #include <map>
@@ -293,6 +295,54 @@ TEST_F(MetricsTest, ServesTheTextFormatOnSlashMetricsOnly) {
     }
   }
   EXPECT_EQ(HttpGet(server_->metrics_port(), "/other").status, 404);
+}
+
+// Read around the scrape with an independent source for each: getrlimit, CLOCK_PROCESS_CPUTIME_ID,
+// memory this test touches, descriptors it opens, and the time the test binary was loaded.
+const std::chrono::system_clock::time_point kLoadedAt = std::chrono::system_clock::now();
+
+TEST_F(MetricsTest, ExportsPrometheusStandardProcessSeries) {
+  const Scrape before = ScrapeNow();
+  for (const char* name : {"process_resident_memory_bytes", "process_virtual_memory_bytes",
+                           "process_open_fds", "process_max_fds", "process_start_time_seconds"}) {
+    EXPECT_EQ(before.types.at(name), "gauge") << name;
+  }
+  EXPECT_EQ(before.types.at("process_cpu_seconds_total"), "counter");
+
+  rlimit limit;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
+  EXPECT_EQ(before.Get("process_max_fds", {}), static_cast<double>(limit.rlim_cur));
+  const double loaded = std::chrono::duration<double>(kLoadedAt.time_since_epoch()).count();
+  // /proc counts the start in clock ticks (1/100 s) since boot, and boot time in whole seconds.
+  EXPECT_LE(before.Get("process_start_time_seconds", {}), loaded + 1.01);
+  EXPECT_GE(before.Get("process_start_time_seconds", {}), loaded - 60);
+  EXPECT_EQ(before.Get("process_resident_memory_bytes", {}),
+            before.Get("kvserve_process_resident_memory_bytes", {}));
+  EXPECT_GE(before.Get("process_virtual_memory_bytes", {}),
+            before.Get("process_resident_memory_bytes", {}));
+
+  // 64 MiB touched and 16 descriptors opened between two scrapes.
+  constexpr size_t kBytes = 64 << 20;
+  std::vector<char> memory(kBytes);
+  for (size_t i = 0; i < kBytes; i += 4096) memory[i] = static_cast<char>(i);
+  int pipes[8][2];
+  for (auto& p : pipes) ASSERT_EQ(pipe(p), 0);
+  timespec cpu_start;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu_start);
+  const Scrape after = ScrapeNow();
+  timespec cpu_end;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu_end);
+  for (auto& p : pipes) {
+    close(p[0]);
+    close(p[1]);
+  }
+  EXPECT_GE(Delta(before, after, "process_resident_memory_bytes", {}), kBytes * 0.95);
+  EXPECT_EQ(Delta(before, after, "process_open_fds", {}), 16);
+  const double tick = 1.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double cpu = after.Get("process_cpu_seconds_total", {});
+  EXPECT_GE(cpu, cpu_start.tv_sec + cpu_start.tv_nsec * 1e-9 - 2 * tick);
+  EXPECT_LE(cpu, cpu_end.tv_sec + cpu_end.tv_nsec * 1e-9 + tick);
+  EXPECT_EQ(memory[4096], static_cast<char>(4096));
 }
 
 TEST_F(MetricsTest, UsesVllmsBucketBoundaries) {

@@ -1,0 +1,43 @@
+#include "server/stream_budget.h"
+
+#include "base/logging.h"
+#include "prometheus/gauge.h"
+
+namespace kvserve::server {
+
+StreamBudget::StreamBudget(int64_t max_stream_bytes, int64_t max_server_bytes,
+                           prometheus::Gauge* gauge)
+    : max_stream_bytes_(max_stream_bytes), max_server_bytes_(max_server_bytes), gauge_(gauge) {
+  KV_CHECK(max_stream_bytes >= 1 && max_server_bytes >= 1);
+}
+
+void StreamBudget::Open() {
+  absl::MutexLock lock(&mu_);
+  ++num_open_;
+}
+
+void StreamBudget::Close() {
+  absl::MutexLock lock(&mu_);
+  KV_CHECK(num_open_ > 0);
+  --num_open_;
+}
+
+int64_t StreamBudget::num_open() const {
+  absl::MutexLock lock(&mu_);
+  return num_open_;
+}
+
+bool StreamBudget::WaitUntilAllClosed(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto none_open = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return num_open_ == 0; };
+  return mu_.AwaitWithDeadline(absl::Condition(&none_open), deadline);
+}
+
+void StreamBudget::AddBuffered(int64_t delta) {
+  if (delta == 0) return;
+  buffered_bytes_.fetch_add(delta);
+  // Increment is atomic: concurrent updates never leave the gauge at a stale total.
+  if (gauge_ != nullptr) gauge_->Increment(static_cast<double>(delta));
+}
+
+}  // namespace kvserve::server

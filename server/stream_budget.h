@@ -1,0 +1,68 @@
+// StreamBudget: what the Generate streams of one server share.
+//
+//   - How many are open: the drain (KvServer::Shutdown) keeps the listener, and so health
+//     checks, up until none is left or its deadline passes.
+//   - How many bytes of generated output they hold that their clients have not taken yet: output
+//     waiting for the stream's one write in flight, plus that write's message until gRPC reports
+//     it sent. Exported as kvserve_stream_buffered_bytes and bounded, per stream and per server,
+//     by backpressure: a stream whose unsent output reaches max_stream_bytes, or any stream with
+//     unsent output while the server's total is at max_server_bytes, asks the engine to hold its
+//     request (Engine::SetHeld): no engine step, cache kept, until its client reads.
+//
+// Bound: a stream holds at most max_stream_bytes + one engine event per sample waiting, plus the
+// message in flight (itself at most that); the server total exceeds max_server_bytes by at most
+// one event per running sample (the sink sees its own event before it can hold).
+//
+// Thread-safety: every method may be called from any thread.
+#ifndef KVSERVE_SERVER_STREAM_BUDGET_H_
+#define KVSERVE_SERVER_STREAM_BUDGET_H_
+
+#include <atomic>
+#include <cstdint>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace prometheus {
+class Gauge;
+}  // namespace prometheus
+
+namespace kvserve::server {
+
+class StreamBudget {
+ public:
+  // `gauge` (may be null) mirrors buffered_bytes(). REQUIRES: both limits >= 1.
+  StreamBudget(int64_t max_stream_bytes, int64_t max_server_bytes, prometheus::Gauge* gauge);
+
+  // A stream started / ended (its reactor's OnDone).
+  void Open();
+  void Close();
+  int64_t num_open() const;
+  // Blocks until no stream is open or `deadline` passes; true when none is open.
+  bool WaitUntilAllClosed(absl::Time deadline);
+
+  // Bytes a stream took in (delta > 0) or let go of (delta < 0).
+  void AddBuffered(int64_t delta);
+  int64_t buffered_bytes() const { return buffered_bytes_.load(); }
+
+  // Whether a stream with `unsent` bytes not yet handed to gRPC must stop generating.
+  bool MustHold(int64_t unsent) const {
+    return unsent >= max_stream_bytes_ || (unsent > 0 && buffered_bytes() >= max_server_bytes_);
+  }
+
+  int64_t max_stream_bytes() const { return max_stream_bytes_; }
+  int64_t max_server_bytes() const { return max_server_bytes_; }
+
+ private:
+  const int64_t max_stream_bytes_;
+  const int64_t max_server_bytes_;
+  prometheus::Gauge* const gauge_;
+  std::atomic<int64_t> buffered_bytes_{0};
+  mutable absl::Mutex mu_;
+  int64_t num_open_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace kvserve::server
+
+#endif  // KVSERVE_SERVER_STREAM_BUDGET_H_
