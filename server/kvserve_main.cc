@@ -48,6 +48,8 @@ int Run(int argc, char** argv) {
   std::string weight_dtype = "auto";
   std::string metrics_address = "0.0.0.0:9464";
   bool log_requests = false;
+  std::string api_keys_file;
+  bool share_prefix_cache = false;
 
   FlagSet flags("kvserve",
                 "Serves decoder language models over gRPC (kvserve.v1.KvServe, grpc.health.v1, "
@@ -101,6 +103,15 @@ int Run(int argc, char** argv) {
                   "port; empty = off)");
   flags.AddBool("log-requests", &log_requests,
                 "write one JSON line per finished request to stderr");
+
+  flags.AddString("api-keys-file", &api_keys_file,
+                  "require 'authorization: Bearer <key>' on every kvserve.v1 call (health and "
+                  "reflection stay open); the file holds one key per line, optionally followed by "
+                  "its tenant, and is reloaded when it changes (docs/security.md)");
+  flags.AddBool("share-prefix-cache-across-tenants", &share_prefix_cache,
+                "with --api-keys-file: let all tenants reuse each other's cached prompt blocks "
+                "(off: each tenant's prefix cache is its own, so no tenant can probe another's "
+                "prompts by timing)");
 
   absl::Status parsed = flags.Parse(argc, argv, 1, nullptr);
   if (flags.help_requested()) {
@@ -172,6 +183,24 @@ int Run(int argc, char** argv) {
   options.enable_reflection = reflection;
   options.metrics_address = metrics_address;
   options.log_requests = log_requests;
+  if (share_prefix_cache && api_keys_file.empty()) {
+    std::fprintf(stderr,
+                 "kvserve: --share-prefix-cache-across-tenants needs --api-keys-file (without "
+                 "keys there are no tenants)\n");
+    return 2;
+  }
+  if (!api_keys_file.empty()) {
+    kvserve::server::ApiKeyAuthenticator::Options auth;
+    auth.keys_file = api_keys_file;
+    auth.share_prefix_cache_across_tenants = share_prefix_cache;
+    auto api_keys = kvserve::server::ApiKeyAuthenticator::Create(auth);
+    if (!api_keys.ok()) {
+      std::fprintf(stderr, "kvserve: %s\n", std::string(api_keys.status().message()).c_str());
+      return 2;
+    }
+    KV_LOG(INFO) << "API keys: " << (*api_keys)->num_keys() << " key(s) from " << api_keys_file;
+    options.api_keys = *std::move(api_keys);
+  }
   for (const std::string& m : models) options.models.push_back(kvserve::server::ParseModelSpec(m));
   if (options.models.empty()) options.models.push_back({});  // the embedded default model
   for (kvserve::server::ModelSpec& spec : options.models) spec.weight_dtype = *dtype;

@@ -24,8 +24,9 @@ namespace pb = ::kvserve::v1;
 // The unary methods are quick (no engine round trip) and answer inline.
 class KvServer::Service final : public pb::KvServe::CallbackService {
  public:
-  Service(const ModelRegistry* registry, PrometheusMetrics* metrics)
-      : registry_(registry), metrics_(metrics) {}
+  Service(const ModelRegistry* registry, PrometheusMetrics* metrics,
+          std::shared_ptr<ApiKeyAuthenticator> api_keys)
+      : registry_(registry), metrics_(metrics), api_keys_(std::move(api_keys)) {}
 
   // From now on Generate answers UNAVAILABLE; streams already started are not affected.
   void StartDraining() { draining_.store(true); }
@@ -48,8 +49,12 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
                                        const pb::ListModelsRequest* /*request*/,
                                        pb::ListModelsResponse* response) override {
-    for (const auto& engine : registry_->engines()) ToProto(engine->info(), response->add_models());
     auto* reactor = context->DefaultReactor();
+    if (absl::StatusOr<std::string> tenant = Authenticate(*context); !tenant.ok()) {
+      reactor->Finish(ToGrpcStatus(tenant.status()));
+      return reactor;
+    }
+    for (const auto& engine : registry_->engines()) ToProto(engine->info(), response->add_models());
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
@@ -58,6 +63,10 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
                                      const pb::TokenizeRequest* request,
                                      pb::TokenizeResponse* response) override {
     auto* reactor = context->DefaultReactor();
+    if (absl::StatusOr<std::string> tenant = Authenticate(*context); !tenant.ok()) {
+      reactor->Finish(ToGrpcStatus(tenant.status()));
+      return reactor;
+    }
     absl::StatusOr<engine::Engine*> engine = registry_->Find(request->model());
     if (!engine.ok()) {
       reactor->Finish(ToGrpcStatus(engine.status()));
@@ -79,6 +88,10 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
                                        const pb::DetokenizeRequest* request,
                                        pb::DetokenizeResponse* response) override {
     auto* reactor = context->DefaultReactor();
+    if (absl::StatusOr<std::string> tenant = Authenticate(*context); !tenant.ok()) {
+      reactor->Finish(ToGrpcStatus(tenant.status()));
+      return reactor;
+    }
     absl::StatusOr<engine::Engine*> engine = registry_->Find(request->model());
     if (!engine.ok()) {
       reactor->Finish(ToGrpcStatus(engine.status()));
@@ -111,6 +124,13 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
   grpc::ServerWriteReactor<pb::GenerateResponse>* StartStream(grpc::CallbackServerContext* context,
                                                               const Request& request,
                                                               Convert convert) {
+    // First, so a caller without a key learns nothing, not even whether the server drains.
+    absl::StatusOr<std::string> tenant = Authenticate(*context);
+    if (!tenant.ok()) {
+      auto* reactor = new FailedGenerate();
+      reactor->Finish(ToGrpcStatus(tenant.status()));
+      return reactor;
+    }
     if (draining_.load()) {
       if (ModelMetrics* m = MetricsFor(request.model())) {
         m->CountFailure(FailureReason::kRejected);
@@ -131,9 +151,25 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
       return reactor;
     }
     const engine::SteadyTime arrival = (*engine)->clock().Now();
+    absl::StatusOr<engine::GenerationRequest> converted = convert(**engine);
+    if (converted.ok() && api_keys_ != nullptr) {
+      converted->cache_salt = api_keys_->CacheSalt(*tenant, converted->cache_salt);
+    }
     return new GenerateReactor(*engine, metrics_->ForModel((*engine)->info().name),
-                               context->deadline(), arrival, convert(**engine),
+                               context->deadline(), arrival, std::move(converted),
                                request.return_prompt_token_ids());
+  }
+
+  // The caller's tenant ("" when no API keys are configured), or UNAUTHENTICATED.
+  absl::StatusOr<std::string> Authenticate(const grpc::CallbackServerContext& context) const {
+    if (api_keys_ == nullptr) return std::string();
+    const auto [first, last] = context.client_metadata().equal_range("authorization");
+    if (first == last) return api_keys_->Authenticate(std::nullopt);
+    // Two values could be read differently by a proxy in front and by us: refuse the ambiguity.
+    if (std::next(first) != last) {
+      return absl::UnauthenticatedError("authorization: sent more than once");
+    }
+    return api_keys_->Authenticate(std::string_view(first->second.data(), first->second.size()));
   }
 
   // A Generate call rejected before it reached an engine.
@@ -149,6 +185,7 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
 
   const ModelRegistry* registry_;
   PrometheusMetrics* const metrics_;
+  const std::shared_ptr<ApiKeyAuthenticator> api_keys_;  // null: no authentication
   std::atomic<bool> draining_{false};
 };
 
@@ -166,7 +203,8 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
   for (const auto& engine : server->registry_->engines()) {
     server->metrics_->SetEngineInfo(engine->info(), options.engine);
   }
-  server->service_ = std::make_unique<Service>(server->registry_.get(), server->metrics_.get());
+  server->service_ =
+      std::make_unique<Service>(server->registry_.get(), server->metrics_.get(), options.api_keys);
 
   grpc::EnableDefaultHealthCheckService(true);
   if (options.enable_reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "engine/engine.h"
 #include "grpcpp/grpcpp.h"
+#include "server/api_keys.h"
 #include "server/metrics.h"
 #include "server/model_registry.h"
 #include "server/request_log.h"
@@ -39,6 +40,10 @@ struct ServerOptions {
   std::string metrics_address;
   // One JSON line per finished request on stderr (server/request_log.h).
   bool log_requests = false;
+  // API keys (server/api_keys.h): every kvserve.v1.KvServe call must carry a known key, and each
+  // tenant gets a prefix cache of its own. Health and reflection stay open (probes carry no key;
+  // reflection is switched off with enable_reflection). Null: no authentication.
+  std::shared_ptr<ApiKeyAuthenticator> api_keys;
 };
 
 class KvServer {
