@@ -1,11 +1,7 @@
 #include "server/api_keys.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -14,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/logging.h"
+#include "base/read_file.h"
 
 namespace kvserve::server {
 
@@ -102,43 +99,23 @@ std::optional<std::string> ApiKeys::FindTenant(std::string_view key) const {
   return match->tenant;
 }
 
+ApiKeyAuthenticator::FileIdentity ApiKeyAuthenticator::IdentityOf(const struct stat& st) {
+  return {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+          static_cast<int64_t>(st.st_size),
+          static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
+
 absl::StatusOr<std::pair<ApiKeyAuthenticator::FileIdentity, ApiKeys>> ApiKeyAuthenticator::Load(
     const std::string& path) {
-  const std::string flag = absl::StrCat("--api-keys-file ", path);
-  // O_NONBLOCK: opening a FIFO must not hang; it is refused as not a regular file below.
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    const int err = errno;
-    return absl::Status(
-        err == ENOENT ? absl::StatusCode::kNotFound : absl::StatusCode::kPermissionDenied,
-        absl::StrCat(flag, ": cannot open: ", std::strerror(err)));
-  }
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": not a regular file"));
+  absl::StatusOr<std::string> text = base::ReadRegularFile(path, kMaxKeysFileBytes, &st);
+  if (!text.ok()) {
+    return absl::Status(text.status().code(),
+                        absl::StrCat("--api-keys-file ", text.status().message()));
   }
-  if (st.st_size > kMaxKeysFileBytes) {
-    close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", st.st_size, " bytes, more than the ",
-                                                   kMaxKeysFileBytes, " a keys file may have"));
-  }
-  std::string text(static_cast<size_t>(st.st_size), '\0');
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = read(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    done += static_cast<size_t>(n);
-  }
-  close(fd);
-  text.resize(done);  // a file truncated while being read parses as what was read
-  absl::StatusOr<ApiKeys> keys = ApiKeys::Parse(text, flag);
+  absl::StatusOr<ApiKeys> keys = ApiKeys::Parse(*text, absl::StrCat("--api-keys-file ", path));
   if (!keys.ok()) return keys.status();
-  FileIdentity identity{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
-                        static_cast<int64_t>(st.st_size),
-                        static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
-  return std::make_pair(identity, *std::move(keys));
+  return std::make_pair(IdentityOf(st), *std::move(keys));
 }
 
 absl::StatusOr<std::unique_ptr<ApiKeyAuthenticator>> ApiKeyAuthenticator::Create(

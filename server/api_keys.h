@@ -21,6 +21,8 @@
 #ifndef KVSERVE_SERVER_API_KEYS_H_
 #define KVSERVE_SERVER_API_KEYS_H_
 
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -97,6 +99,7 @@ class ApiKeyAuthenticator {
     int64_t mtime_ns = 0;
     bool operator==(const FileIdentity&) const = default;
   };
+  static FileIdentity IdentityOf(const struct stat& st);
   static absl::StatusOr<std::pair<FileIdentity, ApiKeys>> Load(const std::string& path);
 
   explicit ApiKeyAuthenticator(const Options& options) : options_(options) {}

@@ -49,6 +49,7 @@ int Run(int argc, char** argv) {
   std::string metrics_address = "0.0.0.0:9464";
   bool log_requests = false;
   std::string api_keys_file;
+  int64_t tls_refresh_interval = options.tls.refresh_interval_seconds;
   bool share_prefix_cache = false;
 
   FlagSet flags("kvserve",
@@ -108,6 +109,15 @@ int Run(int argc, char** argv) {
                   "require 'authorization: Bearer <key>' on every kvserve.v1 call (health and "
                   "reflection stay open); the file holds one key per line, optionally followed by "
                   "its tenant, and is reloaded when it changes (docs/security.md)");
+  flags.AddString("tls-cert", &options.tls.cert_file,
+                  "serve gRPC over TLS with this PEM certificate chain (leaf first); with "
+                  "--tls-key. Re-read when it changes (docs/security.md)");
+  flags.AddString("tls-key", &options.tls.key_file, "the PEM private key of --tls-cert");
+  flags.AddString("tls-client-ca", &options.tls.client_ca_file,
+                  "with --tls-cert: require client certificates signed by a CA in this PEM "
+                  "bundle (mutual TLS)");
+  flags.AddInt("tls-refresh-interval", &tls_refresh_interval,
+               "seconds between checks of the TLS files for a rotated certificate");
   flags.AddBool("share-prefix-cache-across-tenants", &share_prefix_cache,
                 "with --api-keys-file: let all tenants reuse each other's cached prompt blocks "
                 "(off: each tenant's prefix cache is its own, so no tenant can probe another's "
@@ -183,6 +193,22 @@ int Run(int argc, char** argv) {
   options.enable_reflection = reflection;
   options.metrics_address = metrics_address;
   options.log_requests = log_requests;
+  if (tls_refresh_interval < 1 || tls_refresh_interval > 86400) {
+    std::fprintf(stderr, "kvserve: --tls-refresh-interval must be in [1, 86400] seconds\n");
+    return 2;
+  }
+  options.tls.refresh_interval_seconds = static_cast<int>(tls_refresh_interval);
+  if (!options.tls.client_ca_file.empty() && !options.tls.enabled()) {
+    std::fprintf(stderr, "kvserve: --tls-client-ca needs --tls-cert and --tls-key\n");
+    return 2;
+  }
+  if (options.tls.enabled()) {
+    if (absl::StatusOr<kvserve::server::TlsPem> pem = kvserve::server::ReadTlsFiles(options.tls);
+        !pem.ok()) {
+      std::fprintf(stderr, "kvserve: %s\n", std::string(pem.status().message()).c_str());
+      return 2;
+    }
+  }
   if (share_prefix_cache && api_keys_file.empty()) {
     std::fprintf(stderr,
                  "kvserve: --share-prefix-cache-across-tenants needs --api-keys-file (without "

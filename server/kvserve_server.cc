@@ -190,6 +190,11 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
 };
 
 absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& options) {
+  // Before the models load: a wrong certificate path fails at once.
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (options.tls.enabled()) {
+    KV_ASSIGN_OR_RETURN(credentials, GrpcServerCredentials(options.tls));
+  }
   std::unique_ptr<KvServer> server(new KvServer());
   if (options.log_requests) server->request_log_ = std::make_shared<RequestLog>();
   server->metrics_ = std::make_unique<PrometheusMetrics>();
@@ -209,8 +214,7 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
   grpc::EnableDefaultHealthCheckService(true);
   if (options.enable_reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
-                           &server->port_);
+  builder.AddListeningPort(options.listen_address, credentials, &server->port_);
   builder.RegisterService(server->service_.get());
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   if (options.max_connection_age.count() > 0) {

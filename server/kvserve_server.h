@@ -20,6 +20,7 @@
 #include "server/metrics.h"
 #include "server/model_registry.h"
 #include "server/request_log.h"
+#include "server/tls_config.h"
 
 namespace kvserve::server {
 
@@ -44,6 +45,9 @@ struct ServerOptions {
   // tenant gets a prefix cache of its own. Health and reflection stay open (probes carry no key;
   // reflection is switched off with enable_reflection). Null: no authentication.
   std::shared_ptr<ApiKeyAuthenticator> api_keys;
+  // TLS (and mTLS with client_ca_file) on the gRPC port, following certificate rotation
+  // (server/tls_config.h). Not enabled(): plaintext.
+  TlsOptions tls;
 };
 
 class KvServer {
