@@ -118,6 +118,9 @@ int Run(int argc, char** argv) {
                   "bundle (mutual TLS)");
   flags.AddInt("tls-refresh-interval", &tls_refresh_interval,
                "seconds between checks of the TLS files for a rotated certificate");
+  flags.AddBool("show-model-paths", &options.show_model_paths,
+                "ListModels reports each model directory's absolute path (default: only its "
+                "name)");
   flags.AddBool("share-prefix-cache-across-tenants", &share_prefix_cache,
                 "with --api-keys-file: let all tenants reuse each other's cached prompt blocks "
                 "(off: each tenant's prefix cache is its own, so no tenant can probe another's "

@@ -25,8 +25,11 @@ namespace pb = ::kvserve::v1;
 class KvServer::Service final : public pb::KvServe::CallbackService {
  public:
   Service(const ModelRegistry* registry, PrometheusMetrics* metrics,
-          std::shared_ptr<ApiKeyAuthenticator> api_keys)
-      : registry_(registry), metrics_(metrics), api_keys_(std::move(api_keys)) {}
+          std::shared_ptr<ApiKeyAuthenticator> api_keys, bool show_model_paths)
+      : registry_(registry),
+        metrics_(metrics),
+        api_keys_(std::move(api_keys)),
+        show_model_paths_(show_model_paths) {}
 
   // From now on Generate answers UNAVAILABLE; streams already started are not affected.
   void StartDraining() { draining_.store(true); }
@@ -54,7 +57,9 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
       reactor->Finish(ToGrpcStatus(tenant.status()));
       return reactor;
     }
-    for (const auto& engine : registry_->engines()) ToProto(engine->info(), response->add_models());
+    for (const auto& engine : registry_->engines()) {
+      ToProto(engine->info(), response->add_models(), show_model_paths_);
+    }
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
@@ -186,6 +191,7 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
   const ModelRegistry* registry_;
   PrometheusMetrics* const metrics_;
   const std::shared_ptr<ApiKeyAuthenticator> api_keys_;  // null: no authentication
+  const bool show_model_paths_;
   std::atomic<bool> draining_{false};
 };
 
@@ -208,8 +214,8 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
   for (const auto& engine : server->registry_->engines()) {
     server->metrics_->SetEngineInfo(engine->info(), options.engine);
   }
-  server->service_ =
-      std::make_unique<Service>(server->registry_.get(), server->metrics_.get(), options.api_keys);
+  server->service_ = std::make_unique<Service>(server->registry_.get(), server->metrics_.get(),
+                                               options.api_keys, options.show_model_paths);
 
   grpc::EnableDefaultHealthCheckService(true);
   if (options.enable_reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();

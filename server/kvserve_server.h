@@ -48,6 +48,9 @@ struct ServerOptions {
   // TLS (and mTLS with client_ca_file) on the gRPC port, following certificate rotation
   // (server/tls_config.h). Not enabled(): plaintext.
   TlsOptions tls;
+  // ListModels reports a model directory's absolute path as ModelInfo.source; off: only the
+  // directory's name (server paths tell an attacker about the host).
+  bool show_model_paths = false;
 };
 
 class KvServer {

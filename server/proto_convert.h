@@ -33,7 +33,9 @@ absl::StatusOr<engine::GenerationRequest> FromProto(
 // are open, so the wire can carry any int32).
 absl::StatusOr<engine::Normalizer> FromProto(kvserve::v1::Normalizer normalizer);
 
-void ToProto(const engine::ModelInfo& info, kvserve::v1::ModelInfo* out);
+// `source` is a model directory's absolute path only with `show_paths`; otherwise just the
+// directory's name, so clients do not learn the server's filesystem layout.
+void ToProto(const engine::ModelInfo& info, kvserve::v1::ModelInfo* out, bool show_paths);
 void ToProto(const engine::TokenLogprobs& logprobs, kvserve::v1::TokenLogprobs* out);
 // FINISH_REASON_UNSPECIFIED for the reasons that end a call with an error status instead
 // (cancelled, aborted, deadline).
