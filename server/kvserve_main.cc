@@ -46,7 +46,7 @@ int Run(int argc, char** argv) {
   double max_connection_age = 0;
   std::string log_level = "info";
   std::string weight_dtype = "auto";
-  std::string metrics_address = "0.0.0.0:9464";
+  std::string metrics_address = ":9464";
   bool log_requests = false;
   std::string api_keys_file;
   int64_t tls_refresh_interval = options.tls.refresh_interval_seconds;
@@ -101,7 +101,8 @@ int Run(int argc, char** argv) {
   flags.AddString("log-level", &log_level, "debug, info, warning or error");
   flags.AddString("metrics-address", &metrics_address,
                   "serve Prometheus metrics on http://HOST:PORT/metrics (port 0 picks a free "
-                  "port; empty = off)");
+                  "port; no HOST, ':PORT', = the --listen host, so metrics are as reachable as "
+                  "gRPC; empty = off). Served without authentication or TLS");
   flags.AddBool("log-requests", &log_requests,
                 "write one JSON line per finished request to stderr");
 
@@ -249,8 +250,10 @@ int Run(int argc, char** argv) {
   KV_LOG(INFO) << "kvserve listening on " << options.listen_address << " (port "
                << (*server)->port() << "), " << (*server)->models().engines().size() << " model(s)";
   if (!metrics_address.empty()) {
-    KV_LOG(INFO) << "metrics on http://" << metrics_address.substr(0, metrics_address.rfind(':'))
-                 << ":" << (*server)->metrics_port() << "/metrics";
+    const std::string address =
+        kvserve::server::MetricsListenAddress(metrics_address, options.listen_address);
+    KV_LOG(INFO) << "metrics on http://" << address.substr(0, address.rfind(':')) << ":"
+                 << (*server)->metrics_port() << "/metrics";
   }
 
   int signal_number = 0;

@@ -238,7 +238,9 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
   }
   // After the gRPC port, so that a taken --listen address is the error reported when both are.
   if (!options.metrics_address.empty()) {
-    if (absl::Status s = server->metrics_->Serve(options.metrics_address); !s.ok()) {
+    if (absl::Status s = server->metrics_->Serve(
+            MetricsListenAddress(options.metrics_address, options.listen_address));
+        !s.ok()) {
       server->server_->Shutdown(std::chrono::system_clock::now());
       server->registry_->Shutdown();
       return s;
@@ -248,6 +250,21 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
   health->SetServingStatus("", true);
   health->SetServingStatus(kServiceName, true);
   return server;
+}
+
+std::string MetricsListenAddress(const std::string& metrics_address,
+                                 const std::string& listen_address) {
+  if (!metrics_address.starts_with(':')) return metrics_address;
+  if (listen_address.starts_with("unix:") || listen_address.starts_with("unix-abstract:")) {
+    return absl::StrCat("127.0.0.1", metrics_address);
+  }
+  // HOST:PORT, [V6]:PORT or a bare host: the host is everything before the last ':' that follows
+  // any ']'.
+  const size_t bracket = listen_address.rfind(']');
+  const size_t colon = listen_address.rfind(':');
+  const bool has_port =
+      colon != std::string::npos && (bracket == std::string::npos || colon > bracket);
+  return absl::StrCat(has_port ? listen_address.substr(0, colon) : listen_address, metrics_address);
 }
 
 KvServer::~KvServer() { Shutdown(std::chrono::system_clock::now()); }

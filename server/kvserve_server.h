@@ -36,8 +36,9 @@ struct ServerOptions {
   // service name and spread over replicas added since; their streams in flight finish on the old
   // connection (no grace limit). Zero: never.
   std::chrono::milliseconds max_connection_age{0};
-  // Serves Prometheus metrics on http://ADDRESS/metrics (port 0 picks a free port); empty: not
-  // served (the series are still kept, see metrics()).
+  // Serves Prometheus metrics on http://ADDRESS/metrics (port 0 picks a free port; an empty host,
+  // ":PORT", means listen_address's host, see MetricsListenAddress); empty: not served (the series
+  // are still kept, see metrics()).
   std::string metrics_address;
   // One JSON line per finished request on stderr (server/request_log.h).
   bool log_requests = false;
@@ -52,6 +53,12 @@ struct ServerOptions {
   // directory's name (server paths tell an attacker about the host).
   bool show_model_paths = false;
 };
+
+// Where metrics are served: `metrics_address` itself when it names a host; for ":PORT", the host
+// of `listen_address`, so metrics are exactly as reachable as gRPC (loopback stays loopback, and a
+// pod listening on 0.0.0.0 can be scraped); 127.0.0.1 when gRPC listens on a unix socket.
+std::string MetricsListenAddress(const std::string& metrics_address,
+                                 const std::string& listen_address);
 
 class KvServer {
  public:
