@@ -1,18 +1,12 @@
 // TLS and mutual TLS on the gRPC port, over real connections to an in-process KvServer on
 // 127.0.0.1:0, and certificate rotation.
 //
-// The certificates are made at test time by the openssl command (a throwaway CA, two server
-// certificates, a client certificate), so no private key is committed and nothing expires in
-// the tree. Each check opens a fresh connection (a local subchannel pool), as a client arriving
-// after a rotation would.
-#include <unistd.h>
-
+// The certificates are made at test time by the openssl command
+// (tests/testing/test_certificates.h), so no private key is committed and nothing expires in the
+// tree. Each check opens a fresh connection (a local subchannel pool), as a client arriving after a
+// rotation would.
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,6 +18,7 @@
 #include "kvserve/v1/kvserve.grpc.pb.h"
 #include "server/kvserve_server.h"
 #include "server/tls_config.h"
+#include "tests/testing/test_certificates.h"
 
 namespace kvserve::server {
 namespace {
@@ -31,74 +26,23 @@ namespace {
 namespace pb = ::kvserve::v1;
 using ::testing::HasSubstr;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-// A directory of PEM files: ca.{crt,key}; server-1, server-2 and client, signed by ca (CN = their
-// name, SAN localhost and 127.0.0.1); stranger, signed by other-ca. EC P-256 keys: quick to make.
-class Certificates {
- public:
-  static std::unique_ptr<Certificates> Make() {
-    auto certs = std::unique_ptr<Certificates>(new Certificates());
-    certs->dir_ = ::testing::TempDir() + "/tls_test_" + std::to_string(getpid());
-    const std::string script = absl::StrCat(
-        "set -e; rm -rf '", certs->dir_, "'; mkdir -p '", certs->dir_, "'; cd '", certs->dir_,
-        "'\n",
-        "key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $1.key; }\n",
-        "key ca\n",
-        "openssl req -x509 -new -key ca.key -out ca.crt -days 2 -subj /CN=kvserve-test-ca\n",
-        "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext\n",
-        "for name in server-1 server-2 client; do\n", "  key $name\n",
-        "  openssl req -new -key $name.key -out $name.csr -subj /CN=$name\n",
-        "  openssl x509 -req -in $name.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 ",
-        "-extfile san.ext -out $name.crt 2>/dev/null\n", "done\n", "key other-ca\n",
-        "openssl req -x509 -new -key other-ca.key -out other-ca.crt -days 2 -subj /CN=other-ca\n",
-        "key stranger\n",
-        "openssl req -new -key stranger.key -out stranger.csr -subj /CN=stranger\n",
-        "openssl x509 -req -in stranger.csr -CA other-ca.crt -CAkey other-ca.key ",
-        "-CAcreateserial -days 2 -out stranger.crt 2>/dev/null\n");
-    const std::string script_path = certs->dir_ + ".sh";
-    std::ofstream(script_path) << script;
-    const int rc = std::system(absl::StrCat("bash '", script_path, "' >/dev/null").c_str());
-    std::remove(script_path.c_str());
-    EXPECT_EQ(rc, 0) << "openssl could not make the test certificates (is the openssl command "
-                        "installed? scripts/install-deps.sh test)";
-    return rc == 0 ? std::move(certs) : nullptr;
-  }
-  ~Certificates() { std::system(absl::StrCat("rm -rf '", dir_, "'").c_str()); }
-
-  std::string Path(const std::string& file) const { return dir_ + "/" + file; }
-  std::string Pem(const std::string& file) const { return ReadFile(Path(file)); }
-
-  // Makes `name`'s pair the one served from serving.{crt,key}, each file replaced by a rename.
-  void Serve(const std::string& name) const {
-    for (const char* ext : {".key", ".crt"}) {
-      const std::string tmp = Path(std::string("serving.tmp") + ext);
-      std::ofstream(tmp) << Pem(name + ext);
-      ASSERT_EQ(std::rename(tmp.c_str(), Path(std::string("serving") + ext).c_str()), 0);
-    }
-  }
-
- private:
-  Certificates() = default;
-  std::string dir_;
-};
+using Certificates = ::kvserve::testing::TestCertificates;
 
 class TlsTest : public ::testing::Test {
  protected:
   // Made once for the suite (openssl takes a while); each test starts from server-1's pair.
-  static void SetUpTestSuite() { certs_ = Certificates::Make().release(); }
+  static void SetUpTestSuite() {
+    absl::StatusOr<std::unique_ptr<Certificates>> certs = Certificates::Make(::testing::TempDir());
+    ASSERT_TRUE(certs.ok()) << certs.status();
+    certs_ = certs->release();
+  }
   static void TearDownTestSuite() {
     delete certs_;
     certs_ = nullptr;
   }
   void SetUp() override {
     ASSERT_NE(certs_, nullptr);
-    ASSERT_NO_FATAL_FAILURE(certs_->Serve("server-1"));
+    ASSERT_TRUE(certs_->Serve("server-1").ok());
   }
 
   void StartServer(bool mutual) {
@@ -178,7 +122,7 @@ TEST_F(TlsTest, MutualTlsRequiresAClientCertificateFromTheCa) {
 TEST_F(TlsTest, ANewConnectionSeesARotatedCertificate) {
   ASSERT_NO_FATAL_FAILURE(StartServer(/*mutual=*/false));
   ASSERT_EQ(Call(Tls()).second, "server-1");
-  ASSERT_NO_FATAL_FAILURE(certs_->Serve("server-2"));
+  ASSERT_TRUE(certs_->Serve("server-2").ok());
   // The provider re-reads the files every second: a bounded poll, not a guess at a delay.
   std::string cn;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -193,8 +137,9 @@ TEST_F(TlsTest, ANewConnectionSeesARotatedCertificate) {
 }
 
 TEST(TlsConfigTest, NamesTheFlagOfAMissingOrWrongFile) {
-  std::unique_ptr<Certificates> certs = Certificates::Make();
-  ASSERT_NE(certs, nullptr);
+  absl::StatusOr<std::unique_ptr<Certificates>> made = Certificates::Make(::testing::TempDir());
+  ASSERT_TRUE(made.ok()) << made.status();
+  const std::unique_ptr<Certificates>& certs = *made;
   struct Case {
     TlsOptions options;
     std::string message;
