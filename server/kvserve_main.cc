@@ -249,6 +249,15 @@ int Run(int argc, char** argv) {
   }
   KV_LOG(INFO) << "kvserve listening on " << options.listen_address << " (port "
                << (*server)->port() << "), " << (*server)->models().engines().size() << " model(s)";
+  KV_LOG(INFO) << "gRPC transport: "
+               << (!options.tls.enabled()               ? "plaintext"
+                   : options.tls.client_ca_file.empty() ? "TLS"
+                                                        : "mutual TLS")
+               << (options.api_keys != nullptr ? ", API keys required" : ", no API keys");
+  if (options.api_keys != nullptr && !options.tls.enabled()) {
+    KV_LOG(WARNING) << "API keys travel in plaintext: serve TLS (--tls-cert, --tls-key) unless "
+                       "the network encrypts the connection (docs/security.md)";
+  }
   if (!metrics_address.empty()) {
     const std::string address =
         kvserve::server::MetricsListenAddress(metrics_address, options.listen_address);
