@@ -297,6 +297,16 @@ class KvServerTest : public ::testing::Test {
 
   const engine::Engine& engine(size_t i = 0) const { return *server_->models().engines().at(i); }
 
+  // ListModels' answer; a failed call fails the test.
+  pb::ListModelsResponse ListModels() {
+    grpc::ClientContext context;
+    context.set_deadline(DeadlineIn(kCallTimeout));
+    pb::ListModelsResponse response;
+    const grpc::Status status = stub_->ListModels(&context, pb::ListModelsRequest(), &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response;
+  }
+
   std::unique_ptr<KvServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::KvServe::Stub> stub_;
@@ -1335,11 +1345,7 @@ TEST_F(KvServerTwoModelTest, UnknownModelIsNotFoundAndNamesEveryAvailableModel) 
 }
 
 TEST_F(KvServerTwoModelTest, ListModelsReportsBothModelsInOrder) {
-  grpc::ClientContext context;
-  context.set_deadline(DeadlineIn(kCallTimeout));
-  pb::ListModelsResponse response;
-  const grpc::Status status = stub_->ListModels(&context, pb::ListModelsRequest(), &response);
-  ASSERT_TRUE(status.ok()) << Describe(status);
+  const pb::ListModelsResponse response = ListModels();
   ASSERT_THAT(response.models(), SizeIs(2));
   EXPECT_EQ(response.models(0).name(), kDefaultModel);
   const pb::ModelInfo& tiny = response.models(1);
@@ -1358,11 +1364,7 @@ TEST_F(KvServerTwoModelTest, ListModelsReportsBothModelsInOrder) {
 }
 
 TEST_F(KvServerShowPathsTest, ListModelsReportsTheDirectoryPathWhenAsked) {
-  grpc::ClientContext context;
-  context.set_deadline(DeadlineIn(kCallTimeout));
-  pb::ListModelsResponse response;
-  const grpc::Status status = stub_->ListModels(&context, pb::ListModelsRequest(), &response);
-  ASSERT_TRUE(status.ok()) << Describe(status);
+  const pb::ListModelsResponse response = ListModels();
   ASSERT_THAT(response.models(), SizeIs(1));
   EXPECT_EQ(response.models(0).source(), kFixtureDir);
 }
