@@ -7,7 +7,8 @@
 #   build    compilers, CMake, gRPC/protobuf, oneDNN, Abseil, nlohmann-json, prometheus-cpp, FFTW
 #            (S4 convolution), PCRE2 and ICU (tokenizer.json): what `kvserve` needs
 #   test     GoogleTest/GMock, Google Benchmark, promtool (in Debian's prometheus package),
-#            yamllint (tests/deploy/check_manifests.sh), python3 (tests/docs/check_citations.py)
+#            yamllint (tests/deploy/check_manifests.sh), python3 (tests/docs/check_citations.py),
+#            openssl (tests/server/tls_test.cc makes its certificates)
 #   sanitize clang 14 and its sanitizer runtimes (ASan, UBSan, TSan)
 #   python   Debian's PyTorch/numpy/grpcio for tools/reference/ (run with /usr/bin/python3)
 #   runtime  shared libraries only, for the container's final stage
@@ -21,7 +22,7 @@ declare -A groups=(
   [build]="g++ cmake ninja-build ccache pkg-config git libgrpc++-dev protobuf-compiler-grpc
            libprotobuf-dev protobuf-compiler grpc-proto libdnnl-dev libabsl-dev nlohmann-json3-dev
            prometheus-cpp-dev libfftw3-dev libpcre2-dev libicu-dev"
-  [test]="libgtest-dev libgmock-dev libbenchmark-dev prometheus yamllint python3"
+  [test]="libgtest-dev libgmock-dev libbenchmark-dev prometheus yamllint python3 openssl"
   [sanitize]="clang-14 libclang-rt-14-dev"
   [image]="podman runc mmdebstrap"
   [bench]="gnuplot-nox"

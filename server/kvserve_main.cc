@@ -76,10 +76,13 @@ int Run(int argc, char** argv) {
   double max_connection_age = 0;
   std::string log_level = "info";
   std::string weight_dtype = "auto";
-  std::string metrics_address = "0.0.0.0:9464";
+  std::string metrics_address = ":9464";
   bool log_requests = false;
   int64_t max_stream_buffer_bytes = options.max_stream_buffer_bytes;
   int64_t max_buffered_bytes = options.max_buffered_bytes;
+  std::string api_keys_file;
+  int64_t tls_refresh_interval = options.tls.refresh_interval_seconds;
+  bool share_prefix_cache = false;
 
   FlagSet flags("kvserve",
                 "Serves decoder language models over gRPC (kvserve.v1.KvServe, grpc.health.v1, "
@@ -136,7 +139,8 @@ int Run(int argc, char** argv) {
   flags.AddString("log-level", &log_level, "debug, info, warning or error");
   flags.AddString("metrics-address", &metrics_address,
                   "serve Prometheus metrics on http://HOST:PORT/metrics (port 0 picks a free "
-                  "port; empty = off)");
+                  "port; no HOST, ':PORT', = the --listen host, so metrics are as reachable as "
+                  "gRPC; empty = off). Served without authentication or TLS");
   flags.AddBool("log-requests", &log_requests,
                 "write one JSON line per finished request to stderr");
   flags.AddInt("max-stream-buffer-bytes", &max_stream_buffer_bytes,
@@ -145,6 +149,27 @@ int Run(int argc, char** argv) {
   flags.AddInt("max-buffered-bytes", &max_buffered_bytes,
                "the same bound for all streams of the server together (the "
                "kvserve_stream_buffered_bytes gauge)");
+
+  flags.AddString("api-keys-file", &api_keys_file,
+                  "require 'authorization: Bearer <key>' on every kvserve.v1 call (health and "
+                  "reflection stay open); the file holds one key per line, optionally followed by "
+                  "its tenant, and is reloaded when it changes (docs/security.md)");
+  flags.AddString("tls-cert", &options.tls.cert_file,
+                  "serve gRPC over TLS with this PEM certificate chain (leaf first); with "
+                  "--tls-key. Re-read when it changes (docs/security.md)");
+  flags.AddString("tls-key", &options.tls.key_file, "the PEM private key of --tls-cert");
+  flags.AddString("tls-client-ca", &options.tls.client_ca_file,
+                  "with --tls-cert: require client certificates signed by a CA in this PEM "
+                  "bundle (mutual TLS)");
+  flags.AddInt("tls-refresh-interval", &tls_refresh_interval,
+               "seconds between checks of the TLS files for a rotated certificate");
+  flags.AddBool("show-model-paths", &options.show_model_paths,
+                "ListModels reports each model directory's absolute path (default: only its "
+                "name)");
+  flags.AddBool("share-prefix-cache-across-tenants", &share_prefix_cache,
+                "with --api-keys-file: let all tenants reuse each other's cached prompt blocks "
+                "(off: each tenant's prefix cache is its own, so no tenant can probe another's "
+                "prompts by timing)");
 
   absl::Status parsed = flags.Parse(argc, argv, 1, nullptr);
   if (flags.help_requested()) {
@@ -220,6 +245,40 @@ int Run(int argc, char** argv) {
   options.log_requests = log_requests;
   options.max_stream_buffer_bytes = max_stream_buffer_bytes;
   options.max_buffered_bytes = max_buffered_bytes;
+  if (tls_refresh_interval < 1 || tls_refresh_interval > 86400) {
+    std::fprintf(stderr, "kvserve: --tls-refresh-interval must be in [1, 86400] seconds\n");
+    return 2;
+  }
+  options.tls.refresh_interval_seconds = static_cast<int>(tls_refresh_interval);
+  if (!options.tls.client_ca_file.empty() && !options.tls.enabled()) {
+    std::fprintf(stderr, "kvserve: --tls-client-ca needs --tls-cert and --tls-key\n");
+    return 2;
+  }
+  if (options.tls.enabled()) {
+    if (absl::StatusOr<kvserve::server::TlsPem> pem = kvserve::server::ReadTlsFiles(options.tls);
+        !pem.ok()) {
+      std::fprintf(stderr, "kvserve: %s\n", std::string(pem.status().message()).c_str());
+      return 2;
+    }
+  }
+  if (share_prefix_cache && api_keys_file.empty()) {
+    std::fprintf(stderr,
+                 "kvserve: --share-prefix-cache-across-tenants needs --api-keys-file (without "
+                 "keys there are no tenants)\n");
+    return 2;
+  }
+  if (!api_keys_file.empty()) {
+    kvserve::server::ApiKeyAuthenticator::Options auth;
+    auth.keys_file = api_keys_file;
+    auth.share_prefix_cache_across_tenants = share_prefix_cache;
+    auto api_keys = kvserve::server::ApiKeyAuthenticator::Create(auth);
+    if (!api_keys.ok()) {
+      std::fprintf(stderr, "kvserve: %s\n", std::string(api_keys.status().message()).c_str());
+      return 2;
+    }
+    KV_LOG(INFO) << "API keys: " << (*api_keys)->num_keys() << " key(s) from " << api_keys_file;
+    options.api_keys = *std::move(api_keys);
+  }
   for (const std::string& m : models) options.models.push_back(kvserve::server::ParseModelSpec(m));
   if (options.models.empty()) options.models.push_back(DefaultModel(argv[0]));
   for (kvserve::server::ModelSpec& spec : options.models) spec.weight_dtype = *dtype;
@@ -238,9 +297,20 @@ int Run(int argc, char** argv) {
   }
   KV_LOG(INFO) << "kvserve listening on " << options.listen_address << " (port "
                << (*server)->port() << "), " << (*server)->models().engines().size() << " model(s)";
+  KV_LOG(INFO) << "gRPC transport: "
+               << (!options.tls.enabled()               ? "plaintext"
+                   : options.tls.client_ca_file.empty() ? "TLS"
+                                                        : "mutual TLS")
+               << (options.api_keys != nullptr ? ", API keys required" : ", no API keys");
+  if (options.api_keys != nullptr && !options.tls.enabled()) {
+    KV_LOG(WARNING) << "API keys travel in plaintext: serve TLS (--tls-cert, --tls-key) unless "
+                       "the network encrypts the connection (docs/security.md)";
+  }
   if (!metrics_address.empty()) {
-    KV_LOG(INFO) << "metrics on http://" << metrics_address.substr(0, metrics_address.rfind(':'))
-                 << ":" << (*server)->metrics_port() << "/metrics";
+    const std::string address =
+        kvserve::server::MetricsListenAddress(metrics_address, options.listen_address);
+    KV_LOG(INFO) << "metrics on http://" << address.substr(0, address.rfind(':')) << ":"
+                 << (*server)->metrics_port() << "/metrics";
   }
 
   int signal_number = 0;

@@ -68,8 +68,13 @@ class MalformedRequestInterceptorFactory
 // The unary methods are quick (no engine round trip) and answer inline.
 class KvServer::Service final : public pb::KvServe::CallbackService {
  public:
-  Service(const ModelRegistry* registry, PrometheusMetrics* metrics, StreamBudget* streams)
-      : registry_(registry), metrics_(metrics), streams_(streams) {}
+  Service(const ModelRegistry* registry, PrometheusMetrics* metrics, StreamBudget* streams,
+          std::shared_ptr<ApiKeyAuthenticator> api_keys, bool show_model_paths)
+      : registry_(registry),
+        metrics_(metrics),
+        streams_(streams),
+        api_keys_(std::move(api_keys)),
+        show_model_paths_(show_model_paths) {}
 
   // From now on Generate answers UNAVAILABLE; streams already started are not affected.
   void StartDraining() { draining_.store(true); }
@@ -92,8 +97,14 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
                                        const pb::ListModelsRequest* /*request*/,
                                        pb::ListModelsResponse* response) override {
-    for (const auto& engine : registry_->engines()) ToProto(engine->info(), response->add_models());
     auto* reactor = context->DefaultReactor();
+    if (absl::StatusOr<std::string> tenant = Authenticate(*context); !tenant.ok()) {
+      reactor->Finish(ToGrpcStatus(tenant.status()));
+      return reactor;
+    }
+    for (const auto& engine : registry_->engines()) {
+      ToProto(engine->info(), response->add_models(), show_model_paths_);
+    }
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
@@ -102,6 +113,10 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
                                      const pb::TokenizeRequest* request,
                                      pb::TokenizeResponse* response) override {
     auto* reactor = context->DefaultReactor();
+    if (absl::StatusOr<std::string> tenant = Authenticate(*context); !tenant.ok()) {
+      reactor->Finish(ToGrpcStatus(tenant.status()));
+      return reactor;
+    }
     absl::StatusOr<engine::Engine*> engine = registry_->Find(request->model());
     if (!engine.ok()) {
       reactor->Finish(ToGrpcStatus(engine.status()));
@@ -123,6 +138,10 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
                                        const pb::DetokenizeRequest* request,
                                        pb::DetokenizeResponse* response) override {
     auto* reactor = context->DefaultReactor();
+    if (absl::StatusOr<std::string> tenant = Authenticate(*context); !tenant.ok()) {
+      reactor->Finish(ToGrpcStatus(tenant.status()));
+      return reactor;
+    }
     absl::StatusOr<engine::Engine*> engine = registry_->Find(request->model());
     if (!engine.ok()) {
       reactor->Finish(ToGrpcStatus(engine.status()));
@@ -155,6 +174,13 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
   grpc::ServerWriteReactor<pb::GenerateResponse>* StartStream(grpc::CallbackServerContext* context,
                                                               const Request& request,
                                                               Convert convert) {
+    // First, so a caller without a key learns nothing, not even whether the server drains.
+    absl::StatusOr<std::string> tenant = Authenticate(*context);
+    if (!tenant.ok()) {
+      auto* reactor = new FailedGenerate();
+      reactor->Finish(ToGrpcStatus(tenant.status()));
+      return reactor;
+    }
     if (draining_.load()) {
       if (ModelMetrics* m = MetricsFor(request.model())) {
         m->CountFailure(FailureReason::kRejected);
@@ -175,9 +201,25 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
       return reactor;
     }
     const engine::SteadyTime arrival = (*engine)->clock().Now();
+    absl::StatusOr<engine::GenerationRequest> converted = convert(**engine);
+    if (converted.ok() && api_keys_ != nullptr) {
+      converted->cache_salt = api_keys_->CacheSalt(*tenant, converted->cache_salt);
+    }
     return new GenerateReactor(*engine, metrics_->ForModel((*engine)->info().name), streams_,
-                               context->deadline(), arrival, convert(**engine),
+                               context->deadline(), arrival, std::move(converted),
                                request.return_prompt_token_ids());
+  }
+
+  // The caller's tenant ("" when no API keys are configured), or UNAUTHENTICATED.
+  absl::StatusOr<std::string> Authenticate(const grpc::CallbackServerContext& context) const {
+    if (api_keys_ == nullptr) return std::string();
+    const auto [first, last] = context.client_metadata().equal_range("authorization");
+    if (first == last) return api_keys_->Authenticate(std::nullopt);
+    // Two values could be read differently by a proxy in front and by us: refuse the ambiguity.
+    if (std::next(first) != last) {
+      return absl::UnauthenticatedError("authorization: sent more than once");
+    }
+    return api_keys_->Authenticate(std::string_view(first->second.data(), first->second.size()));
   }
 
   // A Generate call rejected before it reached an engine.
@@ -194,6 +236,8 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
   const ModelRegistry* registry_;
   PrometheusMetrics* const metrics_;
   StreamBudget* const streams_;
+  const std::shared_ptr<ApiKeyAuthenticator> api_keys_;  // null: no authentication
+  const bool show_model_paths_;
   std::atomic<bool> draining_{false};
 };
 
@@ -225,6 +269,11 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
         "--max-stream-buffer-bytes and --max-buffered-bytes must be >= 1");
   }
   RouteProtobufLogging();
+  // Before the models load: a wrong certificate path fails at once.
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (options.tls.enabled()) {
+    KV_ASSIGN_OR_RETURN(credentials, GrpcServerCredentials(options.tls));
+  }
   std::unique_ptr<KvServer> server(new KvServer());
   if (options.log_requests) server->request_log_ = std::make_shared<RequestLog>();
   server->metrics_ = std::make_unique<PrometheusMetrics>();
@@ -243,7 +292,8 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
                                     engine::CacheUsageOf(engine->stats().cache));
   }
   server->service_ = std::make_unique<Service>(server->registry_.get(), server->metrics_.get(),
-                                               server->streams_.get());
+                                               server->streams_.get(), options.api_keys,
+                                               options.show_model_paths);
 
   grpc::EnableDefaultHealthCheckService(true);
   if (options.enable_reflection) {
@@ -251,8 +301,7 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
     RequireReflectableServices();
   }
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
-                           &server->port_);
+  builder.AddListeningPort(options.listen_address, credentials, &server->port_);
   builder.RegisterService(server->service_.get());
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   // gRPC sets SO_REUSEPORT by default, which lets a second server bind the same port and take a
@@ -277,7 +326,9 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
   }
   // After the gRPC port, so that a taken --listen address is the error reported when both are.
   if (!options.metrics_address.empty()) {
-    if (absl::Status s = server->metrics_->Serve(options.metrics_address); !s.ok()) {
+    if (absl::Status s = server->metrics_->Serve(
+            MetricsListenAddress(options.metrics_address, options.listen_address));
+        !s.ok()) {
       server->server_->Shutdown(std::chrono::system_clock::now());
       server->registry_->Shutdown();
       return s;
@@ -287,6 +338,21 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
   health->SetServingStatus("", true);
   health->SetServingStatus(kServiceName, true);
   return server;
+}
+
+std::string MetricsListenAddress(const std::string& metrics_address,
+                                 const std::string& listen_address) {
+  if (!metrics_address.starts_with(':')) return metrics_address;
+  if (listen_address.starts_with("unix:") || listen_address.starts_with("unix-abstract:")) {
+    return absl::StrCat("127.0.0.1", metrics_address);
+  }
+  // HOST:PORT, [V6]:PORT or a bare host: the host is everything before the last ':' that follows
+  // any ']'.
+  const size_t bracket = listen_address.rfind(']');
+  const size_t colon = listen_address.rfind(':');
+  const bool has_port =
+      colon != std::string::npos && (bracket == std::string::npos || colon > bracket);
+  return absl::StrCat(has_port ? listen_address.substr(0, colon) : listen_address, metrics_address);
 }
 
 KvServer::~KvServer() { Shutdown(std::chrono::system_clock::now()); }

@@ -19,10 +19,12 @@
 #include "absl/status/statusor.h"
 #include "engine/engine.h"
 #include "grpcpp/grpcpp.h"
+#include "server/api_keys.h"
 #include "server/metrics.h"
 #include "server/model_registry.h"
 #include "server/request_log.h"
 #include "server/stream_budget.h"
+#include "server/tls_config.h"
 
 namespace kvserve::server {
 
@@ -38,8 +40,9 @@ struct ServerOptions {
   // service name and spread over replicas added since; their streams in flight finish on the old
   // connection (no grace limit). Zero: never.
   std::chrono::milliseconds max_connection_age{0};
-  // Serves Prometheus metrics on http://ADDRESS/metrics (port 0 picks a free port); empty: not
-  // served (the series are still kept, see metrics()).
+  // Serves Prometheus metrics on http://ADDRESS/metrics (port 0 picks a free port; an empty host,
+  // ":PORT", means listen_address's host, see MetricsListenAddress); empty: not served (the series
+  // are still kept, see metrics()).
   std::string metrics_address;
   // One JSON line per finished request on stderr (server/request_log.h).
   bool log_requests = false;
@@ -47,7 +50,23 @@ struct ServerOptions {
   // read before its request stops generating, and the same for all streams of the server.
   int64_t max_stream_buffer_bytes = 64 << 10;
   int64_t max_buffered_bytes = 64 << 20;
+  // API keys (server/api_keys.h): every kvserve.v1.KvServe call must carry a known key, and each
+  // tenant gets a prefix cache of its own. Health and reflection stay open (probes carry no key;
+  // reflection is switched off with enable_reflection). Null: no authentication.
+  std::shared_ptr<ApiKeyAuthenticator> api_keys;
+  // TLS (and mTLS with client_ca_file) on the gRPC port, following certificate rotation
+  // (server/tls_config.h). Not enabled(): plaintext.
+  TlsOptions tls;
+  // ListModels reports a model directory's absolute path as ModelInfo.source; off: only the
+  // directory's name (server paths tell an attacker about the host).
+  bool show_model_paths = false;
 };
+
+// Where metrics are served: `metrics_address` itself when it names a host; for ":PORT", the host
+// of `listen_address`, so metrics are exactly as reachable as gRPC (loopback stays loopback, and a
+// pod listening on 0.0.0.0 can be scraped); 127.0.0.1 when gRPC listens on a unix socket.
+std::string MetricsListenAddress(const std::string& metrics_address,
+                                 const std::string& listen_address);
 
 class KvServer {
  public:

@@ -1,5 +1,6 @@
 #include "server/proto_convert.h"
 
+#include <filesystem>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -121,11 +122,17 @@ absl::StatusOr<engine::Normalizer> FromProto(pb::Normalizer normalizer) {
   }
 }
 
-void ToProto(const engine::ModelInfo& info, pb::ModelInfo* out) {
+void ToProto(const engine::ModelInfo& info, pb::ModelInfo* out, bool show_paths) {
   const engine::ModelConfig& c = info.config;
   out->set_name(info.name);
   out->set_architecture(c.architecture);
-  out->set_source(info.source);
+  // A loaded model's source is its directory's absolute path (model_loader.h); anything else
+  // ("embedded (random weights, seed N)") is shown as it is.
+  if (!show_paths && info.source.starts_with('/')) {
+    out->set_source(std::filesystem::path(info.source).filename().string());
+  } else {
+    out->set_source(info.source);
+  }
   out->set_random_weights(info.random_weights);
   out->set_max_context_length(c.max_position_embeddings);
   out->set_vocab_size(c.vocab_size);

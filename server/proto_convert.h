@@ -35,7 +35,9 @@ absl::StatusOr<engine::GenerationRequest> FromProto(
 // are open, so the wire can carry any int32).
 absl::StatusOr<engine::Normalizer> FromProto(kvserve::v1::Normalizer normalizer);
 
-void ToProto(const engine::ModelInfo& info, kvserve::v1::ModelInfo* out);
+// `source` is a model directory's absolute path only with `show_paths`; otherwise just the
+// directory's name, so clients do not learn the server's filesystem layout.
+void ToProto(const engine::ModelInfo& info, kvserve::v1::ModelInfo* out, bool show_paths);
 void ToProto(const engine::TokenLogprobs& logprobs, kvserve::v1::TokenLogprobs* out);
 // The engine's prompt_logprobs (entries for prompt tokens 1..N-1) as GenerateResponse's: one entry
 // per prompt token, the first with no logprob (nothing precedes it).

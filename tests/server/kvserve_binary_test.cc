@@ -261,15 +261,54 @@ TEST(KvserveBinaryHelpTest, HelpListsEveryFlagAndExitsZero) {
   ASSERT_NO_FATAL_FAILURE(RequireBinary(kServerBinary));
   const CommandResult help = RunCommand({kServerBinary, "--help"});
   ASSERT_EQ(help.exit_code(), 0) << help.Describe();
-  for (const char* flag :
-       {"listen", "model", "max-num-seqs", "max-running-requests", "max-num-batched-tokens",
-        "max-queued-requests", "prefill-chunk-tokens", "batch-invariant", "seed", "threads",
-        "reflection", "shutdown-timeout", "max-connection-age", "log-level", "metrics-address",
-        "log-requests", "weight-dtype"}) {
+  for (const char* flag : {"listen",
+                           "model",
+                           "max-num-seqs",
+                           "max-running-requests",
+                           "max-num-batched-tokens",
+                           "max-queued-requests",
+                           "prefill-chunk-tokens",
+                           "batch-invariant",
+                           "seed",
+                           "threads",
+                           "reflection",
+                           "shutdown-timeout",
+                           "max-connection-age",
+                           "log-level",
+                           "metrics-address",
+                           "log-requests",
+                           "weight-dtype",
+                           "api-keys-file",
+                           "share-prefix-cache-across-tenants",
+                           "tls-cert",
+                           "tls-key",
+                           "tls-client-ca",
+                           "tls-refresh-interval",
+                           "show-model-paths"}) {
     // Booleans are listed as --[no]flag.
     EXPECT_THAT(help.out, ContainsRegex(absl::StrCat("--(\\[no\\])?", flag, "[= ]")))
         << "--" << flag << " is not in:\n"
         << help.out;
+  }
+}
+
+TEST(KvserveBinaryHelpTest, SecurityFlagsWithBadFilesExitTwoNamingTheFlag) {
+  ASSERT_NO_FATAL_FAILURE(RequireBinary(kServerBinary));
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{"--api-keys-file=/nonexistent/keys"}, "--api-keys-file /nonexistent/keys: cannot open"},
+      {{"--api-keys-file=/dev/null"}, "--api-keys-file /dev/null: not a regular file"},
+      {{"--share-prefix-cache-across-tenants"}, "--share-prefix-cache-across-tenants needs"},
+      {{"--tls-cert=/nonexistent/c"}, "--tls-cert and --tls-key: give both or neither"},
+      {{"--tls-cert=/nonexistent/c", "--tls-key=/nonexistent/k"}, "--tls-cert /nonexistent/c"},
+      {{"--tls-client-ca=/nonexistent/ca"}, "--tls-client-ca needs --tls-cert and --tls-key"},
+      {{"--tls-refresh-interval=0"}, "--tls-refresh-interval must be in [1, 86400]"},
+  };
+  for (const auto& [flags, message] : cases) {
+    std::vector<std::string> argv = {kServerBinary};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    const CommandResult r = RunCommand(argv);
+    EXPECT_EQ(r.exit_code(), 2) << r.Describe();
+    EXPECT_THAT(r.err, HasSubstr(message)) << r.Describe();
   }
 }
 

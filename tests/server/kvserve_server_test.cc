@@ -320,6 +320,16 @@ class KvServerTest : public ::testing::Test {
 
   const engine::Engine& engine(size_t i = 0) const { return *server_->models().engines().at(i); }
 
+  // ListModels' answer; a failed call fails the test.
+  pb::ListModelsResponse ListModels() {
+    grpc::ClientContext context;
+    context.set_deadline(DeadlineIn(kCallTimeout));
+    pb::ListModelsResponse response;
+    const grpc::Status status = stub_->ListModels(&context, pb::ListModelsRequest(), &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response;
+  }
+
   std::unique_ptr<KvServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::KvServe::Stub> stub_;
@@ -331,6 +341,17 @@ class KvServerTwoModelTest : public KvServerTest {
   void SetUp() override {
     ServerOptions options;
     options.models = {ModelSpec{}, ModelSpec{kFixtureModel, kFixtureDir}};
+    ASSERT_NO_FATAL_FAILURE(StartServer(options));
+  }
+};
+
+// Serves the fixture from its absolute path, and says so in ListModels (--show-model-paths).
+class KvServerShowPathsTest : public KvServerTest {
+ protected:
+  void SetUp() override {
+    ServerOptions options;
+    options.models = {ModelSpec{kFixtureModel, kFixtureDir}};
+    options.show_model_paths = true;
     ASSERT_NO_FATAL_FAILURE(StartServer(options));
   }
 };
@@ -1576,16 +1597,12 @@ TEST_F(KvServerTwoModelTest, UnknownModelIsNotFoundAndNamesEveryAvailableModel) 
 }
 
 TEST_F(KvServerTwoModelTest, ListModelsReportsBothModelsInOrder) {
-  grpc::ClientContext context;
-  context.set_deadline(DeadlineIn(kCallTimeout));
-  pb::ListModelsResponse response;
-  const grpc::Status status = stub_->ListModels(&context, pb::ListModelsRequest(), &response);
-  ASSERT_TRUE(status.ok()) << Describe(status);
+  const pb::ListModelsResponse response = ListModels();
   ASSERT_THAT(response.models(), SizeIs(2));
   EXPECT_EQ(response.models(0).name(), kDefaultModel);
   const pb::ModelInfo& tiny = response.models(1);
   EXPECT_EQ(tiny.name(), kFixtureModel);
-  EXPECT_EQ(tiny.source(), kFixtureDir);
+  EXPECT_EQ(tiny.source(), "tiny_llama_gqa");  // the directory's name, not where it lies
   EXPECT_FALSE(tiny.random_weights());
   EXPECT_EQ(tiny.attention(), "GQA");
   EXPECT_EQ(tiny.vocab_size(), 64);
@@ -1596,6 +1613,12 @@ TEST_F(KvServerTwoModelTest, ListModelsReportsBothModelsInOrder) {
   EXPECT_EQ(tiny.max_context_length(), 128);
   EXPECT_EQ(tiny.kv_cache_bytes_per_token(), 2 * 2 * 4 * 2 * 4);
   EXPECT_EQ(tiny.eos_token_id(), 2);
+}
+
+TEST_F(KvServerShowPathsTest, ListModelsReportsTheDirectoryPathWhenAsked) {
+  const pb::ListModelsResponse response = ListModels();
+  ASSERT_THAT(response.models(), SizeIs(1));
+  EXPECT_EQ(response.models(0).source(), kFixtureDir);
 }
 
 TEST_F(KvServerTwoModelTest, TokenizeRejectsTextOutsideTheModelsByteVocabulary) {

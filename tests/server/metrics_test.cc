@@ -19,14 +19,17 @@
 #include <chrono>
 #include <cmath>
 #include <ctime>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -753,6 +756,40 @@ TEST(FailureReasonTest, MapsStatusCodesToReasons) {
   EXPECT_EQ(FailureReasonFor(StatusCode::kCancelled, true, true), FailureReason::kDeadline);
   EXPECT_EQ(FailureReasonFor(StatusCode::kDeadlineExceeded, true, false), FailureReason::kDeadline);
   EXPECT_EQ(FailureReasonFor(StatusCode::kInternal, true, false), FailureReason::kInternal);
+}
+
+TEST(MetricsAddressTest, AnEmptyHostTakesTheGrpcListenHost) {
+  EXPECT_EQ(MetricsListenAddress(":9464", "127.0.0.1:50051"), "127.0.0.1:9464");
+  EXPECT_EQ(MetricsListenAddress(":9464", "0.0.0.0:50051"), "0.0.0.0:9464");
+  EXPECT_EQ(MetricsListenAddress(":0", "[::1]:50051"), "[::1]:0");
+  EXPECT_EQ(MetricsListenAddress(":9464", "[::1]"), "[::1]:9464");
+  EXPECT_EQ(MetricsListenAddress(":9464", "localhost:0"), "localhost:9464");
+  EXPECT_EQ(MetricsListenAddress(":9464", "unix:/run/kvserve.sock"), "127.0.0.1:9464");
+  // A host given explicitly is kept, whatever gRPC listens on.
+  EXPECT_EQ(MetricsListenAddress("0.0.0.0:9464", "127.0.0.1:50051"), "0.0.0.0:9464");
+}
+
+TEST(MetricsAddressTest, ALoopbackServerServesMetricsOnLoopbackOnly) {
+  ServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  options.metrics_address = ":0";
+  absl::StatusOr<std::unique_ptr<KvServer>> server = KvServer::Create(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->metrics_port();
+  ASSERT_GT(port, 0);
+  // The listening socket's local address, from the kernel's table: 127.0.0.1 (0100007F), not
+  // 0.0.0.0. Ports appear in hex.
+  std::ifstream tcp("/proc/net/tcp");
+  std::string line;
+  std::string local;
+  const std::string port_hex = absl::StrCat(":", absl::Hex(port, absl::kZeroPad4));
+  while (std::getline(tcp, line)) {
+    std::istringstream fields(line);
+    std::string slot, address, remote, state;
+    fields >> slot >> address >> remote >> state;
+    if (state == "0A" && absl::EndsWithIgnoreCase(address, port_hex)) local = address;
+  }
+  EXPECT_TRUE(absl::EqualsIgnoreCase(local, absl::StrCat("0100007F", port_hex))) << local;
 }
 
 }  // namespace

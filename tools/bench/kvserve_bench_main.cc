@@ -64,6 +64,7 @@ constexpr char kUsage[] =
     "error; 130 interrupted (the partial report is still printed).";
 
 struct Flags {
+  tools::ClientSecurity security;  // --api-key, --tls-ca, --tls-cert, --tls-key
   std::vector<std::string> targets = {"127.0.0.1:50051"};
   bool allow_remote = false;
   std::string model;
@@ -153,6 +154,7 @@ void Register(base::FlagSet& f, Flags* flags) {
   f.AddBool("progress", &flags->progress, "Print a live progress line on stderr.");
   f.AddDouble("connect-timeout", &flags->connect_timeout,
               "Seconds to wait for each target to answer before starting.");
+  tools::AddClientSecurityFlags(f, &flags->security);
 }
 
 int Fail(const absl::Status& status) {
@@ -406,6 +408,7 @@ int Main(int argc, char** argv) {
   runner_options.allow_remote = flags.allow_remote;
   runner_options.model = flags.model;
   runner_options.connect_timeout_s = flags.connect_timeout;
+  runner_options.security = flags.security;
   absl::StatusOr<std::unique_ptr<Runner>> runner = Runner::Create(runner_options);
   if (!runner.ok()) return Fail(runner.status());
   signals.Watch(runner->get());

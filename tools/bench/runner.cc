@@ -158,6 +158,7 @@ class Runner::Call final : public grpc::ClientReadReactor<pb::GenerateResponse> 
 
   void Start(pb::KvServe::Stub* stub, double timeout_s) {
     if (timeout_s > 0) context_.set_deadline(DeadlineAfter(timeout_s));
+    tools::Authorize(runner_->options_.security, &context_);
     record_.start_s = runner_->Now();
     if (chat_) {
       stub->async()->Chat(&context_, &chat_request_, this);
@@ -245,6 +246,9 @@ absl::StatusOr<std::unique_ptr<Runner>> Runner::Create(RunnerOptions options) {
   if (!(options.connect_timeout_s > 0)) {
     return absl::InvalidArgumentError("connect timeout must be > 0");
   }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      tools::ResolveClientSecurity(&options.security);
+  if (!credentials.ok()) return credentials.status();
   std::unique_ptr<Runner> runner(new Runner(std::move(options)));
   for (const std::string& target : runner->options_.targets) {
     auto channel = std::make_unique<Channel>();
@@ -252,7 +256,7 @@ absl::StatusOr<std::unique_ptr<Runner>> Runner::Create(RunnerOptions options) {
     // connection) between targets that resolve to the same address.
     grpc::ChannelArguments args;
     args.SetInt("kvserve.bench.channel_index", static_cast<int>(runner->channels_.size()));
-    channel->channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+    channel->channel = grpc::CreateCustomChannel(target, *credentials, args);
     channel->stub = pb::KvServe::NewStub(channel->channel);
     runner->channels_.push_back(std::move(channel));
   }
@@ -275,6 +279,7 @@ absl::Status Runner::Connect() {
     {
       grpc::ClientContext context;
       context.set_deadline(DeadlineAfter(options_.connect_timeout_s));
+      tools::Authorize(options_.security, &context);
       context.set_wait_for_ready(true);  // a server that is still starting gets the timeout
       const grpc::Status status =
           channels_[i]->stub->ListModels(&context, pb::ListModelsRequest(), &models);
@@ -296,6 +301,7 @@ absl::Status Runner::Connect() {
     {
       grpc::ClientContext context;
       context.set_deadline(DeadlineAfter(options_.connect_timeout_s));
+      tools::Authorize(options_.security, &context);
       pb::TokenizeRequest request;
       request.set_model(info.model);
       request.set_text("x");

@@ -44,6 +44,7 @@
 #include "tools/bench/arrivals.h"
 #include "tools/bench/statistics.h"
 #include "tools/bench/workload.h"
+#include "tools/client_security.h"
 
 namespace kvserve::bench {
 
@@ -60,6 +61,8 @@ struct RunnerOptions {
   std::string model;  // empty: the server's default model
   // How long Connect waits for each target to answer (it waits for the server to come up).
   double connect_timeout_s = 10;
+  // API key and TLS, the same for every target (tools/client_security.h).
+  tools::ClientSecurity security;
 };
 
 // What Connect learned about one target.

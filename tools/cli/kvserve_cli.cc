@@ -1,6 +1,7 @@
 // kvserve-cli: command-line client for the kvserve gRPC API.
 //
-//   kvserve-cli [--target=HOST:PORT] [--timeout=SECONDS] <command> [command flags]
+//   kvserve-cli [--target=HOST:PORT] [--timeout=SECONDS] [--api-key=KEY] [--tls-ca=FILE]
+//               <command> [command flags]
 //
 // One function per command: each parses its own flags, makes one RPC, prints the result and returns
 // the process exit status. Server errors print `error: <CODE_NAME>: <message>` and exit 2.
@@ -42,6 +43,7 @@
 #include "base/status_macros.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "kvserve/v1/kvserve.grpc.pb.h"
+#include "tools/client_security.h"
 
 namespace kvserve::cli {
 namespace {
@@ -64,6 +66,8 @@ struct Connection {
   std::string target = "127.0.0.1:50051";
   double timeout_seconds = 0;  // Meaningful only when timeout_given.
   bool timeout_given = false;
+  tools::ClientSecurity security;  // API key and TLS (tools/client_security.h)
+  std::shared_ptr<grpc::ChannelCredentials> credentials;  // set by ParseCommandFlags
 };
 
 void AddConnectionFlags(base::FlagSet& flags, Connection* connection) {
@@ -71,10 +75,13 @@ void AddConnectionFlags(base::FlagSet& flags, Connection* connection) {
   flags.AddDouble("timeout", &connection->timeout_seconds,
                   "Deadline for the call in seconds; for generate it covers the whole stream.");
   flags.SetDefaultText("timeout", "none; 5 for health");
+  tools::AddClientSecurityFlags(flags, &connection->security);
 }
 
+// The call's deadline and, with an API key, its authorization metadata.
 void SetDeadline(const Connection& connection, std::optional<double> default_seconds,
                  grpc::ClientContext* context) {
+  tools::Authorize(connection.security, context);
   std::optional<double> seconds = default_seconds;
   if (connection.timeout_given) seconds = connection.timeout_seconds;
   if (!seconds) return;
@@ -113,6 +120,10 @@ std::optional<int> ParseCommandFlags(absl::string_view command, base::FlagSet& f
     return UsageError(
         command, absl::StrCat("--timeout must be > 0 seconds, got ", connection->timeout_seconds));
   }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      tools::ResolveClientSecurity(&connection->security);
+  if (!credentials.ok()) return UsageError(command, credentials.status().message());
+  connection->credentials = *std::move(credentials);
   return std::nullopt;
 }
 
@@ -126,7 +137,7 @@ absl::StatusOr<int32_t> ToInt32(absl::string_view flag, int64_t value) {
 }
 
 std::shared_ptr<grpc::Channel> Connect(const Connection& connection) {
-  return grpc::CreateChannel(connection.target, grpc::InsecureChannelCredentials());
+  return grpc::CreateChannel(connection.target, connection.credentials);
 }
 
 // Cancels a call when the user presses Ctrl-C, for as long as it lives.
