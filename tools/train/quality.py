@@ -86,6 +86,8 @@ set title "Validation perplexity vs KV cache bytes per token (1.38 M parameters,
 set xlabel "KV cache bytes per token (float32, all layers; hybrid adds 16 KiB per sequence)"
 set ylabel "validation perplexity (lower is better)"
 set logscale x 2
+set xrange [362:5793]
+set offsets 0, 0, 4, 2
 set grid
 set key top right
 plot "{data}" using 1:($3==1?$2:1/0) with points pt 7 ps 1.5 title "seed 1", \\
