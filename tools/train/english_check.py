@@ -1,0 +1,67 @@
+"""How English a text is: the share of its words found in Debian's wamerican word list.
+
+    build/tools/cli/kvserve-cli generate --prompt "..." --max-tokens 200 --temperature 0 \
+        | /usr/bin/python3 -m tools.train.english_check --min 0.9
+
+Reads the text from stdin (or --file), prints `english_check: K of N words (P %) in WORDLIST`,
+then the words that were not found, and exits 0 when the share is at least --min, 1 when it is
+below, 2 when the text has fewer than --min-words words (too short to judge: a model that stops
+at once must not pass).
+
+A word is a maximal run of ASCII letters with inner apostrophes ("don't", "Smith's"). It is
+found when the list holds it as written, in lowercase, or (for "X's") holds X; the list is
+/usr/share/dict/american-english (Debian package wamerican), which includes proper nouns and
+possessives. Digits and punctuation are not words and are not counted.
+"""
+
+import argparse
+import re
+import sys
+
+WORDLIST = "/usr/share/dict/american-english"
+WORD_RE = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)*")
+
+
+def load_words(path=WORDLIST):
+    with open(path, encoding="utf-8") as f:
+        return {line.strip() for line in f if line.strip()}
+
+
+def is_known(word, words):
+    candidates = [word, word.lower(), word.capitalize()]
+    if word.lower().endswith("'s"):
+        candidates += [word[:-2], word[:-2].lower(), word[:-2].capitalize()]
+    return any(c in words for c in candidates)
+
+
+def score(text, words):
+    """(known words, all words, the unknown ones in order)."""
+    found = WORD_RE.findall(text)
+    unknown = [w for w in found if not is_known(w, words)]
+    return len(found) - len(unknown), len(found), unknown
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--file", help="read the text from FILE instead of stdin")
+    parser.add_argument("--min", type=float, default=0.9, help="required share of known words")
+    parser.add_argument("--min-words", type=int, default=20)
+    parser.add_argument("--wordlist", default=WORDLIST)
+    args = parser.parse_args()
+    text = open(args.file, encoding="utf-8").read() if args.file else sys.stdin.read()
+    known, total, unknown = score(text, load_words(args.wordlist))
+    share = known / total if total else 0.0
+    print(f"english_check: {known} of {total} words ({100 * share:.1f} %) in {args.wordlist}")
+    if unknown:
+        print("english_check: not found: " + " ".join(unknown))
+    if total < args.min_words:
+        print(f"english_check: FAIL: fewer than {args.min_words} words")
+        return 2
+    if share < args.min:
+        print(f"english_check: FAIL: below {100 * args.min:.0f} %")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
