@@ -196,6 +196,16 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
       return s;
     }
   }
+  if (!options.http.address.empty()) {
+    absl::StatusOr<std::unique_ptr<HttpServer>> http =
+        HttpServer::Start(options.http, server->registry_.get(), server->metrics_.get());
+    if (!http.ok()) {
+      server->server_->Shutdown(std::chrono::system_clock::now());
+      server->registry_->Shutdown();
+      return http.status();
+    }
+    server->http_ = *std::move(http);
+  }
   grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
   health->SetServingStatus("", true);
   health->SetServingStatus(kServiceName, true);
@@ -209,10 +219,10 @@ KvServer::~KvServer() { Shutdown(std::chrono::system_clock::now()); }
 constexpr std::chrono::milliseconds kFinalStatusGrace(1000);
 
 // The drain, from the call on:
-//   now        readiness NOT_SERVING; Generate answers UNAVAILABLE; gRPC closes the listener and
-//              sends GOAWAY, so clients start new calls on other replicas while the streams in
-//              flight go on (engines keep running)
-//   ...        returns as soon as the last call has finished
+//   now        readiness NOT_SERVING (HTTP /health 503); Generate answers UNAVAILABLE (HTTP 503);
+//              gRPC closes the listener and sends GOAWAY, so clients start new calls on other
+//              replicas while the streams in flight go on (engines keep running)
+//   ...        returns as soon as the last call of either API has finished
 //   deadline   engines stop: unfinished streams end with UNAVAILABLE "the server is shutting down"
 //              (gRPC alone would cancel them, which clients read as CANCELLED)
 //   + grace    gRPC cancels anything still open
@@ -224,12 +234,15 @@ void KvServer::Shutdown(std::chrono::system_clock::time_point deadline) {
     health->SetServingStatus(kServiceName, false);
     health->SetServingStatus("", false);
     service_->StartDraining();
+    if (http_ != nullptr) http_->StartDraining();
     absl::Notification calls_done;
     std::thread grpc_shutdown([&] {
       server_->Shutdown(deadline + kFinalStatusGrace);
       calls_done.Notify();
     });
-    if (!calls_done.WaitForNotificationWithDeadline(absl::FromChrono(deadline))) {
+    const bool grpc_done = calls_done.WaitForNotificationWithDeadline(absl::FromChrono(deadline));
+    const bool http_done = http_ == nullptr || http_->AwaitIdle(deadline);
+    if (!grpc_done || !http_done) {
       int64_t unfinished = 0;
       for (const auto& engine : registry_->engines()) {
         const engine::EngineStats stats = engine->stats();
@@ -244,6 +257,9 @@ void KvServer::Shutdown(std::chrono::system_clock::time_point deadline) {
     grpc_shutdown.join();
   }
   if (registry_ != nullptr) registry_->Shutdown();
+  // After the engines: HTTP streams still open have just ended (aborted), so the connection
+  // threads are free to be joined.
+  if (http_ != nullptr) http_->Stop();
 }
 
 void KvServer::Wait() {

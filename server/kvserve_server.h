@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "engine/engine.h"
 #include "grpcpp/grpcpp.h"
+#include "server/http_server.h"
 #include "server/metrics.h"
 #include "server/model_registry.h"
 #include "server/request_log.h"
@@ -39,6 +40,8 @@ struct ServerOptions {
   std::string metrics_address;
   // One JSON line per finished request on stderr (server/request_log.h).
   bool log_requests = false;
+  // The OpenAI-compatible HTTP API (server/http_server.h) on http.address; empty address: off.
+  HttpServerOptions http;
 };
 
 class KvServer {
@@ -52,11 +55,14 @@ class KvServer {
   // The port /metrics is served on; 0 when ServerOptions::metrics_address is empty.
   int metrics_port() const { return metrics_->port(); }
   const PrometheusMetrics& metrics() const { return *metrics_; }
+  // The port the HTTP API is served on; 0 when ServerOptions::http.address is empty.
+  int http_port() const { return http_ == nullptr ? 0 : http_->port(); }
 
-  // Drains, then stops: health goes NOT_SERVING, new Generate calls get UNAVAILABLE, the listener
-  // closes and clients are sent GOAWAY; in-flight streams run on and the call returns as soon as
-  // they are done. Streams still running at `deadline` end with UNAVAILABLE. Engines stop.
-  // Idempotent. Blocks until done (at most about a second past `deadline`).
+  // Drains, then stops: health goes NOT_SERVING (HTTP /health 503), new Generate calls get
+  // UNAVAILABLE (HTTP 503), the listener closes and clients are sent GOAWAY; in-flight streams of
+  // both APIs run on and the call returns as soon as they are done. Streams still running at
+  // `deadline` end with UNAVAILABLE. Engines stop. Idempotent. Blocks until done (at most about a
+  // second past `deadline`).
   void Shutdown(std::chrono::system_clock::time_point deadline);
   // Blocks until Shutdown has completed.
   void Wait();
@@ -71,6 +77,7 @@ class KvServer {
   std::unique_ptr<ModelRegistry> registry_;
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HttpServer> http_;  // null when the HTTP API is off
   int port_ = 0;
   bool shut_down_ = false;
 };

@@ -250,11 +250,28 @@ TEST(KvserveBinaryHelpTest, HelpListsEveryFlagAndExitsZero) {
   ASSERT_NO_FATAL_FAILURE(RequireBinary(kServerBinary));
   const CommandResult help = RunCommand({kServerBinary, "--help"});
   ASSERT_EQ(help.exit_code(), 0) << help.Describe();
-  for (const char* flag :
-       {"listen", "model", "max-num-seqs", "max-running-requests", "max-num-batched-tokens",
-        "max-queued-requests", "prefill-chunk-tokens", "batch-invariant", "seed", "threads",
-        "reflection", "shutdown-timeout", "max-connection-age", "log-level", "metrics-address",
-        "log-requests", "weight-dtype"}) {
+  for (const char* flag : {"listen",
+                           "model",
+                           "max-num-seqs",
+                           "max-running-requests",
+                           "max-num-batched-tokens",
+                           "max-queued-requests",
+                           "prefill-chunk-tokens",
+                           "batch-invariant",
+                           "seed",
+                           "threads",
+                           "reflection",
+                           "shutdown-timeout",
+                           "max-connection-age",
+                           "log-level",
+                           "metrics-address",
+                           "log-requests",
+                           "weight-dtype",
+                           "http-address",
+                           "http-max-body-bytes",
+                           "http-max-connections",
+                           "http-read-timeout",
+                           "http-write-timeout"}) {
     // Booleans are listed as --[no]flag.
     EXPECT_THAT(help.out, ContainsRegex(absl::StrCat("--(\\[no\\])?", flag, "[= ]")))
         << "--" << flag << " is not in:\n"
@@ -316,9 +333,10 @@ class KvserveBinaryTest : public ::testing::Test {
   virtual std::vector<std::string> ServerFlags() const { return {}; }
 
   void StartServer(const std::vector<std::string>& flags) {
-    // Metrics on a free port too: the default, 0.0.0.0:9464, would collide between test servers.
+    // Metrics and HTTP on free ports too: the defaults, 0.0.0.0:9464 and 127.0.0.1:8000, would
+    // collide between test servers.
     std::vector<std::string> argv = {kServerBinary, "--listen=127.0.0.1:0",
-                                     "--metrics-address=127.0.0.1:0"};
+                                     "--metrics-address=127.0.0.1:0", "--http-address=127.0.0.1:0"};
     argv.insert(argv.end(), flags.begin(), flags.end());
     server_ = std::make_unique<ChildProcess>(argv);
     ASSERT_TRUE(server_->started()) << "cannot start " << kServerBinary;
