@@ -5,7 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
 #include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -311,7 +311,7 @@ Json HeaderJson(const OpenAiRequest& request, const ResponseHeader& header, bool
 // The JSON name of a field the engine names after GenerationRequest.
 std::string JsonFieldName(absl::string_view field) {
   if (absl::StartsWith(field, "sampling.")) field.remove_prefix(9);
-  if (field == "prompt_token_ids") return "prompt";
+  if (absl::ConsumePrefix(&field, "prompt_token_ids")) return absl::StrCat("prompt", field);
   return std::string(field);
 }
 
