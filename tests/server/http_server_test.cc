@@ -546,6 +546,29 @@ TEST_F(HttpServerTest, ClientThatHangsUpBeforeANonStreamingAnswerCancelsItsReque
   EXPECT_TRUE(EngineDrained());
 }
 
+TEST_F(HttpServerTest, FullQueueIs429WithRetryAfter) {
+  ServerOptions options = ServerOptionsForTest();
+  options.engine.max_num_seqs = 1;
+  options.engine.max_queued_requests = 0;
+  server_.reset();
+  StartServer(options);
+  engine().Pause();  // the first request holds the one slot; nothing finishes
+  Connection first(port_);
+  ASSERT_TRUE(first.Send(
+      PostRequest("/v1/completions", R"({"prompt": "abc", "max_tokens": 3, "stream": true})")));
+  // Streaming headers are sent once the request was submitted.
+  first.ReadUntil([](const std::string& s) { return s.find("\r\n\r\n") != std::string::npos; });
+  const HttpResponse refused = Post(port_, "/v1/completions", {{"prompt", "a"}});
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  EXPECT_EQ(refused.Header("Retry-After"), "1");
+  EXPECT_EQ(refused.JsonBody()["error"]["code"], "rate_limit_exceeded");
+  EXPECT_EQ(Failures("rejected"), 1);
+  engine().Resume();
+  bool done = false;
+  SseEvents(ParseResponse(first.ReadAll()).body, &done);
+  EXPECT_TRUE(done);
+}
+
 TEST_F(HttpServerTest, DrainingAnswers503OnHealthAndNewRequests) {
   std::thread shutdown;
   engine().Pause();
