@@ -236,6 +236,8 @@ class HttpServer::Impl {
       for (const auto& engine : registry_->engines()) infos.push_back(&engine->info());
       res.set_content(ModelListJson(infos, start_time_), "application/json");
     });
+    s.Post("/tokenize",
+           [this](const httplib::Request& req, httplib::Response& res) { Tokenize(req, res); });
     s.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
       Generate(OpenAiEndpoint::kCompletions, req, res);
     });
@@ -297,6 +299,22 @@ class HttpServer::Impl {
       }
     }
     return HR::Unhandled;
+  }
+
+  // vLLM's POST /tokenize: the prompt's ids as a Generate call would use them.
+  void Tokenize(const httplib::Request& req, httplib::Response& res) {
+    absl::StatusOr<TokenizeRequest> parsed = ParseTokenizeRequest(req.body);
+    if (!parsed.ok()) return SetError(res, HttpErrorFor(parsed.status()));
+    absl::StatusOr<engine::Engine*> engine = registry_->Find(parsed->model);
+    if (!engine.ok()) return SetError(res, HttpErrorFor(engine.status()));
+    absl::StatusOr<std::vector<int32_t>> ids =
+        (*engine)->tokenizer().Encode(parsed->prompt, parsed->add_special_tokens);
+    if (!ids.ok()) {
+      return SetError(res, HttpErrorFor(absl::InvalidArgumentError(
+                               absl::StrCat("prompt: ", ids.status().message()))));
+    }
+    res.set_content(TokenizeResponseJson(*ids, (*engine)->info().config.max_position_embeddings),
+                    "application/json");
   }
 
   // Counts a call that failed before reaching an engine and answers it.

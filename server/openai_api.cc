@@ -539,6 +539,22 @@ std::string StreamErrorEvent(const absl::Status& status) {
   return absl::StrCat("data: ", HttpErrorFor(status).body, "\n\n");
 }
 
+absl::StatusOr<TokenizeRequest> ParseTokenizeRequest(std::string_view body) {
+  const Json json = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) return absl::InvalidArgumentError("body: is not valid JSON");
+  if (!json.is_object()) return absl::InvalidArgumentError("body: must be a JSON object");
+  TokenizeRequest request;
+  KV_RETURN_IF_ERROR(ReadString(json, "model", &request.model));
+  if (Find(json, "prompt") == nullptr) return absl::InvalidArgumentError("prompt: is required");
+  KV_RETURN_IF_ERROR(ReadString(json, "prompt", &request.prompt));
+  KV_RETURN_IF_ERROR(ReadBool(json, "add_special_tokens", &request.add_special_tokens));
+  return request;
+}
+
+std::string TokenizeResponseJson(const std::vector<int32_t>& ids, int64_t max_model_len) {
+  return Dump(Json{{"tokens", ids}, {"count", ids.size()}, {"max_model_len", max_model_len}});
+}
+
 std::string ModelListJson(const std::vector<const engine::ModelInfo*>& models, int64_t created) {
   Json data = Json::array();
   for (const engine::ModelInfo* info : models) {

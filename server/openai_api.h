@@ -126,6 +126,16 @@ std::string StreamUsageEvent(const OpenAiRequest& request, const ResponseHeader&
 std::string StreamErrorEvent(const absl::Status& status);
 inline constexpr std::string_view kStreamDoneEvent = "data: [DONE]\n\n";
 
+// vLLM's POST /tokenize: {"model", "prompt", "add_special_tokens"} -> {"tokens", "count",
+// "max_model_len"}. INVALID_ARGUMENT naming the field for a bad body.
+struct TokenizeRequest {
+  std::string model;
+  std::string prompt;
+  bool add_special_tokens = true;
+};
+absl::StatusOr<TokenizeRequest> ParseTokenizeRequest(std::string_view body);
+std::string TokenizeResponseJson(const std::vector<int32_t>& ids, int64_t max_model_len);
+
 // GET /v1/models: {"object": "list", "data": [{"id", "object": "model", "created", "owned_by",
 // "max_model_len"}...]}.
 std::string ModelListJson(const std::vector<const engine::ModelInfo*>& models, int64_t created);

@@ -268,6 +268,20 @@ TEST_F(HttpServerTest, HealthAndModelsAnswerWhileServing) {
   EXPECT_EQ(json["data"][0]["object"], "model");
 }
 
+TEST_F(HttpServerTest, TokenizeAnswersThePromptIdsWithoutGenerating) {
+  const HttpResponse r = Post(port_, "/tokenize", {{"prompt", "Hi"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  const Json json = r.JsonBody();
+  EXPECT_EQ(json["tokens"], Json({256, 'H', 'i'}));  // BOS, then one id per byte
+  EXPECT_EQ(json["count"], 3);
+  EXPECT_EQ(json["max_model_len"], 2048);
+  EXPECT_EQ(Post(port_, "/tokenize", {{"prompt", "Hi"}, {"add_special_tokens", false}})
+                .JsonBody()["count"],
+            2);
+  EXPECT_EQ(Post(port_, "/tokenize", {{"text", "Hi"}}).status, 400);
+  EXPECT_EQ(engine().stats().num_finished, 0);
+}
+
 TEST_F(HttpServerTest, GreedyCompletionMatchesGrpcGenerateExactly) {
   const HttpResponse r = Post(port_, "/v1/completions",
                               {{"prompt", "Once upon a time"},
