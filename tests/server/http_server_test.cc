@@ -47,6 +47,16 @@ constexpr int kSocketTimeoutSeconds = 60;
 // Bounded polling: attempts x 1 ms.
 constexpr int kPollAttempts = 20000;
 
+// Bounded polling: true once `condition()` holds, false after kPollAttempts tries 1 ms apart.
+template <typename Condition>
+bool PollUntil(Condition condition) {
+  for (int i = 0; i < kPollAttempts; ++i) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
+
 // One TCP connection to 127.0.0.1:port, with a receive timeout.
 class Connection {
  public:
@@ -226,12 +236,13 @@ class HttpServerTest : public ::testing::Test {
 
   // Waits (bounded) until the engine holds no request and no cache block.
   bool EngineDrained() {
-    for (int i = 0; i < kPollAttempts; ++i) {
+    return PollUntil([&] {
       const engine::EngineStats s = engine().stats();
-      if (s.num_running == 0 && s.num_waiting == 0 && s.kv_cache_bytes_in_use == 0) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    return false;
+      return s.num_running == 0 && s.num_waiting == 0 && s.kv_cache_bytes_in_use == 0;
+    });
+  }
+  bool CancelledOnce() {
+    return PollUntil([&] { return Failures("cancelled") == 1; });
   }
 
   // The same greedy request over gRPC: its text, for comparison.
@@ -502,12 +513,7 @@ TEST_F(HttpServerTest, ConnectionsBeyondTheLimitAreRefusedWith503) {
   // Once one closes, a new connection is served again (bounded retries: the worker notices the
   // close asynchronously).
   held.front()->Close();
-  int status = 0;
-  for (int i = 0; i < kPollAttempts && status != 200; ++i) {
-    status = Get(port_, "/health").status;
-    if (status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  EXPECT_EQ(status, 200);
+  EXPECT_TRUE(PollUntil([&] { return Get(port_, "/health").status == 200; }));
 }
 
 TEST_F(HttpServerTest, ClientThatHangsUpMidStreamCancelsItsRequestAndFreesTheCache) {
@@ -521,21 +527,11 @@ TEST_F(HttpServerTest, ClientThatHangsUpMidStreamCancelsItsRequestAndFreesTheCac
   c.ReadUntil([](const std::string& s) { return s.find("data: {") != std::string::npos; });
   engine().Pause();  // it cannot finish by itself from here on
   // Stats are published at the end of each step: the one under way at Pause completes.
-  int64_t in_use = 0;
-  for (int i = 0; i < kPollAttempts && in_use == 0; ++i) {
-    in_use = engine().stats().kv_cache_bytes_in_use;
-    if (in_use == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  EXPECT_GT(in_use, 0);
+  EXPECT_TRUE(PollUntil([&] { return engine().stats().kv_cache_bytes_in_use > 0; }));
   EXPECT_EQ(engine().stats().num_running, 1);
   c.Close();
   // The connection thread sees the hang-up and cancels (counted as it does so).
-  bool counted = false;
-  for (int i = 0; i < kPollAttempts && !counted; ++i) {
-    counted = Failures("cancelled") == 1;
-    if (!counted) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  EXPECT_TRUE(counted);
+  EXPECT_TRUE(CancelledOnce());
   engine().Resume();
   EXPECT_TRUE(EngineDrained());
   EXPECT_EQ(MetricValue(server_->metrics().Serialize(), "kvserve_request_success_total",
@@ -550,12 +546,7 @@ TEST_F(HttpServerTest, ClientThatHangsUpBeforeANonStreamingAnswerCancelsItsReque
   ASSERT_TRUE(c.Send(PostRequest("/v1/completions", R"({"prompt": "abc", "max_tokens": 50})")));
   // Nothing can be answered while paused; hang up, then let the engine go on.
   c.Close();
-  bool counted = false;
-  for (int i = 0; i < kPollAttempts && !counted; ++i) {
-    counted = Failures("cancelled") == 1;
-    if (!counted) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  EXPECT_TRUE(counted);
+  EXPECT_TRUE(CancelledOnce());
   engine().Resume();
   EXPECT_TRUE(EngineDrained());
 }
@@ -593,12 +584,7 @@ TEST_F(HttpServerTest, DrainingAnswers503OnHealthAndNewRequests) {
   // The stream in flight keeps the drain waiting while the engine is paused.
   shutdown = std::thread(
       [this] { server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(60)); });
-  int health = 0;
-  for (int i = 0; i < kPollAttempts && health != 503; ++i) {
-    health = Get(port_, "/health").status;
-    if (health != 503) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  EXPECT_EQ(health, 503);
+  EXPECT_TRUE(PollUntil([&] { return Get(port_, "/health").status == 503; }));
   const HttpResponse refused = Post(port_, "/v1/completions", {{"prompt", "a"}});
   EXPECT_EQ(refused.status, 503);
   EXPECT_EQ(refused.Header("Retry-After"), "1");
