@@ -141,7 +141,8 @@ metrics_port=$(free_port)
 # image's HEALTHCHECK command once, by hand.
 "${podman[@]}" run -d --name "$container" --network=host --read-only --cap-drop=ALL \
   --security-opt=no-new-privileges --health-interval=disable "${health_args[@]}" "$image" \
-  --listen="127.0.0.1:$port" --metrics-address="127.0.0.1:$metrics_port" --threads=1 \
+  --listen="127.0.0.1:$port" --metrics-address="127.0.0.1:$metrics_port" --http-address=127.0.0.1:0 \
+  --threads=1 \
   --shutdown-timeout=20 >/dev/null
 for _ in $(seq 1 120); do
   "${podman[@]}" logs "$container" 2>&1 | grep -q "kvserve listening" && break

@@ -1,4 +1,4 @@
-// kvserve: the model-serving gRPC server.
+// kvserve: the model-serving gRPC server, with the OpenAI-compatible HTTP API beside it.
 //
 //   kvserve [--listen=HOST:PORT] [--model=[NAME=]DIR ...] [flags]
 //
@@ -83,10 +83,16 @@ int Run(int argc, char** argv) {
   std::string api_keys_file;
   int64_t tls_refresh_interval = options.tls.refresh_interval_seconds;
   bool share_prefix_cache = false;
+  std::string http_address = "127.0.0.1:8000";
+  int64_t http_max_body_bytes = 8 << 20;
+  int64_t http_max_connections = 64;
+  int64_t http_read_timeout = 10;
+  int64_t http_write_timeout = 10;
 
   FlagSet flags("kvserve",
                 "Serves decoder language models over gRPC (kvserve.v1.KvServe, grpc.health.v1, "
-                "reflection). With no --model it serves the first of $" +
+                "reflection) and OpenAI-compatible HTTP (--http-address). With no --model it "
+                "serves the first of $" +
                     std::string(kvserve::server::kDefaultModelEnv) +
                     ", <binary dir>/../share/kvserve/models/" +
                     kvserve::server::kDefaultModelDirName + " and <binary dir>/../../models/" +
@@ -171,6 +177,20 @@ int Run(int argc, char** argv) {
                 "(off: each tenant's prefix cache is its own, so no tenant can probe another's "
                 "prompts by timing)");
 
+  flags.AddString("http-address", &http_address,
+                  "serve the OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, "
+                  "/v1/models, /health) on HOST:PORT (port 0 picks a free port; empty = off)");
+  flags.AddInt("http-max-body-bytes", &http_max_body_bytes,
+               "largest HTTP request body; larger ones are answered 413");
+  flags.AddInt("http-max-connections", &http_max_connections,
+               "HTTP connections served at once (one thread each); more are answered 503");
+  flags.AddInt("http-read-timeout", &http_read_timeout,
+               "seconds an HTTP client may stall while sending headers or body before it is "
+               "disconnected");
+  flags.AddInt("http-write-timeout", &http_write_timeout,
+               "seconds an HTTP client may stall reading the response before it is disconnected "
+               "(its request is cancelled)");
+
   absl::Status parsed = flags.Parse(argc, argv, 1, nullptr);
   if (flags.help_requested()) {
     std::fputs(flags.Usage().c_str(), stdout);
@@ -222,6 +242,13 @@ int Run(int argc, char** argv) {
                  "kvserve: --max-num-batched-tokens (%lld) must be >= --max-num-seqs (%lld): every "
                  "running sequence needs a token of each step\n",
                  static_cast<long long>(max_batched_tokens), static_cast<long long>(max_num_seqs));
+    return 2;
+  }
+  if (http_max_body_bytes < 1 || http_max_connections < 1 || http_max_connections > 4096 ||
+      http_read_timeout < 1 || http_write_timeout < 1) {
+    std::fprintf(stderr,
+                 "kvserve: --http-max-body-bytes, --http-read-timeout and --http-write-timeout "
+                 "must be >= 1, --http-max-connections in [1, 4096]\n");
     return 2;
   }
   // gRPC takes the age in int milliseconds.
@@ -279,6 +306,11 @@ int Run(int argc, char** argv) {
     KV_LOG(INFO) << "API keys: " << (*api_keys)->num_keys() << " key(s) from " << api_keys_file;
     options.api_keys = *std::move(api_keys);
   }
+  options.http.address = http_address;
+  options.http.max_body_bytes = http_max_body_bytes;
+  options.http.max_connections = static_cast<int32_t>(http_max_connections);
+  options.http.read_timeout = std::chrono::seconds(http_read_timeout);
+  options.http.write_timeout = std::chrono::seconds(http_write_timeout);
   for (const std::string& m : models) options.models.push_back(kvserve::server::ParseModelSpec(m));
   if (options.models.empty()) options.models.push_back(DefaultModel(argv[0]));
   for (kvserve::server::ModelSpec& spec : options.models) spec.weight_dtype = *dtype;
@@ -311,6 +343,10 @@ int Run(int argc, char** argv) {
         kvserve::server::MetricsListenAddress(metrics_address, options.listen_address);
     KV_LOG(INFO) << "metrics on http://" << address.substr(0, address.rfind(':')) << ":"
                  << (*server)->metrics_port() << "/metrics";
+  }
+  if (!http_address.empty()) {
+    KV_LOG(INFO) << "OpenAI-compatible HTTP API on " << http_address << " (port "
+                 << (*server)->http_port() << ")";
   }
 
   int signal_number = 0;

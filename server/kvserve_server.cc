@@ -291,9 +291,9 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
     server->metrics_->SetEngineInfo(engine->info(), options.engine,
                                     engine::CacheUsageOf(engine->stats().cache));
   }
-  server->service_ = std::make_unique<Service>(server->registry_.get(), server->metrics_.get(),
-                                               server->streams_.get(), options.api_keys,
-                                               options.show_model_paths);
+  server->service_ =
+      std::make_unique<Service>(server->registry_.get(), server->metrics_.get(),
+                                server->streams_.get(), options.api_keys, options.show_model_paths);
 
   grpc::EnableDefaultHealthCheckService(true);
   if (options.enable_reflection) {
@@ -334,6 +334,18 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
       return s;
     }
   }
+  if (!options.http.address.empty()) {
+    HttpServerOptions http_options = options.http;
+    http_options.api_keys = options.api_keys;  // one set of keys for both APIs
+    absl::StatusOr<std::unique_ptr<HttpServer>> http =
+        HttpServer::Start(http_options, server->registry_.get(), server->metrics_.get());
+    if (!http.ok()) {
+      server->server_->Shutdown(std::chrono::system_clock::now());
+      server->registry_->Shutdown();
+      return http.status();
+    }
+    server->http_ = *std::move(http);
+  }
   grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
   health->SetServingStatus("", true);
   health->SetServingStatus(kServiceName, true);
@@ -362,11 +374,12 @@ KvServer::~KvServer() { Shutdown(std::chrono::system_clock::now()); }
 constexpr std::chrono::milliseconds kFinalStatusGrace(1000);
 
 // The drain, from the call on:
-//   now        readiness NOT_SERVING; Generate answers UNAVAILABLE; the listener stays open, so
-//              probes and load balancers read NOT_SERVING (a closed port reads as a crash), while
-//              the streams in flight go on (engines keep running)
-//   ...        as soon as the last stream has finished: gRPC closes the listener, sends GOAWAY and
-//              returns once the remaining (unary, health watch) calls are done
+//   now        readiness NOT_SERVING (HTTP /health 503); Generate answers UNAVAILABLE (HTTP 503);
+//              the gRPC listener stays open, so probes and load balancers read NOT_SERVING (a
+//              closed port reads as a crash), while the streams in flight of both APIs go on
+//              (engines keep running)
+//   ...        as soon as the last stream of either API has finished: gRPC closes the listener,
+//              sends GOAWAY and returns once the remaining (unary, health watch) calls are done
 //   deadline   engines stop: unfinished streams end with UNAVAILABLE "the server is shutting down"
 //              (gRPC alone would cancel them, which clients read as CANCELLED); then as above
 //   + grace    gRPC cancels anything still open
@@ -379,7 +392,11 @@ void KvServer::Shutdown(std::chrono::system_clock::time_point deadline) {
     grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
     health->SetServingStatus(kServiceName, false);
     health->SetServingStatus("", false);
-    if (!streams_->WaitUntilAllClosed(absl::FromChrono(deadline))) {
+    if (http_ != nullptr) http_->StartDraining();
+    // Both waits end by `deadline`; the HTTP one only starts counting after the gRPC one.
+    const bool grpc_done = streams_->WaitUntilAllClosed(absl::FromChrono(deadline));
+    const bool http_done = http_ == nullptr || http_->AwaitIdle(deadline);
+    if (!grpc_done || !http_done) {
       int64_t unfinished = 0;
       for (const auto& engine : registry_->engines()) {
         const engine::EngineStats stats = engine->stats();
@@ -394,6 +411,9 @@ void KvServer::Shutdown(std::chrono::system_clock::time_point deadline) {
     server_->Shutdown(std::max(deadline, std::chrono::system_clock::now()) + kFinalStatusGrace);
   }
   if (registry_ != nullptr) registry_->Shutdown();
+  // After the engines: HTTP streams still open have just ended (aborted), so the connection
+  // threads are free to be joined.
+  if (http_ != nullptr) http_->Stop();
 }
 
 void KvServer::Wait() {

@@ -20,6 +20,7 @@
 #include "engine/engine.h"
 #include "grpcpp/grpcpp.h"
 #include "server/api_keys.h"
+#include "server/http_server.h"
 #include "server/metrics.h"
 #include "server/model_registry.h"
 #include "server/request_log.h"
@@ -60,6 +61,8 @@ struct ServerOptions {
   // ListModels reports a model directory's absolute path as ModelInfo.source; off: only the
   // directory's name (server paths tell an attacker about the host).
   bool show_model_paths = false;
+  // The OpenAI-compatible HTTP API (server/http_server.h) on http.address; empty address: off.
+  HttpServerOptions http;
 };
 
 // Where metrics are served: `metrics_address` itself when it names a host; for ":PORT", the host
@@ -82,11 +85,15 @@ class KvServer {
   // Generate/Chat streams open now and the output they buffer.
   const StreamBudget& streams() const { return *streams_; }
 
-  // Drains, then stops: health goes NOT_SERVING and new Generate calls get UNAVAILABLE, while the
-  // listener stays open (so probes read NOT_SERVING, not "connection refused") and in-flight
-  // streams run on; once they are done, or at `deadline`, the listener closes and clients are sent
-  // GOAWAY. Streams still running at `deadline` end with UNAVAILABLE. Engines stop. Idempotent.
-  // Blocks until done (at most about a second past `deadline`).
+  // The port the HTTP API is served on; 0 when ServerOptions::http.address is empty.
+  int http_port() const { return http_ == nullptr ? 0 : http_->port(); }
+
+  // Drains, then stops: health goes NOT_SERVING (HTTP /health 503) and new Generate calls get
+  // UNAVAILABLE (HTTP 503), while the gRPC listener stays open (so probes read NOT_SERVING, not
+  // "connection refused") and in-flight streams of both APIs run on; once they are done, or at
+  // `deadline`, the listener closes and clients are sent GOAWAY. Streams still running at
+  // `deadline` end with UNAVAILABLE. Engines stop. Idempotent. Blocks until done (at most about a
+  // second past `deadline`).
   void Shutdown(std::chrono::system_clock::time_point deadline);
   // Blocks until Shutdown has completed.
   void Wait();
@@ -102,6 +109,7 @@ class KvServer {
   std::unique_ptr<ModelRegistry> registry_;
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HttpServer> http_;  // null when the HTTP API is off
   int port_ = 0;
   bool shut_down_ = false;
 };

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "server/request_builder.h"
 
 namespace kvserve::server {
 
@@ -12,36 +13,36 @@ namespace pb = ::kvserve::v1;
 
 namespace {
 
-// The generation fields GenerateRequest and ChatRequest share (same names, same meaning): each
-// overrides the engine's default only when the client set it.
+// The generation fields GenerateRequest and ChatRequest share (same names, same meaning), read into
+// the protocol-neutral overrides: proto3 `optional` fields by presence, the others when non-zero
+// (their zero is the engine's default or "disabled").
 template <typename Request>
-absl::Status CopyGenerationFields(const Request& request, engine::GenerationRequest* out_ptr) {
-  engine::GenerationRequest& out = *out_ptr;
-  out.request_id = request.request_id();
-  if (request.has_max_tokens()) out.max_tokens = request.max_tokens();
+absl::StatusOr<GenerationOverrides> OverridesFromProto(const Request& request) {
+  GenerationOverrides o;
+  o.request_id = request.request_id();
+  if (request.has_max_tokens()) o.max_tokens = request.max_tokens();
   const pb::SamplingParams& s = request.sampling();
-  engine::SamplingParams& sampling = out.sampling;
-  if (s.has_temperature()) sampling.temperature = s.temperature();
-  if (s.top_k() != 0) sampling.top_k = s.top_k();
-  if (s.has_top_p()) sampling.top_p = s.top_p();
-  if (s.has_seed()) sampling.seed = s.seed();
-  if (s.min_p() != 0) sampling.min_p = s.min_p();
-  if (s.has_repetition_penalty()) sampling.repetition_penalty = s.repetition_penalty();
-  if (s.presence_penalty() != 0) sampling.presence_penalty = s.presence_penalty();
-  if (s.frequency_penalty() != 0) sampling.frequency_penalty = s.frequency_penalty();
+  if (s.has_temperature()) o.temperature = s.temperature();
+  if (s.top_k() != 0) o.top_k = s.top_k();
+  if (s.has_top_p()) o.top_p = s.top_p();
+  if (s.has_seed()) o.seed = s.seed();
+  if (s.min_p() != 0) o.min_p = s.min_p();
+  if (s.has_repetition_penalty()) o.repetition_penalty = s.repetition_penalty();
+  if (s.presence_penalty() != 0) o.presence_penalty = s.presence_penalty();
+  if (s.frequency_penalty() != 0) o.frequency_penalty = s.frequency_penalty();
   if (s.normalizer() != pb::NORMALIZER_SOFTMAX) {
-    KV_ASSIGN_OR_RETURN(sampling.normalizer, FromProto(s.normalizer()));
+    KV_ASSIGN_OR_RETURN(o.normalizer, FromProto(s.normalizer()));
   }
-  out.stop.assign(request.stop().begin(), request.stop().end());
-  out.stop_token_ids.assign(request.stop_token_ids().begin(), request.stop_token_ids().end());
-  if (request.ignore_eos()) out.ignore_eos = true;
-  if (request.has_skip_special_tokens()) out.skip_special_tokens = request.skip_special_tokens();
-  out.cache_salt = request.cache_salt();
-  if (request.priority() != 0) out.priority = request.priority();
-  if (request.has_n()) out.n = request.n();
-  if (request.has_logprobs()) out.logprobs = request.logprobs();
-  if (request.has_prompt_logprobs()) out.prompt_logprobs = request.prompt_logprobs();
-  return absl::OkStatus();
+  o.stop.assign(request.stop().begin(), request.stop().end());
+  o.stop_token_ids.assign(request.stop_token_ids().begin(), request.stop_token_ids().end());
+  if (request.ignore_eos()) o.ignore_eos = true;
+  if (request.has_skip_special_tokens()) o.skip_special_tokens = request.skip_special_tokens();
+  o.cache_salt = request.cache_salt();
+  if (request.priority() != 0) o.priority = request.priority();
+  if (request.has_n()) o.n = request.n();
+  if (request.has_logprobs()) o.logprobs = request.logprobs();
+  if (request.has_prompt_logprobs()) o.prompt_logprobs = request.prompt_logprobs();
+  return o;
 }
 
 }  // namespace
@@ -49,33 +50,20 @@ absl::Status CopyGenerationFields(const Request& request, engine::GenerationRequ
 absl::StatusOr<engine::GenerationRequest> FromProto(
     const pb::GenerateRequest& request, const engine::Tokenizer& tokenizer,
     const engine::SamplingParams& default_sampling) {
-  engine::GenerationRequest out;
-  out.sampling = default_sampling;
+  KV_ASSIGN_OR_RETURN(GenerationOverrides overrides, OverridesFromProto(request));
   switch (request.input_case()) {
-    case pb::GenerateRequest::kPrompt: {
-      if (request.prompt().empty()) {
-        return absl::InvalidArgumentError("prompt: must not be empty");
-      }
-      absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(
-          request.prompt(), !request.has_add_special_tokens() || request.add_special_tokens());
-      if (!ids.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat("prompt: ", ids.status().message()));
-      }
-      out.prompt_token_ids = *std::move(ids);
-      break;
-    }
+    case pb::GenerateRequest::kPrompt:
+      return RequestFromText(request.prompt(),
+                             !request.has_add_special_tokens() || request.add_special_tokens(),
+                             tokenizer, default_sampling, overrides);
     case pb::GenerateRequest::kPromptTokenIds:
-      if (request.prompt_token_ids().ids().empty()) {
-        return absl::InvalidArgumentError("prompt_token_ids: must not be empty");
-      }
-      out.prompt_token_ids.assign(request.prompt_token_ids().ids().begin(),
-                                  request.prompt_token_ids().ids().end());
-      break;
+      return RequestFromTokenIds(absl::MakeConstSpan(request.prompt_token_ids().ids().data(),
+                                                     request.prompt_token_ids().ids_size()),
+                                 "prompt_token_ids", default_sampling, overrides);
     case pb::GenerateRequest::INPUT_NOT_SET:
-      return absl::InvalidArgumentError("prompt: set either prompt or prompt_token_ids");
+      break;
   }
-  KV_RETURN_IF_ERROR(CopyGenerationFields(request, &out));
-  return out;
+  return absl::InvalidArgumentError("prompt: set either prompt or prompt_token_ids");
 }
 
 absl::StatusOr<engine::GenerationRequest> FromProto(
@@ -84,25 +72,10 @@ absl::StatusOr<engine::GenerationRequest> FromProto(
   std::vector<engine::ChatMessage> messages;
   messages.reserve(request.messages_size());
   for (const pb::ChatMessage& m : request.messages()) messages.push_back({m.role(), m.content()});
-  KV_ASSIGN_OR_RETURN(std::string text, chat_prompt.Render(messages,
-                                                           !request.has_add_generation_prompt() ||
-                                                               request.add_generation_prompt(),
-                                                           request.chat_template()));
-  engine::GenerationRequest out;
-  out.sampling = default_sampling;
-  // The template wrote the special tokens it wants (e.g. Llama 3's BOS): adding the tokenizer's
-  // own would duplicate them.
-  absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(text, /*add_special_tokens=*/false);
-  if (!ids.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "messages: the rendered conversation cannot be tokenized: ", ids.status().message()));
-  }
-  if (ids->empty()) {
-    return absl::InvalidArgumentError("messages: the chat template rendered an empty prompt");
-  }
-  out.prompt_token_ids = *std::move(ids);
-  KV_RETURN_IF_ERROR(CopyGenerationFields(request, &out));
-  return out;
+  KV_ASSIGN_OR_RETURN(GenerationOverrides overrides, OverridesFromProto(request));
+  return RequestFromChat(
+      messages, !request.has_add_generation_prompt() || request.add_generation_prompt(),
+      request.chat_template(), chat_prompt, tokenizer, default_sampling, overrides);
 }
 
 absl::StatusOr<engine::Normalizer> FromProto(pb::Normalizer normalizer) {

@@ -1,7 +1,9 @@
 // Conversions between the wire types (kvserve.v1 protobuf) and the engine's plain structs.
 //
 // The API's defaults are the engine's (engine/request.h, engine/sampling/sampler.h): FromProto
-// starts from a default GenerationRequest and overrides only the fields the client set. Value
+// reads the client's fields into GenerationOverrides and builds the request with
+// server/request_builder.h, the rules the OpenAI HTTP API shares: start from a default
+// GenerationRequest and override only the fields the client set. Value
 // checks live in Engine::Submit, so there is one definition of a valid request; the wire names its
 // fields as GenerationRequest does. The one check made here is an enum value the engine's enum
 // cannot represent (sampling.normalizer), and the two input fields' presence.

@@ -102,7 +102,7 @@ echo "== live scrape of build/server/kvserve"
 server=$build/server/kvserve
 cli=$build/tools/cli/kvserve-cli
 [[ -x $server && -x $cli ]] || { echo "check_observability: build $server and $cli first" >&2; exit 1; }
-OMP_WAIT_POLICY=PASSIVE "$server" --listen=127.0.0.1:0 --metrics-address=127.0.0.1:0 --threads=1 \
+OMP_WAIT_POLICY=PASSIVE "$server" --listen=127.0.0.1:0 --metrics-address=127.0.0.1:0 --http-address=127.0.0.1:0 --threads=1 \
   2>"$work/server.log" &
 server_pid=$!
 metrics_url=

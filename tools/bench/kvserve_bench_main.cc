@@ -45,7 +45,10 @@ constexpr int kExitInterrupted = 130;
 constexpr char kUsage[] =
     "Load-tests kvserve servers over gRPC and reports TTFT, TPOT, ITL and end-to-end latency "
     "(mean, p50, p90, p99), request and output-token throughput, goodput under --slo, and errors "
-    "by gRPC status. One process drives many concurrent streams with gRPC's callback API.\n\n"
+    "by gRPC status. One process drives many concurrent streams with gRPC's callback API. "
+    "--protocol=openai sends the same workloads as streaming requests to kvserve's "
+    "OpenAI-compatible HTTP API instead (--target = the --http-address), with the same report, so "
+    "the two protocols' costs compare run against run.\n\n"
     "Load: --request-rate R sends open-loop arrivals (Poisson; gamma with --burstiness); "
     "--max-concurrency N caps the calls in flight (closed loop when the rate is inf); both may be "
     "combined. Every run is bounded by --num-requests and by --duration, and then stops itself: "
@@ -67,6 +70,7 @@ struct Flags {
   tools::ClientSecurity security;  // --api-key, --tls-ca, --tls-cert, --tls-key
   std::vector<std::string> targets = {"127.0.0.1:50051"};
   bool allow_remote = false;
+  std::string protocol = "grpc";
   std::string model;
   std::string workload = "random";
   int64_t input_len = 64;
@@ -102,6 +106,10 @@ void Register(base::FlagSet& f, Flags* flags) {
   f.AddRepeatedString("target", &flags->targets,
                       "Server address HOST:PORT (or a gRPC target URI). Repeat for several "
                       "replicas: requests go round robin.");
+  f.AddString(
+      "protocol", &flags->protocol,
+      "grpc (kvserve.v1.KvServe Generate / Chat) or openai (streaming POST "
+      "/v1/completions / /v1/chat/completions on the HTTP API; --target is its HOST:PORT).");
   f.AddBool("allow-remote", &flags->allow_remote,
             "Allow targets and metrics URLs that are not loopback addresses.");
   f.AddString("model", &flags->model, "Model name to request.");
@@ -404,6 +412,12 @@ int Main(int argc, char** argv) {
 
   SignalWatcher signals;  // before any thread exists, gRPC's included
   RunnerOptions runner_options;
+  if (flags.protocol == "openai") {
+    runner_options.protocol = Protocol::kOpenAi;
+  } else if (flags.protocol != "grpc") {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--protocol: must be grpc or openai, got '", flags.protocol, "'")));
+  }
   runner_options.targets = flags.targets;
   runner_options.allow_remote = flags.allow_remote;
   runner_options.model = flags.model;

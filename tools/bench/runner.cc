@@ -6,6 +6,7 @@
 #include <cmath>
 #include <optional>
 #include <random>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -16,7 +17,10 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "base/logging.h"
+#include "base/status_macros.h"
 #include "kvserve/v1/kvserve.grpc.pb.h"
+#include "nlohmann/json.hpp"
+#include "tools/bench/openai_client.h"
 
 namespace kvserve::bench {
 
@@ -119,24 +123,80 @@ int64_t PromptBytes(const BenchRequest& request) {
 }  // namespace
 
 struct Runner::Channel {
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<pb::KvServe::Stub> stub;
+  std::string target;
+  std::shared_ptr<grpc::Channel> channel;   // gRPC only
+  std::unique_ptr<pb::KvServe::Stub> stub;  // gRPC only
 };
 
-// One Generate call. Reactions (OnReadDone, then OnDone) run one at a time on gRPC's threads and
-// own `record_`; the runner reads it only after OnDone has handed the call back (OnCallDone, under
-// the runner's mutex). The Runner owns every Call until the run ends, so CutOff may touch a call
-// whose stream has already finished.
-class Runner::Call final : public grpc::ClientReadReactor<pb::GenerateResponse> {
+// What every call has, whatever its protocol: the record it fills, and the client's cancel and
+// cut-off marks. The protocol's class fills `record_` from its own threads and hands the call back
+// with OnCallDone; the runner reads the record only after that (under the runner's mutex). The
+// Runner owns every Call until the run ends, so CutOff may touch a call that has already finished.
+class Runner::Call {
  public:
-  Call(Runner* runner, int64_t index, int32_t target_index, const std::string& model,
-       const BenchRequest& request, int32_t estimated_prompt_tokens, int32_t cancel_after_tokens)
+  Call(Runner* runner, int64_t index, int32_t target_index, const BenchRequest& request,
+       int32_t estimated_prompt_tokens, int32_t cancel_after_tokens)
       : runner_(runner), cancel_after_tokens_(cancel_after_tokens) {
     record_.index = index;
     record_.target_index = target_index;
     record_.max_tokens = request.max_tokens;
     record_.prompt_tokens = estimated_prompt_tokens;
     record_.cancel_planned = cancel_after_tokens > 0;
+  }
+  virtual ~Call() = default;
+
+  virtual void Start(Channel& channel, double timeout_s) = 0;
+  // Runner thread, without the mutex (gRPC may run reactions inline).
+  virtual void Cancel() = 0;
+  // Runner thread, under the runner's mutex, for a call that has not reported done.
+  void MarkCutOff() { cut_off_.store(true); }
+
+  // After OnCallDone. `cut_off` holds only for calls that did not succeed anyway.
+  RequestRecord TakeRecord() {
+    record_.cancel_sent = cancel_sent_.load();
+    record_.cut_off = cut_off_.load() && !record_.ok();
+    return std::move(record_);
+  }
+
+ protected:
+  // A message carrying `n` >= 1 tokens arrived now.
+  void CountTokens(int32_t n) {
+    const double now = runner_->Now();
+    if (!record_.first_token_s) {
+      record_.first_token_s = now;
+    } else {
+      record_.itl_s.push_back(now - last_token_s_);
+    }
+    last_token_s_ = now;
+    record_.output_tokens += n;
+    ++record_.num_token_messages;
+    runner_->output_tokens_.fetch_add(n, std::memory_order_relaxed);
+  }
+  bool CancelDue() const {
+    return cancel_after_tokens_ > 0 && record_.output_tokens >= cancel_after_tokens_ &&
+           !cancel_sent_.load();
+  }
+
+  Runner* const runner_;
+  const int32_t cancel_after_tokens_;
+  RequestRecord record_;
+  double last_token_s_ = 0;
+  std::atomic<bool> cancel_sent_{false};
+  std::atomic<bool> cut_off_{false};
+
+ public:
+  bool done_ = false;  // guarded by the runner's mu_: OnCallDone has run
+};
+
+// One Generate (or Chat) call. Reactions (OnReadDone, then OnDone) run one at a time on gRPC's
+// threads and own `record_`.
+class Runner::GrpcCall final : public Runner::Call,
+                               public grpc::ClientReadReactor<pb::GenerateResponse> {
+ public:
+  GrpcCall(Runner* runner, int64_t index, int32_t target_index, const std::string& model,
+           const BenchRequest& request, int32_t estimated_prompt_tokens,
+           int32_t cancel_after_tokens)
+      : Call(runner, index, target_index, request, estimated_prompt_tokens, cancel_after_tokens) {
     if (request.messages.empty()) {
       request_.set_model(model);
       request_.set_prompt(request.prompt);
@@ -156,51 +216,34 @@ class Runner::Call final : public grpc::ClientReadReactor<pb::GenerateResponse> 
     }
   }
 
-  void Start(pb::KvServe::Stub* stub, double timeout_s) {
+  void Start(Channel& channel, double timeout_s) override {
     if (timeout_s > 0) context_.set_deadline(DeadlineAfter(timeout_s));
     tools::Authorize(runner_->options_.security, &context_);
     record_.start_s = runner_->Now();
     if (chat_) {
-      stub->async()->Chat(&context_, &chat_request_, this);
+      channel.stub->async()->Chat(&context_, &chat_request_, this);
     } else {
-      stub->async()->Generate(&context_, &request_, this);
+      channel.stub->async()->Generate(&context_, &request_, this);
     }
     StartRead(&response_);
     StartCall();
   }
 
-  // Runner thread, under the runner's mutex, for a call that has not reported done.
-  void MarkCutOff() { cut_off_.store(true); }
-  // Runner thread, without the mutex (gRPC may run reactions inline).
-  void Cancel() {
+  void Cancel() override {
     cancel_sent_.store(true);
     context_.TryCancel();
   }
 
   void OnReadDone(bool ok) override {
     if (!ok) return;  // the stream ended; OnDone follows
-    const double now = runner_->Now();
     const int32_t n = response_.token_ids_size();
-    if (n > 0) {
-      if (!record_.first_token_s) {
-        record_.first_token_s = now;
-      } else {
-        record_.itl_s.push_back(now - last_token_s_);
-      }
-      last_token_s_ = now;
-      record_.output_tokens += n;
-      ++record_.num_token_messages;
-      runner_->output_tokens_.fetch_add(n, std::memory_order_relaxed);
-    }
+    if (n > 0) CountTokens(n);
     if (response_.finish_reason() != pb::FINISH_REASON_UNSPECIFIED) {
       record_.usage_output_tokens = response_.usage().completion_tokens();
       record_.prompt_tokens = response_.usage().prompt_tokens();
       record_.prompt_tokens_from_server = true;
     }
-    if (cancel_after_tokens_ > 0 && record_.output_tokens >= cancel_after_tokens_ &&
-        !cancel_sent_.load()) {
-      Cancel();
-    }
+    if (CancelDue()) Cancel();
     StartRead(&response_);
   }
 
@@ -211,28 +254,104 @@ class Runner::Call final : public grpc::ClientReadReactor<pb::GenerateResponse> 
     runner_->OnCallDone(this, status.ok());
   }
 
-  // After OnDone. `cut_off` holds only for calls that did not succeed anyway.
-  RequestRecord TakeRecord() {
-    record_.cancel_sent = cancel_sent_.load();
-    record_.cut_off = cut_off_.load() && !record_.ok();
-    return std::move(record_);
-  }
-
  private:
-  Runner* const runner_;
-  const int32_t cancel_after_tokens_;
   grpc::ClientContext context_;
   bool chat_ = false;
   pb::GenerateRequest request_;
   pb::ChatRequest chat_request_;
   pb::GenerateResponse response_;
-  RequestRecord record_;
-  double last_token_s_ = 0;
-  std::atomic<bool> cancel_sent_{false};
-  std::atomic<bool> cut_off_{false};
+};
 
+// One streaming OpenAI HTTP call, read by a thread of its own (joined when the call is destroyed,
+// after it handed itself back with OnCallDone).
+class Runner::OpenAiCall final : public Runner::Call {
  public:
-  bool done_ = false;  // guarded by the runner's mu_: OnDone has run
+  OpenAiCall(Runner* runner, int64_t index, int32_t target_index, const std::string& model,
+             const BenchRequest& request, int32_t estimated_prompt_tokens,
+             int32_t cancel_after_tokens)
+      : Call(runner, index, target_index, request, estimated_prompt_tokens, cancel_after_tokens) {
+    nlohmann::json body = {{"model", model},
+                           {"max_tokens", request.max_tokens},
+                           {"ignore_eos", true},
+                           {"stream", true},
+                           {"stream_options", {{"include_usage", true}}}};
+    if (request.messages.empty()) {
+      path_ = "/v1/completions";
+      body["prompt"] = request.prompt;
+    } else {
+      path_ = "/v1/chat/completions";
+      chat_ = true;
+      nlohmann::json messages = nlohmann::json::array();
+      for (const BenchMessage& m : request.messages) {
+        messages.push_back({{"role", m.role}, {"content", m.content}});
+      }
+      body["messages"] = std::move(messages);
+      if (!request.chat_template.empty()) body["chat_template"] = request.chat_template;
+    }
+    body_ = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+  ~OpenAiCall() override {
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void Start(Channel& channel, double timeout_s) override {
+    connection_ = std::make_unique<OpenAiConnection>(channel.target);
+    record_.start_s = runner_->Now();
+    thread_ = std::thread([this, timeout_s] { Run(timeout_s); });
+  }
+
+  void Cancel() override {
+    cancel_sent_.store(true);
+    connection_->Cancel();
+  }
+
+ private:
+  void Run(double timeout_s) {
+    bool finished = false;
+    std::string stream_error;
+    absl::StatusOr<HttpReply> reply =
+        connection_->Stream(path_, body_, timeout_s, [&](absl::string_view data) {
+          const nlohmann::json event = nlohmann::json::parse(data, nullptr, false);
+          if (!event.is_object()) return;
+          if (event.contains("error")) {
+            stream_error = event["error"].value("message", std::string("error event"));
+            return;
+          }
+          if (const auto usage = event.find("usage"); usage != event.end() && usage->is_object()) {
+            record_.usage_output_tokens = usage->value("completion_tokens", 0);
+            record_.prompt_tokens = usage->value("prompt_tokens", record_.prompt_tokens);
+            record_.prompt_tokens_from_server = true;
+          }
+          const auto choices = event.find("choices");
+          if (choices == event.end() || !choices->is_array() || choices->empty()) return;
+          // The server sends a chunk per engine event that produced tokens; SSE chunks carry no
+          // token count, so each counts one (the usage chunk gives the exact total).
+          CountTokens(1);
+          if (!(*choices)[0]["finish_reason"].is_null()) finished = true;
+          if (CancelDue()) Cancel();
+        });
+    record_.end_s = runner_->Now();
+    if (!reply.ok()) {
+      record_.status_code = cancel_sent_.load() ? 1 /* CANCELLED */
+                                                : static_cast<int>(reply.status().code());
+      record_.error_message = std::string(reply.status().message());
+    } else if (reply->status != 200) {
+      record_.status_code = GrpcCodeForHttpStatus(reply->status);
+      record_.error_message = reply->body.substr(0, 300);
+    } else if (!stream_error.empty() || !finished) {
+      record_.status_code = cancel_sent_.load() ? 1 : 13;  // CANCELLED : INTERNAL
+      record_.error_message = stream_error.empty() ? "the stream ended unfinished" : stream_error;
+    }
+    // The exact count replaces the per-chunk estimate once the server reported it.
+    if (record_.usage_output_tokens >= 0) record_.output_tokens = record_.usage_output_tokens;
+    runner_->OnCallDone(this, record_.ok());
+  }
+
+  std::string path_;
+  std::string body_;
+  bool chat_ = false;
+  std::unique_ptr<OpenAiConnection> connection_;
+  std::thread thread_;
 };
 
 Runner::Runner(RunnerOptions options) : options_(std::move(options)) {}
@@ -252,6 +371,11 @@ absl::StatusOr<std::unique_ptr<Runner>> Runner::Create(RunnerOptions options) {
   std::unique_ptr<Runner> runner(new Runner(std::move(options)));
   for (const std::string& target : runner->options_.targets) {
     auto channel = std::make_unique<Channel>();
+    channel->target = target;
+    if (runner->options_.protocol == Protocol::kOpenAi) {
+      runner->channels_.push_back(std::move(channel));
+      continue;
+    }
     // A distinct channel argument per target keeps gRPC from sharing one subchannel (one TCP
     // connection) between targets that resolve to the same address.
     grpc::ChannelArguments args;
@@ -269,6 +393,11 @@ absl::Status Runner::Connect() {
     const std::string& target = options_.targets[i];
     TargetInfo info;
     info.target = target;
+    if (options_.protocol == Protocol::kOpenAi) {
+      KV_RETURN_IF_ERROR(ConnectOpenAi(i, &info));
+      targets_.push_back(std::move(info));
+      continue;
+    }
     auto fail = [&](const grpc::Status& status, const char* rpc) {
       return absl::UnavailableError(absl::StrCat(
           "target ", target, ": ", rpc,
@@ -312,6 +441,48 @@ absl::Status Runner::Connect() {
     }
     targets_.push_back(std::move(info));
   }
+  return absl::OkStatus();
+}
+
+absl::Status Runner::ConnectOpenAi(size_t i, TargetInfo* info) {
+  const std::string& target = options_.targets[i];
+  // The server may still be starting: retry the connection until connect_timeout_s.
+  const Clock::time_point give_up =
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                         std::chrono::duration<double>(options_.connect_timeout_s));
+  absl::StatusOr<HttpReply> models;
+  for (;;) {
+    models = OpenAiConnection(target).Exchange("/v1/models", "", options_.connect_timeout_s);
+    if (models.ok() || Clock::now() >= give_up) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  auto fail = [&](absl::string_view what, absl::string_view why) {
+    return absl::UnavailableError(absl::StrCat("target ", target, ": ", what, " failed: ", why));
+  };
+  if (!models.ok()) return fail("GET /v1/models", models.status().message());
+  if (models->status != 200) return fail("GET /v1/models", models->body);
+  const nlohmann::json list = nlohmann::json::parse(models->body, nullptr, false);
+  if (!list.is_object() || !list["data"].is_array()) return fail("GET /v1/models", models->body);
+  for (const nlohmann::json& m : list["data"]) {
+    if (options_.model.empty() || m.value("id", std::string()) == options_.model) {
+      info->model = m.value("id", std::string());
+      info->max_context_length = m.value("max_model_len", 0);
+      break;
+    }
+  }
+  if (info->model.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("target ", target, " does not serve model '", options_.model, "'"));
+  }
+  // No Tokenize over HTTP: a one-token completion of "x" reports the prompt's tokens in its usage.
+  const nlohmann::json probe = {{"model", info->model}, {"prompt", "x"}, {"max_tokens", 1}};
+  absl::StatusOr<HttpReply> reply = OpenAiConnection(target).Exchange(
+      "/v1/completions", probe.dump(), options_.connect_timeout_s);
+  if (!reply.ok()) return fail("POST /v1/completions", reply.status().message());
+  const nlohmann::json usage =
+      nlohmann::json::parse(reply->body, nullptr, false).value("usage", nlohmann::json());
+  if (reply->status != 200 || !usage.is_object()) return fail("POST /v1/completions", reply->body);
+  info->num_special_tokens = std::max(0, usage.value("prompt_tokens", 1) - 1);
   return absl::OkStatus();
 }
 
@@ -442,15 +613,23 @@ absl::StatusOr<RunResult> Runner::Run(const std::vector<BenchRequest>& requests,
     if (stop_ || Clock::now() >= end_by) break;
     const int32_t target = static_cast<int32_t>(static_cast<size_t>(i) % targets_.size());
     const TargetInfo& t = targets_[static_cast<size_t>(target)];
-    calls.push_back(std::make_unique<Call>(
-        this, i, target, t.model, requests[static_cast<size_t>(i)],
-        static_cast<int32_t>(PromptBytes(requests[static_cast<size_t>(i)])) + t.num_special_tokens,
-        cancel_after[static_cast<size_t>(i)]));
+    const BenchRequest& request = requests[static_cast<size_t>(i)];
+    const int32_t estimated_prompt_tokens =
+        static_cast<int32_t>(PromptBytes(request)) + t.num_special_tokens;
+    if (options_.protocol == Protocol::kOpenAi) {
+      calls.push_back(std::make_unique<OpenAiCall>(this, i, target, t.model, request,
+                                                   estimated_prompt_tokens,
+                                                   cancel_after[static_cast<size_t>(i)]));
+    } else {
+      calls.push_back(std::make_unique<GrpcCall>(this, i, target, t.model, request,
+                                                 estimated_prompt_tokens,
+                                                 cancel_after[static_cast<size_t>(i)]));
+    }
     ++sent_;
     ++in_flight_;
     Call* call = calls.back().get();
     mu_.Unlock();
-    call->Start(channels_[static_cast<size_t>(target)]->stub.get(), load.request_timeout_s);
+    call->Start(*channels_[static_cast<size_t>(target)], load.request_timeout_s);
     mu_.Lock();
   }
   WaitLocked(idle, end_by);

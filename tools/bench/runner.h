@@ -24,6 +24,11 @@
 // Targets must be loopback addresses (127.0.0.0/8, ::1, localhost, unix sockets) unless
 // allow_remote is set: a load test can take a shared server down.
 //
+// With Protocol::kOpenAi each call is one HTTP connection served by a thread of its own (a blocking
+// socket reader; at the concurrencies a CPU server sustains, threads cost nothing measurable);
+// tokens are counted per SSE chunk as they arrive and from the final usage chunk
+// (stream_options.include_usage), and HTTP statuses are reported as the nearest gRPC code.
+//
 // Thread-safety: Connect and Run from one thread, one run at a time; Stop from any thread.
 #ifndef KVSERVE_TOOLS_BENCH_RUNNER_H_
 #define KVSERVE_TOOLS_BENCH_RUNNER_H_
@@ -55,8 +60,14 @@ bool IsLoopbackHost(absl::string_view host);
 // message that says why and how to override.
 absl::Status ValidateTarget(absl::string_view target, bool allow_remote);
 
+// kGrpc: kvserve.v1.KvServe Generate / Chat streams. kOpenAi: the same workloads as streaming
+// POST /v1/completions / /v1/chat/completions on kvserve's OpenAI-compatible HTTP API (targets are
+// its HOST:PORT), so the two protocols' costs are compared on one workload and one report.
+enum class Protocol { kGrpc, kOpenAi };
+
 struct RunnerOptions {
   std::vector<std::string> targets = {"127.0.0.1:50051"};
+  Protocol protocol = Protocol::kGrpc;
   bool allow_remote = false;
   std::string model;  // empty: the server's default model
   // How long Connect waits for each target to answer (it waits for the server to come up).
@@ -127,7 +138,10 @@ class Runner {
 
  private:
   class Call;
+  class GrpcCall;
+  class OpenAiCall;
   struct Channel;
+  absl::Status ConnectOpenAi(size_t i, TargetInfo* info);
   explicit Runner(RunnerOptions options);
 
   void OnCallDone(Call* call, bool ok);

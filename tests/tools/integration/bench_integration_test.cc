@@ -33,6 +33,7 @@ class BenchIntegrationTest : public ::testing::Test {
     options.metrics_address = "127.0.0.1:0";
     options.engine.num_threads = 1;
     options.engine.max_num_seqs = 8;
+    options.http.address = "127.0.0.1:0";
     auto server = server::KvServer::Create(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
@@ -234,6 +235,87 @@ TEST_F(BenchIntegrationTest, ServerCountsEveryCancelledCallOnceWhicheverSideWins
   EXPECT_EQ(Delta(o, "kvserve_request_failure_total"), server_cancelled);
   EXPECT_LE(server_cancelled, s.num_cancelled_by_client);
   EXPECT_GE(server_succeeded, s.num_succeeded);
+}
+
+// --protocol=openai: the same runner, workloads and cross-check over the HTTP API.
+class OpenAiBenchIntegrationTest : public BenchIntegrationTest {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(BenchIntegrationTest::SetUp());
+    RunnerOptions runner_options;
+    runner_options.protocol = Protocol::kOpenAi;
+    runner_options.targets = {absl::StrCat("127.0.0.1:", server_->http_port())};
+    auto runner = Runner::Create(runner_options);
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    runner_ = std::move(*runner);
+    const absl::Status connected = runner_->Connect();
+    ASSERT_TRUE(connected.ok()) << connected;
+  }
+};
+
+TEST_F(OpenAiBenchIntegrationTest, ConnectLearnsTheModelAndItsSpecialTokensOverHttp) {
+  ASSERT_EQ(runner_->targets().size(), 1u);
+  EXPECT_EQ(runner_->targets()[0].model, kModel);
+  EXPECT_EQ(runner_->targets()[0].num_special_tokens, 1);  // BOS
+  EXPECT_EQ(runner_->targets()[0].max_context_length, 2048);
+}
+
+TEST_F(OpenAiBenchIntegrationTest, RunWithCancellationsMatchesTheServersCountersExactly) {
+  SCOPED_TRACE(absl::StrCat("seed ", kSeed));
+  const std::vector<BenchRequest> requests = Workload(20, 32, 16, 0.3);
+  LoadOptions load;
+  load.max_concurrency = 4;
+  load.duration_s = 30;
+  load.cancel_fraction = 0.3;
+  load.seed = kSeed;
+  const Outcome o = RunAndCheck(requests, load);
+  const RunStats& s = o.stats;
+  ASSERT_EQ(o.result.records.size(), 20u);
+  int64_t expected_output = 0;
+  for (const RequestRecord& r : o.result.records) {
+    const BenchRequest& b = requests[static_cast<size_t>(r.index)];
+    if (!r.cancel_planned) {
+      EXPECT_TRUE(r.ok()) << r.index << ": " << r.error_message;
+    }
+    if (!r.ok()) continue;
+    // The usage chunk's exact count.
+    EXPECT_EQ(r.output_tokens, b.max_tokens) << r.index;
+    EXPECT_TRUE(r.prompt_tokens_from_server);
+    EXPECT_EQ(r.prompt_tokens, static_cast<int32_t>(b.prompt.size()) + 1) << r.index;
+    ASSERT_TRUE(r.ttft_s().has_value());
+    EXPECT_LE(*r.ttft_s(), r.e2e_s());
+    expected_output += b.max_tokens;
+  }
+  EXPECT_EQ(s.num_cancelled_by_client + s.num_succeeded, 20);
+  EXPECT_EQ(s.total_output_tokens, expected_output);
+  EXPECT_TRUE(o.check.ok()) << FormatMetricsCheck(o.check);
+  EXPECT_EQ(Delta(o, "kvserve_request_success_total"), s.num_succeeded);
+  EXPECT_EQ(Delta(o, "kvserve_request_failure_total", {{"reason", "cancelled"}}),
+            s.num_cancelled_by_client);
+}
+
+TEST_F(OpenAiBenchIntegrationTest, ChatWorkloadRunsThroughChatCompletions) {
+  WorkloadOptions w;
+  w.kind = WorkloadKind::kChat;
+  w.seed = kSeed;
+  w.chat_turns = 2;
+  w.input_len = 6;
+  w.output_len = 3;
+  w.chat_template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}";
+  absl::StatusOr<std::vector<BenchRequest>> requests = BuildWorkload(w, 6);
+  ASSERT_TRUE(requests.ok()) << requests.status();
+  LoadOptions load;
+  load.max_concurrency = 2;
+  load.duration_s = 30;
+  const Outcome o = RunAndCheck(*requests, load);
+  ASSERT_EQ(o.result.records.size(), 6u);
+  for (const RequestRecord& r : o.result.records) {
+    EXPECT_TRUE(r.ok()) << r.index << ": " << r.error_message;
+    EXPECT_EQ(r.output_tokens, 3);
+    EXPECT_EQ(r.prompt_tokens, 6 + 6 + 11 + 3 + 6 + 6) << r.index;  // as over gRPC
+  }
+  EXPECT_TRUE(o.check.ok()) << FormatMetricsCheck(o.check);
+  EXPECT_EQ(Delta(o, "kvserve_request_success_total"), 6);
 }
 
 TEST_F(BenchIntegrationTest, DurationCutsOffRunningCallsAndTheServerCountsThemCancelled) {

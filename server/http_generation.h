@@ -1,0 +1,71 @@
+// HttpGeneration: the engine requests of one OpenAI HTTP call (one per prompt, n samples each),
+// bridging the engine thread and the HTTP connection thread that serves the call.
+//
+// The engine pushes TokenEvents into the shared state and never waits: output is appended to the
+// choice's pending buffer (so a slow reader gets fewer, larger chunks and memory stays bounded by
+// the choices' output) and an eventfd is bumped. The connection thread sleeps in poll() on that
+// eventfd and on the client's socket, so it wakes for new output or the moment the client hangs up
+// (then it cancels the engine requests: within one engine step, as for gRPC).
+//
+// Choice index i * n + j is sample j of prompt i (OpenAI's order for a list of prompts).
+//
+// Thread-safety: Submit, WaitForOutput, Take and Cancel are called by the one connection thread;
+// the engine thread only reaches the state through the sinks. All shared state is under a mutex.
+#ifndef KVSERVE_SERVER_HTTP_GENERATION_H_
+#define KVSERVE_SERVER_HTTP_GENERATION_H_
+
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/engine.h"
+#include "server/openai_api.h"
+
+namespace kvserve::server {
+
+class HttpGeneration {
+ public:
+  // Submits `requests` (each with n samples) to `engine`, which must outlive the call. If one is
+  // rejected, those already submitted are cancelled and its error returned (nothing streams).
+  static absl::StatusOr<std::unique_ptr<HttpGeneration>> Submit(
+      engine::Engine* engine, std::vector<engine::GenerationRequest> requests, int32_t n);
+  ~HttpGeneration();  // cancels whatever is still running
+
+  enum class Wake { kOutput, kHangup };
+  // Blocks until there is output to Take (or the call is over), or until `client_socket` (-1:
+  // unknown, not watched) reports that the peer closed the connection.
+  Wake WaitForOutput(int client_socket);
+
+  struct Update {
+    // Choices with new output since the last Take, in the order it arrived: (index, delta).
+    std::vector<std::pair<int32_t, ChoiceOutput>> deltas;
+    bool done = false;    // every choice finished, or an error ended the call
+    absl::Status status;  // when done: OK, or the first error (cancelled, aborted, ...)
+    Usage usage;          // when done and OK: prompt tokens once per prompt, all completions
+    // When done and OK: the finish reason of the choice that finished last (the metrics label).
+    engine::FinishReason last_finish_reason = engine::FinishReason::kNone;
+  };
+  Update Take();
+
+  // Cancels every engine request of the call (idempotent).
+  void Cancel();
+
+  int32_t num_choices() const { return num_choices_; }
+
+ private:
+  class State;
+  class PromptSink;
+  HttpGeneration(engine::Engine* engine, std::shared_ptr<State> state, int32_t num_choices)
+      : engine_(engine), state_(std::move(state)), num_choices_(num_choices) {}
+
+  engine::Engine* const engine_;
+  const std::shared_ptr<State> state_;  // shared with the sinks the engine holds
+  const int32_t num_choices_;
+  std::vector<engine::RequestId> ids_;
+  bool cancelled_ = false;
+};
+
+}  // namespace kvserve::server
+
+#endif  // KVSERVE_SERVER_HTTP_GENERATION_H_
