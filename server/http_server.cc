@@ -286,6 +286,7 @@ class HttpServer::Impl {
     t_tenant.clear();
     // Health stays open, as on gRPC: probes carry no key.
     if (options_.api_keys != nullptr && req.path != "/health") {
+      std::string header;  // owns the value: get_header_value returns a copy
       std::optional<std::string_view> authorization;
       if (req.has_header("Authorization")) {
         if (req.get_header_value_count("Authorization") > 1) {
@@ -293,7 +294,8 @@ class HttpServer::Impl {
                    HttpErrorFor(absl::UnauthenticatedError("Authorization: sent more than once")));
           return HR::Handled;
         }
-        authorization = req.get_header_value("Authorization");
+        header = req.get_header_value("Authorization");
+        authorization = header;
       }
       absl::StatusOr<std::string> tenant = options_.api_keys->Authenticate(authorization);
       if (!tenant.ok()) {

@@ -14,7 +14,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -572,6 +574,61 @@ TEST_F(HttpServerTest, FullQueueIs429WithRetryAfter) {
   bool done = false;
   SseEvents(ParseResponse(first.ReadAll()).body, &done);
   EXPECT_TRUE(done);
+}
+
+// The HTTP API checks the same keys as gRPC (server/api_keys.h): /health stays open for probes,
+// everything else needs "Authorization: Bearer <key>", and a key's tenant salts the prefix cache,
+// so the same prompt hits the cache within a tenant and never across tenants.
+TEST_F(HttpServerTest, ApiKeysGuardEveryRouteButHealthAndSaltTheCacheByTenant) {
+  const std::string keys_path =
+      absl::StrCat(::testing::TempDir(), "/http_server_test_keys_", getpid(), ".txt");
+  std::ofstream(keys_path)
+      << "key-acme-one-0000001 acme\nkey-acme-two-0000002 acme\nkey-globex-00000003 globex\n";
+  ApiKeyAuthenticator::Options auth;
+  auth.keys_file = keys_path;
+  absl::StatusOr<std::unique_ptr<ApiKeyAuthenticator>> keys = ApiKeyAuthenticator::Create(auth);
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  ServerOptions options = ServerOptionsForTest();
+  options.api_keys = *std::move(keys);
+  server_.reset();
+  StartServer(options);
+  std::remove(keys_path.c_str());
+
+  const auto with_key = [&](absl::string_view key, absl::string_view path, const Json& body) {
+    const std::string request = PostRequest(path, body.dump());
+    // The header goes right after the request line.
+    const size_t line_end = request.find("\r\n") + 2;
+    return Exchange(port_, absl::StrCat(request.substr(0, line_end), "Authorization: Bearer ", key,
+                                        "\r\n", request.substr(line_end)));
+  };
+  EXPECT_EQ(Get(port_, "/health").status, 200);
+  const HttpResponse no_key = Get(port_, "/v1/models");
+  EXPECT_EQ(no_key.status, 401) << no_key.body;
+  EXPECT_EQ(no_key.JsonBody()["error"]["type"], "authentication_error") << no_key.body;
+  EXPECT_EQ(with_key("wrong", "/v1/completions", {{"prompt", "a"}}).status, 401);
+
+  // 40 token ids: two full blocks of 16 that a second request can find in the prefix cache.
+  Json prompt = Json::array();
+  for (int i = 0; i < 40; ++i) prompt.push_back(20 + i);
+  const Json body = {{"prompt", prompt}, {"max_tokens", 1}};
+  const auto counter = [&](absl::string_view family) {
+    return MetricValue(server_->metrics().Serialize(), family, "");
+  };
+  // Hits and queries come in the same engine report: once the queries of the k-th request are
+  // counted, so are its hits.
+  const auto send = [&](absl::string_view key, int k) {
+    const HttpResponse r = with_key(key, "/v1/completions", body);
+    ASSERT_EQ(r.status, 200) << r.body;
+    ASSERT_TRUE(PollUntil([&] {
+      return counter("kvserve_prefix_cache_queries_total") == 40.0 * k;
+    })) << counter("kvserve_prefix_cache_queries_total");
+  };
+  ASSERT_NO_FATAL_FAILURE(send("key-acme-one-0000001", 1));
+  ASSERT_NO_FATAL_FAILURE(send("key-globex-00000003", 2));
+  EXPECT_EQ(counter("kvserve_prefix_cache_hits_total"), 0)
+      << "a tenant hit another tenant's cached prompt";
+  ASSERT_NO_FATAL_FAILURE(send("key-acme-two-0000002", 3));
+  EXPECT_EQ(counter("kvserve_prefix_cache_hits_total"), 32);
 }
 
 TEST_F(HttpServerTest, DrainingAnswers503OnHealthAndNewRequests) {
