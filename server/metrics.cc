@@ -417,7 +417,7 @@ void PrometheusMetrics::SetEngineInfo(const engine::ModelInfo& info,
                                       const engine::EngineOptions& options) {
   families_->cache_config_info
       ->Add({{"model", info.name},
-             {"dtype", "float32"},
+             {"dtype", info.kv_cache_dtype == cache::KvDtype::kBf16 ? "bfloat16" : "float32"},
              {"block_size", absl::StrCat(info.block_size)},
              {"num_blocks", absl::StrCat(info.kv_cache_blocks)},
              {"cache_bytes", absl::StrCat(info.kv_cache_bytes)},
