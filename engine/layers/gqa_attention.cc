@@ -45,11 +45,16 @@ constexpr float kExp2Poly[8] = {1.0f,
                                 0.000154035303933816100f,
                                 0.0000152527338040598403f};
 
-// A query's state in scratch: [q' (d) | acc (d) | softmax-sum lanes (16) | running max | pad].
-inline int64_t QueryStateFloats(int64_t d) { return 2 * d + 2 * kLanes; }
+// A query's state in scratch: [q' (d) | acc (dv) | softmax-sum lanes (16) | running max | pad].
+inline int64_t QueryStateFloats(const AttentionShape& shape) {
+  return shape.head_dim + shape.value_width() + 2 * kLanes;
+}
 
-inline float QueryScale(int64_t d) {
-  return static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(d)));  // log2(e)/√d
+// log2(e) · scale, so that scores come out in base 2.
+inline float QueryScale(const AttentionShape& shape) {
+  const double scale =
+      shape.scale > 0 ? shape.scale : 1.0 / std::sqrt(static_cast<double>(shape.head_dim));
+  return static_cast<float>(1.4426950408889634 * scale);
 }
 
 // First position a query at `pos` sees.
@@ -178,7 +183,7 @@ inline float MaxLanes(Vec v) { return _mm512_reduce_max_ps(v.v); }
 }  // namespace
 
 int64_t GqaAttentionScratchFloats(const AttentionShape& shape) {
-  return kAttentionQueryRows * shape.num_heads * QueryStateFloats(shape.head_dim);
+  return kAttentionQueryRows * shape.num_heads * QueryStateFloats(shape);
 }
 
 void GqaAttention(const float* q, const KvView& kv, int64_t start_pos, int64_t n,

@@ -9,7 +9,8 @@
 //
 // The fixed order (what batch invariance and chunking invariance rest on). For one query row at
 // position p and one head, with visible keys [lo, p] (lo = 0, or p - window + 1 with a window):
-//   0. q' = q * (log2(e) / sqrt(head_dim)), element by element in f32;
+//   0. q' = q * float(log2(e) * scale), element by element in f32 (scale = 1/sqrt(head_dim) unless
+//      the shape sets one);
 //   1. key tiles are the absolute position ranges [16t, 16t + 16), visited in increasing t from
 //      the tile of lo to the tile of p; in a tile only the visible keys take part;
 //   2. score s_j = q'·k_j in RowInvariantMatmul's dot order (16 fma lanes over the first
@@ -45,13 +46,21 @@ struct AttentionShape {
   // Sliding window (Qwen2 / Mistral style): a query at position p sees keys at positions
   // (p - window, p], i.e. itself and the window - 1 before it. 0: full causal attention.
   int64_t window = 0;
+  // Width of a value head when it differs from head_dim (the width of queries and keys); 0: the
+  // same. MLA's absorbed form is MQA with keys [c_KV | k_R] and values c_KV, the key's prefix.
+  int64_t value_dim = 0;
+  // Softmax scale; 0: 1/sqrt(head_dim).
+  double scale = 0;
+
+  int64_t value_width() const { return value_dim > 0 ? value_dim : head_dim; }
 };
 
 // Where a sequence's cached K and V rows live. Position s is cache row
 //   slot(s) = block_table[s / block_size] * block_size + s % block_size
 // found at keys + slot(s) * row_stride and values + slot(s) * row_stride (in elements of
-// `dtype`), each row holding [num_kv_heads, head_dim] values. A contiguous cache is the one-block
-// case: block_table = {0} and block_size >= the sequence length.
+// `dtype`), each row holding [num_kv_heads, head_dim] keys and [num_kv_heads, value_width] values.
+// A contiguous cache is the one-block case: block_table = {0} and block_size >= the sequence
+// length.
 //
 //   paged arena of one layer (row_stride = 2 * kv_dim):
 //   block b: | slot b*bs+0: K[kv_dim] V[kv_dim] | slot b*bs+1: K V | ... | slot b*bs+bs-1: K V |
@@ -77,7 +86,7 @@ int64_t GqaAttentionScratchFloats(const AttentionShape& shape);
 // Older positions stay in the cache; they are only not read, nor are positions after a row's own.
 //   q:       [n, num_heads, head_dim]
 //   kv:      rows for positions [0, start_pos + n), already holding the new tokens' K and V
-//   out:     [n, num_heads, head_dim]
+//   out:     [n, num_heads, value_width]
 //   scratch: >= GqaAttentionScratchFloats(shape) floats
 // REQUIRES: num_heads a multiple of num_kv_heads; n >= 1; out overlaps neither q nor scratch.
 void GqaAttention(const float* q, const KvView& kv, int64_t start_pos, int64_t n,

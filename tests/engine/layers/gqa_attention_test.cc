@@ -281,6 +281,43 @@ TEST(GqaAttentionRescaleTest, IncreasingScoresMatchNaiveReference) {
   }
 }
 
+// MLA's absorbed form as the kernel sees it: one KV head whose keys are the cache rows (width w)
+// and whose values are their first dv elements, with the model's own softmax scale.
+TEST(GqaAttentionShapeTest, ValuesNarrowerThanKeysWithAGivenScaleMatchNaiveReference) {
+  const int heads = 4, w = 80, dv = 64, start = 40, n = 3;
+  const double scale = 0.0917;
+  const int total = start + n;
+  auto q = RandomVector(n * heads * w, 61);
+  auto rows = RandomVector(total * w, 62);
+  std::vector<float> want(n * heads * dv);
+  for (int i = 0; i < n; ++i) {
+    for (int h = 0; h < heads; ++h) {
+      std::vector<double> p(start + i + 1);
+      double max_s = -1e300, sum = 0;
+      for (int s = 0; s <= start + i; ++s) {
+        double dot = 0;
+        for (int x = 0; x < w; ++x) dot += double{q[(i * heads + h) * w + x]} * rows[s * w + x];
+        max_s = std::max(max_s, p[s] = dot * scale);
+      }
+      for (double& e : p) sum += (e = std::exp(e - max_s));
+      for (int x = 0; x < dv; ++x) {
+        double acc = 0;
+        for (int s = 0; s <= start + i; ++s) acc += p[s] / sum * rows[s * w + x];
+        want[(i * heads + h) * dv + x] = static_cast<float>(acc);
+      }
+    }
+  }
+  const AttentionShape shape{heads, 1, w, /*window=*/0, /*value_dim=*/dv, scale};
+  const int32_t table[] = {0};
+  const KvView kv{rows.data(), rows.data(), w, table, total};
+  for (KernelIsa isa : Isas()) {
+    ScopedIsa scoped(isa);
+    std::vector<float> out(n * heads * dv), scratch(GqaAttentionScratchFloats(shape));
+    GqaAttention(q.data(), kv, start, n, shape, scratch.data(), out.data());
+    EXPECT_LE(MaxAbsDiff(out, want), kTolerance) << IsaName(isa);
+  }
+}
+
 // A bf16 view: keys and values stored rounded to bf16 (round to nearest even), paged.
 std::vector<float> EngineBf16(const std::vector<float>& q, const std::vector<float>& keys,
                               const std::vector<float>& values, int start, int n, int heads,
