@@ -63,7 +63,13 @@ inline int64_t FirstVisible(int64_t pos, int64_t window) {
 }
 
 inline float Widen(float v) { return v; }
-inline float Widen(uint16_t v) { return Bf16ToFloat(v); }
+// Bf16ToFloat (bf16_matmul.h), here where the compiler can inline it into the portable loops.
+inline float Widen(uint16_t v) {
+  const uint32_t u = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+}
 
 namespace portable {
 
@@ -83,7 +89,7 @@ inline Vec Load(const float* p) {
 }
 inline Vec Load(const uint16_t* p) {
   Vec v;
-  for (int l = 0; l < kLanes; ++l) v.f[l] = Bf16ToFloat(p[l]);
+  for (int l = 0; l < kLanes; ++l) v.f[l] = Widen(p[l]);
   return v;
 }
 inline void Store(float* p, Vec v) { std::memcpy(p, v.f, sizeof(v.f)); }
@@ -119,6 +125,11 @@ inline float SumLanes(Vec v) {
   for (int l = 0; l < 4; ++l) v.f[l] = v.f[l] + v.f[l + 4];
   for (int l = 0; l < 2; ++l) v.f[l] = v.f[l] + v.f[l + 2];
   return v.f[0] + v.f[1];
+}
+inline Vec SumLanes16(const Vec* a) {
+  Vec v;
+  for (int j = 0; j < kLanes; ++j) v.f[j] = SumLanes(a[j]);
+  return v;
 }
 inline float MaxLanes(Vec v) {
   float m = v.f[0];
@@ -167,6 +178,30 @@ inline float SumLanes(Vec v) {
   const __m128 four = _mm_add_ps(_mm256_castps256_ps128(eight), _mm256_extractf128_ps(eight, 1));
   const __m128 two = _mm_add_ps(four, _mm_movehl_ps(four, four));
   return _mm_cvtss_f32(_mm_add_ss(two, _mm_shuffle_ps(two, two, 1)));
+}
+// SumLanes of 16 vectors at once, stage by stage of the same tree: stage 1 adds lane l and l + 8
+// of two vectors into one, stage 2 chunks c and c + 1 (lanes l and l + 4), stage 3 lanes l and
+// l + 2 inside each chunk, stage 4 the last pair; the result's lanes then hold key 4i + m at lane
+// 4m + i, put in key order by one permute.
+inline Vec SumLanes16(const Vec* a) {
+  __m512 v[8], w[4], x[2];
+  for (int i = 0; i < 8; ++i) {
+    v[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i].v, a[2 * i + 1].v, 0x44),
+                         _mm512_shuffle_f32x4(a[2 * i].v, a[2 * i + 1].v, 0xEE));
+  }
+  for (int i = 0; i < 4; ++i) {
+    w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xDD));
+  }
+  for (int i = 0; i < 2; ++i) {
+    x[i] = _mm512_add_ps(_mm512_shuffle_ps(w[2 * i], w[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(w[2 * i], w[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  const __m512 y = _mm512_add_ps(_mm512_shuffle_ps(x[0], x[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_ps(x[0], x[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  // Key j = 4i + m sits at lane 4m + i.
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return {_mm512_permutexvar_ps(order, y)};
 }
 inline float MaxLanes(Vec v) { return _mm512_reduce_max_ps(v.v); }
 
