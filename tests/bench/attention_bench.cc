@@ -18,9 +18,12 @@
 // Llama-3.2-1B attention shape (32 query heads, 8 KV heads of 64). kv_GB/s counts the K/V bytes
 // the step must read once (context × 2 × kv_dim × element size; for prefill the whole cache)
 // over the step's time; BM_ReadBandwidth is a STREAM-like read on one thread (the kernel is
-// single-threaded) in the same process:
+// single-threaded) in the same process. On a shared machine interleave the runs so that a
+// neighbour's load hits every kernel alike, and compare medians as ratios:
 //
 //   build/tests/bench/attention_bench --benchmark_filter='AttentionKernel|ReadBandwidth'
+//       --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true
+//       --benchmark_report_aggregates_only=true
 #include <algorithm>
 #include <numeric>
 #include <random>
