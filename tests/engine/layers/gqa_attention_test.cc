@@ -143,57 +143,54 @@ constexpr float kTolerance = 4e-6f;
 
 class GqaAttentionTest : public ::testing::TestWithParam<Case> {};
 
-TEST_P(GqaAttentionTest, MatchesNaiveReference) {
-  const Case c = GetParam();
+// Unit-normal q, K and V of a case, seeded seed, seed + 1, seed + 2.
+struct Data {
+  std::vector<float> q, keys, values;
+};
+Data RandomData(const Case& c, uint32_t seed) {
   const int total = c.start + c.n;
-  auto q = RandomVector(c.n * c.heads * c.d, 1);
-  auto keys = RandomVector(total * c.kv_heads * c.d, 2);
-  auto values = RandomVector(total * c.kv_heads * c.d, 3);
-  const auto naive =
-      NaiveAttention(q, keys, values, c.start, c.n, c.heads, c.kv_heads, c.d, c.window);
-  for (KernelIsa isa : Isas()) {
-    ScopedIsa scoped(isa);
-    EXPECT_LE(MaxAbsDiff(Engine(q, keys, values, c.start, c.n, c.heads, c.kv_heads, c.d, c.window),
-                         naive),
-              kTolerance)
-        << IsaName(isa);
-  }
+  return {RandomVector(c.n * c.heads * c.d, seed), RandomVector(total * c.kv_heads * c.d, seed + 1),
+          RandomVector(total * c.kv_heads * c.d, seed + 2)};
 }
 
-// The former scalar kernel, run on the same data, agrees within the same bound.
-TEST_P(GqaAttentionTest, MatchesScalarKernel) {
+// The kernel over a contiguous cache for the case's rows [first, first + n) (default: all).
+std::vector<float> RunCase(const Case& c, const Data& x, int first = 0, int n = -1) {
+  if (n < 0) n = c.n;
+  const int row = c.heads * c.d;
+  std::vector<float> q(x.q.begin() + first * row, x.q.begin() + (first + n) * row);
+  return Engine(q, x.keys, x.values, c.start + first, n, c.heads, c.kv_heads, c.d, c.window);
+}
+
+// Both references run on the same data: the double-precision naive one, and the former scalar
+// kernel.
+TEST_P(GqaAttentionTest, MatchesNaiveReferenceAndScalarKernel) {
   const Case c = GetParam();
+  const Data x = RandomData(c, 1);
+  const auto naive =
+      NaiveAttention(x.q, x.keys, x.values, c.start, c.n, c.heads, c.kv_heads, c.d, c.window);
   const int total = c.start + c.n;
-  auto q = RandomVector(c.n * c.heads * c.d, 7);
-  auto keys = RandomVector(total * c.kv_heads * c.d, 8);
-  auto values = RandomVector(total * c.kv_heads * c.d, 9);
   std::vector<float> scalar(c.n * c.heads * c.d), scores(total);
   const int32_t table[] = {0};
-  const KvView kv{keys.data(), values.data(), c.kv_heads * c.d, table, total};
-  ScalarGqaAttention(q.data(), kv, c.start, c.n, {c.heads, c.kv_heads, c.d, c.window},
+  const KvView kv{x.keys.data(), x.values.data(), c.kv_heads * c.d, table, total};
+  ScalarGqaAttention(x.q.data(), kv, c.start, c.n, {c.heads, c.kv_heads, c.d, c.window},
                      scores.data(), scalar.data());
   for (KernelIsa isa : Isas()) {
     ScopedIsa scoped(isa);
-    EXPECT_LE(MaxAbsDiff(Engine(q, keys, values, c.start, c.n, c.heads, c.kv_heads, c.d, c.window),
-                         scalar),
-              kTolerance)
-        << IsaName(isa);
+    const auto out = RunCase(c, x);
+    EXPECT_LE(MaxAbsDiff(out, naive), kTolerance) << IsaName(isa);
+    EXPECT_LE(MaxAbsDiff(out, scalar), kTolerance) << IsaName(isa);
   }
 }
 
 TEST_P(GqaAttentionTest, PagedViewIsBitIdenticalToContiguous) {
   const Case c = GetParam();
-  const int total = c.start + c.n;
-  auto q = RandomVector(c.n * c.heads * c.d, 4);
-  auto keys = RandomVector(total * c.kv_heads * c.d, 5);
-  auto values = RandomVector(total * c.kv_heads * c.d, 6);
+  const Data x = RandomData(c, 4);
   for (KernelIsa isa : Isas()) {
     ScopedIsa scoped(isa);
-    const auto contiguous =
-        Engine(q, keys, values, c.start, c.n, c.heads, c.kv_heads, c.d, c.window);
+    const auto contiguous = RunCase(c, x);
     for (int block_size : {1, 3, 16}) {
-      EXPECT_EQ(EnginePaged(q, keys, values, c.start, c.n, c.heads, c.kv_heads, c.d, block_size,
-                            c.window),
+      EXPECT_EQ(EnginePaged(x.q, x.keys, x.values, c.start, c.n, c.heads, c.kv_heads, c.d,
+                            block_size, c.window),
                 contiguous)
           << "block size " << block_size << ", " << IsaName(isa);
     }
@@ -205,14 +202,11 @@ TEST_P(GqaAttentionTest, IsasAgreeBitForBit) {
   const Case c = GetParam();
   const std::vector<KernelIsa> isas = Isas();
   if (isas.size() < 2) GTEST_SKIP() << "no AVX-512 on this CPU";
-  const int total = c.start + c.n;
-  auto q = RandomVector(c.n * c.heads * c.d, 14);
-  auto keys = RandomVector(total * c.kv_heads * c.d, 15);
-  auto values = RandomVector(total * c.kv_heads * c.d, 16);
+  const Data x = RandomData(c, 14);
   std::vector<std::vector<float>> outs;
   for (KernelIsa isa : isas) {
     ScopedIsa scoped(isa);
-    outs.push_back(Engine(q, keys, values, c.start, c.n, c.heads, c.kv_heads, c.d, c.window));
+    outs.push_back(RunCase(c, x));
   }
   EXPECT_EQ(outs[0], outs[1]);
 }
@@ -221,21 +215,14 @@ TEST_P(GqaAttentionTest, IsasAgreeBitForBit) {
 // chunks of any size, or one by one as decode steps gives the same bits.
 TEST_P(GqaAttentionTest, ChunkingDoesNotChangeAnyBit) {
   const Case c = GetParam();
-  const int total = c.start + c.n;
-  auto q = RandomVector(c.n * c.heads * c.d, 17);
-  auto keys = RandomVector(total * c.kv_heads * c.d, 18);
-  auto values = RandomVector(total * c.kv_heads * c.d, 19);
-  const int row = c.heads * c.d;
+  const Data x = RandomData(c, 17);
   for (KernelIsa isa : Isas()) {
     ScopedIsa scoped(isa);
-    const auto whole = Engine(q, keys, values, c.start, c.n, c.heads, c.kv_heads, c.d, c.window);
+    const auto whole = RunCase(c, x);
     for (int chunk : {1, 3, 5}) {
       std::vector<float> pieces;
       for (int i = 0; i < c.n; i += chunk) {
-        const int m = std::min(chunk, c.n - i);
-        std::vector<float> qi(q.begin() + i * row, q.begin() + (i + m) * row);
-        const auto out =
-            Engine(qi, keys, values, c.start + i, m, c.heads, c.kv_heads, c.d, c.window);
+        const auto out = RunCase(c, x, i, std::min(chunk, c.n - i));
         pieces.insert(pieces.end(), out.begin(), out.end());
       }
       EXPECT_EQ(pieces, whole) << "chunks of " << chunk << ", " << IsaName(isa);
