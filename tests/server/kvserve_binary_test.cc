@@ -254,7 +254,7 @@ TEST(KvserveBinaryHelpTest, HelpListsEveryFlagAndExitsZero) {
        {"listen", "model", "max-num-seqs", "max-running-requests", "max-num-batched-tokens",
         "max-queued-requests", "prefill-chunk-tokens", "batch-invariant", "seed", "threads",
         "reflection", "shutdown-timeout", "max-connection-age", "log-level", "metrics-address",
-        "log-requests", "weight-dtype"}) {
+        "log-requests", "weight-dtype", "kv-cache-dtype"}) {
     // Booleans are listed as --[no]flag.
     EXPECT_THAT(help.out, ContainsRegex(absl::StrCat("--(\\[no\\])?", flag, "[= ]")))
         << "--" << flag << " is not in:\n"
@@ -267,6 +267,13 @@ TEST(KvserveBinaryHelpTest, UnknownWeightDtypeExitsTwoNamingTheFlag) {
   const CommandResult r = RunCommand({kServerBinary, "--weight-dtype=fp8"});
   EXPECT_EQ(r.exit_code(), 2) << r.Describe();
   EXPECT_THAT(r.err, HasSubstr("--weight-dtype: unknown precision 'fp8'"));
+}
+
+TEST(KvserveBinaryHelpTest, UnknownKvCacheDtypeExitsTwoNamingTheFlag) {
+  ASSERT_NO_FATAL_FAILURE(RequireBinary(kServerBinary));
+  const CommandResult r = RunCommand({kServerBinary, "--kv-cache-dtype=fp16"});
+  EXPECT_EQ(r.exit_code(), 2) << r.Describe();
+  EXPECT_THAT(r.err, HasSubstr("--kv-cache-dtype: unknown type 'fp16' (f32 or bf16)"));
 }
 
 TEST(KvserveBinaryHelpTest, UnknownFlagExitsTwoAndPointsAtHelp) {
