@@ -14,12 +14,21 @@ std::string_view MemoryKindName(MemoryKind kind) {
   return "unknown";
 }
 
-int64_t CacheSpec::PagedBytesPerToken(MemoryKind kind) const {
-  int64_t floats = 0;
-  for (const LayerMemory& layer : layers) {
-    if (layer.kind == kind && IsPaged(kind)) floats += layer.num_floats;
+std::string_view KvDtypeName(KvDtype dtype) { return dtype == KvDtype::kBf16 ? "bf16" : "f32"; }
+
+std::optional<KvDtype> ParseKvDtype(std::string_view name) {
+  for (KvDtype dtype : {KvDtype::kF32, KvDtype::kBf16}) {
+    if (name == KvDtypeName(dtype)) return dtype;
   }
-  return floats * static_cast<int64_t>(sizeof(float));
+  return std::nullopt;
+}
+
+int64_t CacheSpec::PagedBytesPerToken(MemoryKind kind) const {
+  int64_t bytes = 0;
+  for (const LayerMemory& layer : layers) {
+    if (layer.kind == kind && IsPaged(kind)) bytes += layer.num_elements * layer.element_bytes();
+  }
+  return bytes;
 }
 
 int64_t CacheSpec::PagedBytesPerToken() const {
@@ -29,7 +38,7 @@ int64_t CacheSpec::PagedBytesPerToken() const {
 int64_t CacheSpec::StateBytesPerSequence() const {
   int64_t floats = 0;
   for (const LayerMemory& layer : layers) {
-    if (layer.kind == MemoryKind::kRecurrentState) floats += layer.num_floats;
+    if (layer.kind == MemoryKind::kRecurrentState) floats += layer.num_elements;
   }
   return floats * static_cast<int64_t>(sizeof(float));
 }

@@ -1,6 +1,7 @@
 #include "cache/kv_cache_manager.h"
 
 #include <algorithm>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -49,15 +50,15 @@ KvCacheManager::KvCacheManager(const CacheSpec& spec, const CacheOptions& option
   int64_t state_offset = 0;
   for (const LayerMemory& layer : spec_.layers) {
     if (IsPaged(layer.kind)) {
-      // new float[n], not make_unique<float[]>(n): nothing is read before the model writes it, and
-      // pages nobody has touched cost no memory yet.
-      arenas_.emplace_back(
-          new float[static_cast<size_t>(num_blocks) * spec_.block_size * layer.num_floats]);
+      // new std::byte[n], not make_unique<std::byte[]>(n): nothing is read before the model writes
+      // it, and pages nobody has touched cost no memory yet.
+      arenas_.emplace_back(new std::byte[static_cast<size_t>(num_blocks) * spec_.block_size *
+                                         layer.num_elements * layer.element_bytes()]);
       state_offset_.push_back(-1);
     } else {
       arenas_.emplace_back();
       state_offset_.push_back(state_offset);
-      state_offset += layer.num_floats;
+      state_offset += layer.num_elements;
     }
   }
 }
@@ -170,10 +171,10 @@ bool KvCacheManager::AllocateSlots(SequenceCache& seq, int32_t num_tokens) {
 void KvCacheManager::CopyBlock(BlockId from, BlockId to, int32_t num_tokens) {
   for (size_t l = 0; l < arenas_.size(); ++l) {
     if (arenas_[l] == nullptr) continue;
-    const int64_t per_block = int64_t{spec_.block_size} * spec_.layers[l].num_floats;
-    const float* src = arenas_[l].get() + from * per_block;
-    std::copy_n(src, int64_t{num_tokens} * spec_.layers[l].num_floats,
-                arenas_[l].get() + to * per_block);
+    const int64_t token_bytes = spec_.layers[l].num_elements * spec_.layers[l].element_bytes();
+    const int64_t per_block = int64_t{spec_.block_size} * token_bytes;
+    std::memcpy(arenas_[l].get() + to * per_block, arenas_[l].get() + from * per_block,
+                static_cast<size_t>(int64_t{num_tokens} * token_bytes));
   }
 }
 
@@ -220,7 +221,14 @@ std::optional<SequenceCache> KvCacheManager::Fork(const SequenceCache& seq) {
 
 float* KvCacheManager::LayerData(int32_t layer) {
   KV_CHECK(arenas_[layer] != nullptr) << "layer " << layer << " is not paged";
-  return arenas_[layer].get();
+  KV_CHECK(spec_.layers[layer].dtype == KvDtype::kF32) << "layer " << layer << " is not f32";
+  return reinterpret_cast<float*>(arenas_[layer].get());
+}
+
+uint16_t* KvCacheManager::LayerDataBf16(int32_t layer) {
+  KV_CHECK(arenas_[layer] != nullptr) << "layer " << layer << " is not paged";
+  KV_CHECK(spec_.layers[layer].dtype == KvDtype::kBf16) << "layer " << layer << " is not bf16";
+  return reinterpret_cast<uint16_t*>(arenas_[layer].get());
 }
 
 const float* KvCacheManager::LayerData(int32_t layer) const {

@@ -2,7 +2,8 @@
 //
 // Storage is allocated once, from a byte budget, when the manager is created:
 //
-//   paged layer l:  arena_l  [num_blocks][block_size][spec.layers[l].num_floats]
+//   paged layer l:  arena_l  [num_blocks][block_size][spec.layers[l].num_elements] of the layer's
+//                   KvDtype (f32 or bf16)
 //   recurrent l:    StatePool slots (one per running sequence) + prefix checkpoints
 //
 // A sequence holds a SequenceCache: its block table (logical block i -> physical block id, shared
@@ -23,6 +24,7 @@
 #define KVSERVE_CACHE_KV_CACHE_MANAGER_H_
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -155,10 +157,13 @@ class KvCacheManager {
   int64_t SlotOf(const SequenceCache& seq, int32_t pos) const {
     return int64_t{seq.blocks[pos / spec_.block_size]} * spec_.block_size + pos % spec_.block_size;
   }
-  // Paged layer storage: [num_blocks * block_size][spec().layers[layer].num_floats].
+  // Paged layer storage: [num_blocks * block_size][spec().layers[layer].num_elements].
+  // REQUIRES: the layer is paged and stored as f32 (LayerData) or bf16 (LayerDataBf16, values as
+  // the upper 16 bits of an IEEE float).
   float* LayerData(int32_t layer);
   const float* LayerData(int32_t layer) const;
-  // Recurrent layer state of one sequence: [spec().layers[layer].num_floats].
+  uint16_t* LayerDataBf16(int32_t layer);
+  // Recurrent layer state of one sequence: [spec().layers[layer].num_elements].
   float* StateData(int32_t layer, const SequenceCache& seq);
   StatePool& state_pool() { return state_; }
 
@@ -182,7 +187,7 @@ class KvCacheManager {
   StatePool state_;
   // Per layer; null for recurrent layers. Reserved at start but not written: the kernel hands out
   // zero pages as the cache fills, so start-up does not touch (or wait for) the whole budget.
-  std::vector<std::unique_ptr<float[]>> arenas_;
+  std::vector<std::unique_ptr<std::byte[]>> arenas_;
   std::vector<int64_t> state_offset_;  // per layer: offset inside a state slot
   int64_t prefix_query_tokens_ = 0;
   int64_t prefix_hit_tokens_ = 0;

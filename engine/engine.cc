@@ -108,7 +108,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedM
                      ") must be >= max_num_seqs (", options.max_num_seqs, ")"));
   }
   EngineOptions resolved = options;
-  const cache::CacheSpec spec = model.model->CacheSpec(resolved.block_size);
+  const cache::CacheSpec spec =
+      model.model->CacheSpec(resolved.block_size, resolved.kv_cache_dtype);
   if (resolved.kv_cache_bytes == 0) {
     resolved.kv_cache_bytes = DefaultKvCacheBytes(spec, model.model->config(), options);
   }
@@ -142,6 +143,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedM
   info.weight_bytes = model.model->weight_bytes();
   info.weight_dtype = model.model->weight_formats();
   info.kv_cache_bytes_per_token = cache->spec().PagedBytesPerToken();
+  info.kv_cache_dtype = resolved.kv_cache_dtype;
   info.state_bytes_per_sequence = cache->spec().StateBytesPerSequence();
   info.kv_cache_bytes = resolved.kv_cache_bytes;
   info.kv_cache_blocks = cache->num_blocks();

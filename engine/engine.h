@@ -69,6 +69,10 @@ struct EngineOptions {
   int64_t kv_cache_bytes = 0;
   // Tokens per KV-cache block.
   int32_t block_size = 16;
+  // Storage of attention K/V in the cache: kBf16 halves its bytes (K and V rounded to nearest even
+  // when written; attention widens them exactly and accumulates in f32). MLA latents and
+  // recurrent state stay f32.
+  cache::KvDtype kv_cache_dtype = cache::KvDtype::kF32;
   // Reuse cached full blocks of earlier prompts with the same prefix (and cache_salt).
   bool enable_prefix_caching = true;
   // Recurrent-state checkpoints kept for prefix reuse by models with recurrent (S4) layers.
@@ -92,7 +96,8 @@ struct ModelInfo {
   // The matrices' storage: "f32", "bf16", "int8", or e.g. "bf16+f32" when mixed (MLA layers stay
   // f32); norms are always f32.
   std::string weight_dtype;
-  int64_t kv_cache_bytes_per_token = 0;  // paged cache (K/V or MLA latents), all layers, f32
+  int64_t kv_cache_bytes_per_token = 0;  // paged cache (K/V or MLA latents), all layers
+  cache::KvDtype kv_cache_dtype = cache::KvDtype::kF32;  // attention K/V storage
   int64_t state_bytes_per_sequence = 0;  // recurrent state (S4 layers), all layers, f32
   int64_t kv_cache_bytes = 0;            // the whole cache's budget
   int32_t kv_cache_blocks = 0;

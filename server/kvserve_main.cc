@@ -76,6 +76,7 @@ int Run(int argc, char** argv) {
   double max_connection_age = 0;
   std::string log_level = "info";
   std::string weight_dtype = "auto";
+  std::string kv_cache_dtype(kvserve::cache::KvDtypeName(options.engine.kv_cache_dtype));
   std::string metrics_address = ":9464";
   bool log_requests = false;
   int64_t max_stream_buffer_bytes = options.max_stream_buffer_bytes;
@@ -134,6 +135,10 @@ int Run(int argc, char** argv) {
                "KV-cache budget per model, allocated at start (0 = enough for every running "
                "request at full context, at most 40% of available memory; printed at start-up)");
   flags.AddInt("block-size", &block_size, "tokens per KV-cache block");
+  flags.AddString("kv-cache-dtype", &kv_cache_dtype,
+                  "storage of attention keys and values in the KV cache: f32, or bf16 (half the "
+                  "bytes, so twice the tokens per --kv-cache-bytes; values rounded to nearest "
+                  "even, attention accumulates in f32); MLA latents stay f32");
   flags.AddBool("prefix-caching", &prefix_caching,
                 "reuse the cached KV blocks of earlier prompts that share a prefix");
   flags.AddBool("reflection", &reflection, "serve gRPC server reflection (v1alpha)");
@@ -215,6 +220,13 @@ int Run(int argc, char** argv) {
                  weight_dtype.c_str());
     return 2;
   }
+  const std::optional<kvserve::cache::KvDtype> kv_dtype =
+      kvserve::cache::ParseKvDtype(kv_cache_dtype);
+  if (!kv_dtype.has_value()) {
+    std::fprintf(stderr, "kvserve: --kv-cache-dtype: unknown type '%s' (f32 or bf16)\n",
+                 kv_cache_dtype.c_str());
+    return 2;
+  }
   if (flags.IsSet("max-running-requests")) {
     if (flags.IsSet("max-num-seqs") && max_num_seqs != max_running) {
       std::fprintf(stderr,
@@ -266,6 +278,7 @@ int Run(int argc, char** argv) {
   options.engine.num_threads = static_cast<int32_t>(threads);
   options.engine.kv_cache_bytes = kv_cache_bytes;
   options.engine.block_size = static_cast<int32_t>(block_size);
+  options.engine.kv_cache_dtype = *kv_dtype;
   options.engine.enable_prefix_caching = prefix_caching;
   options.enable_reflection = reflection;
   options.metrics_address = metrics_address;

@@ -407,7 +407,7 @@ void PrometheusMetrics::SetEngineInfo(const engine::ModelInfo& info,
                                       const engine::CacheUsage& cache_at_start) {
   families_->cache_config_info
       ->Add({{"model", info.name},
-             {"dtype", "float32"},
+             {"dtype", info.kv_cache_dtype == cache::KvDtype::kBf16 ? "bfloat16" : "float32"},
              {"block_size", absl::StrCat(info.block_size)},
              {"num_blocks", absl::StrCat(info.kv_cache_blocks)},
              // vLLM's name for the same count, which the inference gateway's endpoint picker reads

@@ -59,10 +59,11 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Create(
     KV_LOG(INFO) << "model '" << info.name << "': " << info.config.architecture << " "
                  << info.config.AttentionKind() << ", " << info.num_parameters << " parameters, "
                  << info.weight_dtype << " weights " << info.weight_bytes / (1 << 20) << " MiB ("
-                 << info.weight_bytes << " bytes), " << info.kv_cache_bytes_per_token
-                 << " KV bytes/token, from " << info.source << "; KV cache "
-                 << info.kv_cache_bytes / (1 << 20) << " MiB = " << info.kv_cache_blocks
-                 << " blocks of " << info.block_size << " tokens";
+                 << info.weight_bytes << " bytes), " << info.kv_cache_bytes_per_token << " "
+                 << cache::KvDtypeName(info.kv_cache_dtype) << " KV bytes/token, from "
+                 << info.source << "; KV cache " << info.kv_cache_bytes / (1 << 20)
+                 << " MiB = " << info.kv_cache_blocks << " blocks of " << info.block_size
+                 << " tokens";
     registry->engines_.push_back(std::move(engine));
   }
   return registry;

@@ -39,6 +39,12 @@ bool UseAvx512Int8Kernels() {
   return Allowed(cpu);
 }
 
+bool UseAvx512AttentionKernels() {
+  static const bool cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl");
+  return Allowed(cpu);
+}
+
 void SetKernelIsaForTesting(std::optional<KernelIsa> isa) {
   forced_isa.store(isa ? static_cast<int>(*isa) : -1, std::memory_order_relaxed);
 }

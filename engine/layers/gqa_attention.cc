@@ -1,62 +1,235 @@
+// Design note. The kernel body (gqa_attention_kernel.inc) is one source compiled twice, over a
+// portable 16-lane vector and over AVX-512 registers, so the order of gqa_attention.h is written
+// once and the two paths cannot drift apart. Loop nest per call:
+//
+//   for each block of kAttentionQueryRows query rows:          (states: rows × heads, in scratch)
+//     for each key tile [16t, 16t + 16) any of them sees:       (block table walked once per tile)
+//       for each row, kv head, query head of the kv head's group:
+//         scores → running max → rescale → weights → acc += p·v
+//
+// so a tile's K/V rows (16 × kv_dim values) come from memory once and stay in L1 while every
+// query of the block that sees them passes over them; decode (one row) reads each K/V row exactly
+// once per kv head.
 #include "engine/layers/gqa_attention.h"
+
+#include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
-#include "engine/kernels/ops.h"
+#include "engine/kernels/bf16_matmul.h"
+#include "engine/kernels/kernel_isa.h"
+
+// GCC 12 reports the deliberately undefined operand inside its own AVX-512 intrinsics as
+// uninitialized once they are inlined here.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace kvserve::engine {
 namespace {
 
-// Calls fn(s, row_offset) for positions s in [begin, end) in order, walking the block table once
-// per block instead of dividing per position.
-template <typename Fn>
-inline void ForEachRow(const KvView& kv, int64_t begin, int64_t end, Fn fn) {
-  for (int64_t b = begin / kv.block_size, first = b * kv.block_size; first < end;
-       first += kv.block_size, ++b) {
-    const int64_t base = int64_t{kv.block_table[b]} * kv.block_size;
-    const int64_t stop = std::min(end - first, kv.block_size);
-    for (int64_t j = std::max<int64_t>(begin - first, 0); j < stop; ++j) {
-      fn(first + j, (base + j) * kv.row_stride);
-    }
-  }
+constexpr int kLanes = 16;           // also the key tile: tiles are aligned to absolute positions
+constexpr float kExp2Min = -125.0f;  // 2^-125 · 2^-0.5 is still a normal float
+constexpr float kRoundMagic = 12582912.0f;  // 1.5 · 2^23
+// ln(2)^k / k!, k = 0..7: 2^f = e^(f ln 2) for |f| <= 1/2.
+constexpr float kExp2Poly[8] = {1.0f,
+                                0.693147180559945309f,
+                                0.240226506959100712f,
+                                0.0555041086648215800f,
+                                0.00961812910762847717f,
+                                0.00133335581464284434f,
+                                0.000154035303933816100f,
+                                0.0000152527338040598403f};
+
+// A query's state in scratch: [q' (d) | acc (dv) | softmax-sum lanes (16) | running max | pad].
+inline int64_t QueryStateFloats(const AttentionShape& shape) {
+  return shape.head_dim + shape.value_width() + 2 * kLanes;
 }
+
+// log2(e) · scale, so that scores come out in base 2.
+inline float QueryScale(const AttentionShape& shape) {
+  const double scale =
+      shape.scale > 0 ? shape.scale : 1.0 / std::sqrt(static_cast<double>(shape.head_dim));
+  return static_cast<float>(1.4426950408889634 * scale);
+}
+
+// First position a query at `pos` sees.
+inline int64_t FirstVisible(int64_t pos, int64_t window) {
+  return window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
+}
+
+inline float Widen(float v) { return v; }
+// Bf16ToFloat (bf16_matmul.h), here where the compiler can inline it into the portable loops.
+inline float Widen(uint16_t v) {
+  const uint32_t u = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+}
+
+namespace portable {
+
+struct Vec {
+  float f[kLanes];
+};
+inline Vec Zero() { return Vec{}; }
+inline Vec Set1(float a) {
+  Vec v;
+  for (int l = 0; l < kLanes; ++l) v.f[l] = a;
+  return v;
+}
+inline Vec Load(const float* p) {
+  Vec v;
+  std::memcpy(v.f, p, sizeof(v.f));
+  return v;
+}
+inline Vec Load(const uint16_t* p) {
+  Vec v;
+  for (int l = 0; l < kLanes; ++l) v.f[l] = Widen(p[l]);
+  return v;
+}
+inline void Store(float* p, Vec v) { std::memcpy(p, v.f, sizeof(v.f)); }
+inline Vec Add(Vec a, Vec b) {
+  for (int l = 0; l < kLanes; ++l) a.f[l] = a.f[l] + b.f[l];
+  return a;
+}
+inline Vec Sub(Vec a, Vec b) {
+  for (int l = 0; l < kLanes; ++l) a.f[l] = a.f[l] - b.f[l];
+  return a;
+}
+inline Vec Mul(Vec a, Vec b) {
+  for (int l = 0; l < kLanes; ++l) a.f[l] = a.f[l] * b.f[l];
+  return a;
+}
+inline Vec Max(Vec a, Vec b) {
+  for (int l = 0; l < kLanes; ++l) a.f[l] = a.f[l] > b.f[l] ? a.f[l] : b.f[l];
+  return a;
+}
+inline Vec Fma(Vec a, Vec b, Vec c) {
+  for (int l = 0; l < kLanes; ++l) c.f[l] = std::fma(a.f[l], b.f[l], c.f[l]);
+  return c;
+}
+inline Vec Pow2(Vec r) {
+  for (int l = 0; l < kLanes; ++l) {
+    const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(r.f[l]) + 127) << 23;
+    std::memcpy(&r.f[l], &bits, sizeof(bits));
+  }
+  return r;
+}
+inline float SumLanes(Vec v) {
+  for (int l = 0; l < 8; ++l) v.f[l] = v.f[l] + v.f[l + 8];
+  for (int l = 0; l < 4; ++l) v.f[l] = v.f[l] + v.f[l + 4];
+  for (int l = 0; l < 2; ++l) v.f[l] = v.f[l] + v.f[l + 2];
+  return v.f[0] + v.f[1];
+}
+inline Vec SumLanes16(const Vec* a) {
+  Vec v;
+  for (int j = 0; j < kLanes; ++j) v.f[j] = SumLanes(a[j]);
+  return v;
+}
+inline float MaxLanes(Vec v) {
+  float m = v.f[0];
+  for (int l = 1; l < kLanes; ++l) m = v.f[l] > m ? v.f[l] : m;
+  return m;
+}
+
+#include "engine/layers/gqa_attention_kernel.inc"
+
+}  // namespace portable
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl"))), \
+                             apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl")
+#endif
+
+namespace avx512 {
+
+struct Vec {
+  __m512 v;
+};
+inline Vec Zero() { return {_mm512_setzero_ps()}; }
+inline Vec Set1(float a) { return {_mm512_set1_ps(a)}; }
+inline Vec Load(const float* p) { return {_mm512_loadu_ps(p)}; }
+inline Vec Load(const uint16_t* p) {
+  const __m512i wide =
+      _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return {_mm512_castsi512_ps(_mm512_slli_epi32(wide, 16))};
+}
+inline void Store(float* p, Vec v) { _mm512_storeu_ps(p, v.v); }
+inline Vec Add(Vec a, Vec b) { return {_mm512_add_ps(a.v, b.v)}; }
+inline Vec Sub(Vec a, Vec b) { return {_mm512_sub_ps(a.v, b.v)}; }
+inline Vec Mul(Vec a, Vec b) { return {_mm512_mul_ps(a.v, b.v)}; }
+inline Vec Max(Vec a, Vec b) { return {_mm512_max_ps(a.v, b.v)}; }  // a > b ? a : b
+inline Vec Fma(Vec a, Vec b, Vec c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+inline Vec Pow2(Vec r) {
+  const __m512i e = _mm512_add_epi32(_mm512_cvttps_epi32(r.v), _mm512_set1_epi32(127));
+  return {_mm512_castsi512_ps(_mm512_slli_epi32(e, 23))};
+}
+inline float SumLanes(Vec v) {
+  const __m256 eight = _mm256_add_ps(_mm512_castps512_ps256(v.v),
+                                     _mm512_castps512_ps256(_mm512_shuffle_f32x4(v.v, v.v, 0xEE)));
+  const __m128 four = _mm_add_ps(_mm256_castps256_ps128(eight), _mm256_extractf128_ps(eight, 1));
+  const __m128 two = _mm_add_ps(four, _mm_movehl_ps(four, four));
+  return _mm_cvtss_f32(_mm_add_ss(two, _mm_shuffle_ps(two, two, 1)));
+}
+// SumLanes of 16 vectors at once, stage by stage of the same tree: stage 1 adds lane l and l + 8
+// of two vectors into one, stage 2 chunks c and c + 1 (lanes l and l + 4), stage 3 lanes l and
+// l + 2 inside each chunk, stage 4 the last pair; the result's lanes then hold key 4i + m at lane
+// 4m + i, put in key order by one permute.
+inline Vec SumLanes16(const Vec* a) {
+  __m512 v[8], w[4], x[2];
+  for (int i = 0; i < 8; ++i) {
+    v[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i].v, a[2 * i + 1].v, 0x44),
+                         _mm512_shuffle_f32x4(a[2 * i].v, a[2 * i + 1].v, 0xEE));
+  }
+  for (int i = 0; i < 4; ++i) {
+    w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xDD));
+  }
+  for (int i = 0; i < 2; ++i) {
+    x[i] = _mm512_add_ps(_mm512_shuffle_ps(w[2 * i], w[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(w[2 * i], w[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  const __m512 y = _mm512_add_ps(_mm512_shuffle_ps(x[0], x[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_ps(x[0], x[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  // Key j = 4i + m sits at lane 4m + i.
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return {_mm512_permutexvar_ps(order, y)};
+}
+inline float MaxLanes(Vec v) { return _mm512_reduce_max_ps(v.v); }
+
+#include "engine/layers/gqa_attention_kernel.inc"
+
+}  // namespace avx512
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
 
 }  // namespace
 
+int64_t GqaAttentionScratchFloats(const AttentionShape& shape) {
+  return kAttentionQueryRows * shape.num_heads * QueryStateFloats(shape);
+}
+
 void GqaAttention(const float* q, const KvView& kv, int64_t start_pos, int64_t n,
                   const AttentionShape& shape, float* scratch, float* out) {
-  const int64_t d = shape.head_dim;
-  const int64_t group = shape.num_heads / shape.num_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t num_visible = start_pos + i + 1;  // causal: positions [0, start_pos + i]
-    // Sliding window: only the last `window` of them.
-    const int64_t first = shape.window > 0 ? std::max<int64_t>(0, num_visible - shape.window) : 0;
-    for (int64_t h = 0; h < shape.num_heads; ++h) {
-      const int64_t head_offset = (h / group) * d;
-      const float* qh = q + (i * shape.num_heads + h) * d;  // [d]
-      float max_score = -std::numeric_limits<float>::infinity();
-      ForEachRow(kv, first, num_visible, [&](int64_t s, int64_t row) {
-        scratch[s] = Dot(qh, kv.keys + row + head_offset, d) * scale;  // k: [d]
-        max_score = std::max(max_score, scratch[s]);
-      });
-      double denom = 0.0;
-      for (int64_t s = first; s < num_visible; ++s) {
-        scratch[s] = std::exp(scratch[s] - max_score);
-        denom += scratch[s];
-      }
-      const float inv_denom = static_cast<float>(1.0 / denom);
-      float* o = out + (i * shape.num_heads + h) * d;  // [d]
-      std::fill(o, o + d, 0.0f);
-      ForEachRow(kv, first, num_visible, [&](int64_t s, int64_t row) {
-        const float p = scratch[s] * inv_denom;
-        const float* v = kv.values + row + head_offset;  // [d]
-        for (int64_t x = 0; x < d; ++x) o[x] += p * v[x];
-      });
-    }
+  const bool bf16 = kv.dtype == cache::KvDtype::kBf16;
+  if (UseAvx512AttentionKernels()) {
+    if (bf16) return avx512::Attend<uint16_t>(q, kv, start_pos, n, shape, scratch, out);
+    return avx512::Attend<float>(q, kv, start_pos, n, shape, scratch, out);
   }
+  if (bf16) return portable::Attend<uint16_t>(q, kv, start_pos, n, shape, scratch, out);
+  portable::Attend<float>(q, kv, start_pos, n, shape, scratch, out);
 }
 
 }  // namespace kvserve::engine

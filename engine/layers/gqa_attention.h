@@ -1,8 +1,32 @@
 // Causal grouped-query attention over one sequence's cached keys and values, read through its
-// block table (PagedAttention).
+// block table (PagedAttention), as one online-softmax pass over key tiles (FlashAttention-2's
+// order, on a CPU).
 //
 // MHA, MQA and GQA are one code path: query head h reads K/V head h / group_size, where
-// group_size = num_heads / num_kv_heads (1 = MHA, num_heads = MQA).
+// group_size = num_heads / num_kv_heads (1 = MHA, num_heads = MQA). All query heads of a K/V group
+// and up to kQueryRows query rows are processed together, so each K/V row is read from memory once
+// per call and kv head, and no score matrix is materialised (scratch is independent of context).
+//
+// The fixed order (what batch invariance and chunking invariance rest on). For one query row at
+// position p and one head, with visible keys [lo, p] (lo = 0, or p - window + 1 with a window):
+//   0. q' = q * float(log2(e) * scale), element by element in f32 (scale = 1/sqrt(head_dim) unless
+//      the shape sets one);
+//   1. key tiles are the absolute position ranges [16t, 16t + 16), visited in increasing t from
+//      the tile of lo to the tile of p; in a tile only the visible keys take part;
+//   2. score s_j = q'·k_j in RowInvariantMatmul's dot order (16 fma lanes over the first
+//      16·⌊d/16⌋ elements, a fixed lane tree, then the tail by fma in increasing element);
+//   3. m' = max(m, max_j s_j); if m' > m and a tile was seen before: α = Exp2(m - m'),
+//      L *= α (16 lanes), acc *= α (element-wise);
+//   4. P_j = Exp2(s_j - m'); lane (j mod 16) of L += P_j (0 for invisible keys);
+//      acc = fma(P_j, v_j, acc) for visible j in increasing j;
+//   5. out = acc * (1 / tree_sum(L)), with the lane tree of step 2.
+// Exp2 is a fixed polynomial (degree 7, |relative error| < 2e-7) on inputs clamped to >= -125, so
+// every value stays a normal float. The order depends on nothing but the row's position and the
+// data: not on start_pos or n (chunking), the other rows (batching), the block layout (paging) or
+// the ISA — the AVX-512 path (KernelIsa, kernel_isa.h) and the portable path compute the same
+// operations in the same order and agree bit for bit. Against exact softmax attention the
+// difference is a few f32 roundings of the scores and weights (tests: <= 4e-6 absolute on
+// unit-normal data).
 //
 // Thread-safety: stateless apart from the caller-provided scratch; safe to call concurrently with
 // distinct scratch buffers.
@@ -10,6 +34,8 @@
 #define KVSERVE_ENGINE_LAYERS_GQA_ATTENTION_H_
 
 #include <cstdint>
+
+#include "cache/cache_spec.h"
 
 namespace kvserve::engine {
 
@@ -20,34 +46,49 @@ struct AttentionShape {
   // Sliding window (Qwen2 / Mistral style): a query at position p sees keys at positions
   // (p - window, p], i.e. itself and the window - 1 before it. 0: full causal attention.
   int64_t window = 0;
+  // Width of a value head when it differs from head_dim (the width of queries and keys); 0: the
+  // same. MLA's absorbed form is MQA with keys [c_KV | k_R] and values c_KV, the key's prefix.
+  int64_t value_dim = 0;
+  // Softmax scale; 0: 1/sqrt(head_dim).
+  double scale = 0;
+
+  int64_t value_width() const { return value_dim > 0 ? value_dim : head_dim; }
 };
 
 // Where a sequence's cached K and V rows live. Position s is cache row
 //   slot(s) = block_table[s / block_size] * block_size + s % block_size
-// found at keys + slot(s) * row_stride and values + slot(s) * row_stride, each row holding
-// [num_kv_heads, head_dim] floats. A contiguous cache is the one-block case: block_table = {0} and
-// block_size >= the sequence length.
+// found at keys + slot(s) * row_stride and values + slot(s) * row_stride (in elements of
+// `dtype`), each row holding [num_kv_heads, head_dim] keys and [num_kv_heads, value_width] values.
+// A contiguous cache is the one-block case: block_table = {0} and block_size >= the sequence
+// length.
 //
 //   paged arena of one layer (row_stride = 2 * kv_dim):
 //   block b: | slot b*bs+0: K[kv_dim] V[kv_dim] | slot b*bs+1: K V | ... | slot b*bs+bs-1: K V |
+//
+// dtype kBf16: each value is a uint16_t holding the upper half of an f32 (widened exactly on read).
 struct KvView {
-  const float* keys = nullptr;
-  const float* values = nullptr;
+  const void* keys = nullptr;
+  const void* values = nullptr;
   int64_t row_stride = 0;
   const int32_t* block_table = nullptr;
   int64_t block_size = 0;
+  cache::KvDtype dtype = cache::KvDtype::kF32;
 };
+
+// Query rows processed together (each K/V tile is reused by this many rows × the group's heads).
+inline constexpr int64_t kAttentionQueryRows = 4;
+
+// Floats of scratch GqaAttention needs for `shape` (independent of the context length).
+int64_t GqaAttentionScratchFloats(const AttentionShape& shape);
 
 // Attention for n new query tokens at positions [start_pos, start_pos + n), each attending to
 // cached positions [0, its own position], or with shape.window > 0 to the last `window` of them.
-// Older positions stay in the cache; they are only not read.
+// Older positions stay in the cache; they are only not read, nor are positions after a row's own.
 //   q:       [n, num_heads, head_dim]
 //   kv:      rows for positions [0, start_pos + n), already holding the new tokens' K and V
-//   out:     [n, num_heads, head_dim]
-//   scratch: >= start_pos + n floats
-// Scores are scaled by 1/sqrt(head_dim); softmax is max-subtracted with the sum accumulated in
-// double. Positions are visited in order whatever the block layout, so paged and contiguous views
-// of the same data give bit-identical results, and so do different splits into chunks.
+//   out:     [n, num_heads, value_width]
+//   scratch: >= GqaAttentionScratchFloats(shape) floats
+// REQUIRES: num_heads a multiple of num_kv_heads; n >= 1; out overlaps neither q nor scratch.
 void GqaAttention(const float* q, const KvView& kv, int64_t start_pos, int64_t n,
                   const AttentionShape& shape, float* scratch, float* out);
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/logging.h"
 #include "base/status_macros.h"
+#include "engine/layers/gqa_attention.h"
 
 namespace kvserve::engine {
 namespace {
@@ -143,7 +144,7 @@ void MlaAttention::ForwardBatch(const float* h, int64_t rows, absl::Span<const S
     if (form == Form::kExpanded) {
       Expanded(s.row, s.n, s.start_pos, arena);
     } else if (form == Form::kAbsorbed) {
-      Absorbed(s.row, s.n, s.start_pos, arena);
+      Absorbed(s.row, s.n, s.start_pos, arena, *s.seq, cache.block_size());
     } else {
       // Prompt positions expanded, generated ones absorbed (SequenceRows::generated_from).
       const int64_t num_prompt =
@@ -151,7 +152,7 @@ void MlaAttention::ForwardBatch(const float* h, int64_t rows, absl::Span<const S
       if (num_prompt > 0) Expanded(s.row, num_prompt, s.start_pos, arena);
       if (num_prompt < s.n) {
         Absorbed(s.row + num_prompt, s.n - num_prompt,
-                 s.start_pos + static_cast<int32_t>(num_prompt), arena);
+                 s.start_pos + static_cast<int32_t>(num_prompt), arena, *s.seq, cache.block_size());
       }
     }
   }
@@ -188,34 +189,38 @@ void MlaAttention::Expanded(int64_t row, int64_t n, int32_t start_pos, const flo
   }
 }
 
-// MQA form over the latent cache: W_UK moves to the query side, W_UV after attention.
-void MlaAttention::Absorbed(int64_t row, int64_t n, int32_t start_pos, const float* arena) {
+// MQA form over the latent cache: W_UK moves to the query side, W_UV after attention. The
+// attention itself is GqaAttention with one KV head: keys are the cache rows [c_KV | k_R]
+// (latent_width wide), values their c_KV prefix (kv_lora wide), queries [q~ | q_R].
+void MlaAttention::Absorbed(int64_t row, int64_t n, int32_t start_pos, const float* arena,
+                            const cache::SequenceCache& seq, int32_t block_size) {
   const int64_t qk = nope_ + rope_dim_;
   const int64_t kv_width = nope_ + v_dim_;
+  const int64_t width = latent_width();
   // [heads*(nope+v), kv_lora]; MLA keeps its weights f32 (Create).
   const float* w_b = std::get<F32Weight>(kv_b_proj_->weight()).data.data();
-  q_abs_.resize(heads_ * kv_lora_);
-  o_lat_.resize(heads_ * kv_lora_);
+  q_abs_.resize(n * heads_ * width);
+  o_lat_.resize(n * heads_ * kv_lora_);
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t visible = start_pos + i + 1;
     for (int64_t hd = 0; hd < heads_; ++hd) {
       const float* q = &q_[((row + i) * heads_ + hd) * qk];
       // q~ = W_UK_hᵀ q_C: {kv_lora}, W_UK_h = rows [hd*(nope+v), hd*(nope+v) + nope) of kv_b.
-      float* q_abs = &q_abs_[hd * kv_lora_];
+      float* q_abs = &q_abs_[(i * heads_ + hd) * width];  // [q~ kv_lora | q_R rope]
       std::fill(q_abs, q_abs + kv_lora_, 0.0f);
       for (int64_t x = 0; x < nope_; ++x) {
         Axpy(q[x], w_b + (hd * kv_width + x) * kv_lora_, q_abs, kv_lora_);
       }
-      for (int64_t s = 0; s < visible; ++s) {
-        const float* row = arena + rows_[s];  // [c_KV | k_R]
-        scores_[s] =
-            (Dot(q_abs, row, kv_lora_) + Dot(q + nope_, row + kv_lora_, rope_dim_)) * scale_;
-      }
-      const float inv = SoftmaxInPlace(scores_.data(), visible);
-      float* o_lat = &o_lat_[hd * kv_lora_];  // ō = Σ p c_KV: {kv_lora}
-      std::fill(o_lat, o_lat + kv_lora_, 0.0f);
-      for (int64_t s = 0; s < visible; ++s)
-        Axpy(scores_[s] * inv, arena + rows_[s], o_lat, kv_lora_);
+      std::copy_n(q + nope_, rope_dim_, q_abs + kv_lora_);
+    }
+  }
+  // ō = Σ p c_KV: {n, heads, kv_lora}.
+  const KvView kv{arena, arena, width, seq.blocks.data(), block_size};
+  const AttentionShape shape{heads_, 1, width, /*window=*/0, /*value_dim=*/kv_lora_, scale_};
+  attn_scratch_.resize(GqaAttentionScratchFloats(shape));
+  GqaAttention(q_abs_.data(), kv, start_pos, n, shape, attn_scratch_.data(), o_lat_.data());
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t hd = 0; hd < heads_; ++hd) {
+      const float* o_lat = &o_lat_[(i * heads_ + hd) * kv_lora_];
       // o_h = W_UV_h ō: {v}, W_UV_h = the v rows after W_UK_h.
       float* o = &attn_[((row + i) * heads_ + hd) * v_dim_];
       for (int64_t y = 0; y < v_dim_; ++y) {

@@ -13,7 +13,9 @@
 //   expanded  (prompt positions): decompress every cached c_KV through kv_b_proj into per-head K
 //             and V, then attention with head size nope + rope (keys) and v_head_dim (values);
 //   absorbed  (generated positions): q~_h = W_UK_hᵀ q_C_h, scores q~_h·c_KV + q_R_h·k_R, latent
-//             output ō_h = Σ p c_KV, then o_h = W_UV_h ō_h. W_UK and W_UV are applied in
+//             output ō_h = Σ p c_KV, then o_h = W_UV_h ō_h. The attention in the middle is
+//             GqaAttention as MQA ("GQA with one group") over the cache rows: keys
+//             [c_KV | k_R], values c_KV, queries [q~_h | q_R_h]. W_UK and W_UV are applied in
 //             sequence, never pre-multiplied with W_UQ or W_O: the product loses precision
 //             (docs/math.md §2.1, note 3).
 // Both use the softmax scale 1/sqrt(nope + rope) (× YaRN mscale²).
@@ -78,10 +80,11 @@ class MlaAttention {
 
  private:
   MlaAttention(const ModelConfig& config);
-  // Both read q_ rows [row, row + n), cache rows at arena + rows_[s] for positions
-  // s < start_pos + n, and write attn_ rows [row, row + n).
+  // Both read q_ rows [row, row + n), the cache rows of positions s < start_pos + n (Expanded at
+  // arena + rows_[s], Absorbed through seq's block table), and write attn_ rows [row, row + n).
   void Expanded(int64_t row, int64_t n, int32_t start_pos, const float* arena);
-  void Absorbed(int64_t row, int64_t n, int32_t start_pos, const float* arena);
+  void Absorbed(int64_t row, int64_t n, int32_t start_pos, const float* arena,
+                const cache::SequenceCache& seq, int32_t block_size);
 
   int64_t hidden_, heads_, q_lora_, kv_lora_, nope_, rope_dim_, v_dim_;
   float eps_;
@@ -97,16 +100,17 @@ class MlaAttention {
   std::optional<Linear> o_proj_;     // [hidden, heads*v]
 
   // Workspaces, grown on demand.
-  AlignedFloats q_;            // [n, heads, nope+rope]
-  AlignedFloats q_lat_;        // [n, q_lora]
-  AlignedFloats kv_a_;         // [n, kv_lora+rope]
-  AlignedFloats latents_;      // [context, kv_lora]  gathered c_KV (expanded form)
-  AlignedFloats kv_full_;      // [context, heads, nope+v]  decompressed K_C | V (expanded form)
-  std::vector<float> q_abs_;   // [heads, kv_lora]  absorbed queries (absorbed form)
-  std::vector<float> o_lat_;   // [heads, kv_lora]  latent outputs (absorbed form)
-  AlignedFloats attn_;         // [n, heads, v]
-  std::vector<float> scores_;  // [context]
-  std::vector<int64_t> rows_;  // [context] cache row offsets
+  AlignedFloats q_;           // [n, heads, nope+rope]
+  AlignedFloats q_lat_;       // [n, q_lora]
+  AlignedFloats kv_a_;        // [n, kv_lora+rope]
+  AlignedFloats latents_;     // [context, kv_lora]  gathered c_KV (expanded form)
+  AlignedFloats kv_full_;     // [context, heads, nope+v]  decompressed K_C | V (expanded form)
+  std::vector<float> q_abs_;  // [n, heads, kv_lora+rope]  absorbed queries [q~ | q_R]
+  std::vector<float> o_lat_;  // [n, heads, kv_lora]  latent outputs (absorbed form)
+  std::vector<float> attn_scratch_;  // GqaAttention's scratch (absorbed form)
+  AlignedFloats attn_;               // [n, heads, v]
+  std::vector<float> scores_;        // [context]
+  std::vector<int64_t> rows_;        // [context] cache row offsets
 };
 
 }  // namespace kvserve::engine

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/logging.h"
 #include "base/status_macros.h"
+#include "engine/kernels/bf16_matmul.h"
 #include "engine/layers/gqa_attention.h"
 #include "engine/model/matrix_loader.h"
 
@@ -164,8 +165,9 @@ DecoderModel::DecoderModel(const ModelConfig& config, std::optional<MatmulWeight
                                              RopeLayout::kInterleaved, config.yarn)
                                        : std::nullopt),
       num_parameters_(num_parameters) {
-  // Attention scores for the longest context: decode steps never reallocate them.
-  scores_.reserve(config.max_position_embeddings);
+  // Attention scratch, independent of the context: decode steps never reallocate it.
+  scores_.resize(GqaAttentionScratchFloats(
+      {config.num_attention_heads, config.num_key_value_heads, config.head_dim}));
 }
 
 void DecoderModel::Reserve(int64_t n) {
@@ -189,7 +191,7 @@ void DecoderModel::Reserve(int64_t n) {
   reserved_tokens_ = n;
 }
 
-cache::CacheSpec DecoderModel::CacheSpec(int32_t block_size) const {
+cache::CacheSpec DecoderModel::CacheSpec(int32_t block_size, cache::KvDtype kv_dtype) const {
   cache::CacheSpec spec;
   spec.block_size = block_size;
   for (int32_t l = 0; l < config_.num_hidden_layers; ++l) {
@@ -200,7 +202,7 @@ cache::CacheSpec DecoderModel::CacheSpec(int32_t block_size) const {
           cache::LayerMemory::MlaLatent(config_.mla->kv_lora_rank, config_.mla->qk_rope_head_dim));
     } else {
       spec.layers.push_back(
-          cache::LayerMemory::AttentionKv(config_.num_key_value_heads, config_.head_dim));
+          cache::LayerMemory::AttentionKv(config_.num_key_value_heads, config_.head_dim, kv_dtype));
     }
   }
   return spec;
@@ -248,14 +250,11 @@ void DecoderModel::Run(int64_t num_rows, cache::KvCacheManager& cache, float* lo
   const int64_t inter = config_.intermediate_size;
   const AttentionShape shape{config_.num_attention_heads, config_.num_key_value_heads,
                              config_.head_dim};
-  int64_t max_context = 0;
   for (const SequenceRows& s : seq_rows_) {
     KV_CHECK(s.start_pos >= 0 && s.start_pos + s.n <= s.seq->num_slots)
         << "positions [" << s.start_pos << ", " << s.start_pos + s.n << ") exceed the sequence's "
         << s.seq->num_slots << " cache slots";
-    max_context = std::max(max_context, s.start_pos + s.n);
   }
-  if (static_cast<int64_t>(scores_.size()) < max_context) scores_.resize(max_context);
 
   for (int64_t i = 0; i < num_rows; ++i) {
     const int32_t id = tokens_[i];
@@ -338,15 +337,30 @@ void DecoderModel::GqaLayer(Layer& layer, int64_t num_rows, const AttentionShape
   }
   rope_.Apply(rope_table_.data(), num_rows, config_.num_attention_heads, q_.data());
   rope_.Apply(rope_table_.data(), num_rows, config_.num_key_value_heads, k_.data());
-  float* arena = cache.LayerData(l);
+  const bool bf16 = cache.spec().layers[l].dtype == cache::KvDtype::kBf16;
+  float* arena = bf16 ? nullptr : cache.LayerData(l);
+  uint16_t* arena_bf16 = bf16 ? cache.LayerDataBf16(l) : nullptr;
   for (const SequenceRows& s : seq_rows_) {
-    // Scatter the new K/V rows into their cache slots: {slot, [K kv_dim | V kv_dim]}.
+    // Scatter the new K/V rows into their cache slots: {slot, [K kv_dim | V kv_dim]}, rounded to
+    // nearest even for a bf16 cache.
     for (int64_t i = 0; i < s.n; ++i) {
-      float* row = arena + cache.SlotOf(*s.seq, s.start_pos + static_cast<int32_t>(i)) * 2 * kv_dim;
-      std::memcpy(row, &k_[(s.row + i) * kv_dim], kv_dim * sizeof(float));
-      std::memcpy(row + kv_dim, &v_[(s.row + i) * kv_dim], kv_dim * sizeof(float));
+      const int64_t slot = cache.SlotOf(*s.seq, s.start_pos + static_cast<int32_t>(i));
+      const float* k = &k_[(s.row + i) * kv_dim];
+      const float* v = &v_[(s.row + i) * kv_dim];
+      if (bf16) {
+        uint16_t* row = arena_bf16 + slot * 2 * kv_dim;
+        for (int64_t x = 0; x < kv_dim; ++x) row[x] = RoundToBf16(k[x]);
+        for (int64_t x = 0; x < kv_dim; ++x) row[kv_dim + x] = RoundToBf16(v[x]);
+      } else {
+        float* row = arena + slot * 2 * kv_dim;
+        std::memcpy(row, k, kv_dim * sizeof(float));
+        std::memcpy(row + kv_dim, v, kv_dim * sizeof(float));
+      }
     }
-    const KvView kv{arena, arena + kv_dim, 2 * kv_dim, s.seq->blocks.data(), cache.block_size()};
+    const KvView kv =
+        bf16 ? KvView{arena_bf16,           arena_bf16 + kv_dim, 2 * kv_dim,
+                      s.seq->blocks.data(), cache.block_size(),  cache::KvDtype::kBf16}
+             : KvView{arena, arena + kv_dim, 2 * kv_dim, s.seq->blocks.data(), cache.block_size()};
     GqaAttention(&q_[s.row * q_dim], kv, s.start_pos, s.n, shape, scores_.data(),
                  &attn_[s.row * q_dim]);  // {n, heads, head_dim}
   }

@@ -86,8 +86,10 @@ class DecoderModel {
   // Every matmul computes each row as it would alone (Linear::set_row_invariant); on by default.
   void set_batch_invariant(bool on);
 
-  // The cache this model needs: one attention K/V layer per decoder layer.
-  cache::CacheSpec CacheSpec(int32_t block_size) const;
+  // The cache this model needs: one attention K/V layer per decoder layer (stored as kv_dtype;
+  // MLA latents and recurrent state stay f32).
+  cache::CacheSpec CacheSpec(int32_t block_size,
+                             cache::KvDtype kv_dtype = cache::KvDtype::kF32) const;
 
   const ModelConfig& config() const { return config_; }
   int64_t num_parameters() const { return num_parameters_; }
@@ -163,7 +165,7 @@ class DecoderModel {
   AlignedFloats gate_;                  // [n, intermediate]
   AlignedFloats up_;                    // [n, intermediate]
   AlignedFloats proj_;                  // [n, hidden]
-  std::vector<float> scores_;           // [context]
+  std::vector<float> scores_;           // GqaAttention's scratch, fixed size
 };
 
 }  // namespace kvserve::engine

@@ -57,6 +57,56 @@ TEST(KvCacheManagerTest, SizesBlocksFromTheByteBudget) {
   EXPECT_EQ(tiny.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// A bf16 attention layer stores 2 bytes per value: the same budget holds twice the blocks, and the
+// byte stats follow the element size.
+TEST(KvCacheManagerTest, Bf16KvHoldsTwiceTheBlocksOfF32InTheSameBytes) {
+  CacheSpec f32 = AttentionSpec(2);
+  CacheSpec bf16 = f32;
+  for (LayerMemory& layer : bf16.layers) layer.dtype = KvDtype::kBf16;
+  EXPECT_EQ(f32.PagedBytesPerToken(), 2 * kKvFloats * 4);
+  EXPECT_EQ(bf16.PagedBytesPerToken(), 2 * kKvFloats * 2);
+  CacheOptions options;
+  options.block_size = kBlockSize;
+  options.budget_bytes = 2 * kKvFloats * 4 * kBlockSize * 10 + 95;  // 10 f32 blocks and change
+  auto m32 = KvCacheManager::Create(f32, options);
+  auto m16 = KvCacheManager::Create(bf16, options);
+  ASSERT_TRUE(m32.ok() && m16.ok());
+  EXPECT_EQ((*m32)->num_blocks(), 10);
+  EXPECT_EQ((*m16)->num_blocks(), 20);
+  EXPECT_EQ((*m16)->capacity().num_blocks, 20);
+  EXPECT_TRUE((*m16)->CanEverFit(20 * kBlockSize));
+  EXPECT_FALSE((*m32)->CanEverFit(20 * kBlockSize));
+  auto seq = (*m16)->Begin(0);
+  ASSERT_TRUE((*m16)->AllocateSlots(*seq, 5));  // 2 blocks
+  EXPECT_EQ((*m16)->stats().total_bytes[0], 20 * kBlockSize * 2 * kKvFloats * 2);
+  EXPECT_EQ((*m16)->stats().used_bytes[0], 2 * kBlockSize * 2 * kKvFloats * 2);
+}
+
+// Copy-on-write copies a bf16 block's bytes, all of them and only them.
+TEST(KvCacheManagerTest, Bf16CopyOnWriteCopiesTheValues) {
+  CacheSpec spec = AttentionSpec();
+  spec.layers[0].dtype = KvDtype::kBf16;
+  auto m = Make(spec, 6);
+  auto parent = *m->Begin(0);
+  ASSERT_TRUE(m->AllocateSlots(parent, 6));  // block 0 full, block 1 half
+  for (int32_t p = 0; p < 6; ++p) {
+    for (int64_t f = 0; f < kKvFloats; ++f) {
+      m->LayerDataBf16(0)[m->SlotOf(parent, p) * kKvFloats + f] = static_cast<uint16_t>(p * 10 + f);
+    }
+  }
+  auto child = *m->Fork(parent);
+  ASSERT_TRUE(m->AllocateSlots(child, 7));
+  ASSERT_NE(child.blocks[1], parent.blocks[1]);
+  for (int32_t p = 4; p < 6; ++p) {
+    for (int64_t f = 0; f < kKvFloats; ++f) {
+      EXPECT_EQ(m->LayerDataBf16(0)[m->SlotOf(child, p) * kKvFloats + f], p * 10 + f);
+    }
+  }
+  EXPECT_EQ(ParseKvDtype("bf16"), KvDtype::kBf16);
+  EXPECT_EQ(ParseKvDtype("f32"), KvDtype::kF32);
+  EXPECT_EQ(ParseKvDtype("fp16"), std::nullopt);
+}
+
 TEST(KvCacheManagerTest, DeclaredMemoryKindsAreAccountedSeparately) {
   CacheSpec spec;
   spec.block_size = 2;

@@ -135,10 +135,13 @@ void ExpectCacheEmpty(Engine& engine) {
 // different prompt lengths, output lengths and sampling settings, submitted together so their
 // prefill chunks and decodes share steps. MLA picks its form by token role and S4 models keep
 // fixed chunk boundaries (scheduler.h), so the invariance holds there too.
-void ExpectGreedyAloneEqualsGreedyInABatchOf32(const std::string& fixture, WeightDType dtype) {
+void ExpectGreedyAloneEqualsGreedyInABatchOf32(const std::string& fixture, WeightDType dtype,
+                                               cache::KvDtype kv_dtype = cache::KvDtype::kF32) {
   const uint32_t seed = 1234;
   std::mt19937 rng(seed);
-  auto solo_engine = MakeEngine(fixture, {}, dtype);
+  EngineOptions solo_options;
+  solo_options.kv_cache_dtype = kv_dtype;
+  auto solo_engine = MakeEngine(fixture, solo_options, dtype);
   const int32_t vocab = solo_engine->info().config.vocab_size;
   const int32_t max_len = std::min(solo_engine->info().config.max_position_embeddings, 400);
   // Three targets (short, chunked, long prompt) and 29 others.
@@ -164,6 +167,7 @@ void ExpectGreedyAloneEqualsGreedyInABatchOf32(const std::string& fixture, Weigh
   auto observer = std::make_shared<BatchObserver>();
   EngineOptions options;
   options.observer = observer;
+  options.kv_cache_dtype = kv_dtype;
   auto batch_engine = MakeEngine(fixture, options, dtype);
   std::vector<std::shared_ptr<SamplesSink>> sinks;
   for (GenerationRequest& r : requests) {
@@ -174,7 +178,8 @@ void ExpectGreedyAloneEqualsGreedyInABatchOf32(const std::string& fixture, Weigh
   for (size_t k = 0; k < targets.size(); ++k) {
     const SamplesSink::Sample batched = sinks[targets[k]]->Wait()[0];
     SCOPED_TRACE(::testing::Message()
-                 << fixture << " (" << WeightDTypeName(dtype) << " weights): request " << targets[k]
+                 << fixture << " (" << WeightDTypeName(dtype) << " weights, "
+                 << cache::KvDtypeName(kv_dtype) << " KV cache): request " << targets[k]
                  << " with a prompt of " << requests[targets[k]].prompt_token_ids.size()
                  << " tokens (seed " << seed << ")");
     EXPECT_EQ(batched.tokens, solo[k].tokens);
@@ -211,6 +216,21 @@ INSTANTIATE_TEST_SUITE_P(
           std::get<0>(info.param).empty() ? std::string("DefaultModel") : std::get<0>(info.param);
       return model + "_" + std::string(WeightDTypeName(std::get<1>(info.param)));
     });
+
+// With K/V stored as bf16: rounding on write is per value, and the attention kernel's order is
+// fixed per query position (gqa_attention.h), so logprobs stay bit-identical too.
+class Bf16KvCacheBatchInvarianceTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Bf16KvCacheBatchInvarianceTest, GreedyAloneEqualsGreedyInABatchOf32) {
+  ExpectGreedyAloneEqualsGreedyInABatchOf32(GetParam(), WeightDType::kAuto, cache::KvDtype::kBf16);
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, Bf16KvCacheBatchInvarianceTest,
+                         ::testing::Values("", "tiny_qwen2_sliding_window", "tiny_hybrid_s4"),
+                         [](const auto& info) {
+                           return info.param.empty() ? std::string("DefaultModel")
+                                                     : std::string(info.param);
+                         });
 
 INSTANTIATE_TEST_SUITE_P(Models, BatchInvarianceTest,
                          ::testing::Values("", "tiny_deepseek_v2_mla", "tiny_hybrid_s4"),

@@ -44,8 +44,11 @@ class CollectingSink : public TokenSink {
 // tokens.
 constexpr int64_t kBlockBytes = 2 * 2 * 2 * 4 * 4 * 4;
 
+// An engine over the tiny model with a cache of num_blocks f32 blocks' bytes (a bf16 cache holds
+// twice as many blocks in them).
 std::unique_ptr<Engine> MakeEngine(int32_t num_blocks, int32_t max_running = 64,
-                                   int32_t prefill_chunk = 256) {
+                                   int32_t prefill_chunk = 256,
+                                   cache::KvDtype kv_dtype = cache::KvDtype::kF32) {
   auto loaded = LoadModelDirectory(std::string(KVSERVE_TEST_DATA_DIR) + "/tiny_llama_gqa");
   EXPECT_TRUE(loaded.ok()) << loaded.status();
   EngineOptions options;
@@ -53,9 +56,11 @@ std::unique_ptr<Engine> MakeEngine(int32_t num_blocks, int32_t max_running = 64,
   options.kv_cache_bytes = kBlockBytes * num_blocks;
   options.max_num_seqs = max_running;
   options.prefill_chunk_tokens = prefill_chunk;
+  options.kv_cache_dtype = kv_dtype;
   auto engine = Engine::Create("tiny", std::move(*loaded), options);
   EXPECT_TRUE(engine.ok()) << engine.status();
-  EXPECT_EQ((*engine)->info().kv_cache_blocks, num_blocks);
+  EXPECT_EQ((*engine)->info().kv_cache_blocks,
+            kv_dtype == cache::KvDtype::kBf16 ? 2 * num_blocks : num_blocks);
   return std::move(*engine);
 }
 
@@ -163,6 +168,26 @@ TEST(EngineCacheTest, RunningOutOfBlocksPreemptsAndResumesWithIdenticalTokens) {
   EXPECT_GT(stats.num_preemptions, 0);
   EXPECT_EQ(stats.cache.num_used_blocks, 0);
   EXPECT_EQ(stats.kv_cache_bytes_in_use, 0);
+}
+
+// --kv-cache-dtype=bf16: the same bytes hold twice the blocks, so a request the f32 cache could
+// never fit runs, and the stats count 2-byte values.
+TEST(EngineCacheTest, Bf16KvCacheHoldsTwiceTheTokensInTheSameBytes) {
+  auto engine = MakeEngine(8, 64, 256, cache::KvDtype::kBf16);  // 16 blocks
+  EXPECT_EQ(engine->info().kv_cache_bytes_per_token, kBlockBytes / 4 / 2);
+  EXPECT_EQ(engine->info().kv_cache_dtype, cache::KvDtype::kBf16);
+  EXPECT_EQ(engine->stats().cache.total_bytes[0], kBlockBytes * 8);
+  // 9 blocks: beyond the f32 cache of the same bytes (RequestThatCouldNeverFitIsResourceExhausted).
+  EXPECT_EQ(Generate(*engine, GreedyRequest(Prompt(20, 5), 13)).size(), 13u);
+}
+
+// Chunked and one-shot prefill give the same tokens with a bf16 cache too.
+TEST(EngineCacheTest, Bf16ChunkedPrefillMatchesOneShot) {
+  const auto prompt = Prompt(37, 9);
+  auto one_shot = MakeEngine(64, 64, 256, cache::KvDtype::kBf16);
+  auto chunked = MakeEngine(64, 64, /*prefill_chunk=*/5, cache::KvDtype::kBf16);
+  EXPECT_EQ(Generate(*chunked, GreedyRequest(prompt, 16)),
+            Generate(*one_shot, GreedyRequest(prompt, 16)));
 }
 
 TEST(EngineCacheTest, ChunkedPrefillThroughTheCacheMatchesOneShot) {

@@ -284,7 +284,8 @@ TEST(KvserveBinaryHelpTest, HelpListsEveryFlagAndExitsZero) {
                            "tls-key",
                            "tls-client-ca",
                            "tls-refresh-interval",
-                           "show-model-paths"}) {
+                           "show-model-paths",
+                           "kv-cache-dtype"}) {
     // Booleans are listed as --[no]flag.
     EXPECT_THAT(help.out, ContainsRegex(absl::StrCat("--(\\[no\\])?", flag, "[= ]")))
         << "--" << flag << " is not in:\n"
@@ -327,6 +328,13 @@ TEST(KvserveBinaryHelpTest, UnknownWeightDtypeExitsTwoNamingTheFlag) {
   const CommandResult r = RunCommand({kServerBinary, "--weight-dtype=fp8"});
   EXPECT_EQ(r.exit_code(), 2) << r.Describe();
   EXPECT_THAT(r.err, HasSubstr("--weight-dtype: unknown precision 'fp8'"));
+}
+
+TEST(KvserveBinaryHelpTest, UnknownKvCacheDtypeExitsTwoNamingTheFlag) {
+  ASSERT_NO_FATAL_FAILURE(RequireBinary(kServerBinary));
+  const CommandResult r = RunCommand({kServerBinary, "--kv-cache-dtype=fp16"});
+  EXPECT_EQ(r.exit_code(), 2) << r.Describe();
+  EXPECT_THAT(r.err, HasSubstr("--kv-cache-dtype: unknown type 'fp16' (f32 or bf16)"));
 }
 
 TEST(KvserveBinaryHelpTest, UnknownFlagExitsTwoAndPointsAtHelp) {

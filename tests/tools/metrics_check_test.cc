@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -178,4 +179,29 @@ TEST(CompareMetricsTest, BoundsTokensOfFailedCallsAndMatchesFailureReasons) {
 }
 
 }  // namespace
+// A cancel that crossed the server's final OK: the server counted a success for a call the client
+// saw CANCELLED. That is allowed; a server cancel the client never made is not.
+TEST(CompareMetricsTest, AcceptsACancelThatLostTheRaceToTheServersFinish) {
+  const MetricsSnapshot before = Snapshot("");
+  const auto server = [](int succeeded, int cancelled) {
+    return Snapshot(
+        absl::StrCat("kvserve_request_success_total{finished_reason=\"length\"} ", succeeded, "\n",
+                     "kvserve_request_failure_total{reason=\"cancelled\"} ", cancelled, "\n",
+                     "kvserve_generation_tokens_total 8\nkvserve_prompt_tokens_total 10\n"));
+  };
+  ClientCounts client;
+  client.succeeded = 1;
+  client.cancelled = 1;
+  client.output_tokens_succeeded = 4;
+  client.output_tokens_failed = 4;
+  client.output_tokens_failed_limit = 4;
+  client.prompt_tokens_succeeded = 5;
+  client.prompt_tokens_failed_started = 5;
+  client.prompt_tokens_failed = 5;
+  EXPECT_TRUE(CompareMetrics(before, server(1, 1), client).ok());
+  EXPECT_TRUE(CompareMetrics(before, server(2, 0), client).ok());
+  EXPECT_FALSE(CompareMetrics(before, server(0, 2), client).ok());
+  EXPECT_FALSE(CompareMetrics(before, server(2, 1), client).ok());
+}
+
 }  // namespace kvserve::bench

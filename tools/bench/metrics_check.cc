@@ -307,9 +307,17 @@ MetricsCheck CompareMetrics(const MetricsSnapshot& before, const MetricsSnapshot
   auto exact = [&](std::string what, double server, int64_t expected) {
     check.comparisons.push_back({std::move(what), server, d(expected), d(expected)});
   };
-  exact(kSuccess, delta(kSuccess), client.succeeded);
-  exact(absl::StrCat(kFailure, "{reason=\"cancelled\"}"),
-        delta(kFailure, {{"reason", "cancelled"}}), client.cancelled);
+  // A client's cancel can cross the server's final OK on the wire (gRPC allows both orders; an
+  // HTTP client can hang up after the last byte was sent): the server counted a success where the
+  // client saw CANCELLED. So each cancelled call is a server success or a server cancel, and the
+  // two together are exact.
+  check.comparisons.push_back(
+      {kSuccess, delta(kSuccess), d(client.succeeded), d(client.succeeded + client.cancelled)});
+  check.comparisons.push_back({absl::StrCat(kFailure, "{reason=\"cancelled\"}"),
+                               delta(kFailure, {{"reason", "cancelled"}}), 0, d(client.cancelled)});
+  exact(absl::StrCat(kSuccess, " + ", kFailure, "{reason=\"cancelled\"}"),
+        delta(kSuccess) + delta(kFailure, {{"reason", "cancelled"}}),
+        client.succeeded + client.cancelled);
   exact(absl::StrCat(kFailure, "{reason=\"deadline\"}"), delta(kFailure, {{"reason", "deadline"}}),
         client.deadline_exceeded);
   const int64_t received = client.output_tokens_succeeded + client.output_tokens_failed;
@@ -339,8 +347,8 @@ absl::StatusOr<MetricsSnapshot> ScrapeSettled(absl::string_view url, const Metri
     auto delta = [&](absl::string_view name, const Labels& match = {}) {
       return s.Sum(name, match) - before.Sum(name, match);
     };
-    return delta(kSuccess) >= client.succeeded &&
-           delta(kFailure, {{"reason", "cancelled"}}) >= client.cancelled &&
+    return delta(kSuccess) + delta(kFailure, {{"reason", "cancelled"}}) >=
+               client.succeeded + client.cancelled &&
            delta(kFailure, {{"reason", "deadline"}}) >= client.deadline_exceeded &&
            delta(kGenerationTokens) >=
                client.output_tokens_succeeded + client.output_tokens_failed &&
