@@ -89,6 +89,11 @@ void CheckRopeBase(const ModelInfo& info) {
   }
 }
 
+std::optional<int64_t> AvailableMemory(const EngineOptions& options) {
+  return options.available_memory_bytes.has_value() ? options.available_memory_bytes
+                                                    : base::AvailableMemoryBytes();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedModel model,
@@ -112,6 +117,14 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedM
       model.model->CacheSpec(resolved.block_size, resolved.kv_cache_dtype);
   if (resolved.kv_cache_bytes == 0) {
     resolved.kv_cache_bytes = DefaultKvCacheBytes(spec, model.model->config(), options);
+  } else if (const std::optional<int64_t> available = AvailableMemory(options);
+             available.has_value() && resolved.kv_cache_bytes > *available) {
+    // The budget is allocated up front but touched lazily: without this check an oversized one
+    // starts fine and is OOM-killed under load instead.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kv-cache-bytes: ", resolved.kv_cache_bytes, " bytes is more than the ", *available,
+        " bytes of memory available now (the smaller of MemAvailable and the cgroup limit, after "
+        "loading the model)"));
   }
   cache::CacheOptions cache_options;
   cache_options.budget_bytes = resolved.kv_cache_bytes;
@@ -178,7 +191,7 @@ int64_t DefaultKvCacheBytes(const cache::CacheSpec& spec, const ModelConfig& con
   const int64_t full_context =
       spec.PagedBytesPerToken() * config.max_position_embeddings * sequences +
       spec.StateBytesPerSequence() * (sequences + options.max_state_checkpoints);
-  const int64_t available = base::AvailableMemoryBytes().value_or(int64_t{4} << 30);
+  const int64_t available = AvailableMemory(options).value_or(int64_t{4} << 30);
   return std::max<int64_t>(std::min(full_context, available / 10 * 4),
                            spec.PagedBytesPerToken() * options.block_size +
                                spec.StateBytesPerSequence() * (1 + options.max_state_checkpoints));

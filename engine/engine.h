@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -65,8 +66,11 @@ struct EngineOptions {
   // Threads for the engine's matmuls (OpenMP inside oneDNN); 0 = auto (see EngineThreads).
   int32_t num_threads = 0;
   // KV-cache budget in bytes, allocated at start; 0 = derived from available memory (see
-  // DefaultKvCacheBytes).
+  // DefaultKvCacheBytes). A budget above the available memory fails Create.
   int64_t kv_cache_bytes = 0;
+  // The memory the KV cache may take; nullopt = base::AvailableMemoryBytes() at Create. Tests set
+  // it to stay independent of the machine.
+  std::optional<int64_t> available_memory_bytes;
   // Tokens per KV-cache block.
   int32_t block_size = 16;
   // Storage of attention K/V in the cache: kBf16 halves its bytes (K and V rounded to nearest even

@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/logging.h"
-#include "base/read_file.h"
+#include "base/regular_file.h"
 
 namespace kvserve::server {
 
@@ -108,7 +108,7 @@ ApiKeyAuthenticator::FileIdentity ApiKeyAuthenticator::IdentityOf(const struct s
 absl::StatusOr<std::pair<ApiKeyAuthenticator::FileIdentity, ApiKeys>> ApiKeyAuthenticator::Load(
     const std::string& path) {
   struct stat st;
-  absl::StatusOr<std::string> text = base::ReadRegularFile(path, kMaxKeysFileBytes, &st);
+  absl::StatusOr<std::string> text = base::ReadRegularFile(path, kMaxKeysFileBytes, {}, &st);
   if (!text.ok()) {
     return absl::Status(text.status().code(),
                         absl::StrCat("--api-keys-file ", text.status().message()));

@@ -3,7 +3,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
-#include "base/read_file.h"
+#include "base/regular_file.h"
 
 namespace kvserve::tools {
 

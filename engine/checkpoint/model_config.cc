@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
@@ -26,6 +27,10 @@ absl::Status ReadInt(const Json& j, absl::string_view key, int32_t* out, bool re
     return absl::OkStatus();
   }
   if (!it->is_number_integer()) return InvalidKey(key, *it, "an integer");
+  // An unsigned value above INT64_MAX would wrap in get<int64_t>().
+  if (it->is_number_unsigned() && it->get<uint64_t>() > uint64_t{INT32_MAX}) {
+    return InvalidKey(key, *it, "a 32-bit integer");
+  }
   const int64_t v = it->get<int64_t>();
   if (v < INT32_MIN || v > INT32_MAX) return InvalidKey(key, *it, "a 32-bit integer");
   *out = static_cast<int32_t>(v);
@@ -37,8 +42,19 @@ absl::Status ReadNumber(const Json& j, absl::string_view key, T* out) {
   auto it = j.find(std::string(key));
   if (it == j.end() || it->is_null()) return absl::OkStatus();
   if (!it->is_number()) return InvalidKey(key, *it, "a number");
-  *out = it->get<T>();
+  const double v = it->get<double>();
+  // Narrowing a double beyond T's range is undefined behaviour, not infinity.
+  if (std::abs(v) > std::numeric_limits<T>::max()) return InvalidKey(key, *it, "a finite number");
+  *out = static_cast<T>(v);
   return absl::OkStatus();
+}
+
+// num_hidden_layers sizes per-layer tables while parsing (sliding windows), so it is bounded
+// before any of them is built.
+absl::Status CheckNumHiddenLayers(int32_t n) {
+  if (n > 0 && n <= ModelConfig::kMaxNumHiddenLayers) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("config.json: 'num_hidden_layers' must be in [1, ",
+                                                 ModelConfig::kMaxNumHiddenLayers, "], got ", n));
 }
 
 // Reads an optional boolean key; leaves *out unchanged when absent or null.
@@ -251,6 +267,7 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text) {
   KV_RETURN_IF_ERROR(ReadInt(j, "hidden_size", &c.hidden_size, true));
   KV_RETURN_IF_ERROR(ReadInt(j, "intermediate_size", &c.intermediate_size, true));
   KV_RETURN_IF_ERROR(ReadInt(j, "num_hidden_layers", &c.num_hidden_layers, true));
+  KV_RETURN_IF_ERROR(CheckNumHiddenLayers(c.num_hidden_layers));
   KV_RETURN_IF_ERROR(ReadInt(j, "num_attention_heads", &c.num_attention_heads, true));
   c.num_key_value_heads = c.num_attention_heads;
   KV_RETURN_IF_ERROR(ReadInt(j, "num_key_value_heads", &c.num_key_value_heads, false));
@@ -263,16 +280,17 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(std::string_view json_text) {
   KV_RETURN_IF_ERROR(ReadBool(j, "tie_word_embeddings", &c.tie_word_embeddings));
   KV_RETURN_IF_ERROR(ReadInt(j, "bos_token_id", &c.bos_token_id, false));
   if (auto it = j.find("eos_token_id"); it != j.end() && !it->is_null()) {
-    if (it->is_number_integer()) {
-      c.eos_token_ids.push_back(it->get<int32_t>());
-    } else if (it->is_array()) {
-      for (const Json& e : *it) {
-        if (!e.is_number_integer())
-          return InvalidKey("eos_token_id", *it, "an integer or a list of integers");
-        c.eos_token_ids.push_back(e.get<int32_t>());
-      }
+    // Each id is range-checked before narrowing: 2^40 must not wrap to a valid id.
+    auto read_id = [&c](const Json& e) -> absl::Status {
+      int32_t id = 0;
+      KV_RETURN_IF_ERROR(ReadInt(Json{{"eos_token_id", e}}, "eos_token_id", &id, true));
+      c.eos_token_ids.push_back(id);
+      return absl::OkStatus();
+    };
+    if (it->is_array()) {
+      for (const Json& e : *it) KV_RETURN_IF_ERROR(read_id(e));
     } else {
-      return InvalidKey("eos_token_id", *it, "an integer or a list of integers");
+      KV_RETURN_IF_ERROR(read_id(*it));
     }
   }
   if (auto it = j.find("hidden_act"); it != j.end() && !it->is_null() && *it != "silu") {
@@ -360,7 +378,7 @@ absl::Status ModelConfig::Validate() const {
   KV_RETURN_IF_ERROR(positive("vocab_size", vocab_size));
   KV_RETURN_IF_ERROR(positive("hidden_size", hidden_size));
   KV_RETURN_IF_ERROR(positive("intermediate_size", intermediate_size));
-  KV_RETURN_IF_ERROR(positive("num_hidden_layers", num_hidden_layers));
+  KV_RETURN_IF_ERROR(CheckNumHiddenLayers(num_hidden_layers));
   KV_RETURN_IF_ERROR(positive("num_attention_heads", num_attention_heads));
   KV_RETURN_IF_ERROR(positive("num_key_value_heads", num_key_value_heads));
   KV_RETURN_IF_ERROR(positive("head_dim", head_dim));

@@ -121,9 +121,15 @@ struct ModelConfig {
   // Attention's softmax scale: 1/sqrt(head_dim), for MLA 1/sqrt(nope + rope) (× mscale² with YaRN).
   double SoftmaxScale() const;
 
-  // Parses config.json text. Errors name the offending key and value.
+  // Far above any published model (a few hundred layers); bounds the per-layer tables built while
+  // parsing. Whether the weights fit in memory is DecoderModel::EstimateMemory's check.
+  static constexpr int32_t kMaxNumHiddenLayers = 65536;
+
+  // Parses config.json text. Errors name the offending key and value; integers must fit int32
+  // (token ids included: 2^40 is an error, not id 0).
   static absl::StatusOr<ModelConfig> FromJson(std::string_view json_text);
-  // Checks internal consistency (positive sizes, heads divisible by kv heads, even head_dim).
+  // Checks internal consistency (positive sizes, at most kMaxNumHiddenLayers layers, heads
+  // divisible by kv heads, even head_dim, token ids inside the vocabulary).
   absl::Status Validate() const;
 };
 

@@ -1,9 +1,6 @@
 #include "engine/checkpoint/safetensors.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -19,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/logging.h"
+#include "base/regular_file.h"
 #include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -237,18 +235,6 @@ float HalfToFloat(uint16_t half) {
   return std::bit_cast<float>(sign | ((exponent + (127 - 15)) << 23) | (mantissa << 13));
 }
 
-// Closes a descriptor on every return path of Open; the mapping outlives it.
-class FdCloser {
- public:
-  explicit FdCloser(int fd) : fd_(fd) {}
-  FdCloser(const FdCloser&) = delete;
-  FdCloser& operator=(const FdCloser&) = delete;
-  ~FdCloser() { ::close(fd_); }
-
- private:
-  int fd_;
-};
-
 }  // namespace
 
 size_t DTypeSize(DType dtype) {
@@ -338,22 +324,10 @@ SafetensorsFile::~SafetensorsFile() {
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int open_errno = errno;
-    return absl::ErrnoToStatus(open_errno, absl::StrCat(path, ": cannot open"));
-  }
-  FdCloser closer(fd);
-  struct stat info;
-  if (::fstat(fd, &info) != 0) {
-    const int stat_errno = errno;
-    return absl::ErrnoToStatus(stat_errno, absl::StrCat(path, ": cannot stat"));
-  }
-  if (!S_ISREG(info.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
-  }
+  KV_ASSIGN_OR_RETURN(base::RegularFile regular, base::RegularFile::Open(path));
+  const int fd = regular.fd();
   std::unique_ptr<SafetensorsFile> file(new SafetensorsFile(path));
-  const size_t size = static_cast<size_t>(info.st_size);
+  const size_t size = static_cast<size_t>(regular.size());
   std::string_view contents;
   // mmap rejects a zero length; Parse reports the empty file as too short.
   if (size > 0) {

@@ -45,6 +45,10 @@ struct WeightOptions {
   std::function<absl::StatusOr<std::vector<uint16_t>>(const std::string& name,
                                                       const std::vector<int64_t>& shape)>
       bf16_bits;
+  // The memory the model may occupy; nullopt = base::AvailableMemoryBytes() when Create runs (the
+  // smaller of the host's MemAvailable and the cgroup limit). Tests set it to stay independent of
+  // the machine.
+  std::optional<int64_t> available_memory_bytes;
 };
 
 }  // namespace kvserve::engine

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "base/logging.h"
 #include "base/status_macros.h"
+#include "base/system_memory.h"
 #include "engine/kernels/bf16_matmul.h"
 #include "engine/layers/gqa_attention.h"
 #include "engine/model/matrix_loader.h"
@@ -55,12 +57,108 @@ absl::StatusOr<std::unique_ptr<S4Layer>> LoadS4(const ModelConfig& config,
   return layer;
 }
 
+// Bytes per 32 elements of a matrix kept as `dtype` (int8: 32 values and one f32 block scale).
+double MatrixBytesPer32(WeightDType dtype) {
+  switch (dtype) {
+    case WeightDType::kBf16:
+      return 64;
+    case WeightDType::kInt8:
+      return 36;
+    default:
+      return 128;
+  }
+}
+
+int64_t Saturate(double v) {
+  return v >= 0x1p63 ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(v);
+}
+
 }  // namespace
+
+DecoderModel::MemoryEstimate DecoderModel::EstimateMemory(const ModelConfig& config,
+                                                          const WeightOptions& options) {
+  WeightDType dtype = options.dtype;
+  if (dtype == WeightDType::kAuto) {
+    dtype = WeightDType::kF32;
+    if (options.stored_dtype) {
+      absl::StatusOr<StoredDType> stored = options.stored_dtype("model.embed_tokens.weight");
+      if (stored.ok() && *stored != StoredDType::kF32) dtype = WeightDType::kBf16;
+    }
+  }
+  // The same sums Create makes, tensor by tensor, in double: a config of 2^31 layers of 2^31
+  // columns must give a huge number, not a wrapped one.
+  double matrices = 0, f32_params = 0, largest_matrix = 0;
+  auto matrix = [&](double out, double in) {
+    matrices += out * in;
+    largest_matrix = std::max(largest_matrix, out * in);
+  };
+  const double hidden = config.hidden_size, vocab = config.vocab_size;
+  const double inter = config.intermediate_size, heads = config.num_attention_heads;
+  const double q_dim = heads * config.head_dim;
+  const double kv_dim = static_cast<double>(config.num_key_value_heads) * config.head_dim;
+  const double layers = config.num_hidden_layers;
+  double s4_layers = 0;
+  for (LayerType t : config.layer_types) s4_layers += t == LayerType::kS4 ? 1 : 0;
+  const double attention_layers = layers - s4_layers;
+
+  matrix(vocab, hidden);                                   // embed_tokens
+  if (!config.tie_word_embeddings) matrix(vocab, hidden);  // lm_head
+  f32_params += hidden;                                    // model.norm
+  f32_params += layers * 2 * hidden;                       // input / post_attention layernorms
+  matrices += layers * 3 * inter * hidden;                 // gate, up, down
+  largest_matrix = std::max(largest_matrix, inter * hidden);
+  if (s4_layers > 0) {
+    matrices += s4_layers * 2 * hidden * hidden;  // s4 in_proj, out_proj
+    largest_matrix = std::max(largest_matrix, hidden * hidden);
+    f32_params += s4_layers * hidden * (2 + 6 * (config.s4->state_size / 2));
+  }
+  double mla_f32 = 0;  // MlaAttention keeps its projections f32 whatever `options` asks
+  if (config.mla.has_value()) {
+    const MlaDims& m = *config.mla;
+    const double q_width = heads * (static_cast<double>(m.qk_nope_head_dim) + m.qk_rope_head_dim);
+    double per_layer = m.q_lora_rank == 0 ? q_width * hidden
+                                          : static_cast<double>(m.q_lora_rank) * hidden +
+                                                m.q_lora_rank + q_width * m.q_lora_rank;
+    per_layer +=
+        (static_cast<double>(m.kv_lora_rank) + m.qk_rope_head_dim) * hidden + m.kv_lora_rank;
+    per_layer += heads * (static_cast<double>(m.qk_nope_head_dim) + m.v_head_dim) * m.kv_lora_rank;
+    per_layer += hidden * heads * m.v_head_dim;
+    mla_f32 = attention_layers * per_layer;
+  } else {
+    matrices += attention_layers * (2 * q_dim * hidden + 2 * kv_dim * hidden);  // q, o; k, v
+    largest_matrix = std::max({largest_matrix, q_dim * hidden, kv_dim * hidden});
+    if (config.qkv_bias) f32_params += attention_layers * (q_dim + 2 * kv_dim);
+    if (config.qk_norm) f32_params += attention_layers * 2 * config.head_dim;
+  }
+  // Attention scratch sized for the longest context: scores_ here, scores_ + rows_ per MLA layer.
+  const double context = config.max_position_embeddings;
+  const double scratch =
+      context * sizeof(float) +
+      (config.mla.has_value() ? attention_layers * context * (sizeof(float) + sizeof(int64_t)) : 0);
+  MemoryEstimate estimate;
+  estimate.num_parameters = Saturate(matrices + f32_params + mla_f32);
+  estimate.bytes = Saturate(matrices / 32 * MatrixBytesPer32(dtype) + 4 * (f32_params + mla_f32) +
+                            4 * largest_matrix + layers * sizeof(Layer) + scratch);
+  return estimate;
+}
 
 absl::StatusOr<std::unique_ptr<DecoderModel>> DecoderModel::Create(const ModelConfig& config,
                                                                    const WeightSource& weights,
                                                                    const WeightOptions& options) {
   KV_RETURN_IF_ERROR(config.Validate());
+  const std::optional<int64_t> available = options.available_memory_bytes.has_value()
+                                               ? options.available_memory_bytes
+                                               : base::AvailableMemoryBytes();
+  if (const MemoryEstimate need = EstimateMemory(config, options);
+      available.has_value() && need.bytes > *available) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the model (", need.num_parameters, " parameters by config.json) needs about ", need.bytes,
+        " bytes with --weight-dtype ", std::string(WeightDTypeName(options.dtype)), ", but only ",
+        *available,
+        " bytes of memory are available (the smaller of MemAvailable and the cgroup "
+        "limit); check num_hidden_layers, hidden_size, intermediate_size, vocab_size and "
+        "max_position_embeddings"));
+  }
   const int64_t hidden = config.hidden_size;
   const int64_t q_dim = int64_t{config.num_attention_heads} * config.head_dim;
   const int64_t kv_dim = int64_t{config.num_key_value_heads} * config.head_dim;

@@ -50,10 +50,26 @@ class DecoderModel {
  public:
   // Matrices (nn.Linear weights, embedding, LM head) are kept in the storage `options` asks for
   // (weight_source.h); norms, S4 and MLA parameters in f32. A tied LM head and the embedding
-  // share one table.
+  // share one table. RESOURCE_EXHAUSTED, before any weight is read, when EstimateMemory exceeds
+  // the memory available (options.available_memory_bytes).
   static absl::StatusOr<std::unique_ptr<DecoderModel>> Create(const ModelConfig& config,
                                                               const WeightSource& weights,
                                                               const WeightOptions& options = {});
+
+  // What Create will allocate for `config`, worked out from the config alone so that a model that
+  // cannot fit is refused before its first tensor is read (a 5 GB embedding must not reach 3 GB of
+  // RSS first). Matrices count in the storage `options` selects (kAuto: the stored precision of
+  // model.embed_tokens.weight; int8 as 1 + 4/32 bytes for its block scales, leaving out the panel
+  // padding that only tiny matrices notice), everything else as
+  // f32; to that come the layer records, one f32 copy of the largest matrix (the conversion copy
+  // alive while loading) and the per-position scratch reserved for the longest context.
+  // Computed in double and saturated, so absurd sizes cannot overflow.
+  // REQUIRES: config.Validate() is OK.
+  struct MemoryEstimate {
+    int64_t num_parameters = 0;  // exactly num_parameters() of the model Create would build
+    int64_t bytes = 0;
+  };
+  static MemoryEstimate EstimateMemory(const ModelConfig& config, const WeightOptions& options);
 
   // Runs tokens at positions [start_pos, start_pos + n) (n = tokens.size()) of the sequence `seq`,
   // writing their K/V into its cache slots and the logits: [n, vocab] when all_logits, else [vocab]

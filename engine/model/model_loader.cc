@@ -4,19 +4,21 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <random>
-#include <sstream>
+#include <set>
+#include <string_view>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/logging.h"
+#include "base/regular_file.h"
 #include "base/status_macros.h"
 #include "engine/checkpoint/safetensors.h"
 #include "engine/layers/s4_layer.h"
 #include "engine/text/hf_tokenizer.h"
+#include "engine/text/json_reader.h"
 #include "nlohmann/json.hpp"
 
 namespace kvserve::engine {
@@ -25,11 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 
 absl::StatusOr<std::string> ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path.string()));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return base::ReadRegularFile(path.string(), kMaxJsonFileBytes);
 }
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
@@ -85,7 +83,68 @@ class CheckpointTensors {
     }
     std::vector<float> out(t.NumElements());
     KV_RETURN_IF_ERROR(ConvertToFloat(t, absl::MakeSpan(out)));
+    // A NaN or infinity in any weight poisons every logit it reaches; refuse it at load, where the
+    // tensor can still be named, rather than serve NaN. (Matrices kept as bf16 bits are checked by
+    // PackBf16.)
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (!std::isfinite(out[i])) {
+        return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' holds ", out[i],
+                                                       " at element ", i,
+                                                       ": weights must be "
+                                                       "finite"));
+      }
+    }
+    used_.insert(name);
     return out;
+  }
+
+  // Refuses a checkpoint with weights for layers beyond num_hidden_layers, before anything loads.
+  absl::Status CheckLayerCount(int32_t num_hidden_layers) const {
+    constexpr std::string_view kPrefix = "model.layers.";
+    for (const auto& [name, view] : by_name_) {
+      if (name.compare(0, kPrefix.size(), kPrefix) != 0) continue;
+      int64_t layer = 0;
+      size_t i = kPrefix.size();
+      for (; i < name.size() && name[i] >= '0' && name[i] <= '9' && layer <= INT32_MAX; ++i) {
+        layer = layer * 10 + (name[i] - '0');
+      }
+      if (i > kPrefix.size() && layer >= num_hidden_layers) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("checkpoint has tensor '", name, "' of layer ", layer,
+                         " but config.json's num_hidden_layers is ", num_hidden_layers));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // After the model is built: every tensor must have been read, except Hugging Face's derived
+  // buffers (rotary_emb.inv_freq, recomputed from the config) and an lm_head.weight that
+  // tie_word_embeddings replaces by the embedding, as transformers does. Anything else is a
+  // checkpoint for another architecture or config, and would be silently ignored otherwise.
+  absl::Status CheckAllUsed(bool tied) const {
+    std::vector<std::string> unused;
+    for (const auto& [name, view] : by_name_) {
+      if (used_.contains(name)) continue;
+      constexpr std::string_view kInvFreq = ".rotary_emb.inv_freq";
+      if (name.size() >= kInvFreq.size() &&
+          name.compare(name.size() - kInvFreq.size(), kInvFreq.size(), kInvFreq) == 0) {
+        continue;
+      }
+      if (tied && name == "lm_head.weight") continue;
+      unused.push_back(name);
+    }
+    if (unused.empty()) return absl::OkStatus();
+    constexpr size_t kShown = 5;
+    std::string listed = absl::StrCat(
+        "'",
+        absl::StrJoin(unused.begin(), unused.begin() + std::min(kShown, unused.size()), "', '"),
+        "'");
+    if (unused.size() > kShown) absl::StrAppend(&listed, " and ", unused.size() - kShown, " more");
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint has ", unused.size(),
+                     " tensor(s) the model described by config.json does not "
+                     "use: ",
+                     listed));
   }
 
   // F32 for any dtype other than F16 and BF16 (Read rejects those it cannot convert).
@@ -123,6 +182,7 @@ class CheckpointTensors {
     }
     std::vector<uint16_t> out(t.NumElements());
     std::memcpy(out.data(), t.data, out.size() * sizeof(uint16_t));
+    used_.insert(name);
     return out;
   }
 
@@ -141,6 +201,9 @@ class CheckpointTensors {
 
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, const TensorView*, std::less<>> by_name_;
+  // Names handed out by Read / ReadBf16 (Read and ReadBf16 are const to their callers, who only
+  // read weights; the tally is bookkeeping).
+  mutable std::set<std::string, std::less<>> used_;
 };
 
 uint64_t Fnv1a(std::string_view text) {
@@ -219,6 +282,9 @@ absl::StatusOr<LoadedModel> LoadModelDirectory(const std::string& dir, WeightDTy
   }
   CheckpointTensors tensors;
   KV_RETURN_IF_ERROR(tensors.Open(root));
+  if (absl::Status layers = tensors.CheckLayerCount(config.num_hidden_layers); !layers.ok()) {
+    return absl::Status(layers.code(), absl::StrCat(dir, ": ", layers.message()));
+  }
   WeightOptions weight_options;
   weight_options.dtype = weight_dtype;
   weight_options.stored_dtype = [&tensors](const std::string& name) {
@@ -236,6 +302,9 @@ absl::StatusOr<LoadedModel> LoadModelDirectory(const std::string& dir, WeightDTy
       weight_options);
   if (!model.ok()) {
     return absl::Status(model.status().code(), absl::StrCat(dir, ": ", model.status().message()));
+  }
+  if (absl::Status used = tensors.CheckAllUsed(config.tie_word_embeddings); !used.ok()) {
+    return absl::Status(used.code(), absl::StrCat(dir, ": ", used.message()));
   }
   LoadedModel loaded;
   loaded.model = std::move(*model);

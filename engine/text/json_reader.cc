@@ -1,9 +1,9 @@
 #include "engine/text/json_reader.h"
 
-#include <fstream>
-#include <sstream>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "base/regular_file.h"
 
 namespace kvserve::engine {
 namespace {
@@ -19,16 +19,15 @@ std::string TypeName(const nlohmann::json& j) { return j.type_name(); }
 
 absl::StatusOr<nlohmann::json> ParseJsonFile(const std::string& path,
                                              std::string_view display_name) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(std::string(display_name), ": cannot open ", path));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
+  absl::StatusOr<std::string> text = base::ReadRegularFile(path, kMaxJsonFileBytes, display_name);
+  if (!text.ok()) return text.status();
   // The parser reports malformed input by exception; allow_exceptions=false would lose the
   // position, so catch it here, at the file boundary.
   try {
-    return nlohmann::json::parse(buffer.str());
+    return nlohmann::json::parse(*text);
   } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(std::string(display_name), ": not valid JSON: ", e.what()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(std::string(display_name), ": not valid JSON: ", e.what()));
   }
 }
 
@@ -60,7 +59,8 @@ JsonReader JsonReader::operator[](size_t i) const {
 }
 
 absl::StatusOr<std::string> JsonReader::String() const {
-  if (!value_->is_string()) return Error(absl::StrCat("expected a string, got ", TypeName(*value_)));
+  if (!value_->is_string())
+    return Error(absl::StrCat("expected a string, got ", TypeName(*value_)));
   return value_->get_ref<const std::string&>();
 }
 
@@ -72,23 +72,31 @@ absl::StatusOr<bool> JsonReader::Bool() const {
 }
 
 absl::StatusOr<int64_t> JsonReader::Int() const {
-  if (value_->is_number_integer()) return value_->get<int64_t>();
-  if (value_->is_number_float()) {
+  if (value_->is_number_unsigned()) {
+    // Above INT64_MAX get<int64_t>() would wrap to a negative number.
+    if (value_->get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX)) return value_->get<int64_t>();
+  } else if (value_->is_number_integer()) {
+    return value_->get<int64_t>();
+  } else if (value_->is_number_float()) {
+    // 2^63 is the first double outside int64; casting it (or NaN) would be undefined behaviour.
     const double d = value_->get<double>();
-    if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
+    if (d >= -0x1p63 && d < 0x1p63 && d == std::trunc(d)) return static_cast<int64_t>(d);
   }
   // error_handler replace: dump() would otherwise throw on a string that is not UTF-8.
-  return Error(absl::StrCat("expected an integer, got ",
-                            value_->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+  return Error(
+      absl::StrCat("expected an integer, got ",
+                   value_->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
 }
 
 absl::StatusOr<double> JsonReader::Number() const {
-  if (!value_->is_number()) return Error(absl::StrCat("expected a number, got ", TypeName(*value_)));
+  if (!value_->is_number())
+    return Error(absl::StrCat("expected a number, got ", TypeName(*value_)));
   return value_->get<double>();
 }
 
 absl::Status JsonReader::ExpectObject() const {
-  if (!value_->is_object()) return Error(absl::StrCat("expected an object, got ", TypeName(*value_)));
+  if (!value_->is_object())
+    return Error(absl::StrCat("expected an object, got ", TypeName(*value_)));
   return absl::OkStatus();
 }
 

@@ -19,8 +19,14 @@
 
 namespace kvserve::engine {
 
-// Reads and parses `path`. NOT_FOUND when the file does not exist; INVALID_ARGUMENT naming
-// `display_name` when it is not JSON.
+// The largest JSON file of a model directory read (config.json, tokenizer.json, ...). Real ones are
+// kilobytes, tokenizer.json tens of megabytes (a 256k vocabulary with its merges); the cap keeps a
+// hostile or broken file from costing unbounded memory.
+inline constexpr int64_t kMaxJsonFileBytes = int64_t{64} << 20;
+
+// Reads and parses `path`, a regular file of at most kMaxJsonFileBytes (base/regular_file.h).
+// NOT_FOUND when the file does not exist; INVALID_ARGUMENT naming `display_name` when it is not a
+// regular file, too big, or not JSON.
 absl::StatusOr<nlohmann::json> ParseJsonFile(const std::string& path,
                                              std::string_view display_name);
 

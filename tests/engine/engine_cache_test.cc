@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "engine/engine.h"
@@ -129,6 +130,28 @@ TEST(EngineCacheTest, PrefixCachingCanBeTurnedOff) {
   EXPECT_EQ(Generate(*engine, GreedyRequest(prompt, 8)),
             Generate(*engine, GreedyRequest(prompt, 8)));
   EXPECT_EQ(engine->stats().cache.prefix_hit_tokens, 0);
+}
+
+TEST(EngineCacheTest, RefusesABudgetAboveTheAvailableMemory) {
+  // Issue #18: --kv-cache-bytes 100 GB used to be accepted on a 23 GB host.
+  for (int64_t available : {kBlockBytes * 8 - 1, kBlockBytes * 8}) {
+    auto loaded = LoadModelDirectory(std::string(KVSERVE_TEST_DATA_DIR) + "/tiny_llama_gqa");
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    EngineOptions options;
+    options.block_size = 4;
+    options.kv_cache_bytes = kBlockBytes * 8;
+    options.available_memory_bytes = available;
+    auto engine = Engine::Create("tiny", std::move(*loaded), options);
+    if (available < options.kv_cache_bytes) {
+      ASSERT_FALSE(engine.ok());
+      EXPECT_EQ(engine.status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_THAT(engine.status().message(),
+                  HasSubstr(absl::StrCat("--kv-cache-bytes: ", kBlockBytes * 8,
+                                         " bytes is more than the ", available, " bytes")));
+    } else {
+      EXPECT_TRUE(engine.ok()) << engine.status();
+    }
+  }
 }
 
 TEST(EngineCacheTest, RequestThatCouldNeverFitIsResourceExhausted) {

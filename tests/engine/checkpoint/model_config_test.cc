@@ -100,8 +100,28 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"[7, 9]", "[7, 100]", absl::StatusCode::kInvalidArgument,
                   "eos_token_id 100 is outside [0, 100)"},
         BadConfig{"\"num_hidden_layers\": 2", "\"num_hidden_layers\": 0",
-                  absl::StatusCode::kInvalidArgument, "'num_hidden_layers' must be > 0, got 0"},
-        BadConfig{"{", "[", absl::StatusCode::kInvalidArgument, "not valid JSON"}));
+                  absl::StatusCode::kInvalidArgument,
+                  "'num_hidden_layers' must be in [1, 65536], got 0"},
+        BadConfig{"{", "[", absl::StatusCode::kInvalidArgument, "not valid JSON"},
+        // Issue #18: values that used to abort (bad_alloc), wrap or be undefined behaviour.
+        BadConfig{"\"num_hidden_layers\": 2", "\"num_hidden_layers\": 100000000",
+                  absl::StatusCode::kInvalidArgument,
+                  "'num_hidden_layers' must be in [1, 65536], got 100000000"},
+        BadConfig{"\"num_hidden_layers\": 2", "\"num_hidden_layers\": 2147483647",
+                  absl::StatusCode::kInvalidArgument,
+                  "'num_hidden_layers' must be in [1, 65536], got 2147483647"},
+        BadConfig{"[7, 9]", "[7, 1099511627776]", absl::StatusCode::kInvalidArgument,
+                  "'eos_token_id' must be a 32-bit integer, got 1099511627776"},
+        BadConfig{"[7, 9]", "18446744073709551615", absl::StatusCode::kInvalidArgument,
+                  "'eos_token_id' must be a 32-bit integer, got 18446744073709551615"},
+        BadConfig{"[7, 9]", "[7, 9.5]", absl::StatusCode::kInvalidArgument,
+                  "'eos_token_id' must be an integer, got 9.5"},
+        BadConfig{"\"vocab_size\": 100", "\"vocab_size\": 9223372036854775808",
+                  absl::StatusCode::kInvalidArgument,
+                  "'vocab_size' must be a 32-bit integer, got 9223372036854775808"},
+        BadConfig{"\"rms_norm_eps\": 1e-5", "\"rms_norm_eps\": 1e300",
+                  absl::StatusCode::kInvalidArgument,
+                  "'rms_norm_eps' must be a finite number, got 1e+300"}));
 
 constexpr char kDeepseek[] = R"({
   "architectures": ["DeepseekV2ForCausalLM"], "vocab_size": 100, "hidden_size": 64,
