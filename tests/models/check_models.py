@@ -14,9 +14,10 @@ CHECK is one of
                      and its greedy 200-token continuation of PROMPT passes
                      tools/train/english_check.py with its default bounds (known words, repeated
                      4-grams).
-  batch-invariance   the default model's greedy continuation of PROMPT is the same token ids when
-                     it runs alone, as 8 samples of one request (--n 8: 8 sequences decoded in one
-                     batch), and among other requests of different lengths sent at the same time.
+  batch-invariance   `kvserve` with no --model serves models/default, and its greedy
+                     continuation of PROMPT is the same token ids when it runs alone, as 8 samples
+                     of one request (--n 8: 8 sequences decoded in one batch), and among other
+                     requests of different lengths sent at the same time.
                      The comparison is exact and does not depend on how the requests overlap:
                      every grouping the scheduler picks must give the same ids.
 
@@ -87,14 +88,20 @@ def default_model_name():
     return link.resolve().name
 
 
+def serves_default(server, name):
+    """Whether `server` (started with no --model) serves models/default, named `name`."""
+    if f"serving the default model '{name}'" in server.text():
+        return True
+    print(f"check_models: FAIL: kvserve with no --model did not serve '{name}':\n{server.text()}")
+    return False
+
+
 def check_default_english(build):
     name = default_model_name()
     with Server(build, [], env=default_env()) as server:
-        log = server.text()
+        if not serves_default(server, name):
+            return 1
         out, _ = server.cli(*greedy_args())
-    if f"serving the default model '{name}'" not in log:
-        print(f"check_models: FAIL: kvserve with no --model did not serve '{name}':\n{log}")
-        return 1
     print(f"{name}: {PROMPT}{out}")
     known, total, _ = english_check.score(out, english_check.load_words())
     repeated, grams = english_check.word_repetition(out)
@@ -110,6 +117,8 @@ DISTRACTORS = ("Love is", "A computer is a machine that", "Never", "Q:\tWhat do 
 def check_batch_invariance(build):
     name = default_model_name()
     with Server(build, [], env=default_env()) as server:
+        if not serves_default(server, name):
+            return 1
         _, err = server.cli(*greedy_args())
         alone = token_ids(err)[0]
         if len(alone) != SAMPLE_TOKENS:
