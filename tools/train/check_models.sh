@@ -2,7 +2,7 @@
 # Serves each trained model with kvserve and checks that a greedy 200-token continuation is
 # English-like: at least 90 % of its words are in Debian wamerican's list (tools/train/english_check.py).
 #
-#   tools/train/check_models.sh [BUILD_DIR] [MODEL_DIR...]   (default: build, models/*/)
+#   tools/train/check_models.sh [BUILD_DIR] [MODEL_DIR...]   (default: build, models/fortune-*/)
 #
 # REQUIRES: BUILD_DIR/server/kvserve and BUILD_DIR/tools/cli/kvserve-cli built; /usr/bin/python3;
 # the wamerican package. Each model is served alone on 127.0.0.1 with a free port (port 0; the port
@@ -15,7 +15,7 @@ cd "$root"
 shift || true
 prompt=${KVSERVE_CHECK_PROMPT:-"The meaning of life is"}
 dirs=("$@")
-((${#dirs[@]})) || dirs=("$root"/models/*/)
+((${#dirs[@]})) || dirs=("$root"/models/fortune-*/)
 status=0
 server=""
 trap '[[ -n "$server" ]] && kill "$server" 2>/dev/null' EXIT

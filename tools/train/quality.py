@@ -1,9 +1,14 @@
 """The cache-vs-quality table and plot of docs/quality.md, from the trained models' perplexity.json.
 
     /usr/bin/python3 -m tools.train.quality --models models --seed2 build/train/seed2 \
-        --plot docs/quality.png
+        --plot docs/quality.png --build build
 
 Prints the Markdown table (paste it into docs/quality.md) and writes the PNG with gnuplot.
+A second seed counts only when it was trained for as many steps as seed 1 (a model of another
+budget is a different experiment: it is named on stderr and left out). With --build, each model
+is also served by BUILD/server/kvserve (--weight-dtype=f32) and its excerpt perplexity computed
+by `kvserve-cli score` fills the "excerpt ppl (kvserve)" column; the throughput columns stay
+"not measured" (docs/benchmarks.md has the commands).
 
 Cache sizes are what kvserve allocates (cache/cache_spec.cc: every cached value is a float32):
   attention layer   2 * num_key_value_heads * head_dim floats per token (K and V)
@@ -17,7 +22,10 @@ import argparse
 import json
 import pathlib
 import subprocess
+import sys
 import tempfile
+
+from .kvserve_process import Server
 
 GIB = 1 << 30
 SEQUENCE_TOKENS = 2048
@@ -44,6 +52,8 @@ def cache_bytes(config):
 def load(root):
     out = {}
     for path in sorted(pathlib.Path(root).glob("*/perplexity.json")):
+        if path.parent.is_symlink():
+            continue  # models/default names one of the others
         result = json.loads(path.read_text())
         result["config"] = json.loads((path.parent / "config.json").read_text())
         result["dir"] = str(path.parent)
@@ -51,7 +61,12 @@ def load(root):
     return out
 
 
-def table(seed1, seed2):
+def kvserve_perplexity(build, result):
+    with Server(build, [f"--model={result['dir']}", "--weight-dtype=f32"]) as server:
+        return server.score(result["excerpt_ids"])["perplexity"]
+
+
+def table(seed1, seed2, build=None):
     lines = [
         "| model | kind | parameters | KV bytes/token | state bytes/seq | 2,048-token seqs/GiB "
         "| val. ppl seed 1 | val. ppl seed 2 | excerpt ppl (PyTorch f64) | excerpt ppl (kvserve) "
@@ -63,10 +78,11 @@ def table(seed1, seed2):
         seqs = GIB // (SEQUENCE_TOKENS * per_token + state)
         other = seed2.get(kind)
         ppl2 = f"{other['validation_perplexity']:.2f}" if other else "n/a"
+        kv_ppl = f"{kvserve_perplexity(build, r):.3f}" if build else "not measured"
         lines.append(
             f"| `{r['dir']}` | {kind} | {r['num_params']:,} | {per_token:,} | {state:,} | "
             f"{seqs:,} | {r['validation_perplexity']:.2f} | {ppl2} | {r['perplexity']:.3f} | "
-            "(lead) | (lead) | (lead) | (lead) |")
+            f"{kv_ppl} | not measured | not measured | not measured |")
     return "\n".join(lines)
 
 
@@ -102,9 +118,16 @@ def main():
     parser.add_argument("--models", default="models")
     parser.add_argument("--seed2", default="build/train/seed2")
     parser.add_argument("--plot", default="docs/quality.png")
+    parser.add_argument("--build", help="serve each model with BUILD's kvserve to fill the "
+                        "kvserve perplexity column")
     args = parser.parse_args()
     seed1, seed2 = load(args.models), load(args.seed2)
-    print(table(seed1, seed2))
+    for kind in list(seed2):
+        if kind not in seed1 or seed2[kind]["steps"] != seed1[kind]["steps"]:
+            print(f"quality: left out {seed2[kind]['dir']}: {seed2[kind]['steps']} steps, not "
+                  "seed 1's", file=sys.stderr)
+            del seed2[kind]
+    print(table(seed1, seed2, args.build))
     plot(seed1, seed2, args.plot)
 
 

@@ -63,15 +63,6 @@ def ngrams(ids, n):
     return [tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)]
 
 
-def repetition(ids, n=4):
-    grams = ngrams(ids, n)
-    seen, repeated = set(), 0
-    for g in grams:
-        repeated += g in seen
-        seen.add(g)
-    return repeated, len(grams)
-
-
 def load_scorer(model_dir):
     model_dir = pathlib.Path(model_dir)
     config = json.loads((model_dir / "config.json").read_text())
@@ -114,7 +105,7 @@ def main():
                 g2, g3 = ngrams(ids, 2), ngrams(ids, 3)
                 d2, t2 = d2 + len(set(g2)), t2 + len(g2)
                 d3, t3 = d3 + len(set(g3)), t3 + len(g3)
-                r, rt = repetition(ids)
+                r, rt = english_check.repetition(ids)
                 rep, rep_total = rep + r, rep_total + rt
                 s, c = sample_nll(config, w, prompt_ids, ids)
                 nll, count = nll + s, count + c
