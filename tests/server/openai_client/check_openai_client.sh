@@ -27,8 +27,10 @@ fail() {
 "$root/tests/testing/npm_ci_pinned.sh" "$here" "$npm_dir" check_openai_client || exit $?
 
 log=$(mktemp "${TMPDIR:-/tmp}/kvserve-openai-client.XXXXXX")
+# --model= pins the embedded model (client.mjs names it and relies on its lack of a chat template),
+# whatever default model directory the build tree holds (models/default).
 OMP_WAIT_POLICY=PASSIVE "$server" --listen=127.0.0.1:0 --metrics-address=127.0.0.1:0 \
-  --http-address=127.0.0.1:0 --threads=1 2>"$log" &
+  --http-address=127.0.0.1:0 --threads=1 --model= 2>"$log" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -f "$log"' EXIT
 # Bounded wait for the start-up lines (the model is embedded: it loads in well under a second).
