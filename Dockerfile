@@ -52,12 +52,13 @@ USER 10001:10001
 # Model directories are mounted under /models (read-only is enough). Not a VOLUME: the default
 # model is in the image, and a VOLUME would leave an anonymous volume behind every run.
 WORKDIR /models
-# 50051: gRPC (kvserve.v1.KvServe, grpc.health.v1, reflection); 9464: Prometheus /metrics.
-EXPOSE 50051 9464
+# 50051: gRPC (kvserve.v1.KvServe, grpc.health.v1, reflection); 8000: the OpenAI-compatible HTTP
+# API; 9464: Prometheus /metrics.
+EXPOSE 50051 8000 9464
 # Docker and podman only (Kubernetes uses its own grpc probes). kvserve-cli exits 1 or 2 when not
 # SERVING; HEALTHCHECK wants 1 for unhealthy, so map both. Its own deadline is 5 s.
 HEALTHCHECK --interval=10s --timeout=6s --start-period=60s --retries=3 \
   CMD ["/bin/sh", "-c", "/usr/local/bin/kvserve-cli --target=127.0.0.1:50051 health >/dev/null || exit 1"]
 # kvserve is PID 1: it waits for SIGTERM/SIGINT itself (sigwait) and drains before exiting 0, so
 # no init process is needed. See --shutdown-timeout.
-ENTRYPOINT ["/usr/local/bin/kvserve", "--listen=0.0.0.0:50051"]
+ENTRYPOINT ["/usr/local/bin/kvserve", "--listen=0.0.0.0:50051", "--http-address=0.0.0.0:8000"]
