@@ -255,6 +255,34 @@ TEST(WeightBytesTest, Bf16CheckpointHoldsItsMatricesAsBf16AndTheTiedTableOnce) {
   EXPECT_EQ(f32->model->weight_bytes(), f32->model->num_parameters() * 4);
 }
 
+// IEEE binary16 bits of `f`, rounded to nearest even (written out: clang 14 has no _Float16 on
+// x86-64 without AVX512-FP16, and the F16C instructions would need a target attribute).
+uint16_t FloatToHalfBits(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, sizeof(x));
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  const int32_t biased = static_cast<int32_t>((x >> 23) & 0xffu);
+  uint32_t mantissa = x & 0x7fffffu;
+  if (biased == 0xff) return static_cast<uint16_t>(sign | 0x7c00u | (mantissa != 0 ? 0x200u : 0));
+  const int32_t exponent = biased - 127 + 15;
+  if (exponent >= 31) return static_cast<uint16_t>(sign | 0x7c00u);
+  // Keeps the top bits of `m`, dropping `shift` of them with round-half-to-even.
+  const auto round_shift = [](uint32_t m, int shift) {
+    uint32_t kept = m >> shift;
+    const uint32_t rest = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rest > half || (rest == half && (kept & 1u))) ++kept;
+    return kept;
+  };
+  if (exponent <= 0) {  // a binary16 subnormal (or zero)
+    if (exponent < -10) return static_cast<uint16_t>(sign);
+    mantissa |= 0x800000u;
+    return static_cast<uint16_t>(sign | round_shift(mantissa, 14 - exponent));
+  }
+  // A mantissa that rounds up carries into the exponent, as it should.
+  return static_cast<uint16_t>(
+      sign | ((static_cast<uint32_t>(exponent) << 10) + round_shift(mantissa, 13)));
+}
+
 TEST(WeightBytesTest, F16CheckpointIsKeptAsBf16UnderAuto) {
   const std::string fixture = "tiny_llama_gqa";
   const std::string dir = ::testing::TempDir() + "/kvserve_f16";
@@ -267,7 +295,8 @@ TEST(WeightBytesTest, F16CheckpointIsKeptAsBf16UnderAuto) {
   for (const TensorView& t : (*file)->tensors()) {
     std::vector<float> v(t.NumElements());
     ASSERT_TRUE(ConvertToFloat(t, absl::MakeSpan(v)).ok());
-    std::vector<_Float16> half(v.begin(), v.end());
+    std::vector<uint16_t> half(v.size());
+    for (size_t i = 0; i < v.size(); ++i) half[i] = FloatToHalfBits(v[i]);
     tensors.push_back({t.name, DType::kF16, t.shape,
                        std::string(reinterpret_cast<const char*>(half.data()), half.size() * 2)});
   }
