@@ -136,7 +136,7 @@ HttpResponse ParseResponse(const std::string& raw) {
   HttpResponse r;
   const size_t head_end = raw.find("\r\n\r\n");
   if (raw.size() < 12 || head_end == std::string::npos) return r;
-  absl::SimpleAtoi(raw.substr(9, 3), &r.status);
+  if (!absl::SimpleAtoi(raw.substr(9, 3), &r.status)) return HttpResponse();
   r.headers = raw.substr(0, head_end);
   std::string rest = raw.substr(head_end + 4);
   if (absl::StrContains(absl::AsciiStrToLower(r.headers), "transfer-encoding: chunked")) {

@@ -72,7 +72,8 @@ std::optional<Head> ParseHead(std::string* buffer) {
   if (end == std::string::npos) return std::nullopt;
   Head head;
   const std::string text = absl::AsciiStrToLower(buffer->substr(0, end));
-  if (text.size() >= 12) absl::SimpleAtoi(text.substr(9, 3), &head.status);
+  // A status line without a three-digit code leaves status 0: the caller reports a bad response.
+  if (text.size() < 12 || !absl::SimpleAtoi(text.substr(9, 3), &head.status)) head.status = 0;
   head.chunked = absl::StrContains(text, "\r\ntransfer-encoding: chunked");
   if (const size_t cl = text.find("\r\ncontent-length:"); cl != std::string::npos) {
     const size_t value = cl + 17;
