@@ -15,7 +15,8 @@
 namespace kvserve::engine::jinja {
 
 // An InvalidArgumentError from the concatenated parts.
-inline absl::Status BuiltinError(std::string_view a, std::string_view b = "", std::string_view c = "") {
+inline absl::Status BuiltinError(std::string_view a, std::string_view b = "",
+                                 std::string_view c = "") {
   return absl::InvalidArgumentError(absl::StrCat(std::string(a), std::string(b), std::string(c)));
 }
 
@@ -28,19 +29,22 @@ inline const Value* Arg(const CallArgs& args, size_t pos, std::string_view name)
   return nullptr;
 }
 
-inline absl::StatusOr<std::string> StringArg(const CallArgs& args, size_t pos, std::string_view name,
-                                      std::string_view fallback, std::string_view fn) {
+inline absl::StatusOr<std::string> StringArg(const CallArgs& args, size_t pos,
+                                             std::string_view name, std::string_view fallback,
+                                             std::string_view fn) {
   const Value* v = Arg(args, pos, name);
   if (v == nullptr || v->is_none() || v->is_undefined()) return std::string(fallback);
-  if (!v->is_string()) return BuiltinError(fn, ": argument '", std::string(name) + "' must be a string");
+  if (!v->is_string())
+    return BuiltinError(fn, ": argument '", std::string(name) + "' must be a string");
   return v->as_string();
 }
 
 inline absl::StatusOr<int64_t> IntArg(const CallArgs& args, size_t pos, std::string_view name,
-                               int64_t fallback, std::string_view fn) {
+                                      int64_t fallback, std::string_view fn) {
   const Value* v = Arg(args, pos, name);
   if (v == nullptr || v->is_none() || v->is_undefined()) return fallback;
-  if (!v->is_int()) return BuiltinError(fn, ": argument '", std::string(name) + "' must be an integer");
+  if (!v->is_int())
+    return BuiltinError(fn, ": argument '", std::string(name) + "' must be an integer");
   return v->as_int();
 }
 

@@ -44,14 +44,14 @@ struct Stmt;
 using Body = std::vector<std::unique_ptr<Stmt>>;
 
 enum class StmtKind {
-  kText,      // text
-  kOutput,    // expr
-  kIf,        // conditions[i] guards bodies[i]; bodies.back() is the else body when
-              // bodies.size() == conditions.size() + 1
-  kFor,       // targets, expr (iterable), condition (loop filter, may be null), bodies[0] body,
-              // bodies[1] else body (may be empty)
-  kSet,       // targets (names) or target_object.target_attr; expr, or bodies[0] for a block set
-  kMacro,     // name, params (defaults[i] may be null), bodies[0]
+  kText,    // text
+  kOutput,  // expr
+  kIf,      // conditions[i] guards bodies[i]; bodies.back() is the else body when
+            // bodies.size() == conditions.size() + 1
+  kFor,     // targets, expr (iterable), condition (loop filter, may be null), bodies[0] body,
+            // bodies[1] else body (may be empty)
+  kSet,     // targets (names) or target_object.target_attr; expr, or bodies[0] for a block set
+  kMacro,   // name, params (defaults[i] may be null), bodies[0]
   kBreak,
   kContinue,
 };

@@ -8,15 +8,16 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "engine/text/jinja_args.h"
 #include "engine/text/jinja_text_ops.h"
-#include "absl/time/time.h"
 
 namespace kvserve::engine::jinja {
 namespace {
 
 // Python's `prefix` argument of startswith / endswith: a string or a tuple of strings.
-absl::StatusOr<bool> AffixMatch(const std::string& s, const Value* arg, bool prefix, std::string_view fn) {
+absl::StatusOr<bool> AffixMatch(const std::string& s, const Value* arg, bool prefix,
+                                std::string_view fn) {
   if (arg == nullptr) return BuiltinError(fn, "() takes at least 1 argument");
   auto match = [&](const std::string& affix) {
     if (affix.size() > s.size()) return false;
@@ -36,7 +37,8 @@ absl::StatusOr<bool> AffixMatch(const std::string& s, const Value* arg, bool pre
 
 }  // namespace
 
-absl::StatusOr<bool> ApplyTest(Interpreter& in, const std::string& name, const Value& v, CallArgs& args) {
+absl::StatusOr<bool> ApplyTest(Interpreter& in, const std::string& name, const Value& v,
+                               CallArgs& args) {
   if (absl::Status s = in.Step(); !s.ok()) return s;
   const Value* arg = Arg(args, 0, "value");
   if (name == "defined") return !v.is_undefined();
@@ -68,20 +70,26 @@ absl::StatusOr<bool> ApplyTest(Interpreter& in, const std::string& name, const V
     return v.as_string() == (name == "lower" ? Lower(v.as_string()) : Upper(v.as_string()));
   }
   static constexpr std::string_view kWithArgument[] = {
-      "equalto", "eq", "==", "sameas", "ne", "!=", "in", "gt", "ge", "lt", "le", "greaterthan", "lessthan"};
-  if (std::find(std::begin(kWithArgument), std::end(kWithArgument), name) == std::end(kWithArgument)) {
+      "equalto", "eq", "==", "sameas", "ne",          "!=",      "in",
+      "gt",      "ge", "lt", "le",     "greaterthan", "lessthan"};
+  if (std::find(std::begin(kWithArgument), std::end(kWithArgument), name) ==
+      std::end(kWithArgument)) {
     return BuiltinError("unknown test '", name, "'");
   }
   if (arg == nullptr) return BuiltinError("test '", name, "' needs an argument");
   if (name == "equalto" || name == "eq" || name == "==" || name == "sameas") return Equals(v, *arg);
   if (name == "ne" || name == "!=") return !Equals(v, *arg);
   if (name == "in") {
-    if (arg->is_list()) return std::any_of(arg->list().begin(), arg->list().end(), [&](const Value& x) { return Equals(v, x); });
-    if (arg->is_string() && v.is_string()) return arg->as_string().find(v.as_string()) != std::string::npos;
+    if (arg->is_list())
+      return std::any_of(arg->list().begin(), arg->list().end(),
+                         [&](const Value& x) { return Equals(v, x); });
+    if (arg->is_string() && v.is_string())
+      return arg->as_string().find(v.as_string()) != std::string::npos;
     if (arg->is_dict()) return v.is_string() && arg->dict().Find(v.as_string()) != nullptr;
     return BuiltinError("test 'in' needs a container");
   }
-  if (name == "gt" || name == "ge" || name == "lt" || name == "le" || name == "greaterthan" || name == "lessthan") {
+  if (name == "gt" || name == "ge" || name == "lt" || name == "le" || name == "greaterthan" ||
+      name == "lessthan") {
     if (!v.is_number() || !arg->is_number()) return BuiltinError("test '", name, "' needs numbers");
     double x = v.as_number(), y = arg->as_number();
     if (name == "gt" || name == "greaterthan") return x > y;
@@ -92,8 +100,8 @@ absl::StatusOr<bool> ApplyTest(Interpreter& in, const std::string& name, const V
   return BuiltinError("unknown test '", name, "'");
 }
 
-absl::StatusOr<std::optional<Value>> CallMethod(Interpreter& in, const Value& object, const std::string& name,
-                                                CallArgs& args) {
+absl::StatusOr<std::optional<Value>> CallMethod(Interpreter& in, const Value& object,
+                                                const std::string& name, CallArgs& args) {
   if (absl::Status s = in.Step(); !s.ok()) return s;
   if (object.is_string()) {
     const std::string& s = object.as_string();
@@ -104,14 +112,17 @@ absl::StatusOr<std::optional<Value>> CallMethod(Interpreter& in, const Value& ob
     }
     if (name == "strip" || name == "lstrip" || name == "rstrip") {
       const Value* chars = Arg(args, 0, "chars");
-      if (chars && !chars->is_string() && !chars->is_none()) return BuiltinError(name, "() argument must be a string or none");
+      if (chars && !chars->is_string() && !chars->is_none())
+        return BuiltinError(name, "() argument must be a string or none");
       const std::string* set = chars && chars->is_string() ? &chars->as_string() : nullptr;
       return Value::String(Strip(s, set, name != "rstrip", name != "lstrip"));
     }
     if (name == "split") {
       const Value* sep = Arg(args, 0, "sep");
-      if (sep && !sep->is_string() && !sep->is_none()) return BuiltinError("split() separator must be a string or none");
-      if (sep && sep->is_string() && sep->as_string().empty()) return BuiltinError("split(): empty separator");
+      if (sep && !sep->is_string() && !sep->is_none())
+        return BuiltinError("split() separator must be a string or none");
+      if (sep && sep->is_string() && sep->as_string().empty())
+        return BuiltinError("split(): empty separator");
       auto maxsplit = IntArg(args, 1, "maxsplit", -1, "split");
       if (!maxsplit.ok()) return maxsplit.status();
       List parts = Split(s, sep && sep->is_string() ? &sep->as_string() : nullptr, *maxsplit);
@@ -125,7 +136,8 @@ absl::StatusOr<std::optional<Value>> CallMethod(Interpreter& in, const Value& ob
     if (name == "replace") {
       const Value* from = Arg(args, 0, "old");
       const Value* to = Arg(args, 1, "new");
-      if (!from || !to || !from->is_string() || !to->is_string()) return BuiltinError("replace() needs two strings");
+      if (!from || !to || !from->is_string() || !to->is_string())
+        return BuiltinError("replace() needs two strings");
       auto count = IntArg(args, 2, "count", -1, "replace");
       if (!count.ok()) return count.status();
       auto out = Replace(s, from->as_string(), to->as_string(), *count,
@@ -153,7 +165,8 @@ absl::StatusOr<std::optional<Value>> CallMethod(Interpreter& in, const Value& ob
     if (name == "items") return Items(object);
     if (name == "keys" || name == "values") {
       List out;
-      for (const auto& [k, item] : object.dict().items()) out.push_back(name == "keys" ? Value::String(k) : item);
+      for (const auto& [k, item] : object.dict().items())
+        out.push_back(name == "keys" ? Value::String(k) : item);
       return Value::MakeList(std::move(out));
     }
     if (name == "get") {
@@ -170,32 +183,39 @@ absl::StatusOr<std::optional<Value>> CallMethod(Interpreter& in, const Value& ob
 
 void AddGlobals(Interpreter& in, Dict& globals) {
   Interpreter* interp = &in;
-  globals.Set("range", Value::MakeFunction([interp](CallArgs& args) -> absl::StatusOr<Value> {
-    int64_t p[3] = {0, 0, 1};
-    size_t n = args.positional.size();
-    if (n < 1 || n > 3) return BuiltinError("range expected 1 to 3 arguments");
-    for (size_t i = 0; i < n; ++i) {
-      if (!args.positional[i].is_int()) return BuiltinError("range() arguments must be integers");
-    }
-    if (n == 1) p[1] = args.positional[0].as_int();
-    else for (size_t i = 0; i < n; ++i) p[i] = args.positional[i].as_int();
-    if (p[2] == 0) return BuiltinError("range() step must not be zero");
-    // Count first and charge it, so range(10**9) fails at once instead of allocating. Unsigned
-    // differences are exact for any int64 pair.
-    uint64_t span = p[2] > 0 ? (p[1] > p[0] ? static_cast<uint64_t>(p[1]) - static_cast<uint64_t>(p[0]) : 0)
-                             : (p[0] > p[1] ? static_cast<uint64_t>(p[0]) - static_cast<uint64_t>(p[1]) : 0);
-    uint64_t stride = p[2] > 0 ? static_cast<uint64_t>(p[2]) : 0 - static_cast<uint64_t>(p[2]);
-    uint64_t num_items = span / stride + (span % stride != 0);
-    int64_t count = static_cast<int64_t>(std::min<uint64_t>(num_items, INT64_MAX));
-    if (absl::Status s = interp->Step(count); !s.ok()) return s;
-    List items;
-    items.reserve(static_cast<size_t>(count));
-    for (int64_t i = 0; i < count; ++i) {  // unsigned: no overflow past the last item
-      items.push_back(Value::Int(static_cast<int64_t>(static_cast<uint64_t>(p[0]) +
-                                                      static_cast<uint64_t>(i) * static_cast<uint64_t>(p[2]))));
-    }
-    return Value::MakeList(std::move(items));
-  }));
+  globals.Set(
+      "range", Value::MakeFunction([interp](CallArgs& args) -> absl::StatusOr<Value> {
+        int64_t p[3] = {0, 0, 1};
+        size_t n = args.positional.size();
+        if (n < 1 || n > 3) return BuiltinError("range expected 1 to 3 arguments");
+        for (size_t i = 0; i < n; ++i) {
+          if (!args.positional[i].is_int())
+            return BuiltinError("range() arguments must be integers");
+        }
+        if (n == 1)
+          p[1] = args.positional[0].as_int();
+        else
+          for (size_t i = 0; i < n; ++i) p[i] = args.positional[i].as_int();
+        if (p[2] == 0) return BuiltinError("range() step must not be zero");
+        // Count first and charge it, so range(10**9) fails at once instead of allocating. Unsigned
+        // differences are exact for any int64 pair.
+        uint64_t span =
+            p[2] > 0
+                ? (p[1] > p[0] ? static_cast<uint64_t>(p[1]) - static_cast<uint64_t>(p[0]) : 0)
+                : (p[0] > p[1] ? static_cast<uint64_t>(p[0]) - static_cast<uint64_t>(p[1]) : 0);
+        uint64_t stride = p[2] > 0 ? static_cast<uint64_t>(p[2]) : 0 - static_cast<uint64_t>(p[2]);
+        uint64_t num_items = span / stride + (span % stride != 0);
+        int64_t count = static_cast<int64_t>(std::min<uint64_t>(num_items, INT64_MAX));
+        if (absl::Status s = interp->Step(count); !s.ok()) return s;
+        List items;
+        items.reserve(static_cast<size_t>(count));
+        for (int64_t i = 0; i < count; ++i) {  // unsigned: no overflow past the last item
+          items.push_back(Value::Int(
+              static_cast<int64_t>(static_cast<uint64_t>(p[0]) +
+                                   static_cast<uint64_t>(i) * static_cast<uint64_t>(p[2]))));
+        }
+        return Value::MakeList(std::move(items));
+      }));
   auto make_dict = [](bool is_namespace) {
     return [is_namespace](CallArgs& args) -> absl::StatusOr<Value> {
       Dict dict;
@@ -209,21 +229,26 @@ void AddGlobals(Interpreter& in, Dict& globals) {
         if (absl::Status s = CheckNesting(v); !s.ok()) return s;
         dict.Set(k, v);
       }
-      return is_namespace ? Value::MakeNamespace(std::move(dict)) : Value::MakeDict(std::move(dict));
+      return is_namespace ? Value::MakeNamespace(std::move(dict))
+                          : Value::MakeDict(std::move(dict));
     };
   };
   globals.Set("namespace", Value::MakeFunction(make_dict(true)));
   globals.Set("dict", Value::MakeFunction(make_dict(false)));
   globals.Set("raise_exception", Value::MakeFunction([](CallArgs& args) -> absl::StatusOr<Value> {
-    const Value* message = Arg(args, 0, "message");
-    // The template's own words go to the client unchanged.
-    return Located(absl::InvalidArgumentError(message ? ToStr(*message) : "raise_exception called"));
-  }));
-  globals.Set("strftime_now", Value::MakeFunction([interp](CallArgs& args) -> absl::StatusOr<Value> {
-    const Value* format = Arg(args, 0, "format");
-    if (!format || !format->is_string()) return BuiltinError("strftime_now() needs a format string");
-    return Value::String(absl::FormatTime(format->as_string(), interp->limits().now, absl::LocalTimeZone()));
-  }));
+                const Value* message = Arg(args, 0, "message");
+                // The template's own words go to the client unchanged.
+                return Located(absl::InvalidArgumentError(message ? ToStr(*message)
+                                                                  : "raise_exception called"));
+              }));
+  globals.Set(
+      "strftime_now", Value::MakeFunction([interp](CallArgs& args) -> absl::StatusOr<Value> {
+        const Value* format = Arg(args, 0, "format");
+        if (!format || !format->is_string())
+          return BuiltinError("strftime_now() needs a format string");
+        return Value::String(
+            absl::FormatTime(format->as_string(), interp->limits().now, absl::LocalTimeZone()));
+      }));
 }
 
 }  // namespace kvserve::engine::jinja

@@ -1,5 +1,3 @@
-#include "engine/text/jinja_builtins.h"
-
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -9,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "engine/text/jinja_args.h"
+#include "engine/text/jinja_builtins.h"
 #include "engine/text/jinja_text_ops.h"
 
 namespace kvserve::engine::jinja {
@@ -31,11 +30,13 @@ absl::StatusOr<Value> SelectFilter(Interpreter& in, const Value& operand, CallAr
   }
   std::string test;
   if (args.positional.size() > next) {
-    if (!args.positional[next].is_string()) return BuiltinError(fn, ": the test name must be a string");
+    if (!args.positional[next].is_string())
+      return BuiltinError(fn, ": the test name must be a string");
     test = args.positional[next].as_string();
   }
   CallArgs test_args;
-  for (size_t i = next + 1; i < args.positional.size(); ++i) test_args.positional.push_back(args.positional[i]);
+  for (size_t i = next + 1; i < args.positional.size(); ++i)
+    test_args.positional.push_back(args.positional[i]);
   List out;
   for (const Value& item : *items) {
     Value subject = by_attr ? Interpreter::GetAttr(item, attr) : item;
@@ -68,26 +69,30 @@ bool Less(const Value& a, const Value& b, bool case_sensitive, bool& comparable)
 
 // Sorts `items` by `key(item)`; stable, as Python's sorted().
 template <typename KeyFn>
-absl::Status SortBy(List& items, KeyFn key, bool case_sensitive, bool reverse, std::string_view fn) {
+absl::Status SortBy(List& items, KeyFn key, bool case_sensitive, bool reverse,
+                    std::string_view fn) {
   bool comparable = true;
   std::stable_sort(items.begin(), items.end(), [&](const Value& a, const Value& b) {
     return reverse ? Less(key(b), key(a), case_sensitive, comparable)
                    : Less(key(a), key(b), case_sensitive, comparable);
   });
-  if (!comparable) return BuiltinError(fn, ": values cannot be compared (mixed or unorderable types)");
+  if (!comparable)
+    return BuiltinError(fn, ": values cannot be compared (mixed or unorderable types)");
   return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, const Value& v, CallArgs& args) {
+absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, const Value& v,
+                                  CallArgs& args) {
   if (absl::Status s = in.Step(); !s.ok()) return s;
   if (name == "safe") return v;
   if (name == "string") return Value::String(ToStr(v));
   if (name == "default" || name == "d") {
     const Value* fallback = Arg(args, 0, "default_value");
     bool boolean = BoolArg(args, 1, "boolean", false);
-    if (v.is_undefined() || (boolean && !v.Truthy())) return fallback ? *fallback : Value::String("");
+    if (v.is_undefined() || (boolean && !v.Truthy()))
+      return fallback ? *fallback : Value::String("");
     return v;
   }
   if (name == "length" || name == "count") {
@@ -120,7 +125,8 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, cons
     return Value::String(std::move(*json));
   }
   if (name == "items") {
-    if (!v.is_dict() && !v.is_undefined()) return BuiltinError("items: expected a mapping, got ", v.KindName());
+    if (!v.is_dict() && !v.is_undefined())
+      return BuiltinError("items: expected a mapping, got ", v.KindName());
     return Items(v);
   }
   if (name == "list") {
@@ -138,7 +144,8 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, cons
     if (v.is_string()) {
       std::vector<size_t> at = CodePointOffsets(v.as_string());
       std::string out;
-      for (size_t i = at.size() - 1; i > 0; --i) out.append(v.as_string(), at[i - 1], at[i] - at[i - 1]);
+      for (size_t i = at.size() - 1; i > 0; --i)
+        out.append(v.as_string(), at[i - 1], at[i] - at[i - 1]);
       return Value::String(std::move(out));
     }
     auto items = in.Materialize(v);
@@ -156,7 +163,8 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, cons
     for (size_t i = 0; i < items->size(); ++i) {
       if (i > 0) out += *sep;
       const Value& item = (*items)[i];
-      out += ToStr(attr && attr->is_string() ? Interpreter::GetAttr(item, attr->as_string()) : item);
+      out +=
+          ToStr(attr && attr->is_string() ? Interpreter::GetAttr(item, attr->as_string()) : item);
       if (absl::Status s = in.CheckSize(out.size()); !s.ok()) return s;
     }
     return Value::String(std::move(out));
@@ -201,7 +209,10 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, cons
     std::string attribute = attr && attr->is_string() ? attr->as_string() : "";
     if (absl::Status s = in.Step(static_cast<int64_t>(items->size())); !s.ok()) return s;
     absl::Status sorted = SortBy(
-        *items, [&](const Value& item) { return attribute.empty() ? item : Interpreter::GetAttr(item, attribute); },
+        *items,
+        [&](const Value& item) {
+          return attribute.empty() ? item : Interpreter::GetAttr(item, attribute);
+        },
         case_sensitive, reverse, "sort");
     if (!sorted.ok()) return sorted;
     return Value::MakeList(std::move(*items));
@@ -211,12 +222,14 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, cons
     bool case_sensitive = BoolArg(args, 0, "case_sensitive", false);
     auto by = StringArg(args, 1, "by", "key", "dictsort");
     if (!by.ok()) return by.status();
-    if (*by != "key" && *by != "value") return BuiltinError("dictsort: 'by' must be 'key' or 'value'");
+    if (*by != "key" && *by != "value")
+      return BuiltinError("dictsort: 'by' must be 'key' or 'value'");
     bool reverse = BoolArg(args, 2, "reverse", false);
     List pairs = Items(v).list();
     size_t index = *by == "key" ? 0 : 1;
     absl::Status sorted = SortBy(
-        pairs, [index](const Value& pair) { return pair.list()[index]; }, case_sensitive, reverse, "dictsort");
+        pairs, [index](const Value& pair) { return pair.list()[index]; }, case_sensitive, reverse,
+        "dictsort");
     if (!sorted.ok()) return sorted;
     return Value::MakeList(std::move(pairs));
   }
@@ -227,8 +240,10 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, cons
     List out;
     std::vector<Value> seen;
     for (const Value& item : *items) {
-      Value key = !case_sensitive && item.is_string() ? Value::String(Lower(item.as_string())) : item;
-      bool dup = std::any_of(seen.begin(), seen.end(), [&](const Value& s) { return Equals(s, key); });
+      Value key =
+          !case_sensitive && item.is_string() ? Value::String(Lower(item.as_string())) : item;
+      bool dup =
+          std::any_of(seen.begin(), seen.end(), [&](const Value& s) { return Equals(s, key); });
       if (!dup) {
         seen.push_back(key);
         out.push_back(item);
@@ -243,7 +258,8 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, cons
     if (v.is_bool()) return Value::Int(v.as_bool());
     if (v.is_float()) {
       double t = std::trunc(v.as_number());
-      if (!(std::fabs(t) < 9.2e18)) return BuiltinError("int: ", Repr(v), " does not fit in 64 bits");
+      if (!(std::fabs(t) < 9.2e18))
+        return BuiltinError("int: ", Repr(v), " does not fit in 64 bits");
       return Value::Int(static_cast<int64_t>(t));
     }
     if (v.is_string()) {
@@ -277,10 +293,14 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, cons
     if (!method.ok()) return method.status();
     double scale = std::pow(10.0, static_cast<double>(*precision));
     double x = v.as_number() * scale;
-    if (*method == "common") x = std::nearbyint(x);  // Python's round(): half to even
-    else if (*method == "floor") x = std::floor(x);
-    else if (*method == "ceil") x = std::ceil(x);
-    else return BuiltinError("round: method must be 'common', 'floor' or 'ceil'");
+    if (*method == "common")
+      x = std::nearbyint(x);  // Python's round(): half to even
+    else if (*method == "floor")
+      x = std::floor(x);
+    else if (*method == "ceil")
+      x = std::ceil(x);
+    else
+      return BuiltinError("round: method must be 'common', 'floor' or 'ceil'");
     return Value::Float(x / scale);
   }
   // The rest take a string; undefined converts to "" as Jinja's soft_str does.
@@ -315,11 +335,17 @@ absl::StatusOr<Value> ApplyFilter(Interpreter& in, const std::string& name, cons
   if (name == "indent") {
     const Value* width = Arg(args, 0, "width");
     if (width != nullptr && width->is_int()) {
-      if (absl::Status st = in.CheckSize(static_cast<size_t>(std::max<int64_t>(0, width->as_int()))); !st.ok()) return st;
+      if (absl::Status st =
+              in.CheckSize(static_cast<size_t>(std::max<int64_t>(0, width->as_int())));
+          !st.ok())
+        return st;
     }
-    std::string pad = width == nullptr ? "    " : width->is_string() ? width->as_string()
-                      : width->is_int() ? std::string(static_cast<size_t>(std::max<int64_t>(0, width->as_int())), ' ')
-                                        : "    ";
+    std::string pad =
+        width == nullptr     ? "    "
+        : width->is_string() ? width->as_string()
+        : width->is_int()
+            ? std::string(static_cast<size_t>(std::max<int64_t>(0, width->as_int())), ' ')
+            : "    ";
     bool first = BoolArg(args, 1, "first", false);
     bool blank = BoolArg(args, 2, "blank", false);
     // Jinja appends a newline before splitting, so a trailing newline survives.

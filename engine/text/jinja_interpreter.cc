@@ -25,22 +25,22 @@ absl::Status At(const absl::Status& s, int line, int column) {
                                                      " column ", column, ": ", s.message())));
 }
 
-#define KV_JINJA_TRY(lhs, expr, node)                              \
-  auto KV_JINJA_CAT(tmp_, __LINE__) = (expr);                      \
-  if (!KV_JINJA_CAT(tmp_, __LINE__).ok())                          \
+#define KV_JINJA_TRY(lhs, expr, node)                                             \
+  auto KV_JINJA_CAT(tmp_, __LINE__) = (expr);                                     \
+  if (!KV_JINJA_CAT(tmp_, __LINE__).ok())                                         \
     return At(KV_JINJA_CAT(tmp_, __LINE__).status(), (node).line, (node).column); \
   lhs = std::move(KV_JINJA_CAT(tmp_, __LINE__)).value()
 #define KV_JINJA_CAT(a, b) KV_JINJA_CAT_INNER(a, b)
 #define KV_JINJA_CAT_INNER(a, b) a##b
-#define KV_JINJA_CHECK(expr, node)                          \
-  do {                                                      \
-    absl::Status s_ = (expr);                               \
+#define KV_JINJA_CHECK(expr, node)                           \
+  do {                                                       \
+    absl::Status s_ = (expr);                                \
     if (!s_.ok()) return At(s_, (node).line, (node).column); \
   } while (false)
 
 // Python's slice index normalisation for a sequence of length n.
-std::vector<size_t> SliceIndices(int64_t n, std::optional<int64_t> start, std::optional<int64_t> stop,
-                                 int64_t step) {
+std::vector<size_t> SliceIndices(int64_t n, std::optional<int64_t> start,
+                                 std::optional<int64_t> stop, int64_t step) {
   std::vector<size_t> out;
   auto clamp = [n](int64_t i, int64_t lo, int64_t hi) {
     if (i < 0) i += n;
@@ -67,7 +67,8 @@ absl::Status Located(absl::Status status) {
 
 absl::StatusOr<std::string> Interpreter::Render(const Body& program,
                                                 const nlohmann::ordered_json& context) {
-  if (!context.is_object()) return absl::InvalidArgumentError("chat template context must be a JSON object");
+  if (!context.is_object())
+    return absl::InvalidArgumentError("chat template context must be a JSON object");
   AddGlobals(*this, globals_);
   for (const auto& [key, value] : context.items()) {
     auto converted = FromJson(value);
@@ -88,8 +89,8 @@ absl::StatusOr<std::string> Interpreter::Render(const Body& program,
 absl::Status Interpreter::Step(int64_t n) {
   steps_ += n;
   if (steps_ > limits_.max_steps) {
-    return Located(absl::ResourceExhaustedError(absl::StrCat(
-        "chat template exceeded its work limit of ", limits_.max_steps, " steps")));
+    return Located(absl::ResourceExhaustedError(
+        absl::StrCat("chat template exceeded its work limit of ", limits_.max_steps, " steps")));
   }
   return absl::OkStatus();
 }
@@ -104,8 +105,8 @@ absl::Status Interpreter::CheckSize(size_t bytes) const {
 
 absl::StatusOr<List> Interpreter::Materialize(const Value& v) {
   // Charged before building, so iterating a huge string fails fast instead of allocating.
-  int64_t n = v.is_list() ? static_cast<int64_t>(v.list().size())
-              : v.is_dict() ? static_cast<int64_t>(v.dict().size())
+  int64_t n = v.is_list()     ? static_cast<int64_t>(v.list().size())
+              : v.is_dict()   ? static_cast<int64_t>(v.dict().size())
               : v.is_string() ? static_cast<int64_t>(v.as_string().size())
                               : 0;
   if (absl::Status s = Step(n); !s.ok()) return s;
@@ -166,7 +167,8 @@ absl::Status Interpreter::Exec(const Stmt& s) {
       return ExecSet(s);
     case StmtKind::kMacro: {
       const Stmt* macro = &s;
-      Assign(s.name, Value::MakeFunction([this, macro](CallArgs& args) { return CallMacro(*macro, args); }));
+      Assign(s.name, Value::MakeFunction(
+                         [this, macro](CallArgs& args) { return CallMacro(*macro, args); }));
       return absl::OkStatus();
     }
     case StmtKind::kBreak:
@@ -190,11 +192,12 @@ absl::Status Interpreter::ExecFor(const Stmt& s) {
       return absl::OkStatus();
     }
     if (!item.is_list()) {
-      return absl::InvalidArgumentError(absl::StrCat("cannot unpack non-iterable ", item.KindName()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot unpack non-iterable ", item.KindName()));
     }
     if (item.list().size() != s.targets.size()) {
-      return absl::InvalidArgumentError(absl::StrCat("expected ", s.targets.size(),
-                                                     " values to unpack, got ", item.list().size()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "expected ", s.targets.size(), " values to unpack, got ", item.list().size()));
     }
     for (size_t i = 0; i < s.targets.size(); ++i) Assign(s.targets[i], item.list()[i]);
     return absl::OkStatus();
@@ -286,11 +289,12 @@ absl::Status Interpreter::ExecSet(const Stmt& s) {
 
 absl::StatusOr<Value> Interpreter::CallMacro(const Stmt& macro, CallArgs& args) {
   if (call_depth_ >= kMaxCallDepth) {
-    return absl::InvalidArgumentError(absl::StrCat("macro '", macro.name, "' recursed deeper than ", kMaxCallDepth));
+    return absl::InvalidArgumentError(
+        absl::StrCat("macro '", macro.name, "' recursed deeper than ", kMaxCallDepth));
   }
   if (args.positional.size() > macro.params.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("macro '", macro.name, "' takes at most ",
-                                                   macro.params.size(), " arguments"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("macro '", macro.name, "' takes at most ", macro.params.size(), " arguments"));
   }
   // A macro sees the template's top level and its own parameters, not the caller's locals.
   std::vector<Scope> saved_scopes = {scopes_.begin() + 1, scopes_.end()};
@@ -303,8 +307,10 @@ absl::StatusOr<Value> Interpreter::CallMacro(const Stmt& macro, CallArgs& args) 
       v = args.positional[i];
     } else if (macro.defaults[i]) {
       auto def = Eval(*macro.defaults[i]);
-      if (!def.ok()) status = def.status();
-      else v = *def;
+      if (!def.ok())
+        status = def.status();
+      else
+        v = *def;
     }
     Assign(macro.params[i], v);
   }
@@ -312,7 +318,8 @@ absl::StatusOr<Value> Interpreter::CallMacro(const Stmt& macro, CallArgs& args) 
     bool known = false;
     for (const auto& p : macro.params) known |= p == name;
     if (!known) {
-      status = absl::InvalidArgumentError(absl::StrCat("macro '", macro.name, "' takes no keyword argument '", name, "'"));
+      status = absl::InvalidArgumentError(
+          absl::StrCat("macro '", macro.name, "' takes no keyword argument '", name, "'"));
       break;
     }
     Assign(name, v);
@@ -427,10 +434,12 @@ absl::StatusOr<Value> Interpreter::EvalInner(const Expr& e) {
       if (e.name == "not") return Value::Bool(!v.Truthy());
       if (v.is_bool()) v = Value::Int(v.as_bool());
       if (!v.is_number()) {
-        return absl::InvalidArgumentError(absl::StrCat("bad operand type for unary ", e.name, ": ", v.KindName()));
+        return absl::InvalidArgumentError(
+            absl::StrCat("bad operand type for unary ", e.name, ": ", v.KindName()));
       }
       if (e.name == "+") return v;
-      if (v.is_int() && v.as_int() == INT64_MIN) return absl::InvalidArgumentError("integer overflow in unary -");
+      if (v.is_int() && v.as_int() == INT64_MIN)
+        return absl::InvalidArgumentError("integer overflow in unary -");
       return v.is_int() ? Value::Int(-v.as_int()) : Value::Float(-v.as_number());
     }
     case ExprKind::kBinary:
@@ -458,7 +467,8 @@ absl::StatusOr<Value> Interpreter::Slice(const Value& object, const Expr& e) {
   if (step == 0) return absl::InvalidArgumentError("slice step cannot be zero");
   if (object.is_list()) {
     List out;
-    for (size_t i : SliceIndices(static_cast<int64_t>(object.list().size()), bounds[0], bounds[1], step)) {
+    for (size_t i :
+         SliceIndices(static_cast<int64_t>(object.list().size()), bounds[0], bounds[1], step)) {
       out.push_back(object.list()[i]);
     }
     if (absl::Status s = Step(static_cast<int64_t>(out.size())); !s.ok()) return s;
@@ -488,7 +498,8 @@ absl::StatusOr<Value> Interpreter::EvalCall(const Expr& e) {
     if (result) return *result;
     Value fn = GetAttr(object, callee.name);
     if (!fn.is_function()) {
-      return absl::InvalidArgumentError(absl::StrCat("'", object.KindName(), "' object has no method '", callee.name, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", object.KindName(), "' object has no method '", callee.name, "'"));
     }
     return fn.function()(args);
   }
@@ -520,7 +531,8 @@ absl::StatusOr<Value> Interpreter::EvalBinary(const Expr& e) {
     } else if (b.is_dict()) {
       found = a.is_string() && b.dict().Find(a.as_string()) != nullptr;
     } else if (!b.is_undefined()) {
-      return absl::InvalidArgumentError(absl::StrCat("argument of type '", b.KindName(), "' is not iterable"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("argument of type '", b.KindName(), "' is not iterable"));
     }
     return Value::Bool(found == (op == "in"));
   }
@@ -530,13 +542,15 @@ absl::StatusOr<Value> Interpreter::EvalBinary(const Expr& e) {
     if (numeric(a) && numeric(b)) {
       double x = a.is_bool() ? a.as_bool() : a.as_number();
       double y = b.is_bool() ? b.as_bool() : b.as_number();
-      if (a.is_int() && b.is_int()) cmp = a.as_int() < b.as_int() ? -1 : a.as_int() > b.as_int();
-      else cmp = x < y ? -1 : x > y;
+      if (a.is_int() && b.is_int())
+        cmp = a.as_int() < b.as_int() ? -1 : a.as_int() > b.as_int();
+      else
+        cmp = x < y ? -1 : x > y;
     } else if (a.is_string() && b.is_string()) {
       cmp = a.as_string().compare(b.as_string());  // UTF-8 byte order is code point order
     } else {
-      return absl::InvalidArgumentError(absl::StrCat("'", op, "' not supported between ",
-                                                     a.KindName(), " and ", b.KindName()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", op, "' not supported between ", a.KindName(), " and ", b.KindName()));
     }
     bool r = op == "<" ? cmp < 0 : op == "<=" ? cmp <= 0 : op == ">" ? cmp > 0 : cmp >= 0;
     return Value::Bool(r);
@@ -549,7 +563,8 @@ absl::StatusOr<Value> Interpreter::EvalBinary(const Expr& e) {
   return Arithmetic(op, a, b);
 }
 
-absl::StatusOr<Value> Interpreter::Arithmetic(const std::string& op, const Value& a, const Value& b) {
+absl::StatusOr<Value> Interpreter::Arithmetic(const std::string& op, const Value& a,
+                                              const Value& b) {
   auto type_error = [&] {
     return absl::InvalidArgumentError(absl::StrCat("unsupported operand types for ", op, ": ",
                                                    a.KindName(), " and ", b.KindName()));
@@ -568,7 +583,10 @@ absl::StatusOr<Value> Interpreter::Arithmetic(const std::string& op, const Value
     const std::string& s = a.is_string() ? a.as_string() : b.as_string();
     int64_t times = std::max<int64_t>(0, a.is_int() ? a.as_int() : b.as_int());
     if (s.empty() || times == 0) return Value::String("");  // never loop over an empty repeat
-    if (absl::Status st = CheckSize(s.size() * std::min<int64_t>(times, limits_.max_output_bytes + 1)); !st.ok()) return st;
+    if (absl::Status st =
+            CheckSize(s.size() * std::min<int64_t>(times, limits_.max_output_bytes + 1));
+        !st.ok())
+      return st;
     std::string out;
     out.reserve(s.size() * times);
     for (int64_t i = 0; i < times; ++i) out += s;
@@ -580,9 +598,12 @@ absl::StatusOr<Value> Interpreter::Arithmetic(const std::string& op, const Value
   if (x.is_int() && y.is_int() && op != "/" && op != "**") {
     int64_t p = x.as_int(), q = y.as_int(), r = 0;
     bool overflow = false;
-    if (op == "+") overflow = __builtin_add_overflow(p, q, &r);
-    else if (op == "-") overflow = __builtin_sub_overflow(p, q, &r);
-    else if (op == "*") overflow = __builtin_mul_overflow(p, q, &r);
+    if (op == "+")
+      overflow = __builtin_add_overflow(p, q, &r);
+    else if (op == "-")
+      overflow = __builtin_sub_overflow(p, q, &r);
+    else if (op == "*")
+      overflow = __builtin_mul_overflow(p, q, &r);
     else {
       if (q == 0) return absl::InvalidArgumentError("integer division or modulo by zero");
       int64_t quotient = p / q, rem = p % q;

@@ -9,7 +9,9 @@
 namespace kvserve::engine::jinja {
 namespace {
 
-bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 void AppendUtf8(uint32_t cp, std::string& out) {
   if (cp < 0x80) {
@@ -94,7 +96,8 @@ class Lexer {
       if (!end.ok()) return end.status();
       strip_next = src_[*end] == '-';
       trim_next = kind == '%' && src_[*end - 1] != '+';  // `+%}` keeps the newline
-      Emit(kind == '%' ? TokenKind::kBlockEnd : TokenKind::kVarEnd, kind == '%' ? "%}" : "}}", *end);
+      Emit(kind == '%' ? TokenKind::kBlockEnd : TokenKind::kVarEnd, kind == '%' ? "%}" : "}}",
+           *end);
       pos = *end + (strip_next ? 3 : 2);
     }
     Emit(TokenKind::kEnd, "", src_.size());
@@ -181,7 +184,9 @@ class Lexer {
     int depth = 0;
     while (true) {
       while (pos < src_.size() && IsSpace(src_[pos])) ++pos;
-      if (pos >= src_.size()) return Error(tag, closer == '%' ? "unterminated block tag '{%'" : "unterminated expression '{{'");
+      if (pos >= src_.size())
+        return Error(
+            tag, closer == '%' ? "unterminated block tag '{%'" : "unterminated expression '{{'");
       std::string_view rest = src_.substr(pos);
       if (depth == 0) {
         std::string close = closer == '%' ? "%}" : "}}";
@@ -192,17 +197,22 @@ class Lexer {
       char c = rest[0];
       if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
         size_t n = 1;
-        while (n < rest.size() && (std::isalnum(static_cast<unsigned char>(rest[n])) || rest[n] == '_')) ++n;
+        while (n < rest.size() &&
+               (std::isalnum(static_cast<unsigned char>(rest[n])) || rest[n] == '_'))
+          ++n;
         Emit(TokenKind::kName, std::string(rest.substr(0, n)), pos);
         pos += n;
       } else if (std::isdigit(static_cast<unsigned char>(c))) {
         size_t n = 0;
         bool is_float = false;
         auto digits = [&] {
-          while (n < rest.size() && (std::isdigit(static_cast<unsigned char>(rest[n])) || rest[n] == '_')) ++n;
+          while (n < rest.size() &&
+                 (std::isdigit(static_cast<unsigned char>(rest[n])) || rest[n] == '_'))
+            ++n;
         };
         digits();
-        if (n + 1 < rest.size() && rest[n] == '.' && std::isdigit(static_cast<unsigned char>(rest[n + 1]))) {
+        if (n + 1 < rest.size() && rest[n] == '.' &&
+            std::isdigit(static_cast<unsigned char>(rest[n + 1]))) {
           is_float = true;
           ++n;
           digits();
@@ -262,24 +272,49 @@ class Lexer {
       char e = src_[p + 1];
       p += 2;
       switch (e) {
-        case 'n': out += '\n'; break;
-        case 't': out += '\t'; break;
-        case 'r': out += '\r'; break;
-        case 'a': out += '\a'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'v': out += '\v'; break;
-        case '0': out += '\0'; break;
-        case '\\': out += '\\'; break;
-        case '\'': out += '\''; break;
-        case '"': out += '"'; break;
-        case '\n': break;  // line continuation
+        case 'n':
+          out += '\n';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 'a':
+          out += '\a';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'v':
+          out += '\v';
+          break;
+        case '0':
+          out += '\0';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '\'':
+          out += '\'';
+          break;
+        case '"':
+          out += '"';
+          break;
+        case '\n':
+          break;  // line continuation
         case 'x':
         case 'u':
         case 'U': {
           size_t len = e == 'x' ? 2 : e == 'u' ? 4 : 8;
           std::string_view hex = src_.substr(p, len);
-          if (hex.size() != len || !std::all_of(hex.begin(), hex.end(), [](char h) { return std::isxdigit(static_cast<unsigned char>(h)); })) {
+          if (hex.size() != len || !std::all_of(hex.begin(), hex.end(), [](char h) {
+                return std::isxdigit(static_cast<unsigned char>(h));
+              })) {
             return Error(p - 2, absl::StrCat("truncated \\", std::string(1, e), " escape"));
           }
           AppendUtf8(static_cast<uint32_t>(std::stoul(std::string(hex), nullptr, 16)), out);

@@ -33,8 +33,8 @@ enum class TokenKind {
   kString,      // string literal, escapes decoded into `text`
   kInt,
   kFloat,
-  kOperator,    // + - * / // % ** ~ == != < <= > >= = ( ) [ ] { } , . : |
-  kEnd,         // end of input
+  kOperator,  // + - * / // % ** ~ == != < <= > >= = ( ) [ ] { } , . : |
+  kEnd,       // end of input
 };
 
 struct Token {

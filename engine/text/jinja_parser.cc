@@ -49,8 +49,8 @@ class Parser {
   }
   bool Fail(const Token& at, std::string_view message) {
     if (error_.ok()) {
-      error_ = absl::InvalidArgumentError(absl::StrCat("chat template syntax error at line ", at.line,
-                                                       " column ", at.column, ": ",
+      error_ = absl::InvalidArgumentError(absl::StrCat("chat template syntax error at line ",
+                                                       at.line, " column ", at.column, ": ",
                                                        std::string(message)));
     }
     return false;
@@ -99,7 +99,8 @@ class Parser {
       const Token& t = Peek();
       if (t.kind == TokenKind::kEnd) {
         if (end_tags.empty()) break;
-        return Fail(t, absl::StrCat("unexpected end of template; expected '{% ", std::string(end_tags.back()), " %}'"));
+        return Fail(t, absl::StrCat("unexpected end of template; expected '{% ",
+                                    std::string(end_tags.back()), " %}'"));
       }
       if (t.kind == TokenKind::kText) {
         auto s = std::make_unique<Stmt>();
@@ -172,7 +173,8 @@ class Parser {
         if (!ExpectName(target)) return false;
         s->targets.push_back(target);
       } while (IsOp(",") && (Next(), true));
-      if (!IsName("in")) return Fail(Peek(), absl::StrCat("expected 'in' in for loop, got ", Describe(Peek())));
+      if (!IsName("in"))
+        return Fail(Peek(), absl::StrCat("expected 'in' in for loop, got ", Describe(Peek())));
       Next();
       // The iterable is parsed without the ternary so that a loop filter `if` stays ours.
       s->expr = ParseOr();
@@ -583,7 +585,8 @@ class Parser {
 
   bool TestArgFollows() const {
     const Token& t = Peek();
-    if (t.kind == TokenKind::kString || t.kind == TokenKind::kInt || t.kind == TokenKind::kFloat) return true;
+    if (t.kind == TokenKind::kString || t.kind == TokenKind::kInt || t.kind == TokenKind::kFloat)
+      return true;
     if (t.kind == TokenKind::kOperator) return t.text == "[" || t.text == "{";
     if (t.kind != TokenKind::kName) return false;
     static constexpr std::string_view kStop[] = {"else", "or", "and", "if", "is", "in", "not"};
