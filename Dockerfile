@@ -45,8 +45,9 @@ LABEL org.opencontainers.image.title="kvserve" \
       org.opencontainers.image.description="LLM-serving gRPC microservice (kvserve.v1.KvServe, grpc.health.v1, Prometheus /metrics)"
 
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
-# Idle OpenMP workers sleep rather than spin: pods share nodes, and spinning workers stall the
-# engine under contention. Override with -e OMP_WAIT_POLICY=ACTIVE on dedicated cores.
+# oneDNN's idle OpenMP workers (used only with --nobatch-invariant) sleep rather than spin: pods
+# share nodes, and spinning workers stall the engine under contention. kvserve's own matmul
+# workers bound their spinning whatever this says.
 ENV OMP_WAIT_POLICY=PASSIVE
 USER 10001:10001
 # Model directories are mounted under /models (read-only is enough). Not a VOLUME: the default

@@ -1,7 +1,5 @@
 #include "engine/engine.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -14,6 +12,7 @@
 #include "base/system_memory.h"
 #include "cache/kv_cache_manager.h"
 #include "engine/engine_core.h"
+#include "engine/kernels/thread_pool.h"
 #include "engine/layers/rope_base_bound.h"
 #include "engine/model/model_loader.h"
 #include "engine/sequence.h"
@@ -179,10 +178,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::string name, LoadedM
 
 int32_t EngineThreads(const EngineOptions& options, int64_t num_parameters) {
   if (options.num_threads > 0) return options.num_threads;
-  // A small model's per-step matmuls finish before woken OpenMP workers pay off (measured: the
-  // 3M-parameter default model decodes ~1.8x faster on one thread than on two; docs/benchmarks.md).
+  // A small model's per-step matmuls finish before woken workers pay off (measured with OpenMP:
+  // the 3M-parameter default model decoded ~1.8x faster on one thread than on two;
+  // docs/benchmarks.md).
   if (num_parameters < kSmallModelParameters) return 1;
-  return omp_get_num_procs();
+  return AvailableCpus();
 }
 
 int64_t DefaultKvCacheBytes(const cache::CacheSpec& spec, const ModelConfig& config,

@@ -63,7 +63,8 @@ struct EngineOptions {
   int32_t prefill_chunk_tokens = 256;
   // Seeds requests that carry no seed of their own (mixed with the request id).
   uint64_t seed = 0;
-  // Threads for the engine's matmuls (OpenMP inside oneDNN); 0 = auto (see EngineThreads).
+  // Threads for the engine's matmuls (the kernels' ParallelFor, and OpenMP inside oneDNN); 0 =
+  // auto (see EngineThreads).
   int32_t num_threads = 0;
   // KV-cache budget in bytes, allocated at start; 0 = derived from available memory (see
   // DefaultKvCacheBytes). A budget above the available memory fails Create.

@@ -8,6 +8,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "base/logging.h"
+#include "engine/kernels/thread_pool.h"
 #include "engine/text/stop_matcher.h"
 #include "engine/text/utf8_stream.h"
 
@@ -294,8 +295,11 @@ bool HasDeadline(const std::unique_ptr<Sequence>& s) {
 }  // namespace
 
 void EngineCore::Run() {
-  // OpenMP's thread count is per calling thread: this sets it for every matmul the engine runs.
-  omp_set_num_threads(EngineThreads(options_, model_->num_parameters()));
+  // Both thread counts are per calling thread: this sets them for every matmul the engine runs
+  // (the kernels' ParallelFor, and OpenMP inside oneDNN).
+  const int32_t threads = EngineThreads(options_, model_->num_parameters());
+  SetKernelThreads(threads);
+  omp_set_num_threads(threads);
   std::vector<std::unique_ptr<Sequence>> incoming;
   std::vector<RequestId> cancelled_ids;
   std::vector<std::pair<RequestId, bool>> held_changes;

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh kvserve kvserve-cli
 echo "kvserve: in another terminal try: build/tools/cli/kvserve-cli generate --prompt \"Once upon a time\" --max-tokens 32" >&2
-# Idle OpenMP workers sleep instead of spinning: on a shared or busy machine spinning workers stall
-# the engine for seconds (see docs/benchmarks.md). Set OMP_WAIT_POLICY=ACTIVE on dedicated cores.
+# kvserve's own matmul workers bound their spinning; oneDNN's OpenMP workers (used only with
+# --nobatch-invariant) would spin and stall the engine on a shared machine, so they sleep instead.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 exec build/server/kvserve --listen=127.0.0.1:50051 "$@"

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh
-# Tests run two at a time on CI's two cores; spinning OpenMP workers would then starve each other
-# (a 10-50x slowdown), so idle workers sleep instead.
+# Tests run two at a time on CI's two cores; oneDNN's spinning OpenMP workers would then starve
+# each other (a 10-50x slowdown), so they sleep instead (kvserve's own kernel workers bound their
+# spinning anyway, engine/kernels/thread_pool.h).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 ctest --test-dir build -L 'unit|integration' --output-on-failure -j "${KVSERVE_TEST_JOBS:-2}" "$@"

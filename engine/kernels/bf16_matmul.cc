@@ -12,7 +12,6 @@
 #include "engine/kernels/bf16_matmul.h"
 
 #include <immintrin.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <array>
@@ -23,6 +22,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/kernels/kernel_isa.h"
+#include "engine/kernels/thread_pool.h"
 
 // GCC 12 reports the deliberately undefined operand inside its own AVX-512 intrinsics as
 // uninitialized once they are inlined here.
@@ -321,7 +321,7 @@ void Bf16Matmul(const float* x, int64_t m, const PackedBf16Weight& w, float* y) 
   if (ldx % 1024 == 0) ldx += 16;
   if (static_cast<int64_t>(scratch.size()) < m * ldx) scratch.resize(m * ldx);
   uint32_t* xp = scratch.data();  // {m, num_pairs}
-  const int threads = omp_get_max_threads();
+  const int threads = KernelThreads();
   const bool parallel =
       threads > 1 && (m * w.n * w.k >= (int64_t{1} << 20) || w.n * w.k >= (int64_t{1} << 18));
   if (m <= 4) {
@@ -338,43 +338,45 @@ void Bf16Matmul(const float* x, int64_t m, const PackedBf16Weight& w, float* y) 
     const int num_tasks = parallel ? threads * kTasksPerThread : 1;
     const int step = kDecodePanels[m];
     const int64_t per_task = ((w.num_panels + num_tasks - 1) / num_tasks + step - 1) / step * step;
-#pragma omp parallel for schedule(dynamic, 1) if (parallel)
-    for (int task = 0; task < num_tasks; ++task) {
+    ParallelFor(num_tasks, [&](int64_t task) {
       const int64_t p0 = std::min(w.num_panels, task * per_task);
       const int64_t p1 = std::min(w.num_panels, p0 + per_task);
-      if (p0 >= p1) continue;
+      if (p0 >= p1) return;
       if (avx512) {
         Avx512DecodeBlock(xp, ldx, m, w, y, p0, p1);
       } else {
         PortableBlock(xp, ldx, w, y, 0, m, p0, p1);
       }
-    }
+    });
     return;
   }
   const int64_t row_blocks = (m + kRowBlock - 1) / kRowBlock;
   const int64_t panel_blocks = (w.num_panels + kPanelBlock - 1) / kPanelBlock;
-#pragma omp parallel if (parallel)
-  {
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < m; ++i) {
+  const auto round_rows = [&](int64_t rb) {
+    for (int64_t i = rb * kRowBlock; i < std::min(m, (rb + 1) * kRowBlock); ++i) {
       if (avx512) {
         RoundRowAvx512(x + i * w.k, w.k, np, xp + i * ldx);
       } else {
         RoundRow(x + i * w.k, w.k, np, xp + i * ldx);
       }
     }
-#pragma omp for collapse(2) schedule(dynamic, 1)
-    for (int64_t rb = 0; rb < row_blocks; ++rb) {
-      for (int64_t pb = 0; pb < panel_blocks; ++pb) {
-        const int64_t r0 = rb * kRowBlock, r1 = std::min(m, r0 + kRowBlock);
-        const int64_t p0 = pb * kPanelBlock, p1 = std::min(w.num_panels, p0 + kPanelBlock);
-        if (avx512) {
-          Avx512GemmBlock(xp, ldx, w, y, r0, r1, p0, p1);
-        } else {
-          PortableBlock(xp, ldx, w, y, r0, r1, p0, p1);
-        }
-      }
+  };
+  const auto gemm_block = [&](int64_t task) {
+    const int64_t rb = task / panel_blocks, pb = task % panel_blocks;
+    const int64_t r0 = rb * kRowBlock, r1 = std::min(m, r0 + kRowBlock);
+    const int64_t p0 = pb * kPanelBlock, p1 = std::min(w.num_panels, p0 + kPanelBlock);
+    if (avx512) {
+      Avx512GemmBlock(xp, ldx, w, y, r0, r1, p0, p1);
+    } else {
+      PortableBlock(xp, ldx, w, y, r0, r1, p0, p1);
     }
+  };
+  if (parallel) {
+    ParallelFor(row_blocks, round_rows);
+    ParallelFor(row_blocks * panel_blocks, gemm_block);
+  } else {
+    for (int64_t rb = 0; rb < row_blocks; ++rb) round_rows(rb);
+    for (int64_t t = 0; t < row_blocks * panel_blocks; ++t) gemm_block(t);
   }
 }
 

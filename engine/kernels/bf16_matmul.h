@@ -43,11 +43,12 @@
 // Speed: for 1–4 rows (decode) columns are split across threads and each thread streams 8, 8, 6
 // or 4 panels at a time (that many concurrent DRAM streams per core). From 5 rows on, tiles of 6
 // rows × 4 panels run with K blocked so that the weight micro-panel stays in L2, over a rows ×
-// columns grid of OpenMP tasks. Numbers: tests/bench/lowp_matmul_bench.cc, docs/benchmarks.md.
+// columns grid of ParallelFor tasks (thread_pool.h). Numbers: tests/bench/lowp_matmul_bench.cc,
+// docs/benchmarks.md.
 //
 // Thread-safety: the packed weight is immutable; Bf16Matmul is a pure function that uses the
-// calling thread's OpenMP thread count and a per-thread scratch buffer for the rounded
-// activations (grown once, reused by later calls).
+// calling thread's kernel thread count (thread_pool.h) and a per-thread scratch buffer for the
+// rounded activations (grown once, reused by later calls).
 #ifndef KVSERVE_ENGINE_KERNELS_BF16_MATMUL_H_
 #define KVSERVE_ENGINE_KERNELS_BF16_MATMUL_H_
 

@@ -8,7 +8,6 @@
 #include "engine/kernels/int8_matmul.h"
 
 #include <immintrin.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <array>
@@ -19,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/kernels/kernel_isa.h"
+#include "engine/kernels/thread_pool.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -326,7 +326,7 @@ void Int8Matmul(const float* x, int64_t m, const PackedInt8Weight& w, float* y) 
   int8_t* q = scratch.q.data();         // {m, 4·num_quads}
   float* sx = scratch.sx.data();        // {m, num_groups}
   int32_t* bias = scratch.bias.data();  // {m, num_groups}
-  const int threads = omp_get_max_threads();
+  const int threads = KernelThreads();
   const bool parallel =
       threads > 1 && (m * w.n * w.k >= (int64_t{1} << 20) || w.n * w.k >= (int64_t{1} << 18));
   const bool decode = m <= kMaxRows;
@@ -336,8 +336,7 @@ void Int8Matmul(const float* x, int64_t m, const PackedInt8Weight& w, float* y) 
   // thread handed out dynamically (on a shared machine a thread that loses its core would
   // otherwise hold up the whole call).
   const int64_t step = kPanelsForRows[std::min<int64_t>(m, kMaxRows)];
-  const int num_threads = parallel ? threads : 1;
-  const int64_t num_tasks = num_threads * kTasksPerThread;
+  const int64_t num_tasks = (parallel ? threads : 1) * kTasksPerThread;
   const int64_t panel_block =
       decode ? ((w.num_panels + num_tasks - 1) / num_tasks + step - 1) / step * step : kPanelBlock;
   const int64_t panel_blocks = (w.num_panels + panel_block - 1) / panel_block;
@@ -348,27 +347,30 @@ void Int8Matmul(const float* x, int64_t m, const PackedInt8Weight& w, float* y) 
                   bias + i * w.num_groups);
     }
   }
-#pragma omp parallel num_threads(num_threads) if (parallel)
-  {
+  const auto quantize_rows = [&](int64_t rb) {
+    for (int64_t i = rb * row_block; i < std::min(m, (rb + 1) * row_block); ++i) {
+      QuantizeRow(x + i * w.k, w, avx512, q + i * ldq, sx + i * w.num_groups,
+                  bias + i * w.num_groups);
+    }
+  };
+  const auto block = [&](int64_t task) {
+    const int64_t rb = task / panel_blocks, pb = task % panel_blocks;
+    const int64_t r0 = rb * row_block, r1 = std::min(m, r0 + row_block);
+    const int64_t p0 = pb * panel_block, p1 = std::min(w.num_panels, p0 + panel_block);
+    if (avx512) {
+      Avx512Block(q, ldq, sx, bias, w, y, r0, r1, p0, p1, decode);
+    } else {
+      PortableBlock(q, ldq, sx, w, y, r0, r1, p0, p1);
+    }
+  };
+  if (parallel) {
+    if (!decode) ParallelFor(row_blocks, quantize_rows);
+    ParallelFor(row_blocks * panel_blocks, block);
+  } else {
     if (!decode) {
-#pragma omp for schedule(static)
-      for (int64_t i = 0; i < m; ++i) {
-        QuantizeRow(x + i * w.k, w, avx512, q + i * ldq, sx + i * w.num_groups,
-                    bias + i * w.num_groups);
-      }
+      for (int64_t rb = 0; rb < row_blocks; ++rb) quantize_rows(rb);
     }
-#pragma omp for collapse(2) schedule(dynamic, 1)
-    for (int64_t rb = 0; rb < row_blocks; ++rb) {
-      for (int64_t pb = 0; pb < panel_blocks; ++pb) {
-        const int64_t r0 = rb * row_block, r1 = std::min(m, r0 + row_block);
-        const int64_t p0 = pb * panel_block, p1 = std::min(w.num_panels, p0 + panel_block);
-        if (avx512) {
-          Avx512Block(q, ldq, sx, bias, w, y, r0, r1, p0, p1, decode);
-        } else {
-          PortableBlock(q, ldq, sx, w, y, r0, r1, p0, p1);
-        }
-      }
-    }
+    for (int64_t t = 0; t < row_blocks * panel_blocks; ++t) block(t);
   }
 }
 

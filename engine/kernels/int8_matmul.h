@@ -50,7 +50,8 @@
 // Bytes streamed per weight: 1 + 4/K (per channel) or 1.125 (block of 32).
 //
 // Thread-safety: the packed weight is immutable; Int8Matmul is a pure function that uses the
-// calling thread's OpenMP thread count and a per-thread scratch buffer (grown once).
+// calling thread's kernel thread count (thread_pool.h) and a per-thread scratch buffer (grown
+// once).
 #ifndef KVSERVE_ENGINE_KERNELS_INT8_MATMUL_H_
 #define KVSERVE_ENGINE_KERNELS_INT8_MATMUL_H_
 

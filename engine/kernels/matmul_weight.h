@@ -7,7 +7,7 @@
 // bits.
 //
 // Thread-safety: a MatmulWeight is immutable after PrepareWeight; MatmulForward is a pure
-// function that uses the calling thread's OpenMP thread count.
+// function that uses the calling thread's kernel thread count (thread_pool.h).
 #ifndef KVSERVE_ENGINE_KERNELS_MATMUL_WEIGHT_H_
 #define KVSERVE_ENGINE_KERNELS_MATMUL_WEIGHT_H_
 

@@ -1,9 +1,9 @@
 #include "engine/kernels/row_invariant_matmul.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
+
+#include "engine/kernels/thread_pool.h"
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
@@ -143,7 +143,7 @@ void RowInvariantMatmul(const float* x, int64_t m, const float* w, int64_t n, in
   // batched step of the smallest models), or when W is too large for one core's cache, where a
   // single row is bound by memory bandwidth that one core cannot saturate; then every thread gets
   // at least one block.
-  const int threads = omp_get_max_threads();
+  const int threads = KernelThreads();
   const bool parallel =
       threads > 1 && (m * n * k >= (int64_t{1} << 20) || n * k >= (int64_t{1} << 18));
   int64_t block = std::max<int64_t>(kCols, (int64_t{256} * 1024 / (k * 4)) / kCols * kCols);
@@ -152,9 +152,13 @@ void RowInvariantMatmul(const float* x, int64_t m, const float* w, int64_t n, in
     block = std::min(block, (per_thread + kCols - 1) / kCols * kCols);
   }
   const int64_t num_blocks = (n + block - 1) / block;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t b = 0; b < num_blocks; ++b) {
+  const auto column_block = [&](int64_t b) {
     Block(x, m, w, n, k, y, b * block, std::min(n, (b + 1) * block));
+  };
+  if (parallel) {
+    ParallelFor(num_blocks, column_block);
+  } else {
+    for (int64_t b = 0; b < num_blocks; ++b) column_block(b);
   }
 }
 

@@ -14,11 +14,11 @@
 // so the results also agree across builds for different x86 levels.
 //
 // Speed: register-tiled dot products over W in its nn.Linear layout [N][K] (no repacking), W
-// blocked to stay in L2 while all rows pass over it, columns split across OpenMP threads for large
-// products. Decode-sized M runs at memory or L2 speed without oneDNN's per-call overhead; large
-// prefill products run below oneDNN's packed GEMM (docs/benchmarks.md).
+// blocked to stay in L2 while all rows pass over it, columns split across threads (ParallelFor,
+// thread_pool.h) for large products. Decode-sized M runs at memory or L2 speed without oneDNN's
+// per-call overhead; large prefill products run below oneDNN's packed GEMM (docs/benchmarks.md).
 //
-// Thread-safety: pure function; uses the calling thread's OpenMP thread count.
+// Thread-safety: pure function; uses the calling thread's kernel thread count (thread_pool.h).
 #ifndef KVSERVE_ENGINE_KERNELS_ROW_INVARIANT_MATMUL_H_
 #define KVSERVE_ENGINE_KERNELS_ROW_INVARIANT_MATMUL_H_
 

@@ -39,6 +39,7 @@
 #include "engine/kernels/bf16_matmul.h"
 #include "engine/kernels/int8_matmul.h"
 #include "engine/kernels/row_invariant_matmul.h"
+#include "engine/kernels/thread_pool.h"
 
 // GCC 12 reports the deliberately undefined operand inside its own AVX-512 intrinsics.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -53,8 +54,7 @@ int kSamples = 7;
 constexpr int64_t kRotateBytes = int64_t{512} << 20;
 
 double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 // Median over samples of (work per call / seconds per call); each sample runs `calls` calls.
@@ -75,7 +75,8 @@ __attribute__((target("avx512f"))) double ReadSum(const float* a, int64_t count,
   __m512 acc[8] = {};
   const int64_t per = count / streams / 16 * 16;
   for (int64_t i = 0; i < per; i += 16) {
-    for (int s = 0; s < streams; ++s) acc[s] = _mm512_add_ps(acc[s], _mm512_load_ps(a + s * per + i));
+    for (int s = 0; s < streams; ++s)
+      acc[s] = _mm512_add_ps(acc[s], _mm512_load_ps(a + s * per + i));
   }
   __m512 total = acc[0];
   for (int s = 1; s < 8; ++s) total = _mm512_add_ps(total, acc[s]);
@@ -96,7 +97,8 @@ double ReadOnce(int threads, int streams) {
 }
 
 double ReadGbps(int threads, int streams) {
-  return MedianRate([&](int) { ReadOnce(threads, streams); }, 1, static_cast<double>(kRotateBytes)) *
+  return MedianRate([&](int) { ReadOnce(threads, streams); }, 1,
+                    static_cast<double>(kRotateBytes)) *
          1e-9;
 }
 
@@ -153,7 +155,8 @@ std::vector<CaseResult> Interleaved(const std::vector<Case>& cases, int num_base
 // Decode: GB/s of weight bytes for M = 1..4 rows, weights rotating over >= 512 MiB of copies,
 // interleaved with the read baselines.
 void Decode(const Shape& s, int threads) {
-  omp_set_num_threads(threads);
+  omp_set_num_threads(threads);  // oneDNN
+  SetKernelThreads(threads);     // kvserve's kernels
   const std::vector<float> w = RandomNormal(s.n * s.k, 1);
   AlignedFloats x(4 * s.k), y(4 * s.n);
   for (int64_t i = 0; i < 4 * s.k; ++i) x[i] = std::sin(0.1f * i);
@@ -174,7 +177,8 @@ void Decode(const Shape& s, int threads) {
   cases.push_back({"read 8 streams", [=] { return ReadOnce(threads, 8); }});
   for (int64_t m = 1; m <= 4; ++m) {
     cases.push_back({"f32", [&, m] {
-                       for (const auto& c : f32) RowInvariantMatmul(x.data(), m, c.data(), s.n, s.k, y.data());
+                       for (const auto& c : f32)
+                         RowInvariantMatmul(x.data(), m, c.data(), s.n, s.k, y.data());
                        return static_cast<double>(f32_bytes) * f32.size();
                      }});
   }
@@ -197,14 +201,16 @@ void Decode(const Shape& s, int threads) {
               s.n, s.k, threads, kSamples);
   std::printf("  read GB/s: 1 stream/thread %.1f, 8 streams/thread %.1f\n", r[0].rate * 1e-9,
               r[1].rate * 1e-9);
-  std::printf("  %-18s %s\n", "kernel", "weight GB/s (% of read) for M=1 2 3 4 | calls/s vs bf16, M=1");
+  std::printf("  %-18s %s\n", "kernel",
+              "weight GB/s (% of read) for M=1 2 3 4 | calls/s vs bf16, M=1");
   // calls/s ratio at M=1 = (GB/s ratio) x (bytes ratio), both from the medians.
   const double bf16_calls = r[6].rate / bf16_one.bytes();
   for (int kernel = 0; kernel < 4; ++kernel) {
     const CaseResult* row = &r[2 + 4 * kernel];
     std::printf("  %-18s", cases[2 + 4 * kernel].name.c_str());
-    for (int m = 0; m < 4; ++m) std::printf(" %5.1f (%3.0f%%)", row[m].rate * 1e-9, 100 * row[m].ratio);
-    const int64_t bytes = kernel == 0 ? f32_bytes
+    for (int m = 0; m < 4; ++m)
+      std::printf(" %5.1f (%3.0f%%)", row[m].rate * 1e-9, 100 * row[m].ratio);
+    const int64_t bytes = kernel == 0   ? f32_bytes
                           : kernel == 1 ? bf16_one.bytes()
                           : kernel == 2 ? pc_one.bytes()
                                         : b32_one.bytes();
@@ -214,7 +220,8 @@ void Decode(const Shape& s, int threads) {
 
 // Decode with one copy of the weights (cache-resident): the kernels' compute headroom over DRAM.
 void HotDecode(const Shape& s, int threads) {
-  omp_set_num_threads(threads);
+  omp_set_num_threads(threads);  // oneDNN
+  SetKernelThreads(threads);     // kvserve's kernels
   const std::vector<float> w = RandomNormal(s.n * s.k, 1);
   AlignedFloats x(4 * s.k), y(4 * s.n);
   for (int64_t i = 0; i < 4 * s.k; ++i) x[i] = std::sin(0.1f * i);
@@ -241,8 +248,8 @@ struct OneDnn {
   dnnl::stream strm{eng};
   dnnl::matmul prim;
   dnnl::memory src, wts, dst;
-  OneDnn(const std::vector<float>& w, const std::vector<float>& x, int64_t m, int64_t n,
-         int64_t k, bool bf16) {
+  OneDnn(const std::vector<float>& w, const std::vector<float>& x, int64_t m, int64_t n, int64_t k,
+         bool bf16) {
     using dt = dnnl::memory::data_type;
     using tag = dnnl::memory::format_tag;
     const dt type = bf16 ? dt::bf16 : dt::f32;
@@ -267,7 +274,8 @@ struct OneDnn {
 };
 
 void Prefill(const Shape& s, int64_t m, int threads) {
-  omp_set_num_threads(threads);
+  omp_set_num_threads(threads);  // oneDNN
+  SetKernelThreads(threads);     // kvserve's kernels
   const std::vector<float> w = RandomNormal(s.n * s.k, 2), xv = RandomNormal(m * s.k, 3);
   AlignedFloats wa(w.begin(), w.end()), x(xv.begin(), xv.end()), y(m * s.n);
   const double flop = 2.0 * m * s.n * s.k;
@@ -285,17 +293,20 @@ void Prefill(const Shape& s, int64_t m, int threads) {
   const std::vector<Case> cases = {
       {"oneDNN bf16 any", call([&] { dnn_bf16.Run(); })},
       {"oneDNN f32 any", call([&] { dnn_f32.Run(); })},
-      {"f32 RowInvariantMatmul", call([&] { RowInvariantMatmul(x.data(), m, wa.data(), s.n, s.k, y.data()); })},
+      {"f32 RowInvariantMatmul",
+       call([&] { RowInvariantMatmul(x.data(), m, wa.data(), s.n, s.k, y.data()); })},
       {"Bf16Matmul", call([&] { Bf16Matmul(x.data(), m, bf16, y.data()); })},
       {"Int8Matmul per-channel", call([&] { Int8Matmul(x.data(), m, int8, y.data()); })},
       {"Int8Matmul block-32", call([&] { Int8Matmul(x.data(), m, int8b, y.data()); })},
   };
   const std::vector<CaseResult> r = Interleaved(cases, 1);
-  std::printf("prefill M=%ld N=%ld K=%ld threads=%d (OpenMP max %d), GFLOP/s (ratio to oneDNN bf16 in "
-              "the same round), median of %d rounds\n", m, s.n, s.k, threads, omp_get_max_threads(),
-              kSamples);
+  std::printf(
+      "prefill M=%ld N=%ld K=%ld threads=%d (OpenMP max %d), GFLOP/s (ratio to oneDNN bf16 in "
+      "the same round), median of %d rounds\n",
+      m, s.n, s.k, threads, omp_get_max_threads(), kSamples);
   for (size_t i = 0; i < cases.size(); ++i) {
-    std::printf("  %-24s %6.1f (%3.0f%%)\n", cases[i].name.c_str(), r[i].rate * 1e-9, 100 * r[i].ratio);
+    std::printf("  %-24s %6.1f (%3.0f%%)\n", cases[i].name.c_str(), r[i].rate * 1e-9,
+                100 * r[i].ratio);
   }
 }
 
@@ -311,7 +322,8 @@ void Accuracy(bool realistic) {
   std::vector<float> w(n * k), x(m * k);
   for (int64_t j = 0; j < n; ++j) {
     const float row_scale = realistic ? 0.02f * std::exp(0.5f * normal(rng)) : 0.02f;
-    for (int64_t i = 0; i < k; ++i) w[j * k + i] = row_scale * (realistic ? student(rng) : normal(rng));
+    for (int64_t i = 0; i < k; ++i)
+      w[j * k + i] = row_scale * (realistic ? student(rng) : normal(rng));
   }
   for (int64_t i = 0; i < m * k; ++i) x[i] = normal(rng) * ((i % k) % 100 == 7 ? 20.0f : 1.0f);
   std::vector<double> exact(m * n);

@@ -2,14 +2,13 @@
 // Uses the tiny reference checkpoint (vocab 64, no tokenizer needed: prompts are token ids).
 #include "engine/engine.h"
 
-#include <omp.h>
-
 #include <atomic>
 #include <string>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "engine/kernels/thread_pool.h"
 #include "engine/layers/rope_base_bound.h"
 #include "engine/model/model_loader.h"
 #include "gmock/gmock.h"
@@ -479,7 +478,7 @@ TEST(EngineThreadsTest, ExplicitCountWinsAndSmallModelsGetOneThread) {
   EXPECT_EQ(EngineThreads(options, int64_t{7} << 30), 3);
   options.num_threads = 0;
   EXPECT_EQ(EngineThreads(options, kSmallModelParameters - 1), 1);
-  EXPECT_EQ(EngineThreads(options, kSmallModelParameters), omp_get_num_procs());
+  EXPECT_EQ(EngineThreads(options, kSmallModelParameters), AvailableCpus());
 }
 
 }  // namespace

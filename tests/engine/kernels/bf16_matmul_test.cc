@@ -3,8 +3,6 @@
 // errors and closeness to an f64 matmul of the same rounded inputs.
 #include "engine/kernels/bf16_matmul.h"
 
-#include <omp.h>
-
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -13,6 +11,7 @@
 #include <vector>
 
 #include "engine/kernels/kernel_isa.h"
+#include "engine/kernels/thread_pool.h"
 #include "gtest/gtest.h"
 
 namespace kvserve::engine {
@@ -104,7 +103,8 @@ class Bf16MatmulTest : public ::testing::TestWithParam<bool /*portable*/> {
 TEST_P(Bf16MatmulTest, MatchesDocumentedOrderBitForBit) {
   // {40, 2125}: more than one K block of the prefill path (1024 pairs), so accumulators are
   // parked in y and resumed.
-  const int64_t shapes[][2] = {{37, 67}, {16, 64}, {50, 33}, {3, 1}, {130, 300}, {17, 2}, {40, 2125}};
+  const int64_t shapes[][2] = {{37, 67},   {16, 64}, {50, 33},  {3, 1},
+                               {130, 300}, {17, 2},  {40, 2125}};
   for (const auto& [n, k] : shapes) {
     for (int64_t m : {1, 2, 3, 4, 5, 7, 16, 17, 33, 512}) {
       const uint32_t seed = static_cast<uint32_t>(n * 1000003 + k * 101 + m);
@@ -114,19 +114,18 @@ TEST_P(Bf16MatmulTest, MatchesDocumentedOrderBitForBit) {
       ASSERT_TRUE(packed.ok()) << packed.status();
       const std::vector<float> want = RefMatmul(x, m, w, n, k);
       for (int threads : {1, 2}) {
-        omp_set_num_threads(threads);
+        SetKernelThreads(threads);
         std::vector<float> y(m * n, -1.0f);
         Bf16Matmul(x.data(), m, *packed, y.data());
         for (int64_t e = 0; e < m * n; ++e) {
           ASSERT_EQ(Bits(y[e]), Bits(want[e]))
-              << "seed " << seed << " m=" << m << " n=" << n << " k=" << k << " threads="
-              << threads << " element [" << e / n << "][" << e % n << "]: " << y[e] << " vs "
-              << want[e];
+              << "seed " << seed << " m=" << m << " n=" << n << " k=" << k << " threads=" << threads
+              << " element [" << e / n << "][" << e % n << "]: " << y[e] << " vs " << want[e];
         }
       }
     }
   }
-  omp_set_num_threads(2);
+  SetKernelThreads(2);
 }
 
 TEST_P(Bf16MatmulTest, RowAloneEqualsRowInBatch) {

@@ -1,13 +1,12 @@
 #include "engine/kernels/row_invariant_matmul.h"
 
-#include <omp.h>
-
 #include <array>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
 
+#include "engine/kernels/thread_pool.h"
 #include "gtest/gtest.h"
 
 namespace kvserve::engine {
@@ -32,7 +31,7 @@ TEST(RowInvariantMatmulTest, EveryElementFollowsTheDocumentedOrderExactly) {
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   for (int threads : {1, 2}) {
-    omp_set_num_threads(threads);
+    SetKernelThreads(threads);
     for (const auto& [m, n, k] : std::vector<std::array<int64_t, 3>>{
              {1, 1, 1}, {1, 7, 15}, {3, 5, 16}, {5, 9, 33}, {17, 70, 256}, {9, 4100, 1040}}) {
       std::vector<float> x(m * k), w(n * k), y(m * n);
@@ -49,7 +48,7 @@ TEST(RowInvariantMatmulTest, EveryElementFollowsTheDocumentedOrderExactly) {
       }
     }
   }
-  omp_set_num_threads(1);
+  SetKernelThreads(1);
 }
 
 }  // namespace
