@@ -10,6 +10,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/logging.h"
 
 namespace kvserve::server {
 
@@ -124,11 +125,10 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Create(HttpListenerO
   if (absl::Status s = ParseHostPort(options.address, options.flag, &host, &port); !s.ok()) {
     return s;
   }
-  if (options.max_connections < 1 || options.max_body_bytes < 1 ||
-      options.read_timeout.count() < 1 || options.write_timeout.count() < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(options.flag, ": connection limit, body limit and timeouts must be >= 1"));
-  }
+  // Checked by the callers, which know the flags that set them.
+  KV_CHECK(options.max_connections >= 1 && options.max_body_bytes >= 1 &&
+           options.read_timeout.count() >= 1 && options.write_timeout.count() >= 1)
+      << options.flag << ": limits below 1";
   std::unique_ptr<HttpListener> listener(new HttpListener(std::move(options)));
   if (!listener->server_->is_valid()) {
     return absl::InternalError(

@@ -51,8 +51,8 @@ struct HttpListenerOptions {
 
 class HttpListener {
  public:
-  // Checks the options and creates the server; nothing is bound yet. INVALID_ARGUMENT names the
-  // flag of a malformed address or a limit below 1.
+  // Creates the server; nothing is bound yet. INVALID_ARGUMENT names the flag of a malformed
+  // address. REQUIRES: the limits and timeouts are >= 1.
   static absl::StatusOr<std::unique_ptr<HttpListener>> Create(HttpListenerOptions options);
   ~HttpListener();  // Stop()
 

@@ -410,6 +410,10 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOp
   if (options.max_body_bytes < 1) {
     return absl::InvalidArgumentError("--http-max-body-bytes: must be at least 1");
   }
+  if (options.read_timeout.count() < 1 || options.write_timeout.count() < 1) {
+    return absl::InvalidArgumentError(
+        "--http-read-timeout and --http-write-timeout: must be at least 1 second");
+  }
   auto impl = std::make_unique<Impl>(options, registry, metrics);
   absl::StatusOr<int> port = impl->Start();
   if (!port.ok()) return port.status();

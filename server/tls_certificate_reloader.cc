@@ -139,6 +139,11 @@ void TlsCertificateReloader::ConfigureServerContext(SSL_CTX* ctx) const {
                       const_cast<TlsCertificateReloader*>(this));
   if (!options_.client_ca_file.empty()) {
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    // With client verification on, OpenSSL refuses (fatally) to resume a session of a context
+    // that has no session id context; clients that resume (curl, Go's Prometheus) would fail
+    // their second connection.
+    static constexpr unsigned char kSessionContext[] = "kvserve";
+    SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof(kSessionContext) - 1);
   }
 }
 
