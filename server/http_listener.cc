@@ -1,6 +1,7 @@
 #include "server/http_listener.h"
 
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <condition_variable>
 #include <deque>
@@ -142,6 +143,13 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Create(HttpListenerO
   s.set_read_timeout(o.read_timeout);
   s.set_write_timeout(o.write_timeout);
   s.set_tcp_nodelay(true);  // SSE chunks are small and latency matters
+  // httplib's default sets SO_REUSEPORT, which lets a second server bind the same port and take a
+  // share of its connections (issue #18, as gRPC's default did): SO_REUSEADDR only, so a second
+  // kvserve fails at start with "address in use" while a restart can still rebind over TIME_WAIT.
+  s.set_socket_options([](socket_t sock) {
+    const int one = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  });
   // cpp-httplib closes a connection after 5 requests by default; clients, load generators and
   // Prometheus keep theirs open.
   s.set_keep_alive_max_count(10000);
@@ -177,7 +185,16 @@ absl::StatusOr<int> HttpListener::Start() {
     return absl::UnavailableError(absl::StrCat(options_.flag, ": cannot listen on ",
                                                options_.address, " (address in use or invalid)"));
   }
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  thread_ = std::thread([this] {
+    server_->listen_after_bind();
+    accept_loop_ended_.store(true);
+  });
+  // httplib's stop() does nothing until the accept loop has begun (its running flag is set inside
+  // listen_after_bind), so a Stop right after Start, a SIGTERM during start-up, would be lost and
+  // Stop would wait forever: return only once the loop runs (or has already ended).
+  while (!server_->is_running() && !accept_loop_ended_.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   return bound;
 }
 

@@ -3,7 +3,8 @@
 // (server/metrics.h); each adds its routes to server() and the listener does the rest.
 //
 // What it owns, in one place for both:
-//   binding      HOST:PORT ([V6]:PORT), port 0 picks a free port; errors name the flag
+//   binding      HOST:PORT ([V6]:PORT), port 0 picks a free port; errors name the flag; a port
+//                in use is an error (no SO_REUSEPORT), never shared with another process
 //   threads      max_connections connection threads, plus one that answers every connection
 //                beyond them at once (503, Connection: close) instead of queueing it behind busy
 //                ones, where a client could not tell "slow" from "refused"
@@ -16,6 +17,7 @@
 #ifndef KVSERVE_SERVER_HTTP_LISTENER_H_
 #define KVSERVE_SERVER_HTTP_LISTENER_H_
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -75,6 +77,7 @@ class HttpListener {
   const HttpListenerOptions options_;
   const std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+  std::atomic<bool> accept_loop_ended_{false};
 };
 
 // Splits "HOST:PORT" ("[::1]:80" for IPv6). INVALID_ARGUMENT naming `flag` when malformed.
