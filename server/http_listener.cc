@@ -161,7 +161,7 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Create(HttpListenerO
         res.set_content("too many open connections: retry later\n", "text/plain");
       }
       res.status = 503;
-      res.set_header("Retry-After", "1");
+      if (!res.has_header("Retry-After")) res.set_header("Retry-After", "1");
       res.set_header("Connection", "close");
       return httplib::Server::HandlerResponse::Handled;
     }
