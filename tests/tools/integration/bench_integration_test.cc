@@ -239,6 +239,18 @@ TEST_F(BenchIntegrationTest, ServerCountsEveryCancelledCallOnceWhicheverSideWins
   EXPECT_GE(server_succeeded, s.num_succeeded);
 }
 
+// Connect's probe over HTTP (a one-token completion) reaches the token counters with the engine's
+// report after its step, which may come after the reply: waits until the server has counted it, so
+// that it does not land in the first run's deltas.
+absl::Status SettleConnectProbe(const std::string& metrics_url,
+                                std::shared_ptr<const tools::TlsClientContext> tls) {
+  ClientCounts probe;
+  probe.succeeded = 1;
+  probe.output_tokens_succeeded = 1;
+  return ScrapeSettled(metrics_url, MetricsSnapshot(), probe, absl::Seconds(10), std::move(tls))
+      .status();
+}
+
 // --protocol=openai: the same runner, workloads and cross-check over the HTTP API.
 class OpenAiBenchIntegrationTest : public BenchIntegrationTest {
  protected:
@@ -252,6 +264,7 @@ class OpenAiBenchIntegrationTest : public BenchIntegrationTest {
     runner_ = std::move(*runner);
     const absl::Status connected = runner_->Connect();
     ASSERT_TRUE(connected.ok()) << connected;
+    ASSERT_TRUE(SettleConnectProbe(metrics_url_, nullptr).ok());
   }
 };
 
@@ -339,7 +352,6 @@ TEST_F(BenchIntegrationTest, DurationCutsOffRunningCallsAndTheServerCountsThemCa
   EXPECT_EQ(Delta(o, "kvserve_request_failure_total", {{"reason", "cancelled"}}), 3);
 }
 
-
 // --protocol=openai and the metrics cross-check against a server that serves every port over
 // mutual TLS: the --tls-ca/--tls-cert/--tls-key flags reach the HTTP API and https:// metrics
 // URLs as they reach gRPC.
@@ -382,6 +394,7 @@ TEST_F(HttpsBenchIntegrationTest, OpenAiRunAndMetricsCheckWorkOverMutualTls) {
   absl::StatusOr<std::shared_ptr<const tools::TlsClientContext>> tls =
       tools::TlsClientContext::Create(runner_options.security);
   ASSERT_TRUE(tls.ok()) << tls.status();
+  ASSERT_TRUE(SettleConnectProbe(metrics_url, *tls).ok());
   absl::StatusOr<MetricsSnapshot> before = ScrapeMetrics(metrics_url, absl::Seconds(5), *tls);
   ASSERT_TRUE(before.ok()) << before.status();
 
