@@ -59,9 +59,10 @@ class HttpsTest : public ::kvserve::testing::TlsTestFixture {
     ASSERT_GT(server_->metrics_port(), 0);
   }
 
-  HttpsClientOptions TrustingCa() const { return {certs_->Path("ca.crt"), "", ""}; }
+  HttpsClientOptions TrustingCa() const { return {certs_->Path("ca.crt"), "", "", nullptr}; }
   HttpsClientOptions WithCertificate(const std::string& name) const {
-    return {certs_->Path("ca.crt"), certs_->Path(name + ".crt"), certs_->Path(name + ".key")};
+    return {certs_->Path("ca.crt"), certs_->Path(name + ".crt"), certs_->Path(name + ".key"),
+            nullptr};
   }
 
   std::unique_ptr<KvServer> server_;
@@ -81,7 +82,7 @@ TEST_F(HttpsTest, TheApiAndMetricsAnswerOverTlsAndNotInPlaintext) {
 
   // A client that trusts another CA refuses the server's certificate.
   const HttpsReply stranger =
-      HttpsGet(server_->http_port(), "/v1/models", {certs_->Path("other-ca.crt"), "", ""});
+      HttpsGet(server_->http_port(), "/v1/models", {certs_->Path("other-ca.crt"), "", "", nullptr});
   EXPECT_EQ(stranger.status, 0);
   EXPECT_THAT(stranger.error, HasSubstr("certificate verify failed"));
 
@@ -108,6 +109,25 @@ TEST_F(HttpsTest, MutualTlsRefusesClientsWithoutACertificateFromTheCaOnBothPorts
     const HttpsReply client = HttpsGet(port, path, WithCertificate("client"));
     EXPECT_EQ(client.status, 200) << client.error;
     EXPECT_EQ(client.server_common_name, "server-1");
+  }
+}
+
+// Clients resume sessions (curl, Prometheus' Go client); under mutual TLS OpenSSL refuses a
+// resumption fatally unless the server set a session id context.
+TEST_F(HttpsTest, AClientResumesItsSessionUnderMutualTls) {
+  ASSERT_NO_FATAL_FAILURE(StartServer(/*mutual=*/true));
+  for (const int port : {server_->http_port(), server_->metrics_port()}) {
+    const std::string path = port == server_->http_port() ? "/health" : "/metrics";
+    SCOPED_TRACE(path);
+    HttpsClientOptions options = WithCertificate("client");
+    const HttpsReply first = HttpsGet(port, path, options);
+    ASSERT_EQ(first.status, 200) << first.error;
+    ASSERT_NE(first.session, nullptr);
+    EXPECT_FALSE(first.resumed);
+    options.session = first.session;
+    const HttpsReply second = HttpsGet(port, path, options);
+    EXPECT_EQ(second.status, 200) << second.error;
+    EXPECT_TRUE(second.resumed);
   }
 }
 

@@ -90,6 +90,7 @@ HttpsReply HttpsGet(int port, const std::string& path, const HttpsClientOptions&
   std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), &SSL_free);
   SSL_set_fd(ssl.get(), fd);
   X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl.get()), "127.0.0.1");
+  if (options.session != nullptr) SSL_set_session(ssl.get(), options.session.get());
   if (SSL_connect(ssl.get()) != 1) {
     reply.error = OpenSslError("handshake");
     close(fd);
@@ -126,6 +127,11 @@ HttpsReply HttpsGet(int port, const std::string& path, const HttpsClientOptions&
   }
   ParseAnswer(raw, &reply);
   if (reply.status == 0) absl::StrAppend(&reply.error, ", ", failure);
+  // After the whole answer: TLS 1.3 sends its session tickets after the handshake.
+  reply.resumed = SSL_session_reused(ssl.get()) == 1;
+  if (SSL_SESSION* session = SSL_get1_session(ssl.get()); session != nullptr) {
+    reply.session.reset(session, &SSL_SESSION_free);
+  }
   SSL_shutdown(ssl.get());
   close(fd);
   return reply;
