@@ -5,8 +5,8 @@
 #                                                                            (default: build)
 #
 #   build    compilers, CMake, gRPC/protobuf, oneDNN, Abseil, nlohmann-json, prometheus-cpp, FFTW
-#            (S4 convolution), PCRE2 and ICU (tokenizer.json), cpp-httplib (the OpenAI HTTP API):
-#            what `kvserve` needs
+#            (S4 convolution), PCRE2 and ICU (tokenizer.json), cpp-httplib (the OpenAI HTTP API
+#            and /metrics) and OpenSSL (their TLS): what `kvserve` needs
 #   test     GoogleTest/GMock, Google Benchmark, promtool (in Debian's prometheus package),
 #            yamllint (tests/deploy/check_manifests.sh), python3 (tests/docs/check_citations.py),
 #            openssl (tests/server/tls_test.cc makes its certificates)
@@ -25,7 +25,7 @@ set -euo pipefail
 declare -A groups=(
   [build]="g++ cmake ninja-build ccache pkg-config git libgrpc++-dev protobuf-compiler-grpc
            libprotobuf-dev protobuf-compiler grpc-proto libdnnl-dev libabsl-dev nlohmann-json3-dev
-           prometheus-cpp-dev libfftw3-dev libpcre2-dev libicu-dev libcpp-httplib-dev"
+           prometheus-cpp-dev libfftw3-dev libpcre2-dev libicu-dev libcpp-httplib-dev libssl-dev"
   [test]="libgtest-dev libgmock-dev libbenchmark-dev prometheus yamllint python3 openssl"
   [sanitize]="clang-14 libclang-rt-14-dev"
   [image]="podman runc mmdebstrap"
@@ -33,8 +33,8 @@ declare -A groups=(
   [train]="fortunes fortunes-min wamerican gnuplot-nox"
   [python]="python3-torch python3-numpy python3-grpcio python3-protobuf libopenblas0-pthread"
   [runtime]="libgrpc++1.51 libgrpc29 libprotobuf32 libdnnl2 libabsl20220623 libgomp1
-             libprometheus-cpp-pull1.0 libprometheus-cpp-core1.0 libfftw3-double3 libpcre2-8-0
-             libicu72 libcpp-httplib0.11"
+             libprometheus-cpp-core1.0 libfftw3-double3 libpcre2-8-0 libicu72 libcpp-httplib0.11
+             libssl3"
 )
 
 wanted=()

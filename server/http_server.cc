@@ -3,15 +3,10 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <atomic>
-#include <condition_variable>
-#include <cstdlib>
-#include <deque>
-#include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -23,87 +18,17 @@
 #include "absl/time/time.h"
 #include "base/logging.h"
 #include "base/status_macros.h"
-#include "httplib.h"
 #include "server/http_generation.h"
+#include "server/http_listener.h"
 #include "server/openai_api.h"
 
 namespace kvserve::server {
 
 namespace {
 
-// Set on the thread that answers connections beyond max_connections: the pre-routing handler
-// answers them 503 instead of routing.
-thread_local bool t_over_connection_limit = false;
 // The tenant of the request this connection thread is handling (PreRoute sets it before the
 // handler runs on the same thread); empty without API keys.
 thread_local std::string t_tenant;
-
-// cpp-httplib's task queue, bounded: at most `max_connections` connections are served at once, one
-// per worker thread; the rest go to one rejecting thread, which answers each 503 and closes it
-// (reading its request first, under the read timeout, as HTTP wants a request before a response).
-// A connection is never queued behind busy workers, where a client could not tell "slow" from
-// "refused".
-class ConnectionPool final : public httplib::TaskQueue {
- public:
-  explicit ConnectionPool(int32_t max_connections) : max_connections_(max_connections) {
-    for (int32_t i = 0; i < max_connections; ++i) workers_.emplace_back([this] { Work(false); });
-    rejecter_ = std::thread([this] { Work(true); });
-  }
-
-  void enqueue(std::function<void()> fn) override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (num_busy_ + static_cast<int32_t>(jobs_.size()) < max_connections_) {
-        jobs_.push_back(std::move(fn));
-      } else {
-        rejects_.push_back(std::move(fn));
-      }
-    }
-    cv_.notify_all();
-  }
-
-  void shutdown() override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      shutdown_ = true;
-    }
-    cv_.notify_all();
-    for (std::thread& t : workers_) t.join();
-    rejecter_.join();
-  }
-
- private:
-  void Work(bool rejecter) {
-    t_over_connection_limit = rejecter;
-    std::deque<std::function<void()>>& queue = rejecter ? rejects_ : jobs_;
-    for (;;) {
-      std::function<void()> fn;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return !queue.empty() || shutdown_; });
-        if (queue.empty()) return;  // shutting down, nothing left
-        fn = std::move(queue.front());
-        queue.pop_front();
-        if (!rejecter) ++num_busy_;
-      }
-      fn();  // serves the connection until it closes
-      if (!rejecter) {
-        std::lock_guard<std::mutex> lock(mu_);
-        --num_busy_;
-      }
-    }
-  }
-
-  const int32_t max_connections_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> jobs_;     // guarded by mu_
-  std::deque<std::function<void()>> rejects_;  // guarded by mu_
-  int32_t num_busy_ = 0;                       // guarded by mu_
-  bool shutdown_ = false;                      // guarded by mu_
-  std::vector<std::thread> workers_;
-  std::thread rejecter_;
-};
 
 // Design note: cpp-httplib 0.11 gives a handler neither the connection's socket nor a way to ask
 // whether the client is still there (Request::is_connection_closed came in later versions), but a
@@ -165,52 +90,34 @@ void SetError(httplib::Response& res, const HttpError& error) {
   res.set_content(error.body, "application/json");
 }
 
-// The one place that picks the server class: TLS would construct httplib::SSLServer(cert, key)
-// here, with everything else unchanged.
-std::unique_ptr<httplib::Server> MakeHttplibServer() { return std::make_unique<httplib::Server>(); }
-
 int64_t UnixNow() { return absl::ToUnixSeconds(absl::Now()); }
 
 }  // namespace
 
-absl::Status ParseHostPort(std::string_view address, std::string_view flag, std::string* host,
-                           int* port) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string_view::npos || colon == 0 ||
-      !absl::SimpleAtoi(std::string(address.substr(colon + 1)), port) || *port < 0 ||
-      *port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        std::string(flag), ": expected HOST:PORT, got \"", std::string(address), "\""));
-  }
-  std::string_view h = address.substr(0, colon);
-  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
-  *host = std::string(h);
-  return absl::OkStatus();
-}
-
 class HttpServer::Impl {
  public:
   Impl(const HttpServerOptions& options, const ModelRegistry* registry, PrometheusMetrics* metrics)
-      : options_(options), registry_(registry), metrics_(metrics), server_(MakeHttplibServer()) {}
+      : options_(options), registry_(registry), metrics_(metrics) {}
 
   absl::StatusOr<int> Start() {
-    std::string host;
-    int port = 0;
-    KV_RETURN_IF_ERROR(ParseHostPort(options_.address, "--http-address", &host, &port));
-    // A client that hangs up mid-write must cost an EPIPE, not the process.
-    signal(SIGPIPE, SIG_IGN);
-    httplib::Server& s = *server_;
-    const int32_t max_connections = options_.max_connections;
-    s.new_task_queue = [max_connections] { return new ConnectionPool(max_connections); };
-    s.set_payload_max_length(static_cast<size_t>(options_.max_body_bytes));
-    s.set_read_timeout(options_.read_timeout);
-    s.set_write_timeout(options_.write_timeout);
-    s.set_tcp_nodelay(true);  // SSE chunks are small and latency matters
-    // cpp-httplib closes a connection after 5 requests by default; clients and load generators
-    // keep theirs open.
-    s.set_keep_alive_max_count(10000);
-    s.set_pre_routing_handler(
-        [this](const httplib::Request& req, httplib::Response& res) { return PreRoute(req, res); });
+    HttpListenerOptions listen;
+    listen.address = options_.address;
+    listen.flag = "--http-address";
+    listen.max_body_bytes = options_.max_body_bytes;
+    listen.max_connections = options_.max_connections;
+    listen.read_timeout = options_.read_timeout;
+    listen.write_timeout = options_.write_timeout;
+    listen.tls = options_.tls;
+    listen.over_limit = [this](httplib::Response& res) {
+      SetError(res, HttpErrorFor(absl::UnavailableError(
+                        absl::StrCat("too many open connections (--http-max-connections=",
+                                     options_.max_connections, "): retry later"))));
+    };
+    listen.pre_route = [this](const httplib::Request& req, httplib::Response& res) {
+      return PreRoute(req, res);
+    };
+    KV_ASSIGN_OR_RETURN(listener_, HttpListener::Create(std::move(listen)));
+    httplib::Server& s = listener_->server();
     s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
       if (!res.body.empty()) return;  // a handler's own error
       if (res.status == 413) {
@@ -247,13 +154,7 @@ class HttpServer::Impl {
     s.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
       Generate(OpenAiEndpoint::kChatCompletions, req, res);
     });
-    port_ = port == 0 ? s.bind_to_any_port(host) : (s.bind_to_port(host, port) ? port : -1);
-    if (port_ <= 0) {
-      return absl::UnavailableError(absl::StrCat("--http-address: cannot listen on ",
-                                                 options_.address, " (address in use or invalid)"));
-    }
-    listener_ = std::thread([this] { server_->listen_after_bind(); });
-    return port_;
+    return listener_->Start();
   }
 
   void StartDraining() { draining_.store(true); }
@@ -266,23 +167,14 @@ class HttpServer::Impl {
   }
 
   void Stop() {
-    if (!listener_.joinable()) return;
-    server_->stop();
-    listener_.join();  // listen_after_bind returns after the task queue joined its threads
+    if (listener_ != nullptr) listener_->Stop();
   }
 
  private:
-  // Runs before routing, on every request: the connection limit, authentication, content type.
+  // Runs before routing, on every request within the connection limit: authentication, content
+  // type.
   httplib::Server::HandlerResponse PreRoute(const httplib::Request& req, httplib::Response& res) {
     using HR = httplib::Server::HandlerResponse;
-    if (t_over_connection_limit) {
-      HttpError e = HttpErrorFor(absl::UnavailableError(absl::StrCat(
-          "too many open connections (--http-max-connections=", options_.max_connections,
-          "): retry later")));
-      SetError(res, e);
-      res.set_header("Connection", "close");
-      return HR::Handled;
-    }
     t_tenant.clear();
     // Health stays open, as on gRPC: probes carry no key.
     if (options_.api_keys != nullptr && req.path != "/health") {
@@ -497,10 +389,8 @@ class HttpServer::Impl {
   const HttpServerOptions options_;
   const ModelRegistry* const registry_;
   PrometheusMetrics* const metrics_;
-  const std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<HttpListener> listener_;
   const int64_t start_time_ = UnixNow();
-  std::thread listener_;
-  int port_ = 0;
   std::atomic<bool> draining_{false};
   std::atomic<uint64_t> next_id_{0};
   absl::Mutex calls_mu_;
@@ -519,6 +409,10 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOp
   }
   if (options.max_body_bytes < 1) {
     return absl::InvalidArgumentError("--http-max-body-bytes: must be at least 1");
+  }
+  if (options.read_timeout.count() < 1 || options.write_timeout.count() < 1) {
+    return absl::InvalidArgumentError(
+        "--http-read-timeout and --http-write-timeout: must be at least 1 second");
   }
   auto impl = std::make_unique<Impl>(options, registry, metrics);
   absl::StatusOr<int> port = impl->Start();

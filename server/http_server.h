@@ -6,16 +6,16 @@
 //   GET  /v1/models                                   the served models
 //   GET  /health                                      200 while serving, 503 once draining
 //
-// Threads: cpp-httplib serves each connection on one thread of a pool of max_connections threads;
-// that thread parses, converts, submits to Engine::Submit and writes, and sleeps in poll() while
-// the engine works (server/http_generation.h), so the engine thread never waits on HTTP. A
-// connection beyond max_connections is answered 503 (Retry-After, Connection: close) by a separate
-// thread, never queued behind the others. Every read and write has a timeout, bodies are bounded
-// (413), so a slow or hostile client holds at most its own connection's thread.
+// Threads: the listener (server/http_listener.h, shared with /metrics) serves each connection on
+// one thread of a pool of max_connections threads; that thread parses, converts, submits to
+// Engine::Submit and writes, and sleeps in poll() while the engine works
+// (server/http_generation.h), so the engine thread never waits on HTTP. A connection beyond
+// max_connections is answered 503 (Retry-After, Connection: close) by a separate thread, never
+// queued behind the others. Every read and write has a timeout, bodies are bounded (413), so a
+// slow or hostile client holds at most its own connection's thread.
 //
-// Extension points, each in one place: TLS is the choice of cpp-httplib server class in
-// MakeHttplibServer (http_server.cc; Debian's build links OpenSSL, so httplib::SSLServer is
-// available), and authentication is HttpServerOptions::api_keys, checked before routing.
+// TLS is HttpServerOptions::tls (HTTPS, the certificate followed through rotations, mutual TLS with
+// a client CA), and authentication is HttpServerOptions::api_keys, checked before routing.
 //
 // Thread-safety: Start, StartDraining, AwaitIdle and Stop are called from one controlling thread;
 // the rest runs on cpp-httplib's threads.
@@ -34,6 +34,7 @@
 #include "server/api_keys.h"
 #include "server/metrics.h"
 #include "server/model_registry.h"
+#include "server/tls_certificate_reloader.h"
 
 namespace kvserve::server {
 
@@ -54,6 +55,9 @@ struct HttpServerOptions {
   // request's cache_salt, so tenants never share prefix-cache blocks unless the keys file says
   // so. Null: no authentication.
   std::shared_ptr<ApiKeyAuthenticator> api_keys;
+  // HTTPS with the certificate of --tls-cert/--tls-key, and client certificates required when
+  // --tls-client-ca is set (the policy of the gRPC port). Null: plain HTTP.
+  std::shared_ptr<TlsCertificateReloader> tls;
 };
 
 class HttpServer {
@@ -82,10 +86,6 @@ class HttpServer {
   std::unique_ptr<Impl> impl_;
   int port_ = 0;
 };
-
-// Splits "HOST:PORT" ("[::1]:80" for IPv6). INVALID_ARGUMENT naming `flag` when malformed.
-absl::Status ParseHostPort(std::string_view address, std::string_view flag, std::string* host,
-                           int* port);
 
 }  // namespace kvserve::server
 

@@ -151,7 +151,8 @@ int Run(int argc, char** argv) {
   flags.AddString("metrics-address", &metrics_address,
                   "serve Prometheus metrics on http://HOST:PORT/metrics (port 0 picks a free "
                   "port; no HOST, ':PORT', = the --listen host, so metrics are as reachable as "
-                  "gRPC; empty = off). Served without authentication or TLS");
+                  "gRPC; empty = off). Served without API keys; over HTTPS with --tls-cert, and "
+                  "with --tls-client-ca scrapers present a client certificate");
   flags.AddBool("log-requests", &log_requests,
                 "write one JSON line per finished request to stderr");
   flags.AddInt("max-stream-buffer-bytes", &max_stream_buffer_bytes,
@@ -166,12 +167,12 @@ int Run(int argc, char** argv) {
                   "reflection stay open); the file holds one key per line, optionally followed by "
                   "its tenant, and is reloaded when it changes (docs/security.md)");
   flags.AddString("tls-cert", &options.tls.cert_file,
-                  "serve gRPC over TLS with this PEM certificate chain (leaf first); with "
-                  "--tls-key. Re-read when it changes (docs/security.md)");
+                  "serve gRPC, the HTTP API and /metrics over TLS with this PEM certificate chain "
+                  "(leaf first); with --tls-key. Re-read when it changes (docs/security.md)");
   flags.AddString("tls-key", &options.tls.key_file, "the PEM private key of --tls-cert");
   flags.AddString("tls-client-ca", &options.tls.client_ca_file,
                   "with --tls-cert: require client certificates signed by a CA in this PEM "
-                  "bundle (mutual TLS)");
+                  "bundle (mutual TLS) on every port");
   flags.AddInt("tls-refresh-interval", &tls_refresh_interval,
                "seconds between checks of the TLS files for a rotated certificate");
   flags.AddBool("show-model-paths", &options.show_model_paths,
@@ -342,7 +343,7 @@ int Run(int argc, char** argv) {
   }
   KV_LOG(INFO) << "kvserve listening on " << options.listen_address << " (port "
                << (*server)->port() << "), " << (*server)->models().engines().size() << " model(s)";
-  KV_LOG(INFO) << "gRPC transport: "
+  KV_LOG(INFO) << "transport (gRPC, HTTP, metrics): "
                << (!options.tls.enabled()               ? "plaintext"
                    : options.tls.client_ca_file.empty() ? "TLS"
                                                         : "mutual TLS")
@@ -354,11 +355,13 @@ int Run(int argc, char** argv) {
   if (!metrics_address.empty()) {
     const std::string address =
         kvserve::server::MetricsListenAddress(metrics_address, options.listen_address);
-    KV_LOG(INFO) << "metrics on http://" << address.substr(0, address.rfind(':')) << ":"
-                 << (*server)->metrics_port() << "/metrics";
+    KV_LOG(INFO) << "metrics on " << (options.tls.enabled() ? "https://" : "http://")
+                 << address.substr(0, address.rfind(':')) << ":" << (*server)->metrics_port()
+                 << "/metrics";
   }
   if (!http_address.empty()) {
-    KV_LOG(INFO) << "OpenAI-compatible HTTP API on " << http_address << " (port "
+    KV_LOG(INFO) << "OpenAI-compatible HTTP API on "
+                 << (options.tls.enabled() ? "https://" : "http://") << http_address << " (port "
                  << (*server)->http_port() << ")";
   }
 

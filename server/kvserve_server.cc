@@ -275,6 +275,9 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
     KV_ASSIGN_OR_RETURN(credentials, GrpcServerCredentials(options.tls));
   }
   std::unique_ptr<KvServer> server(new KvServer());
+  if (options.tls.enabled()) {
+    KV_ASSIGN_OR_RETURN(server->tls_, TlsCertificateReloader::Create(options.tls));
+  }
   if (options.log_requests) server->request_log_ = std::make_shared<RequestLog>();
   server->metrics_ = std::make_unique<PrometheusMetrics>();
   server->streams_ =
@@ -327,7 +330,7 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
   // After the gRPC port, so that a taken --listen address is the error reported when both are.
   if (!options.metrics_address.empty()) {
     if (absl::Status s = server->metrics_->Serve(
-            MetricsListenAddress(options.metrics_address, options.listen_address));
+            MetricsListenAddress(options.metrics_address, options.listen_address), server->tls_);
         !s.ok()) {
       server->server_->Shutdown(std::chrono::system_clock::now());
       server->registry_->Shutdown();
@@ -337,6 +340,7 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
   if (!options.http.address.empty()) {
     HttpServerOptions http_options = options.http;
     http_options.api_keys = options.api_keys;  // one set of keys for both APIs
+    http_options.tls = server->tls_;           // and one certificate for every port
     absl::StatusOr<std::unique_ptr<HttpServer>> http =
         HttpServer::Start(http_options, server->registry_.get(), server->metrics_.get());
     if (!http.ok()) {
@@ -414,6 +418,11 @@ void KvServer::Shutdown(std::chrono::system_clock::time_point deadline) {
   // After the engines: HTTP streams still open have just ended (aborted), so the connection
   // threads are free to be joined.
   if (http_ != nullptr) http_->Stop();
+}
+
+absl::StatusOr<bool> KvServer::ReloadTlsCertificates() {
+  if (tls_ == nullptr) return absl::FailedPreconditionError("the server was started without TLS");
+  return tls_->Reload();
 }
 
 void KvServer::Wait() {

@@ -25,6 +25,7 @@
 #include "server/model_registry.h"
 #include "server/request_log.h"
 #include "server/stream_budget.h"
+#include "server/tls_certificate_reloader.h"
 #include "server/tls_config.h"
 
 namespace kvserve::server {
@@ -41,7 +42,8 @@ struct ServerOptions {
   // service name and spread over replicas added since; their streams in flight finish on the old
   // connection (no grace limit). Zero: never.
   std::chrono::milliseconds max_connection_age{0};
-  // Serves Prometheus metrics on http://ADDRESS/metrics (port 0 picks a free port; an empty host,
+  // Serves Prometheus metrics on http://ADDRESS/metrics, https:// with `tls` (port 0 picks a free
+  // port; an empty host,
   // ":PORT", means listen_address's host, see MetricsListenAddress); empty: not served (the series
   // are still kept, see metrics()).
   std::string metrics_address;
@@ -55,8 +57,9 @@ struct ServerOptions {
   // tenant gets a prefix cache of its own. Health and reflection stay open (probes carry no key;
   // reflection is switched off with enable_reflection). Null: no authentication.
   std::shared_ptr<ApiKeyAuthenticator> api_keys;
-  // TLS (and mTLS with client_ca_file) on the gRPC port, following certificate rotation
-  // (server/tls_config.h). Not enabled(): plaintext.
+  // TLS (and mTLS with client_ca_file) on every port: gRPC, the HTTP API and /metrics, following
+  // certificate rotation (server/tls_config.h, server/tls_certificate_reloader.h). Not enabled():
+  // plaintext everywhere.
   TlsOptions tls;
   // ListModels reports a model directory's absolute path as ModelInfo.source; off: only the
   // directory's name (server paths tell an attacker about the host).
@@ -88,6 +91,12 @@ class KvServer {
   // The port the HTTP API is served on; 0 when ServerOptions::http.address is empty.
   int http_port() const { return http_ == nullptr ? 0 : http_->port(); }
 
+  // Re-reads the TLS files for the HTTP API and /metrics now, as their periodic check does every
+  // tls.refresh_interval_seconds (server/tls_certificate_reloader.h); gRPC keeps its own schedule.
+  // True when a changed certificate is now served to new connections. FAILED_PRECONDITION without
+  // TLS. Any thread.
+  absl::StatusOr<bool> ReloadTlsCertificates();
+
   // Drains, then stops: health goes NOT_SERVING (HTTP /health 503) and new Generate calls get
   // UNAVAILABLE (HTTP 503), while the gRPC listener stays open (so probes read NOT_SERVING, not
   // "connection refused") and in-flight streams of both APIs run on; once they are done, or at
@@ -103,7 +112,8 @@ class KvServer {
   KvServer() = default;
 
   // Declared first, destroyed last: engines report to them until they stop.
-  std::shared_ptr<RequestLog> request_log_;  // null unless log_requests
+  std::shared_ptr<TlsCertificateReloader> tls_;  // null without TLS
+  std::shared_ptr<RequestLog> request_log_;      // null unless log_requests
   std::unique_ptr<PrometheusMetrics> metrics_;
   std::unique_ptr<StreamBudget> streams_;  // outlives every stream (the server is shut down first)
   std::unique_ptr<ModelRegistry> registry_;

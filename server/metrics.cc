@@ -1,21 +1,23 @@
 #include "server/metrics.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
-#include <exception>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "base/logging.h"
+#include "base/status_macros.h"
 #include "prometheus/collectable.h"
 #include "prometheus/counter.h"
-#include "prometheus/exposer.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
+#include "prometheus/summary.h"
 #include "prometheus/text_serializer.h"
+#include "server/http_listener.h"
 #include "server/process_collector.h"
 #include "server/request_log.h"
 
@@ -438,24 +440,65 @@ void PrometheusMetrics::CountUnknownModel() {
   families_->failure->Add({{"model", ""}, {"reason", "invalid"}}).Increment();
 }
 
-absl::Status PrometheusMetrics::Serve(const std::string& address) {
-  KV_CHECK(exposer_ == nullptr) << "Serve called twice";
-  try {
-    // One thread serves scrapes: Prometheus scrapes one at a time.
-    exposer_ = std::make_unique<prometheus::Exposer>(address, /*num_threads=*/1);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("--metrics-address: cannot serve metrics on ", address, " (", e.what(), ")"));
+absl::Status PrometheusMetrics::Serve(const std::string& address,
+                                      std::shared_ptr<TlsCertificateReloader> tls) {
+  KV_CHECK(listener_ == nullptr) << "Serve called twice";
+  // prometheus-cpp's exposer counted its scrapes in series of its own; they stay, with the same
+  // names, types and units (the latency in microseconds), so dashboards built on them still read.
+  exposer_registry_ = std::make_shared<prometheus::Registry>();
+  scraped_bytes_ = &prometheus::BuildCounter()
+                        .Name("exposer_transferred_bytes_total")
+                        .Help("Transferred bytes to metrics services")
+                        .Register(*exposer_registry_)
+                        .Add({});
+  scrapes_ = &prometheus::BuildCounter()
+                  .Name("exposer_scrapes_total")
+                  .Help("Number of times metrics were scraped")
+                  .Register(*exposer_registry_)
+                  .Add({});
+  scrape_latency_us_ =
+      &prometheus::BuildSummary()
+           .Name("exposer_request_latencies")
+           .Help("Latencies of serving scrape requests, in microseconds")
+           .Register(*exposer_registry_)
+           .Add({}, prometheus::Summary::Quantiles{{0.5, 0.05}, {0.9, 0.01}, {0.99, 0.001}});
+  HttpListenerOptions options;
+  options.address = address;
+  options.flag = "--metrics-address";
+  options.max_body_bytes = 1 << 10;  // a scrape is a GET
+  // Prometheus keeps one connection per target; the rest leaves room for a person with curl and a
+  // second Prometheus (an HA pair).
+  options.max_connections = 4;
+  options.tls = std::move(tls);
+  KV_ASSIGN_OR_RETURN(listener_, HttpListener::Create(std::move(options)));
+  listener_->server().Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    const auto start = std::chrono::steady_clock::now();
+    std::string body = Serialize();
+    scraped_bytes_->Increment(static_cast<double>(body.size()));
+    res.set_content(std::move(body), "text/plain; version=0.0.4; charset=utf-8");
+    scrapes_->Increment();
+    scrape_latency_us_->Observe(
+        static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                std::chrono::steady_clock::now() - start)
+                                .count()));
+  });
+  absl::StatusOr<int> port = listener_->Start();
+  if (!port.ok()) {
+    listener_.reset();
+    return port.status();
   }
-  exposer_->RegisterCollectable(registry_);
-  exposer_->RegisterCollectable(process_);
-  const std::vector<int> ports = exposer_->GetListeningPorts();
-  port_ = ports.empty() ? 0 : ports.front();
+  port_ = *port;
   return absl::OkStatus();
 }
 
+void PrometheusMetrics::StopServing() {
+  if (listener_ != nullptr) listener_->Stop();
+}
+
 std::string PrometheusMetrics::Serialize() const {
-  std::vector<prometheus::MetricFamily> families = registry_->Collect();
+  std::vector<prometheus::MetricFamily> families;
+  if (exposer_registry_ != nullptr) families = exposer_registry_->Collect();
+  for (prometheus::MetricFamily& f : registry_->Collect()) families.push_back(std::move(f));
   for (prometheus::MetricFamily& f : process_->Collect()) families.push_back(std::move(f));
   return prometheus::TextSerializer().Serialize(families);
 }

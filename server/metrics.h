@@ -1,7 +1,9 @@
 // Prometheus export of kvserve's serving metrics: vLLM's metric set, under the kvserve_ prefix, in
 // base units, with a `model` label (docs/metrics.md lists every series).
 //
-// PrometheusMetrics owns the registry and, once Serve() is called, the HTTP exposer for /metrics.
+// PrometheusMetrics owns the registry and, once Serve() is called, the HTTP(S) listener for
+// /metrics: server/http_listener.h, the same listener as the OpenAI API's (prometheus-cpp's own
+// civetweb exposer cannot follow a certificate rotation), serving prometheus-cpp's text format.
 // Each served model gets a ModelMetrics: the engine::EngineObserver its engine reports to, holding
 // every series of that model resolved once at start-up, so no label set is looked up per token.
 //
@@ -34,15 +36,17 @@
 namespace prometheus {
 class Collectable;
 class Counter;
-class Exposer;
 class Gauge;
 class Histogram;
 class Registry;
+class Summary;
 }  // namespace prometheus
 
 namespace kvserve::server {
 
+class HttpListener;
 class RequestLog;
+class TlsCertificateReloader;
 
 // Why a Generate call failed: the `reason` label of kvserve_request_failure_total.
 enum class FailureReason {
@@ -163,9 +167,13 @@ class PrometheusMetrics {
   // server's StreamBudget).
   prometheus::Gauge& stream_buffered_bytes() { return *stream_buffered_bytes_; }
 
-  // Serves /metrics on `address` (HOST:PORT; port 0 picks a free port). At most once.
-  // UNAVAILABLE names the address when it cannot be bound.
-  absl::Status Serve(const std::string& address);
+  // Serves /metrics on `address` (HOST:PORT; port 0 picks a free port), over HTTPS with `tls`
+  // (null: plain HTTP; with a client CA, scrapers must present a client certificate, as every
+  // client of the server must). No authentication by API key: Prometheus scrapes without one.
+  // At most once. UNAVAILABLE names --metrics-address and the address when it cannot be bound.
+  absl::Status Serve(const std::string& address, std::shared_ptr<TlsCertificateReloader> tls);
+  // Stops serving /metrics (the series are kept). Idempotent.
+  void StopServing();
   // The port /metrics is served on; 0 before Serve.
   int port() const { return port_; }
 
@@ -179,7 +187,12 @@ class PrometheusMetrics {
   prometheus::Counter* malformed_requests_ = nullptr;
   prometheus::Gauge* stream_buffered_bytes_ = nullptr;
   absl::flat_hash_map<std::string, std::shared_ptr<ModelMetrics>> models_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  // The scrapes themselves, under the names prometheus-cpp's exposer gave them.
+  std::shared_ptr<prometheus::Registry> exposer_registry_;
+  prometheus::Counter* scraped_bytes_ = nullptr;
+  prometheus::Counter* scrapes_ = nullptr;
+  prometheus::Summary* scrape_latency_us_ = nullptr;
+  std::unique_ptr<HttpListener> listener_;
   int port_ = 0;
 };
 

@@ -511,6 +511,10 @@ TEST_F(HttpServerTest, ConnectionsBeyondTheLimitAreRefusedWith503) {
   const HttpResponse refused = Get(port_, "/health");
   EXPECT_EQ(refused.status, 503);
   EXPECT_EQ(refused.Header("Retry-After"), "1");
+  EXPECT_EQ(refused.headers.find("Retry-After", refused.headers.find("Retry-After") + 1),
+            std::string::npos)
+      << "Retry-After sent twice:\n"
+      << refused.headers;
   EXPECT_THAT(refused.body, HasSubstr("--http-max-connections=4"));
   // Once one closes, a new connection is served again (bounded retries: the worker notices the
   // close asynchronously).

@@ -285,8 +285,14 @@ double Delta(const Scrape& before, const Scrape& after, const std::string& name,
 TEST_F(MetricsTest, ServesTheTextFormatOnSlashMetricsOnly) {
   HttpResponse r = HttpGet(server_->metrics_port(), "/metrics");
   EXPECT_EQ(r.status, 200);
-  EXPECT_THAT(r.headers, HasSubstr("Content-Type: text/plain"));
+  EXPECT_THAT(r.headers, HasSubstr("Content-Type: text/plain; version=0.0.4"));
   const Scrape s = Scrape::Parse(r.body);
+  // The scrapes are counted as prometheus-cpp's exposer counted them; this is the first one.
+  EXPECT_EQ(s.types.at("exposer_scrapes_total"), "counter");
+  EXPECT_EQ(s.types.at("exposer_request_latencies"), "summary");
+  EXPECT_EQ(Scrape::Parse(HttpGet(server_->metrics_port(), "/metrics").body)
+                .Get("exposer_scrapes_total", {}),
+            s.Get("exposer_scrapes_total", {}) + 1);
   EXPECT_EQ(s.Get("kvserve_build_info", {{"version", "0.1.0"}}), 1);
   EXPECT_GT(s.Get("kvserve_process_resident_memory_bytes", {}), 1 << 20);
   EXPECT_EQ(s.types.at("kvserve_time_to_first_token_seconds"), "histogram");

@@ -19,6 +19,7 @@
 #include "server/kvserve_server.h"
 #include "server/tls_config.h"
 #include "tests/testing/test_certificates.h"
+#include "tests/testing/tls_test_fixture.h"
 
 namespace kvserve::server {
 namespace {
@@ -28,23 +29,8 @@ using ::testing::HasSubstr;
 
 using Certificates = ::kvserve::testing::TestCertificates;
 
-class TlsTest : public ::testing::Test {
+class TlsTest : public ::kvserve::testing::TlsTestFixture {
  protected:
-  // Made once for the suite (openssl takes a while); each test starts from server-1's pair.
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<Certificates>> certs = Certificates::Make(::testing::TempDir());
-    ASSERT_TRUE(certs.ok()) << certs.status();
-    certs_ = certs->release();
-  }
-  static void TearDownTestSuite() {
-    delete certs_;
-    certs_ = nullptr;
-  }
-  void SetUp() override {
-    ASSERT_NE(certs_, nullptr);
-    ASSERT_TRUE(certs_->Serve("server-1").ok());
-  }
-
   void StartServer(bool mutual) {
     ServerOptions options;
     options.listen_address = "127.0.0.1:0";
@@ -89,7 +75,6 @@ class TlsTest : public ::testing::Test {
     return grpc::SslCredentials(ssl);
   }
 
-  static inline Certificates* certs_ = nullptr;
   std::unique_ptr<KvServer> server_;
 };
 

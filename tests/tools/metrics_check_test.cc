@@ -61,7 +61,11 @@ TEST(HttpUrlTest, ParsesHostPortAndPath) {
   ASSERT_TRUE(u.ok()) << u.status();
   EXPECT_EQ(u->host, "::1");
   EXPECT_EQ(u->path, "/");
-  EXPECT_FALSE(ParseHttpUrl("https://127.0.0.1:9464/metrics").ok());
+  u = ParseHttpUrl("https://localhost/metrics");
+  ASSERT_TRUE(u.ok()) << u.status();
+  EXPECT_TRUE(u->tls);
+  EXPECT_EQ(u->port, 443);
+  EXPECT_FALSE(ParseHttpUrl("ftp://127.0.0.1:9464/metrics").ok());
   EXPECT_FALSE(ParseHttpUrl("http://127.0.0.1:99999/metrics").ok());
   EXPECT_FALSE(ParseHttpUrl("http://:9464/metrics").ok());
 }

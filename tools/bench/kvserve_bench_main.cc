@@ -151,7 +151,8 @@ void Register(base::FlagSet& f, Flags* flags) {
   f.AddString("result-json", &flags->result_json, "Write the results as JSON to this file.");
   f.AddRepeatedString("metrics-url", &flags->metrics_urls,
                       "http://HOST:PORT/metrics of each --target, in the same order (repeat a URL "
-                      "for targets served by one server): cross-check the server's counters.");
+                      "for targets served by one server): cross-check the server's counters. "
+                      "https:// uses --tls-ca (and --tls-cert/--tls-key).");
   f.AddBool("strict-metrics", &flags->strict_metrics,
             "Exit 1 when the server's counters disagree with the client's.");
   f.AddString("sweep", &flags->sweep,
@@ -239,8 +240,11 @@ bool WriteFile(const std::string& path, const std::string& contents) {
 // One scrape per --metrics-url, in flag order.
 absl::StatusOr<std::vector<MetricsSnapshot>> ScrapeAll(const Flags& flags) {
   std::vector<MetricsSnapshot> snapshots;
+  absl::StatusOr<std::shared_ptr<const tools::TlsClientContext>> tls =
+      tools::TlsClientContext::Create(flags.security);
+  if (!tls.ok()) return tls.status();
   for (const std::string& url : flags.metrics_urls) {
-    absl::StatusOr<MetricsSnapshot> s = ScrapeMetrics(url, absl::Seconds(5));
+    absl::StatusOr<MetricsSnapshot> s = ScrapeMetrics(url, absl::Seconds(5), *tls);
     if (!s.ok()) return s.status();
     snapshots.push_back(std::move(*s));
   }
@@ -253,6 +257,9 @@ absl::StatusOr<std::vector<MetricsCheck>> SettleAndCompare(
     const Flags& flags, const std::vector<MetricsSnapshot>& before,
     const std::vector<RequestRecord>& records) {
   std::vector<MetricsCheck> checks;
+  absl::StatusOr<std::shared_ptr<const tools::TlsClientContext>> tls =
+      tools::TlsClientContext::Create(flags.security);
+  if (!tls.ok()) return tls.status();
   std::vector<std::string> urls;
   for (const std::string& url : flags.metrics_urls) {
     if (std::find(urls.begin(), urls.end(), url) == urls.end()) urls.push_back(url);
@@ -268,7 +275,7 @@ absl::StatusOr<std::vector<MetricsCheck>> SettleAndCompare(
     }
     const ClientCounts client = CountClient(records, covered);
     absl::StatusOr<MetricsSnapshot> after =
-        ScrapeSettled(url, before[first], client, absl::Seconds(10));
+        ScrapeSettled(url, before[first], client, absl::Seconds(10), *tls);
     if (!after.ok()) return after.status();
     MetricsCheck check = CompareMetrics(before[first], *after, client);
     check.url = url;

@@ -1,11 +1,5 @@
 #include "tools/bench/metrics_check.h"
 
-#include <netdb.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/types.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -20,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "tools/bench/openai_client.h"
 #include "tools/bench/runner.h"
 
 namespace kvserve::bench {
@@ -91,21 +86,6 @@ bool Matches(const Labels& labels, const Labels& match) {
   return true;
 }
 
-// Closes a file descriptor when it goes out of scope.
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd) : fd_(fd) {}
-  ~ScopedFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 }  // namespace
 
 absl::StatusOr<MetricsSnapshot> MetricsSnapshot::Parse(absl::string_view text) {
@@ -142,11 +122,14 @@ bool MetricsSnapshot::Has(absl::string_view name) const {
 
 absl::StatusOr<HttpUrl> ParseHttpUrl(absl::string_view url) {
   absl::string_view rest = url;
-  if (!absl::ConsumePrefix(&rest, "http://")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--metrics-url '", url, "': only http://HOST:PORT/PATH is supported"));
-  }
   HttpUrl parsed;
+  if (absl::ConsumePrefix(&rest, "https://")) {
+    parsed.tls = true;
+    parsed.port = 443;
+  } else if (!absl::ConsumePrefix(&rest, "http://")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--metrics-url '", url, "': only http:// or https://HOST:PORT/PATH is supported"));
+  }
   const size_t slash = rest.find('/');
   absl::string_view host_port = rest.substr(0, slash);
   if (slash != absl::string_view::npos) parsed.path = std::string(rest.substr(slash));
@@ -185,78 +168,33 @@ absl::Status ValidateMetricsUrl(absl::string_view url, bool allow_remote) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> HttpGet(absl::string_view url, absl::Duration timeout) {
+absl::StatusOr<std::string> HttpGet(absl::string_view url, absl::Duration timeout,
+                                    std::shared_ptr<const tools::TlsClientContext> tls) {
   absl::StatusOr<HttpUrl> parsed = ParseHttpUrl(url);
   if (!parsed.ok()) return parsed.status();
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* addresses = nullptr;
-  const std::string port = absl::StrCat(parsed->port);
-  if (const int rc = ::getaddrinfo(parsed->host.c_str(), port.c_str(), &hints, &addresses);
-      rc != 0) {
-    return absl::UnavailableError(
-        absl::StrCat("GET ", url, ": cannot resolve ", parsed->host, ": ", gai_strerror(rc)));
+  if (parsed->tls && tls == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--metrics-url '", url, "': https:// needs --tls-ca"));
   }
-  const timeval tv = absl::ToTimeval(timeout);
-  std::string last_error = "no address";
-  std::string raw;
-  bool connected = false;
-  for (addrinfo* a = addresses; a != nullptr && !connected; a = a->ai_next) {
-    ScopedFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
-    if (fd.get() < 0) continue;
-    // Linux applies SO_SNDTIMEO to connect(2) as well.
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    if (::connect(fd.get(), a->ai_addr, a->ai_addrlen) != 0) {
-      last_error = std::strerror(errno);
-      continue;
-    }
-    connected = true;
-    const std::string request = absl::StrCat(
-        "GET ", parsed->path, " HTTP/1.0\r\nHost: ", parsed->host, "\r\nConnection: close\r\n\r\n");
-    if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) !=
-        static_cast<ssize_t>(request.size())) {
-      ::freeaddrinfo(addresses);
-      return absl::UnavailableError(absl::StrCat("GET ", url, ": short write"));
-    }
-    char buf[1 << 16];
-    while (true) {
-      const ssize_t n = ::recv(fd.get(), buf, sizeof(buf), 0);
-      if (n > 0) {
-        raw.append(buf, static_cast<size_t>(n));
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        ::freeaddrinfo(addresses);
-        return absl::UnavailableError(
-            absl::StrCat("GET ", url, ": read failed: ", std::strerror(errno)));
-      }
-      break;
-    }
+  const std::string host_port = parsed->host.find(':') == std::string::npos
+                                    ? absl::StrCat(parsed->host, ":", parsed->port)
+                                    : absl::StrCat("[", parsed->host, "]:", parsed->port);
+  OpenAiConnection connection(host_port, parsed->tls ? std::move(tls) : nullptr);
+  absl::StatusOr<HttpReply> reply =
+      connection.Exchange(parsed->path, "", absl::ToDoubleSeconds(timeout));
+  if (!reply.ok()) {
+    return absl::Status(reply.status().code(),
+                        absl::StrCat("GET ", url, ": ", reply.status().message()));
   }
-  ::freeaddrinfo(addresses);
-  if (!connected) {
-    return absl::UnavailableError(absl::StrCat("GET ", url, ": cannot connect: ", last_error));
+  if (reply->status != 200) {
+    return absl::InternalError(absl::StrCat("GET ", url, ": HTTP ", reply->status));
   }
-  const size_t end_of_headers = raw.find("\r\n\r\n");
-  if (end_of_headers == std::string::npos) {
-    return absl::InternalError(absl::StrCat("GET ", url, ": no HTTP header in the answer"));
-  }
-  // "HTTP/1.1 200 OK"
-  const std::vector<absl::string_view> status_line =
-      absl::StrSplit(absl::string_view(raw).substr(0, raw.find("\r\n")), ' ');
-  int code = 0;
-  if (status_line.size() < 2 || !absl::SimpleAtoi(status_line[1], &code)) {
-    return absl::InternalError(absl::StrCat("GET ", url, ": bad status line"));
-  }
-  if (code != 200) return absl::InternalError(absl::StrCat("GET ", url, ": HTTP ", code));
-  return raw.substr(end_of_headers + 4);
+  return std::move(reply->body);
 }
 
-absl::StatusOr<MetricsSnapshot> ScrapeMetrics(absl::string_view url, absl::Duration timeout) {
-  absl::StatusOr<std::string> body = HttpGet(url, timeout);
+absl::StatusOr<MetricsSnapshot> ScrapeMetrics(absl::string_view url, absl::Duration timeout,
+                                              std::shared_ptr<const tools::TlsClientContext> tls) {
+  absl::StatusOr<std::string> body = HttpGet(url, timeout, std::move(tls));
   if (!body.ok()) return body.status();
   return MetricsSnapshot::Parse(*body);
 }
@@ -340,7 +278,8 @@ MetricsCheck CompareMetrics(const MetricsSnapshot& before, const MetricsSnapshot
 }
 
 absl::StatusOr<MetricsSnapshot> ScrapeSettled(absl::string_view url, const MetricsSnapshot& before,
-                                              const ClientCounts& client, absl::Duration timeout) {
+                                              const ClientCounts& client, absl::Duration timeout,
+                                              std::shared_ptr<const tools::TlsClientContext> tls) {
   const absl::Time deadline = absl::Now() + timeout;
   const absl::Duration scrape_timeout = absl::Seconds(5);
   auto settled = [&](const MetricsSnapshot& s) {
@@ -355,12 +294,12 @@ absl::StatusOr<MetricsSnapshot> ScrapeSettled(absl::string_view url, const Metri
            s.Sum(kRunning) == 0 && s.Sum(kWaiting) == 0;
   };
   while (true) {
-    absl::StatusOr<MetricsSnapshot> s = ScrapeMetrics(url, scrape_timeout);
+    absl::StatusOr<MetricsSnapshot> s = ScrapeMetrics(url, scrape_timeout, tls);
     if (!s.ok()) return s.status();
     if (settled(*s) || absl::Now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  return ScrapeMetrics(url, scrape_timeout);
+  return ScrapeMetrics(url, scrape_timeout, tls);
 }
 
 }  // namespace kvserve::bench

@@ -23,12 +23,15 @@
 // after the client has seen its last message: ScrapeSettled scrapes until the server's counters
 // cover what the client saw and no request is running or waiting, then once more.
 //
-// Scraping is a plain HTTP/1.0 GET over a socket (http:// only). Thread-compatible.
+// Scraping is a GET with kvserve-bench's own HTTP client (tools/bench/openai_client.h); https://
+// URLs take the TLS flags (--tls-ca, and --tls-cert/--tls-key for a server with --tls-client-ca).
+// Thread-compatible.
 #ifndef KVSERVE_TOOLS_BENCH_METRICS_CHECK_H_
 #define KVSERVE_TOOLS_BENCH_METRICS_CHECK_H_
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,6 +40,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "tools/bench/statistics.h"
+#include "tools/tls_client.h"
 
 namespace kvserve::bench {
 
@@ -63,20 +67,25 @@ class MetricsSnapshot {
   std::vector<Sample> samples_;
 };
 
-// Parts of an http://HOST:PORT/PATH URL.
+// Parts of an http://HOST:PORT/PATH or https://HOST:PORT/PATH URL.
 struct HttpUrl {
   std::string host;
-  int port = 80;
+  int port = 80;  // 443 for https:// without a port
   std::string path = "/";
+  bool tls = false;  // https://
 };
 absl::StatusOr<HttpUrl> ParseHttpUrl(absl::string_view url);
 // Like ValidateTarget (runner.h): loopback hosts only, unless allow_remote.
 absl::Status ValidateMetricsUrl(absl::string_view url, bool allow_remote);
 
-// GET `url`; the body of a 200 answer. Unavailable when the server cannot be reached or times out,
-// Internal for another status code.
-absl::StatusOr<std::string> HttpGet(absl::string_view url, absl::Duration timeout);
-absl::StatusOr<MetricsSnapshot> ScrapeMetrics(absl::string_view url, absl::Duration timeout);
+// GET `url`; the body of a 200 answer. Unavailable when the server cannot be reached or the TLS
+// handshake fails, DeadlineExceeded when it times out, Internal for another status code,
+// InvalidArgument for an https:// URL without `tls` (TlsClientContext::Create of the TLS flags).
+absl::StatusOr<std::string> HttpGet(absl::string_view url, absl::Duration timeout,
+                                    std::shared_ptr<const tools::TlsClientContext> tls = nullptr);
+absl::StatusOr<MetricsSnapshot> ScrapeMetrics(
+    absl::string_view url, absl::Duration timeout,
+    std::shared_ptr<const tools::TlsClientContext> tls = nullptr);
 
 // What the client saw on the targets one /metrics endpoint covers.
 struct ClientCounts {
@@ -115,8 +124,9 @@ MetricsCheck CompareMetrics(const MetricsSnapshot& before, const MetricsSnapshot
 
 // Scrapes `url` until its deltas from `before` cover `client` and no request is running or
 // waiting (or `timeout` passes), then once more, and returns that last scrape.
-absl::StatusOr<MetricsSnapshot> ScrapeSettled(absl::string_view url, const MetricsSnapshot& before,
-                                              const ClientCounts& client, absl::Duration timeout);
+absl::StatusOr<MetricsSnapshot> ScrapeSettled(
+    absl::string_view url, const MetricsSnapshot& before, const ClientCounts& client,
+    absl::Duration timeout, std::shared_ptr<const tools::TlsClientContext> tls = nullptr);
 
 }  // namespace kvserve::bench
 

@@ -111,6 +111,7 @@ int GrpcCodeForHttpStatus(int status) {
 }
 
 OpenAiConnection::~OpenAiConnection() {
+  stream_.reset();  // before its socket closes
   const int fd = fd_.exchange(-1);
   if (fd >= 0) close(fd);
 }
@@ -130,12 +131,20 @@ absl::Status OpenAiConnection::Open(double timeout_s) {
   if (getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0 || found == nullptr) {
     return absl::UnavailableError(absl::StrCat("cannot resolve ", host_port_));
   }
-  const int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const bool ok = fd >= 0 && connect(fd, found->ai_addr, found->ai_addrlen) == 0;
+  // Every address in turn: "localhost" may resolve to ::1 first while the server listens on
+  // 127.0.0.1 only.
+  int fd = -1;
+  int error = 0;
+  for (addrinfo* a = found; a != nullptr && fd < 0; a = a->ai_next) {
+    fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+      error = errno;
+      close(fd);
+      fd = -1;
+    }
+  }
   freeaddrinfo(found);
-  if (!ok) {
-    const int error = errno;
-    if (fd >= 0) close(fd);
+  if (fd < 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot connect to ", host_port_, ": ", std::strerror(error)));
   }
@@ -148,12 +157,19 @@ absl::Status OpenAiConnection::Open(double timeout_s) {
   }
   fd_.store(fd);
   if (cancelled_.load()) shutdown(fd, SHUT_RDWR);  // a Cancel that came first
+  if (tls_ != nullptr) {
+    absl::StatusOr<std::unique_ptr<tools::TlsStream>> stream = tls_->Handshake(fd, host);
+    if (cancelled_.load()) return absl::CancelledError("cancelled by the client");
+    if (!stream.ok()) return stream.status();
+    stream_ = *std::move(stream);
+  }
   return absl::OkStatus();
 }
 
 absl::Status OpenAiConnection::SendAll(absl::string_view data) {
   while (!data.empty()) {
-    const ssize_t n = send(fd_.load(), data.data(), data.size(), MSG_NOSIGNAL);
+    const ssize_t n = stream_ != nullptr ? stream_->Write(data)
+                                         : send(fd_.load(), data.data(), data.size(), MSG_NOSIGNAL);
     if (n <= 0) {
       if (cancelled_.load()) return absl::CancelledError("cancelled by the client");
       return absl::UnavailableError(absl::StrCat("send failed: ", std::strerror(errno)));
@@ -165,7 +181,8 @@ absl::Status OpenAiConnection::SendAll(absl::string_view data) {
 
 absl::StatusOr<size_t> OpenAiConnection::ReadSome(std::string* buffer) {
   char chunk[16384];
-  const ssize_t n = recv(fd_.load(), chunk, sizeof(chunk), 0);
+  const ssize_t n = stream_ != nullptr ? stream_->Read(chunk, sizeof(chunk))
+                                       : recv(fd_.load(), chunk, sizeof(chunk), 0);
   if (cancelled_.load()) return absl::CancelledError("cancelled by the client");
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -199,6 +216,7 @@ absl::StatusOr<HttpReply> OpenAiConnection::Stream(
     absl::StrAppend(&request, "Content-Type: application/json\r\nContent-Length: ", body.size(),
                     "\r\n");
   }
+  if (!api_key_.empty()) absl::StrAppend(&request, "Authorization: Bearer ", api_key_, "\r\n");
   absl::StrAppend(&request, "\r\n", body);
   KV_RETURN_IF_ERROR(SendAll(request));
 

@@ -1,8 +1,9 @@
-// A minimal blocking HTTP/1.1 client for kvserve-bench --protocol=openai: one TCP connection per
-// request (Connection: close), JSON bodies, and a streaming reader for OpenAI's Server-Sent Events
-// (`data: {...}` ... `data: [DONE]`) over chunked transfer encoding. Loopback benchmarking needs no
-// more, and owning the socket lets a call be cancelled from another thread (Cancel shuts it down),
-// as a client hanging up does.
+// A minimal blocking HTTP/1.1 client for kvserve-bench --protocol=openai and its /metrics scrapes:
+// one TCP connection per request (Connection: close), JSON bodies, and a streaming reader for
+// OpenAI's Server-Sent Events (`data: {...}` ... `data: [DONE]`) over chunked transfer encoding;
+// HTTPS with a TlsClientContext (tools/tls_client.h). Loopback benchmarking needs no more, and
+// owning the socket lets a call be cancelled from another thread (Cancel shuts it down), as a
+// client hanging up does.
 //
 // Thread-safety: one OpenAiConnection per call, used by one thread; Cancel may be called from any
 // thread while that thread reads.
@@ -11,10 +12,12 @@
 
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "tools/tls_client.h"
 
 namespace kvserve::bench {
 
@@ -30,8 +33,13 @@ int GrpcCodeForHttpStatus(int status);
 
 class OpenAiConnection {
  public:
-  // `host_port`: HOST:PORT (IPv4 or a name resolving to one; [V6]:PORT).
-  explicit OpenAiConnection(std::string host_port) : host_port_(std::move(host_port)) {}
+  // `host_port`: HOST:PORT (IPv4 or a name resolving to one; [V6]:PORT). With `tls`, HTTPS,
+  // verifying the server's certificate for HOST. A non-empty `api_key` is sent as
+  // "Authorization: Bearer <key>".
+  explicit OpenAiConnection(std::string host_port,
+                            std::shared_ptr<const tools::TlsClientContext> tls = nullptr,
+                            std::string api_key = "")
+      : host_port_(std::move(host_port)), tls_(std::move(tls)), api_key_(std::move(api_key)) {}
   ~OpenAiConnection();
 
   // Sends GET `path` (empty `body`) or POST `path` with a JSON `body`, and reads the whole reply.
@@ -55,6 +63,9 @@ class OpenAiConnection {
   absl::StatusOr<size_t> ReadSome(std::string* buffer);
 
   const std::string host_port_;
+  const std::shared_ptr<const tools::TlsClientContext> tls_;  // null: plain HTTP
+  const std::string api_key_;
+  std::unique_ptr<tools::TlsStream> stream_;  // set by Open with tls_
   std::atomic<int> fd_{-1};
   std::atomic<bool> cancelled_{false};
 };

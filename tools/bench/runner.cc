@@ -295,7 +295,8 @@ class Runner::OpenAiCall final : public Runner::Call {
   }
 
   void Start(Channel& channel, double timeout_s) override {
-    connection_ = std::make_unique<OpenAiConnection>(channel.target);
+    connection_ = std::make_unique<OpenAiConnection>(channel.target, runner_->http_tls_,
+                                                     runner_->options_.security.api_key);
     record_.start_s = runner_->Now();
     thread_ = std::thread([this, timeout_s] { Run(timeout_s); });
   }
@@ -368,7 +369,11 @@ absl::StatusOr<std::unique_ptr<Runner>> Runner::Create(RunnerOptions options) {
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
       tools::ResolveClientSecurity(&options.security);
   if (!credentials.ok()) return credentials.status();
+  absl::StatusOr<std::shared_ptr<const tools::TlsClientContext>> http_tls =
+      tools::TlsClientContext::Create(options.security);
+  if (!http_tls.ok()) return http_tls.status();
   std::unique_ptr<Runner> runner(new Runner(std::move(options)));
+  runner->http_tls_ = *std::move(http_tls);
   for (const std::string& target : runner->options_.targets) {
     auto channel = std::make_unique<Channel>();
     channel->target = target;
@@ -452,7 +457,8 @@ absl::Status Runner::ConnectOpenAi(size_t i, TargetInfo* info) {
                          std::chrono::duration<double>(options_.connect_timeout_s));
   absl::StatusOr<HttpReply> models;
   for (;;) {
-    models = OpenAiConnection(target).Exchange("/v1/models", "", options_.connect_timeout_s);
+    models = OpenAiConnection(target, http_tls_, options_.security.api_key)
+                 .Exchange("/v1/models", "", options_.connect_timeout_s);
     if (models.ok() || Clock::now() >= give_up) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -476,8 +482,9 @@ absl::Status Runner::ConnectOpenAi(size_t i, TargetInfo* info) {
   }
   // No Tokenize over HTTP: a one-token completion of "x" reports the prompt's tokens in its usage.
   const nlohmann::json probe = {{"model", info->model}, {"prompt", "x"}, {"max_tokens", 1}};
-  absl::StatusOr<HttpReply> reply = OpenAiConnection(target).Exchange(
-      "/v1/completions", probe.dump(), options_.connect_timeout_s);
+  absl::StatusOr<HttpReply> reply =
+      OpenAiConnection(target, http_tls_, options_.security.api_key)
+          .Exchange("/v1/completions", probe.dump(), options_.connect_timeout_s);
   if (!reply.ok()) return fail("POST /v1/completions", reply.status().message());
   const nlohmann::json usage =
       nlohmann::json::parse(reply->body, nullptr, false).value("usage", nlohmann::json());

@@ -50,6 +50,7 @@
 #include "tools/bench/statistics.h"
 #include "tools/bench/workload.h"
 #include "tools/client_security.h"
+#include "tools/tls_client.h"
 
 namespace kvserve::bench {
 
@@ -158,6 +159,8 @@ class Runner {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const RunnerOptions options_;
+  // --protocol=openai's TLS (the security options' --tls-ca, --tls-cert, --tls-key); null: HTTP.
+  std::shared_ptr<const tools::TlsClientContext> http_tls_;
   std::vector<std::unique_ptr<Channel>> channels_;
   std::vector<TargetInfo> targets_;
   // The current run's; written by Run before any call starts.

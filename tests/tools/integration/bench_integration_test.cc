@@ -1,7 +1,7 @@
 // kvserve-bench's runner against a real in-process server on 127.0.0.1:0 (default model, one
 // engine thread, /metrics on 127.0.0.1:0): short bounded runs complete, the statistics agree with
 // themselves, and the client's counts equal the server's counter deltas exactly — for plain runs,
-// with client cancellations, and when --duration cuts calls off.
+// with client cancellations, when --duration cuts calls off, and over mutual TLS.
 #include <algorithm>
 #include <chrono>
 #include <memory>
@@ -13,11 +13,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/kvserve_server.h"
+#include "tests/testing/tls_test_fixture.h"
 #include "tools/bench/metrics_check.h"
 #include "tools/bench/report.h"
 #include "tools/bench/runner.h"
 #include "tools/bench/statistics.h"
 #include "tools/bench/workload.h"
+#include "tools/tls_client.h"
 
 namespace kvserve::bench {
 namespace {
@@ -237,6 +239,18 @@ TEST_F(BenchIntegrationTest, ServerCountsEveryCancelledCallOnceWhicheverSideWins
   EXPECT_GE(server_succeeded, s.num_succeeded);
 }
 
+// Connect's probe over HTTP (a one-token completion) reaches the token counters with the engine's
+// report after its step, which may come after the reply: waits until the server has counted it, so
+// that it does not land in the first run's deltas.
+absl::Status SettleConnectProbe(const std::string& metrics_url,
+                                std::shared_ptr<const tools::TlsClientContext> tls) {
+  ClientCounts probe;
+  probe.succeeded = 1;
+  probe.output_tokens_succeeded = 1;
+  return ScrapeSettled(metrics_url, MetricsSnapshot(), probe, absl::Seconds(10), std::move(tls))
+      .status();
+}
+
 // --protocol=openai: the same runner, workloads and cross-check over the HTTP API.
 class OpenAiBenchIntegrationTest : public BenchIntegrationTest {
  protected:
@@ -250,6 +264,7 @@ class OpenAiBenchIntegrationTest : public BenchIntegrationTest {
     runner_ = std::move(*runner);
     const absl::Status connected = runner_->Connect();
     ASSERT_TRUE(connected.ok()) << connected;
+    ASSERT_TRUE(SettleConnectProbe(metrics_url_, nullptr).ok());
   }
 };
 
@@ -335,6 +350,79 @@ TEST_F(BenchIntegrationTest, DurationCutsOffRunningCallsAndTheServerCountsThemCa
   EXPECT_LT(o.result.duration_s, 3.0);
   EXPECT_TRUE(o.check.ok()) << FormatMetricsCheck(o.check);
   EXPECT_EQ(Delta(o, "kvserve_request_failure_total", {{"reason", "cancelled"}}), 3);
+}
+
+// --protocol=openai and the metrics cross-check against a server that serves every port over
+// mutual TLS: the --tls-ca/--tls-cert/--tls-key flags reach the HTTP API and https:// metrics
+// URLs as they reach gRPC.
+class HttpsBenchIntegrationTest : public ::kvserve::testing::TlsTestFixture {};
+
+TEST_F(HttpsBenchIntegrationTest, OpenAiRunAndMetricsCheckWorkOverMutualTls) {
+  server::ServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  options.metrics_address = "127.0.0.1:0";
+  options.http.address = "127.0.0.1:0";
+  options.engine.num_threads = 1;
+  options.tls.cert_file = certs_->Path("serving.crt");
+  options.tls.key_file = certs_->Path("serving.key");
+  options.tls.client_ca_file = certs_->Path("ca.crt");
+  auto server = server::KvServer::Create(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string metrics_url =
+      absl::StrCat("https://127.0.0.1:", (*server)->metrics_port(), "/metrics");
+
+  RunnerOptions runner_options;
+  runner_options.protocol = Protocol::kOpenAi;
+  runner_options.targets = {absl::StrCat("127.0.0.1:", (*server)->http_port())};
+  // Without TLS flags the runner speaks plain HTTP, which the server never answers (Connect keeps
+  // trying for connect_timeout_s, then reports the last failure).
+  runner_options.connect_timeout_s = 1;
+  auto plain = Runner::Create(runner_options);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ((*plain)->Connect().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ScrapeMetrics(metrics_url, absl::Seconds(5)).status().code(),
+            absl::StatusCode::kInvalidArgument);  // https:// without --tls-ca
+
+  runner_options.connect_timeout_s = 30;
+  runner_options.security.tls_ca_file = certs_->Path("ca.crt");
+  runner_options.security.tls_cert_file = certs_->Path("client.crt");
+  runner_options.security.tls_key_file = certs_->Path("client.key");
+  auto runner = Runner::Create(runner_options);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  const absl::Status connected = (*runner)->Connect();
+  ASSERT_TRUE(connected.ok()) << connected;
+  absl::StatusOr<std::shared_ptr<const tools::TlsClientContext>> tls =
+      tools::TlsClientContext::Create(runner_options.security);
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  ASSERT_TRUE(SettleConnectProbe(metrics_url, *tls).ok());
+  absl::StatusOr<MetricsSnapshot> before = ScrapeMetrics(metrics_url, absl::Seconds(5), *tls);
+  ASSERT_TRUE(before.ok()) << before.status();
+
+  WorkloadOptions w;
+  w.seed = kSeed;
+  w.input_len = 16;
+  w.output_len = 8;
+  absl::StatusOr<std::vector<BenchRequest>> requests = BuildWorkload(w, 6);
+  ASSERT_TRUE(requests.ok()) << requests.status();
+  LoadOptions load;
+  load.max_concurrency = 2;
+  load.duration_s = 60;
+  absl::StatusOr<RunResult> result = (*runner)->Run(*requests, load);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->records.size(), 6u);
+  for (const RequestRecord& r : result->records) {
+    EXPECT_TRUE(r.ok()) << r.index << ": " << r.error_message;
+    EXPECT_EQ(r.output_tokens, (*requests)[static_cast<size_t>(r.index)].max_tokens) << r.index;
+  }
+  const ClientCounts client = CountClient(result->records, {0});
+  absl::StatusOr<MetricsSnapshot> after =
+      ScrapeSettled(metrics_url, *before, client, absl::Seconds(10), *tls);
+  ASSERT_TRUE(after.ok()) << after.status();
+  const MetricsCheck check = CompareMetrics(*before, *after, client);
+  EXPECT_TRUE(check.ok()) << FormatMetricsCheck(check);
+  EXPECT_EQ(
+      after->Sum("kvserve_request_success_total") - before->Sum("kvserve_request_success_total"),
+      6);
 }
 
 }  // namespace
