@@ -249,6 +249,10 @@ absl::Status Engine::Validate(const GenerationRequest& r) const {
     return absl::InvalidArgumentError(
         absl::StrCat("request_id: ", r.request_id.size(), " bytes, at most ", kMaxRequestIdBytes));
   }
+  if (r.cache_salt.size() > kMaxCacheSaltBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cache_salt: ", r.cache_salt.size(), " bytes, at most ", kMaxCacheSaltBytes));
+  }
   const int64_t prompt_len = static_cast<int64_t>(r.prompt_token_ids.size());
   if (prompt_len == 0) return absl::InvalidArgumentError("prompt: must not be empty");
   for (size_t i = 0; i < r.prompt_token_ids.size(); ++i) {

@@ -66,6 +66,10 @@ struct GenerationRequest {
 inline constexpr int32_t kMaxSamples = 16;
 // Longest request_id accepted: it is echoed in the first message and written to logs.
 inline constexpr size_t kMaxRequestIdBytes = 256;
+// Longest cache_salt accepted: it is kept with the request and hashed into its prefix-cache keys.
+// The server may prefix the client's salt with the caller's tenant (docs/security.md), so a
+// client has a little less than this.
+inline constexpr size_t kMaxCacheSaltBytes = 1024;
 inline constexpr int32_t kMaxLogprobs = 20;
 
 enum class FinishReason {

@@ -445,7 +445,10 @@ INSTANTIATE_TEST_SUITE_P(
                     "stop_token_ids[0]: 99 is outside the vocabulary [0, 64)"},
         InvalidCase{"RequestIdTooLong",
                     [](GenerationRequest& r) { r.request_id = std::string(257, 'r'); },
-                    "request_id: 257 bytes, at most 256"}),
+                    "request_id: 257 bytes, at most 256"},
+        InvalidCase{"CacheSaltTooLong",
+                    [](GenerationRequest& r) { r.cache_salt = std::string(1025, 's'); },
+                    "cache_salt: 1025 bytes, at most 1024"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
