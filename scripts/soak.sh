@@ -31,7 +31,8 @@ max_buffered_bytes=$((8 << 20))
 max_stream_buffer_bytes=16384
 work=$(mktemp -d)
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
-"$server" --listen=127.0.0.1:0 --metrics-address=127.0.0.1:0 --max-num-seqs=$max_num_seqs \
+"$server" --listen=127.0.0.1:0 --metrics-address=127.0.0.1:0 --http-address= \
+  --max-num-seqs=$max_num_seqs \
   --max-num-batched-tokens=1024 --max-queued-requests=1024 --kv-cache-bytes=$((128 << 20)) \
   --max-buffered-bytes=$max_buffered_bytes --max-stream-buffer-bytes=$max_stream_buffer_bytes \
   --threads=1 2>"$work/server.log" &

@@ -13,7 +13,8 @@ CHECK is one of
   default-english    `kvserve` with no --model serves models/default (server/default_model.h),
                      and its greedy 200-token continuation of PROMPT passes
                      tools/train/english_check.py with its default bounds (known words, repeated
-                     4-grams).
+                     4-grams). Greedy as a user gets it: --temperature=0 and the model's own
+                     generation_config.json for everything else (repetition_penalty 1.1).
   batch-invariance   `kvserve` with no --model serves models/default, and its greedy
                      continuation of PROMPT is the same token ids when it runs alone, as 8 samples
                      of one request (--n 8: 8 sequences decoded in one batch), and among other
@@ -22,7 +23,7 @@ CHECK is one of
                      every grouping the scheduler picks must give the same ids.
 
 Servers listen on 127.0.0.1 port 0 (the port is read from the "kvserve listening on" log line),
-metrics off. Exits 0 on success, 1 on a failed check (naming the model and the numbers).
+metrics and HTTP off. Exits 0 on success, 1 on a failed check (naming the model and the numbers).
 """
 
 import json

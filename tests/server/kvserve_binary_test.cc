@@ -359,7 +359,10 @@ TEST(KvserveBinaryHelpTest, ListenAddressInUseExitsOneWithAMessage) {
   ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
   const std::string listen = absl::StrCat("127.0.0.1:", ntohs(address.sin_port));
 
-  const CommandResult r = RunCommand({kServerBinary, "--listen=" + listen}, kStartTimeout);
+  // Metrics and HTTP off: their fixed default ports could be taken by another test's server.
+  const CommandResult r =
+      RunCommand({kServerBinary, "--listen=" + listen, "--metrics-address=", "--http-address="},
+                 kStartTimeout);
   close(fd);
   EXPECT_EQ(r.exit_code(), 1) << r.Describe();
   EXPECT_THAT(r.err, HasSubstr(absl::StrCat("--listen: cannot listen on ", listen)));
@@ -442,7 +445,8 @@ TEST_F(KvserveBinaryTest, SecondServerOnTheSamePortExitsOneWithAddressInUse) {
   // the new connections.
   const std::string listen = absl::StrCat("127.0.0.1:", port_);
   const CommandResult r = RunCommand(
-      {kServerBinary, "--listen=" + listen, "--metrics-address=127.0.0.1:0"}, kStartTimeout);
+      {kServerBinary, "--listen=" + listen, "--metrics-address=127.0.0.1:0", "--http-address="},
+      kStartTimeout);
   EXPECT_EQ(r.exit_code(), 1) << r.Describe();
   EXPECT_THAT(r.err, HasSubstr(absl::StrCat("--listen: cannot listen on ", listen,
                                             " (address in use or invalid)")));

@@ -6,7 +6,7 @@
 #
 # REQUIRES: BUILD_DIR/server/kvserve and BUILD_DIR/tools/cli/kvserve-cli built; /usr/bin/python3;
 # the wamerican package. Each model is served alone on 127.0.0.1 with a free port (port 0; the port
-# is read from kvserve's "listening on" log line), metrics off. Prints, per model, the kvserve
+# is read from kvserve's "listening on" log line), metrics and HTTP off. Prints, per model, the kvserve
 # load line (KV bytes per token), the sample and the checker's verdict; exits 1 if any model fails.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -22,7 +22,8 @@ trap '[[ -n "$server" ]] && kill "$server" 2>/dev/null' EXIT
 for dir in "${dirs[@]}"; do
   dir=${dir%/}
   log=$(mktemp "${TMPDIR:-/tmp}/kvserve-check.XXXXXX")
-  "$build/server/kvserve" --model="$dir" --listen=127.0.0.1:0 --metrics-address= 2>"$log" &
+  "$build/server/kvserve" --model="$dir" --listen=127.0.0.1:0 --metrics-address= --http-address= \
+    2>"$log" &
   server=$!
   port=""
   for _ in $(seq 600); do

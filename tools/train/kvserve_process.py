@@ -1,7 +1,8 @@
 """kvserve and kvserve-cli as child processes, for the scripts and tests that check trained models
 through the real binaries (tests/models/check_models.py, tools/train/quality.py).
 
-A Server listens on 127.0.0.1 port 0 with metrics off; its port is read from kvserve's
+A Server listens on 127.0.0.1 port 0 with metrics and the HTTP API off (their fixed default ports
+would collide between servers running at once); its port is read from kvserve's
 "kvserve listening on ... (port N)" log line. Not thread-safe; one Server per `with` block.
 """
 
@@ -23,7 +24,8 @@ class Server:
         self.log = tempfile.NamedTemporaryFile(prefix="kvserve-models-", suffix=".log")
         self.proc = subprocess.Popen(
             [str(self.build / "server" / "kvserve"), "--listen=127.0.0.1:0",
-             "--metrics-address=", *args], stdout=subprocess.DEVNULL, stderr=self.log, env=env)
+             "--metrics-address=", "--http-address=", *args], stdout=subprocess.DEVNULL,
+            stderr=self.log, env=env)
         deadline = time.monotonic() + START_TIMEOUT_S
         self.port = None
         while self.port is None:
@@ -31,8 +33,9 @@ class Server:
             if match:
                 self.port = int(match.group(1))
             elif self.proc.poll() is not None or time.monotonic() > deadline:
+                log = self.text()  # before close() deletes the file
                 self.close()
-                raise RuntimeError("kvserve did not start:\n" + self.text())
+                raise RuntimeError("kvserve did not start:\n" + log)
             else:
                 time.sleep(0.1)
 

@@ -43,7 +43,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$server_binary" --listen=127.0.0.1:0 --metrics-address= >"$out/server.log" 2>&1 &
+"$server_binary" --listen=127.0.0.1:0 --metrics-address= --http-address= >"$out/server.log" 2>&1 &
 server_pid=$!
 port=
 for _ in $(seq 300); do  # 30 s
