@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh kvserve kvserve-cli
-echo "kvserve: in another terminal try: build/tools/cli/kvserve-cli generate --prompt \"Once upon a time\" --max-tokens 32" >&2
+echo "kvserve: in another terminal try: build/tools/cli/kvserve-cli generate --prompt \"The best way to learn is\" --max-tokens 48" >&2
 # kvserve's own matmul workers bound their spinning; oneDNN's OpenMP workers (used only with
 # --nobatch-invariant) would spin and stall the engine on a shared machine, so they sleep instead.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}

@@ -304,13 +304,19 @@ void AddGenerationFlags(base::FlagSet& flags, GenerationFlags* g) {
                "Print each generated token's log-probability on stderr, plus the N most likely "
                "tokens at its position (0 = the generated token's only; at most 20).");
   flags.SetDefaultText("logprobs", "none");
+  // Sampling flags left unset are not sent: the server then applies the model's
+  // generation_config.json, else the API's defaults (the values shown).
   flags.AddDouble("temperature", &g->temperature, "Sampling temperature; 0 = greedy.");
+  flags.SetDefaultText("temperature", "the model's generation_config, else 1");
   flags.AddInt("top-k", &g->top_k, "Sample only from the k most likely tokens; 0 = all.");
+  flags.SetDefaultText("top-k", "the model's generation_config, else 0");
   flags.AddDouble("top-p", &g->top_p, "Nucleus sampling probability mass, in (0, 1].");
+  flags.SetDefaultText("top-p", "the model's generation_config, else 1");
   flags.AddDouble("min-p", &g->min_p,
                   "Drop tokens less likely than min-p times the most likely one; in [0, 1].");
   flags.AddDouble("repetition-penalty", &g->repetition_penalty,
                   "Penalize tokens already in the prompt or output (> 1 discourages them); > 0.");
+  flags.SetDefaultText("repetition-penalty", "the model's generation_config, else 1");
   flags.AddDouble("presence-penalty", &g->presence_penalty,
                   "Subtracted once from the logit of each token already generated; in [-2, 2].");
   flags.AddDouble("frequency-penalty", &g->frequency_penalty,

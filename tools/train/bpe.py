@@ -198,10 +198,19 @@ def tokenizer_config(merges, max_length):
     }
 
 
+# Serving defaults of the trained models: greedy with a repetition penalty of 1.1 (CTRL's
+# penalty, as Hugging Face and vLLM apply it). Plain greedy decoding of models this small loops
+# ("I'm a man, and the" forever); the penalty breaks the loops without sampling noise, so the
+# default output stays deterministic (docs/quality.md, "Default generation settings"). Greedy is
+# said twice: do_sample false for Hugging Face's generate, temperature 0 for servers that, like
+# vLLM and kvserve, do not read do_sample.
+REPETITION_PENALTY = 1.1
+
+
 def generation_config(merges):
     first_special = 256 + len(merges)
     return {"bos_token_id": first_special, "eos_token_id": [first_special, first_special + 2],
-            "do_sample": False}
+            "do_sample": False, "temperature": 0.0, "repetition_penalty": REPETITION_PENALTY}
 
 
 def write_json(path, obj):

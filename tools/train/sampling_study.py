@@ -49,7 +49,10 @@ def sample(cli, target, prompt, normalizer):
     proc = subprocess.run(
         [cli, "generate", f"--target={target}", f"--prompt={prompt}", f"--n={N}",
          f"--max-tokens={MAX_TOKENS}", f"--temperature={TEMPERATURE}", f"--seed={SEED}",
-         f"--normalizer={normalizer}", "--ignore-eos", "--token-ids"],
+         f"--normalizer={normalizer}", "--ignore-eos", "--token-ids",
+         # Only the normalizer varies: the model's own default penalty (generation_config.json)
+         # is switched off.
+         "--repetition-penalty=1", "--top-p=1", "--top-k=0"],
         capture_output=True, text=True, check=True)
     texts = {int(m.group(1)): m.group(2)
              for m in re.finditer(r"^\[(\d+)\] (.*?)(?=^\[\d+\] |\Z)", proc.stdout, re.S | re.M)}
