@@ -324,6 +324,8 @@ absl::StatusOr<RequestId> Engine::Submit(GenerationRequest request,
   }
   if (request.arrival_time == SteadyTime{}) request.arrival_time = clock_->Now();
   const RequestId id = next_id_.fetch_add(1);
+  // Outside mu_: sinks take their own lock and call SetHeld (which takes mu_) under it.
+  sink->OnAccepted(id);
   const int32_t n = request.n;
   auto seq = std::make_unique<Sequence>(
       id, 0, std::make_shared<const GenerationRequest>(std::move(request)), std::move(sink),

@@ -114,6 +114,10 @@ struct TokenEvent {
 class TokenSink {
  public:
   virtual ~TokenSink() = default;
+  // Called by Engine::Submit on the submitting thread with the request's id, before the request is
+  // queued, so before any OnEvent: a sink that holds its request (Engine::SetHeld) from OnEvent
+  // knows the id even if Submit has not returned yet. If Submit then fails, no event follows.
+  virtual void OnAccepted(RequestId id) { (void)id; }
   virtual void OnEvent(TokenEvent event) = 0;
 };
 

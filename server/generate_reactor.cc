@@ -66,12 +66,24 @@ int64_t BufferedBytes(const engine::TokenEvent& event) {
 // called from OnEvent on the engine thread, so no further token is generated), and lets it go once
 // a finished write has drained the buffers: a client that never reads costs a bounded buffer and no
 // engine steps. The SetHeld calls are made under mu_, so the engine receives them in the order of
-// the decisions.
+// the decisions. The request's id comes from OnAccepted, before the request is queued: a hold
+// decided before Submit has returned to the handler still stops the very next token (waiting for
+// Started let the engine run on, unbounded, while the handler thread was descheduled).
 class GenerateReactor::StreamState : public engine::TokenSink {
  public:
-  StreamState(GenerateReactor* reactor, ModelMetrics* metrics, StreamBudget* budget,
-              std::chrono::system_clock::time_point deadline)
-      : reactor_(reactor), metrics_(metrics), budget_(budget), deadline_(deadline) {}
+  StreamState(GenerateReactor* reactor, engine::Engine* engine, ModelMetrics* metrics,
+              StreamBudget* budget, std::chrono::system_clock::time_point deadline)
+      : reactor_(reactor),
+        engine_(engine),
+        metrics_(metrics),
+        budget_(budget),
+        deadline_(deadline) {}
+
+  // Submit's thread, before the request is queued: the id holds are sent for.
+  void OnAccepted(engine::RequestId id) override {
+    absl::MutexLock lock(&mu_);
+    id_ = id;
+  }
 
   // What to do with the reactor once the mutex is released.
   enum class Action { kNone, kWrite, kWriteAndFinish, kFinish };
@@ -136,17 +148,18 @@ class GenerateReactor::StreamState : public engine::TokenSink {
     ready_.resize(samples_.size());
   }
 
-  // Handler thread, right after Submit. A cancel or a hold that raced ahead is forwarded now.
-  void Started(engine::Engine* engine, engine::RequestId id) {
+  // Handler thread, right after Submit accepted the request. A cancel that raced ahead is
+  // forwarded now (not from OnAccepted: a cancel may not reach the engine before its request).
+  void Started() {
     bool cancel_now;
+    engine::RequestId id;
     {
       absl::MutexLock lock(&mu_);
-      engine_ = engine;
-      id_ = id;
+      started_ = true;
       cancel_now = cancelled_;
-      if (held_) engine_->SetHeld(id_, true);
+      id = id_;
     }
-    if (cancel_now) engine->Cancel(id);
+    if (cancel_now) engine_->Cancel(id);
   }
 
   // OnDone: whatever the stream still buffers is no longer counted (the engine may still hold
@@ -278,13 +291,13 @@ class GenerateReactor::StreamState : public engine::TokenSink {
     return Action::kWrite;
   }
 
-  // Holds or lets go of the request as StreamBudget::MustHold says. Before Started the decision
-  // is only recorded; Started forwards it.
+  // Holds or lets go of the request as StreamBudget::MustHold says. Only called after an event,
+  // so after OnAccepted.
   void UpdateHoldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const bool hold = !finish_called_ && budget_->MustHold(unsent_bytes_);
     if (hold == held_) return;
     held_ = hold;
-    if (engine_ != nullptr) engine_->SetHeld(id_, hold);
+    engine_->SetHeld(id_, hold);
   }
 
   // Reactor calls happen outside mu_: gRPC may run reactions inline. The two finishing actions
@@ -322,25 +335,24 @@ class GenerateReactor::StreamState : public engine::TokenSink {
   }
 
   void CancelEngineIfNeeded() {
-    engine::Engine* engine;
     engine::RequestId id;
     {
       absl::MutexLock lock(&mu_);
-      if (engine_cancel_sent_ || engine_ == nullptr || !cancelled_) return;
+      if (engine_cancel_sent_ || !started_ || !cancelled_) return;
       engine_cancel_sent_ = true;
-      engine = engine_;
       id = id_;
     }
-    engine->Cancel(id);
+    engine_->Cancel(id);
   }
 
   GenerateReactor* const reactor_;  // valid until Finish has been called and OnDone has run
-  ModelMetrics* const metrics_;     // may be null
+  engine::Engine* const engine_;
+  ModelMetrics* const metrics_;  // may be null
   StreamBudget* const budget_;
   const std::chrono::system_clock::time_point deadline_;
   absl::Mutex mu_;
-  engine::Engine* engine_ ABSL_GUARDED_BY(mu_) = nullptr;
-  engine::RequestId id_ ABSL_GUARDED_BY(mu_) = 0;
+  engine::RequestId id_ ABSL_GUARDED_BY(mu_) = 0;  // from OnAccepted
+  bool started_ ABSL_GUARDED_BY(mu_) = false;      // Submit returned: cancels may be sent
   std::string request_id_ ABSL_GUARDED_BY(mu_);
   std::vector<int32_t> echo_prompt_ids_ ABSL_GUARDED_BY(mu_);
   // The request's prompt_logprobs, from the engine event that carried them until written.
@@ -376,7 +388,8 @@ GenerateReactor::GenerateReactor(engine::Engine* engine, ModelMetrics* metrics,
                                  engine::SteadyTime arrival,
                                  absl::StatusOr<engine::GenerationRequest> converted,
                                  bool echo_prompt_ids)
-    : budget_(budget), state_(std::make_shared<StreamState>(this, metrics, budget, deadline)) {
+    : budget_(budget),
+      state_(std::make_shared<StreamState>(this, engine, metrics, budget, deadline)) {
   budget_->Open();
   if (!converted.ok()) {
     state_->FailNow(converted.status());
@@ -397,7 +410,7 @@ GenerateReactor::GenerateReactor(engine::Engine* engine, ModelMetrics* metrics,
     state_->FailNow(id.status());
     return;
   }
-  state_->Started(engine, *id);
+  state_->Started();
 }
 
 void GenerateReactor::OnWriteDone(bool ok) { state_->OnWriteDone(ok); }

@@ -311,19 +311,19 @@ class HoldingSink : public RecordingSink {
  public:
   HoldingSink(Engine* engine, int hold_after) : engine_(engine), hold_after_(hold_after) {}
 
-  // Submits `request` with a sink that holds it after `hold_after` events. The engine is paused
-  // meanwhile, so the sink knows the request's id before the first event.
+  // Submits `request` with a sink that holds it after `hold_after` events. The sink learns the
+  // request's id from OnAccepted, before the engine can produce an event (no pause needed).
   static std::shared_ptr<HoldingSink> Submit(Engine& engine, int hold_after,
                                              GenerationRequest request, RequestId* id) {
     auto sink = std::make_shared<HoldingSink>(&engine, hold_after);
-    engine.Pause();
     absl::StatusOr<RequestId> submitted = engine.Submit(std::move(request), sink);
     EXPECT_TRUE(submitted.ok()) << submitted.status();
     *id = submitted.value_or(0);
-    sink->id_.store(*id);
-    engine.Resume();
+    EXPECT_EQ(sink->id_.load(), *id) << "OnAccepted did not receive the request's id";
     return sink;
   }
+
+  void OnAccepted(RequestId id) override { id_.store(id); }
 
   void OnEvent(TokenEvent event) override {
     RecordingSink::OnEvent(std::move(event));

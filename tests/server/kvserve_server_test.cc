@@ -1226,13 +1226,33 @@ class KvServerBackpressureTest : public KvServerTest {
     ASSERT_NO_FATAL_FAILURE(StartServer(options));
   }
 
-  // A client whose HTTP/2 windows stay small: it stops taking data soon after it stops reading.
+  // The slow reader's stream window: the lookahead is the HTTP/2 SETTINGS_INITIAL_WINDOW_SIZE it
+  // announces, and with BDP probing off and no read pending it announces no more, so the server
+  // may send at most this many bytes of DATA on a stream before the client reads.
+  static constexpr int kClientWindowBytes = 1024;
+
+  // A client that stops taking a stream's data once kClientWindowBytes of it have arrived unread.
   std::unique_ptr<pb::KvServe::Stub> SlowReaderStub() const {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-    args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 1024);
+    args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kClientWindowBytes);
     return pb::KvServe::NewStub(grpc::CreateCustomChannel(
         absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials(), args));
+  }
+
+  // A greedy request whose first message does not fit in the slow reader's window: its
+  // prompt_logprobs (20 alternatives per prompt token, ~3 kB) ride on it. So that first write
+  // stays in flight until the client reads, every later event waits in the stream's buffer, and the
+  // stream holds exactly when that buffer reaches kStreamLimit and stays held until the client
+  // reads, however gRPC's and the engine's threads are scheduled. (With a first message that fits,
+  // the write in flight when the buffer fills may still complete, drain the buffer and let the
+  // hold go: a hold that a test cannot tell from the final one.)
+  static pb::GenerateRequest UnreadFirstMessageRequest(int32_t max_tokens) {
+    pb::GenerateRequest request = GreedyRequest("Once upon a time", max_tokens);
+    request.set_ignore_eos(true);
+    request.set_prompt_logprobs(20);
+    request.set_logprobs(5);  // ~100 bytes of logprobs per token
+    return request;
   }
 
   // Bounded waits on the server's state (never on time itself).
@@ -1253,22 +1273,23 @@ class KvServerBackpressureTest : public KvServerTest {
 TEST_F(KvServerBackpressureTest, AnUnreadStreamStopsGeneratingUntilItsClientReads) {
   auto slow_stub = SlowReaderStub();
   constexpr int32_t kTokens = 2000;
-  pb::GenerateRequest request = GreedyRequest("Once upon a time", kTokens);
-  request.set_ignore_eos(true);
-  request.set_logprobs(5);  // ~100 bytes of logprobs per token
   grpc::ClientContext context;
   context.set_deadline(DeadlineIn(kCallTimeout));
-  auto reader = slow_stub->Generate(&context, request);  // sent; nothing is read yet
+  // Sent; nothing is read yet.
+  auto reader = slow_stub->Generate(&context, UnreadFirstMessageRequest(kTokens));
 
-  // The stream fills its buffer and holds its request in the engine.
+  // The stream fills its buffer behind its first message and holds its request in the engine.
   WaitUntil([&] { return engine().stats().num_held > 0; });
   ASSERT_EQ(engine().stats().num_held, 1) << "the unread stream never held its request";
+  // The engine publishes num_held after reporting the step whose event made the stream hold, and
+  // the hold stops the request before its next token: this is every token the stream will get
+  // before its client reads.
   const double held_at = GenerationTokens();
   EXPECT_LT(held_at, kTokens);
-  // Unsent output: at least the per-stream limit, at most twice it plus two events.
+  // Unsent output: at least the per-stream limit, at most it plus the first event and one more.
   const int64_t buffered = server_->streams().buffered_bytes();
   EXPECT_GE(buffered, kStreamLimit);
-  EXPECT_LE(buffered, 2 * kStreamLimit + 2 * 256);
+  EXPECT_LE(buffered, kStreamLimit + 2 * 256);
   EXPECT_EQ(SeriesValue(server_->metrics().Serialize(), "kvserve_stream_buffered_bytes"),
             static_cast<double>(buffered));
 
@@ -1293,6 +1314,12 @@ TEST_F(KvServerBackpressureTest, AnUnreadStreamStopsGeneratingUntilItsClientRead
   g.status = reader->Finish();
   ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(g, 17));
   EXPECT_EQ(g.token_ids.size(), static_cast<size_t>(kTokens));
+  // What the hold rests on: the first message (the first token) was too big for the window, and the
+  // second carries exactly the tokens generated behind it up to the hold, none after.
+  ASSERT_GE(g.messages.size(), 2u);
+  EXPECT_GT(g.messages[0].ByteSizeLong(), static_cast<size_t>(kClientWindowBytes));
+  EXPECT_EQ(g.messages[0].token_ids_size(), 1);
+  EXPECT_EQ(g.messages[1].token_ids_size() + 1, static_cast<int>(held_at));
   EXPECT_ENGINE_IDLE(WaitUntilEngineIdle(engine(), kReleaseTimeout));
   EXPECT_EQ(engine().stats().num_held, 0);
   WaitUntil([&] { return server_->streams().num_open() == 0; });
@@ -1301,11 +1328,9 @@ TEST_F(KvServerBackpressureTest, AnUnreadStreamStopsGeneratingUntilItsClientRead
 
 TEST_F(KvServerBackpressureTest, CancellingAHeldStreamFreesItsCacheAndBuffer) {
   auto slow_stub = SlowReaderStub();
-  pb::GenerateRequest request = LongRequest();
-  request.set_logprobs(5);
   grpc::ClientContext context;
   context.set_deadline(DeadlineIn(kCallTimeout));
-  auto reader = slow_stub->Generate(&context, request);
+  auto reader = slow_stub->Generate(&context, UnreadFirstMessageRequest(2000));
   WaitUntil([&] { return engine().stats().num_held > 0; });
   ASSERT_EQ(engine().stats().num_held, 1);
 
