@@ -272,7 +272,7 @@ class HttpServer::Impl {
           requests->size() == 1 ? header.id : absl::StrCat(header.id, "-", i);
     }
     absl::StatusOr<std::unique_ptr<HttpGeneration>> call =
-        HttpGeneration::Submit(*engine, *std::move(requests), parsed->n());
+        HttpGeneration::Submit(*engine, options_.streams, *std::move(requests), parsed->n());
     if (!call.ok()) return Reject(m, call.status(), res);
 
     auto active = std::make_shared<ActiveCall>(this);
@@ -283,13 +283,22 @@ class HttpServer::Impl {
       return;
     }
     // The provider runs on this thread after the handler returns, once the 200 and the headers
-    // are sent; it writes the whole stream in one invocation.
+    // are sent; it writes the whole stream in one invocation. If the headers cannot be sent (the
+    // client left while the call was held behind them) it never runs, and the releaser, run when
+    // the response is destroyed, cancels the call and counts it instead. Both run on this thread.
     std::shared_ptr<HttpGeneration> shared_call = *std::move(call);
+    auto counted = std::make_shared<bool>(false);  // the call's outcome was counted
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
-        "text/event-stream", [this, shared_call, client, request = *std::move(parsed), header,
-                              &tokenizer, m, active](size_t /*offset*/, httplib::DataSink& sink) {
-          return Stream(*shared_call, client, request, header, tokenizer, m, sink);
+        "text/event-stream",
+        [this, shared_call, client, request = *std::move(parsed), header, &tokenizer, m, active,
+         counted](size_t /*offset*/, httplib::DataSink& sink) {
+          return Stream(*shared_call, client, request, header, tokenizer, m, sink, counted.get());
+        },
+        [shared_call, m, counted](bool /*success: never set by cpp-httplib 0.11*/) {
+          if (*counted) return;
+          shared_call->Cancel();
+          if (m != nullptr) m->CountFailure(FailureReason::kCancelled);
         });
   }
 
@@ -315,6 +324,9 @@ class HttpServer::Impl {
           c.finish_reason = delta.finish_reason;
         }
       }
+      // The answer is sent once, in full: what it gathers is bounded by max_tokens, not by how the
+      // client reads, so it stops counting against the stream budget here.
+      call.Written(update.bytes);
       if (!update.done) continue;
       if (!update.status.ok()) {
         if (m != nullptr) {
@@ -331,12 +343,14 @@ class HttpServer::Impl {
   }
 
   // Streaming: one SSE event per choice with new output, as it arrives. False ends the response
-  // without the terminating chunk (cpp-httplib then closes the connection).
+  // without the terminating chunk (cpp-httplib then closes the connection). Sets *counted once the
+  // call's outcome is counted.
   bool Stream(HttpGeneration& call, int client, const OpenAiRequest& request,
               const ResponseHeader& header, const engine::Tokenizer& tokenizer, ModelMetrics* m,
-              httplib::DataSink& sink) {
+              httplib::DataSink& sink, bool* counted) {
     std::vector<bool> started(call.num_choices(), false);
     auto client_gone = [&] {
+      *counted = true;
       call.Cancel();
       if (m != nullptr) m->CountFailure(FailureReason::kCancelled);
       return false;
@@ -351,6 +365,7 @@ class HttpServer::Impl {
         started[index] = true;
       }
       if (update.done) {
+        *counted = true;
         if (!update.status.ok()) {
           out += StreamErrorEvent(update.status);
           if (m != nullptr) {
@@ -363,10 +378,14 @@ class HttpServer::Impl {
         out += kStreamDoneEvent;
         // The outcome is counted: a client that leaves now has had everything generated.
         sink.write(out.data(), out.size());
+        call.Written(update.bytes);
         sink.done();
         return true;
       }
+      // A write returns once the kernel has taken the bytes; until then they are the call's
+      // unsent output, and a client that does not read keeps the call held (http_generation.h).
       if (!out.empty() && !sink.write(out.data(), out.size())) return client_gone();
+      call.Written(update.bytes);
     }
   }
 
@@ -410,6 +429,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOp
   if (options.max_body_bytes < 1) {
     return absl::InvalidArgumentError("--http-max-body-bytes: must be at least 1");
   }
+  KV_CHECK(options.streams != nullptr) << "HttpServerOptions::streams is required";
   if (options.read_timeout.count() < 1 || options.write_timeout.count() < 1) {
     return absl::InvalidArgumentError(
         "--http-read-timeout and --http-write-timeout: must be at least 1 second");
