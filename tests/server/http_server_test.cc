@@ -731,7 +731,9 @@ class HttpBackpressureTest : public HttpServerTest {
   static int64_t MaxEventBytes() {
     engine::TokenEvent event;
     event.token_ids = {0};
-    event.text = "\xf0\x9f\x98\x80";  // a token's text is at most one code point
+    // One byte-level token frees at most the 3 bytes held back before it
+    // (engine/text/utf8_stream.h), each at worst its own U+FFFD.
+    for (int i = 0; i < 4; ++i) event.text += "\xEF\xBF\xBD";
     event.logprobs.emplace_back().top.resize(engine::kMaxLogprobs + 1);
     return StreamBudget::EventBytes(event);
   }
