@@ -1,10 +1,8 @@
 #include "server/http_server.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
 #include <atomic>
 #include <thread>
@@ -12,7 +10,6 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -21,6 +18,7 @@
 #include "server/http_generation.h"
 #include "server/http_listener.h"
 #include "server/openai_api.h"
+#include "server/process_sockets.h"
 
 namespace kvserve::server {
 
@@ -65,20 +63,7 @@ bool SocketMatches(int fd, const httplib::Request& req) {
 int ClientSocket(const httplib::Request& req) {
   thread_local int cached = -1;
   if (cached >= 0 && SocketMatches(cached, req)) return cached;
-  cached = -1;
-  DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return -1;
-  while (dirent* entry = readdir(dir)) {
-    int fd;
-    if (!absl::SimpleAtoi(entry->d_name, &fd) || fd == dirfd(dir)) continue;
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
-    if (SocketMatches(fd, req)) {
-      cached = fd;
-      break;
-    }
-  }
-  closedir(dir);
+  cached = FindOwnSocket([&req](int fd) { return SocketMatches(fd, req); });
   return cached;
 }
 

@@ -8,10 +8,8 @@
 #include "server/http_server.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -36,6 +34,7 @@
 #include "kvserve/v1/kvserve.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "server/kvserve_server.h"
+#include "server/process_sockets.h"
 #include "server/stream_budget.h"
 
 namespace kvserve::server {
@@ -688,28 +687,14 @@ TEST_F(HttpServerTest, DrainingAnswers503OnHealthAndNewRequests) {
 // The server's end (in this process) of the TCP connection from 127.0.0.1:client_port to the
 // server's `server_port`; -1 if none.
 int ServerSideSocket(int server_port, int client_port) {
-  int found = -1;
-  DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return -1;
-  while (dirent* entry = readdir(dir)) {
-    int fd;
-    if (!absl::SimpleAtoi(entry->d_name, &fd) || fd == dirfd(dir)) continue;
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+  return FindOwnSocket([&](int fd) {
     sockaddr_in local{}, peer{};
     socklen_t local_length = sizeof(local), peer_length = sizeof(peer);
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_length) != 0 ||
-        getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_length) != 0 ||
-        local.sin_family != AF_INET) {
-      continue;
-    }
-    if (ntohs(local.sin_port) == server_port && ntohs(peer.sin_port) == client_port) {
-      found = fd;
-      break;
-    }
-  }
-  closedir(dir);
-  return found;
+    return getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_length) == 0 &&
+           getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_length) == 0 &&
+           local.sin_family == AF_INET && ntohs(local.sin_port) == server_port &&
+           ntohs(peer.sin_port) == client_port;
+  });
 }
 
 // A server whose HTTP calls hold at most ~kStreamLimit bytes of unsent output each.
