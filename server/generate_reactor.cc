@@ -40,17 +40,6 @@ engine::SteadyTime EngineDeadline(std::chrono::system_clock::time_point deadline
          std::chrono::duration_cast<std::chrono::steady_clock::duration>(deadline - system_now);
 }
 
-// What an event adds to a sample's buffer, in bytes of memory: the measure StreamBudget bounds.
-int64_t BufferedBytes(const engine::TokenEvent& event) {
-  int64_t bytes =
-      static_cast<int64_t>(event.token_ids.size() * sizeof(int32_t) + event.text.size());
-  for (const engine::TokenLogprobs& logprobs : event.logprobs) {
-    bytes += static_cast<int64_t>(sizeof(engine::TokenLogprobs) +
-                                  logprobs.top.size() * sizeof(engine::TokenLogprob));
-  }
-  return bytes;
-}
-
 }  // namespace
 
 // Design note: the engine sends each of the request's n samples as its own ordered event stream,
@@ -98,7 +87,7 @@ class GenerateReactor::StreamState : public engine::TokenSink {
           << "sample index " << event.index << " of a request with n = " << samples_.size();
       Sample& sample = samples_[event.index];
       KV_CHECK(!sample.finished) << "event after the last one of sample " << event.index;
-      const int64_t bytes = BufferedBytes(event);
+      const int64_t bytes = StreamBudget::EventBytes(event);
       sample.bytes += bytes;
       unsent_bytes_ += bytes;
       budget_->AddBuffered(bytes);
@@ -235,7 +224,7 @@ class GenerateReactor::StreamState : public engine::TokenSink {
     std::string text;
     bool queued = false;    // in ready_
     bool finished = false;  // its last event arrived
-    int64_t bytes = 0;      // BufferedBytes of the events buffered above
+    int64_t bytes = 0;      // StreamBudget::EventBytes of the events buffered above
     engine::FinishReason finish_reason = engine::FinishReason::kNone;
     int32_t prompt_tokens = 0;
     int32_t completion_tokens = 0;

@@ -12,13 +12,19 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "base/logging.h"
+#include "server/stream_budget.h"
 
 namespace kvserve::server {
 
 class HttpGeneration::State {
  public:
-  State(int32_t num_prompts, int32_t n)
-      : n_(n), choices_(static_cast<size_t>(num_prompts) * n), prompt_tokens_(num_prompts, 0) {
+  State(engine::Engine* engine, StreamBudget* budget, int32_t num_prompts, int32_t n)
+      : engine_(engine),
+        budget_(budget),
+        n_(n),
+        choices_(static_cast<size_t>(num_prompts) * n),
+        prompt_tokens_(num_prompts, 0),
+        prompts_(num_prompts) {
     event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     KV_CHECK(event_fd_ >= 0) << "eventfd failed, errno " << errno;
   }
@@ -26,17 +32,37 @@ class HttpGeneration::State {
 
   int event_fd() const { return event_fd_; }
 
+  // Submit's thread, before prompt `prompt`'s request is queued: the id holds are sent for.
+  void Accepted(int32_t prompt, engine::RequestId id) {
+    absl::MutexLock lock(&mu_);
+    prompts_[prompt].id = id;
+  }
+
+  // Submit accepted prompt `prompt`'s request: it is in the engine, so a hold decided before its
+  // first event reaches it now (a SetHeld sent before the request is queued would be ignored).
+  void Started(int32_t prompt) {
+    absl::MutexLock lock(&mu_);
+    prompts_[prompt].queued = true;
+    UpdateHoldsLocked();
+  }
+
   // Engine thread: never blocks (a non-blocking eventfd write; the counter cannot overflow in
   // practice).
   void OnEvent(int32_t prompt, engine::TokenEvent event) {
     {
       absl::MutexLock lock(&mu_);
-      if (done_) return;
+      if (done_ || closed_) return;
       const int32_t index = prompt * n_ + event.index;
       KV_CHECK(event.index >= 0 && event.index < n_ &&
                index < static_cast<int32_t>(choices_.size()))
           << "sample index " << event.index << " of a request with n = " << n_;
       Choice& c = choices_[index];
+      const int64_t bytes = StreamBudget::EventBytes(event);
+      pending_bytes_ += bytes;
+      unsent_bytes_ += bytes;
+      budget_->AddBuffered(bytes);
+      // An event proves its request is queued, even before Submit has returned to Started.
+      prompts_[prompt].queued = true;
       c.pending.text += event.text;
       c.pending.token_ids.insert(c.pending.token_ids.end(), event.token_ids.begin(),
                                  event.token_ids.end());
@@ -55,6 +81,7 @@ class HttpGeneration::State {
         c.queued = true;
         ready_.push_back(index);
       }
+      UpdateHoldsLocked();
     }
     const uint64_t one = 1;
     // EAGAIN only at a counter of 2^64 - 2: the reader is awake then anyway.
@@ -71,6 +98,9 @@ class HttpGeneration::State {
       c.pending = ChoiceOutput();
     }
     ready_.clear();
+    // Taken output stays counted (in unsent_bytes_) until Written.
+    update.bytes = pending_bytes_;
+    pending_bytes_ = 0;
     if (error_.has_value()) {
       update.done = true;
       update.status = *error_;
@@ -85,6 +115,27 @@ class HttpGeneration::State {
     return update;
   }
 
+  void Written(int64_t bytes) {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return;
+    KV_CHECK(bytes >= 0 && bytes <= unsent_bytes_ - pending_bytes_)
+        << "written " << bytes << " of " << unsent_bytes_ - pending_bytes_ << " taken";
+    unsent_bytes_ -= bytes;
+    budget_->AddBuffered(-bytes);
+    UpdateHoldsLocked();
+  }
+
+  // The call is over for its client: whatever it still counts is let go, later events are ignored.
+  // Its requests are cancelled next (a held request ends like any other), so no hold is released.
+  void Close() {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return;
+    closed_ = true;
+    budget_->AddBuffered(-unsent_bytes_);
+    unsent_bytes_ = 0;
+    pending_bytes_ = 0;
+  }
+
   bool HasNews() {
     absl::MutexLock lock(&mu_);
     return !ready_.empty() || error_.has_value() ||
@@ -96,7 +147,24 @@ class HttpGeneration::State {
     ChoiceOutput pending;  // output not yet taken
     bool queued = false;   // in ready_
   };
+  struct Prompt {
+    engine::RequestId id = 0;  // from Accepted
+    bool queued = false;       // in the engine: holds may be sent
+    bool held = false;         // the engine was told to hold it
+  };
 
+  // Holds or lets go of every queued request of the call, as StreamBudget::MustHold says.
+  void UpdateHoldsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const bool hold = !closed_ && budget_->MustHold(unsent_bytes_);
+    for (Prompt& p : prompts_) {
+      if (!p.queued || p.held == hold) continue;
+      p.held = hold;
+      engine_->SetHeld(p.id, hold);
+    }
+  }
+
+  engine::Engine* const engine_;
+  StreamBudget* const budget_;
   const int32_t n_;
   int event_fd_ = -1;
   absl::Mutex mu_;
@@ -107,13 +175,20 @@ class HttpGeneration::State {
   int32_t num_finished_ ABSL_GUARDED_BY(mu_) = 0;
   engine::FinishReason last_finish_reason_ ABSL_GUARDED_BY(mu_) = engine::FinishReason::kNone;
   std::optional<absl::Status> error_ ABSL_GUARDED_BY(mu_);
-  bool done_ ABSL_GUARDED_BY(mu_) = false;  // the final Update was taken: ignore the rest
+  bool done_ ABSL_GUARDED_BY(mu_) = false;    // the final Update was taken: ignore the rest
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;  // Close: nothing is counted any more
+  std::vector<Prompt> prompts_ ABSL_GUARDED_BY(mu_);
+  // Counted in budget_: output not yet taken (pending_bytes_) plus output taken and not yet
+  // Written.
+  int64_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t unsent_bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 class HttpGeneration::PromptSink final : public engine::TokenSink {
  public:
   PromptSink(std::shared_ptr<State> state, int32_t prompt)
       : state_(std::move(state)), prompt_(prompt) {}
+  void OnAccepted(engine::RequestId id) override { state_->Accepted(prompt_, id); }
   void OnEvent(engine::TokenEvent event) override { state_->OnEvent(prompt_, std::move(event)); }
 
  private:
@@ -122,18 +197,20 @@ class HttpGeneration::PromptSink final : public engine::TokenSink {
 };
 
 absl::StatusOr<std::unique_ptr<HttpGeneration>> HttpGeneration::Submit(
-    engine::Engine* engine, std::vector<engine::GenerationRequest> requests, int32_t n) {
+    engine::Engine* engine, StreamBudget* budget, std::vector<engine::GenerationRequest> requests,
+    int32_t n) {
   // Submit rejects n outside [1, kMaxSamples] before any event; size the buffers for what it
   // accepts.
   const int32_t samples = std::clamp(n, 1, engine::kMaxSamples);
   const int32_t num_prompts = static_cast<int32_t>(requests.size());
-  auto state = std::make_shared<State>(num_prompts, samples);
+  auto state = std::make_shared<State>(engine, budget, num_prompts, samples);
   std::unique_ptr<HttpGeneration> call(new HttpGeneration(engine, state, num_prompts * samples));
   for (int32_t i = 0; i < num_prompts; ++i) {
     absl::StatusOr<engine::RequestId> id =
         engine->Submit(std::move(requests[i]), std::make_shared<PromptSink>(state, i));
     if (!id.ok()) return id.status();  // the destructor cancels the ones submitted
     call->ids_.push_back(*id);
+    state->Started(i);
   }
   return call;
 }
@@ -166,9 +243,12 @@ HttpGeneration::Wake HttpGeneration::WaitForOutput(int client_socket) {
 
 HttpGeneration::Update HttpGeneration::Take() { return state_->Take(); }
 
+void HttpGeneration::Written(int64_t bytes) { state_->Written(bytes); }
+
 void HttpGeneration::Cancel() {
   if (cancelled_) return;
   cancelled_ = true;
+  state_->Close();
   for (engine::RequestId id : ids_) engine_->Cancel(id);
 }
 

@@ -1,10 +1,8 @@
 #include "server/http_server.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
 #include <atomic>
 #include <thread>
@@ -12,7 +10,6 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -21,6 +18,7 @@
 #include "server/http_generation.h"
 #include "server/http_listener.h"
 #include "server/openai_api.h"
+#include "server/process_sockets.h"
 
 namespace kvserve::server {
 
@@ -65,20 +63,7 @@ bool SocketMatches(int fd, const httplib::Request& req) {
 int ClientSocket(const httplib::Request& req) {
   thread_local int cached = -1;
   if (cached >= 0 && SocketMatches(cached, req)) return cached;
-  cached = -1;
-  DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return -1;
-  while (dirent* entry = readdir(dir)) {
-    int fd;
-    if (!absl::SimpleAtoi(entry->d_name, &fd) || fd == dirfd(dir)) continue;
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
-    if (SocketMatches(fd, req)) {
-      cached = fd;
-      break;
-    }
-  }
-  closedir(dir);
+  cached = FindOwnSocket([&req](int fd) { return SocketMatches(fd, req); });
   return cached;
 }
 
@@ -272,7 +257,7 @@ class HttpServer::Impl {
           requests->size() == 1 ? header.id : absl::StrCat(header.id, "-", i);
     }
     absl::StatusOr<std::unique_ptr<HttpGeneration>> call =
-        HttpGeneration::Submit(*engine, *std::move(requests), parsed->n());
+        HttpGeneration::Submit(*engine, options_.streams, *std::move(requests), parsed->n());
     if (!call.ok()) return Reject(m, call.status(), res);
 
     auto active = std::make_shared<ActiveCall>(this);
@@ -283,13 +268,22 @@ class HttpServer::Impl {
       return;
     }
     // The provider runs on this thread after the handler returns, once the 200 and the headers
-    // are sent; it writes the whole stream in one invocation.
+    // are sent; it writes the whole stream in one invocation. If the headers cannot be sent (the
+    // client left while the call was held behind them) it never runs, and the releaser, run when
+    // the response is destroyed, cancels the call and counts it instead. Both run on this thread.
     std::shared_ptr<HttpGeneration> shared_call = *std::move(call);
+    auto counted = std::make_shared<bool>(false);  // the call's outcome was counted
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
-        "text/event-stream", [this, shared_call, client, request = *std::move(parsed), header,
-                              &tokenizer, m, active](size_t /*offset*/, httplib::DataSink& sink) {
-          return Stream(*shared_call, client, request, header, tokenizer, m, sink);
+        "text/event-stream",
+        [this, shared_call, client, request = *std::move(parsed), header, &tokenizer, m, active,
+         counted](size_t /*offset*/, httplib::DataSink& sink) {
+          return Stream(*shared_call, client, request, header, tokenizer, m, sink, counted.get());
+        },
+        [shared_call, m, counted](bool /*success: never set by cpp-httplib 0.11*/) {
+          if (*counted) return;
+          shared_call->Cancel();
+          if (m != nullptr) m->CountFailure(FailureReason::kCancelled);
         });
   }
 
@@ -315,6 +309,9 @@ class HttpServer::Impl {
           c.finish_reason = delta.finish_reason;
         }
       }
+      // The answer is sent once, in full: what it gathers is bounded by max_tokens, not by how the
+      // client reads, so it stops counting against the stream budget here.
+      call.Written(update.bytes);
       if (!update.done) continue;
       if (!update.status.ok()) {
         if (m != nullptr) {
@@ -331,12 +328,14 @@ class HttpServer::Impl {
   }
 
   // Streaming: one SSE event per choice with new output, as it arrives. False ends the response
-  // without the terminating chunk (cpp-httplib then closes the connection).
+  // without the terminating chunk (cpp-httplib then closes the connection). Sets *counted once the
+  // call's outcome is counted.
   bool Stream(HttpGeneration& call, int client, const OpenAiRequest& request,
               const ResponseHeader& header, const engine::Tokenizer& tokenizer, ModelMetrics* m,
-              httplib::DataSink& sink) {
+              httplib::DataSink& sink, bool* counted) {
     std::vector<bool> started(call.num_choices(), false);
     auto client_gone = [&] {
+      *counted = true;
       call.Cancel();
       if (m != nullptr) m->CountFailure(FailureReason::kCancelled);
       return false;
@@ -351,6 +350,7 @@ class HttpServer::Impl {
         started[index] = true;
       }
       if (update.done) {
+        *counted = true;
         if (!update.status.ok()) {
           out += StreamErrorEvent(update.status);
           if (m != nullptr) {
@@ -363,10 +363,14 @@ class HttpServer::Impl {
         out += kStreamDoneEvent;
         // The outcome is counted: a client that leaves now has had everything generated.
         sink.write(out.data(), out.size());
+        call.Written(update.bytes);
         sink.done();
         return true;
       }
+      // A write returns once the kernel has taken the bytes; until then they are the call's
+      // unsent output, and a client that does not read keeps the call held (http_generation.h).
       if (!out.empty() && !sink.write(out.data(), out.size())) return client_gone();
+      call.Written(update.bytes);
     }
   }
 
@@ -410,6 +414,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOp
   if (options.max_body_bytes < 1) {
     return absl::InvalidArgumentError("--http-max-body-bytes: must be at least 1");
   }
+  KV_CHECK(options.streams != nullptr) << "HttpServerOptions::streams is required";
   if (options.read_timeout.count() < 1 || options.write_timeout.count() < 1) {
     return absl::InvalidArgumentError(
         "--http-read-timeout and --http-write-timeout: must be at least 1 second");

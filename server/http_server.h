@@ -34,6 +34,7 @@
 #include "server/api_keys.h"
 #include "server/metrics.h"
 #include "server/model_registry.h"
+#include "server/stream_budget.h"
 #include "server/tls_certificate_reloader.h"
 
 namespace kvserve::server {
@@ -58,6 +59,10 @@ struct HttpServerOptions {
   // HTTPS with the certificate of --tls-cert/--tls-key, and client certificates required when
   // --tls-client-ca is set (the policy of the gRPC port). Null: plain HTTP.
   std::shared_ptr<TlsCertificateReloader> tls;
+  // The server's stream budget (server/stream_budget.h), shared with the gRPC streams: the unsent
+  // output of every HTTP call is counted in it and bounded by backpressure
+  // (server/http_generation.h). Required; KvServer passes its own.
+  StreamBudget* streams = nullptr;
 };
 
 class HttpServer {

@@ -156,10 +156,11 @@ int Run(int argc, char** argv) {
   flags.AddBool("log-requests", &log_requests,
                 "write one JSON line per finished request to stderr");
   flags.AddInt("max-stream-buffer-bytes", &max_stream_buffer_bytes,
-               "generated output a stream may hold for a client that is not reading; beyond it "
-               "the request stops generating (keeping its cache) until the client reads");
+               "generated output a stream (gRPC Generate or HTTP call) may hold for a client that "
+               "is not reading; beyond it the request stops generating (keeping its cache) until "
+               "the client reads");
   flags.AddInt("max-buffered-bytes", &max_buffered_bytes,
-               "the same bound for all streams of the server together (the "
+               "the same bound for all streams of both APIs together (the "
                "kvserve_stream_buffered_bytes gauge)");
 
   flags.AddString("api-keys-file", &api_keys_file,

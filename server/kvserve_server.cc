@@ -339,8 +339,9 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
   }
   if (!options.http.address.empty()) {
     HttpServerOptions http_options = options.http;
-    http_options.api_keys = options.api_keys;  // one set of keys for both APIs
-    http_options.tls = server->tls_;           // and one certificate for every port
+    http_options.api_keys = options.api_keys;       // one set of keys for both APIs
+    http_options.tls = server->tls_;                // and one certificate for every port
+    http_options.streams = server->streams_.get();  // one budget, one gauge, for both APIs
     absl::StatusOr<std::unique_ptr<HttpServer>> http =
         HttpServer::Start(http_options, server->registry_.get(), server->metrics_.get());
     if (!http.ok()) {

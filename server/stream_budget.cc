@@ -33,6 +33,16 @@ bool StreamBudget::WaitUntilAllClosed(absl::Time deadline) {
   return mu_.AwaitWithDeadline(absl::Condition(&none_open), deadline);
 }
 
+int64_t StreamBudget::EventBytes(const engine::TokenEvent& event) {
+  int64_t bytes =
+      static_cast<int64_t>(event.token_ids.size() * sizeof(int32_t) + event.text.size());
+  for (const engine::TokenLogprobs& logprobs : event.logprobs) {
+    bytes += static_cast<int64_t>(sizeof(engine::TokenLogprobs) +
+                                  logprobs.top.size() * sizeof(engine::TokenLogprob));
+  }
+  return bytes;
+}
+
 void StreamBudget::AddBuffered(int64_t delta) {
   if (delta == 0) return;
   buffered_bytes_.fetch_add(delta);

@@ -1,16 +1,21 @@
-// StreamBudget: what the Generate streams of one server share.
+// StreamBudget: what the output streams of one server share, over both APIs: gRPC Generate
+// streams (server/generate_reactor.h) and OpenAI HTTP calls (server/http_generation.h).
 //
-//   - How many are open: the drain (KvServer::Shutdown) keeps the listener, and so health
-//     checks, up until none is left or its deadline passes.
-//   - How many bytes of generated output they hold that their clients have not taken yet: output
-//     waiting for the stream's one write in flight, plus that write's message until gRPC reports
-//     it sent. Exported as kvserve_stream_buffered_bytes and bounded, per stream and per server,
-//     by backpressure: a stream whose unsent output reaches max_stream_bytes, or any stream with
-//     unsent output while the server's total is at max_server_bytes, asks the engine to hold its
-//     request (Engine::SetHeld): no engine step, cache kept, until its client reads.
+//   - How many gRPC streams are open: the drain (KvServer::Shutdown) keeps the listener, and so
+//     health checks, up until none is left or its deadline passes (HTTP calls are counted by
+//     HttpServer::AwaitIdle instead).
+//   - How many bytes of generated output they hold that their clients have not taken yet, measured
+//     by EventBytes: for gRPC, output waiting for the stream's one write in flight plus that
+//     write's message until gRPC reports it sent; for HTTP, output waiting in the call's pending
+//     buffers plus the chunk the connection thread is writing until the write returns (bytes the
+//     kernel has accepted are the kernel's to bound). Exported as kvserve_stream_buffered_bytes
+//     and bounded, per stream (one gRPC stream, one HTTP call) and per server, by backpressure: a
+//     stream whose unsent output reaches max_stream_bytes, or any stream with unsent output while
+//     the server's total is at max_server_bytes, asks the engine to hold its requests
+//     (Engine::SetHeld): no engine step, cache kept, until its client reads.
 //
-// Bound: a stream holds at most max_stream_bytes + one engine event per sample waiting, plus the
-// message in flight (itself at most that); the server total exceeds max_server_bytes by at most
+// Bound: a stream holds at most max_stream_bytes + one engine event per sample; for gRPC add the
+// message in flight (itself at most that). The server total exceeds max_server_bytes by at most
 // one event per running sample (the sink sees its own event before it can hold).
 //
 // Thread-safety: every method may be called from any thread.
@@ -23,6 +28,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "engine/request.h"
 
 namespace prometheus {
 class Gauge;
@@ -41,6 +47,10 @@ class StreamBudget {
   int64_t num_open() const;
   // Blocks until no stream is open or `deadline` passes; true when none is open.
   bool WaitUntilAllClosed(absl::Time deadline);
+
+  // What an event adds to a stream's buffer, in bytes of memory: the measure both APIs count
+  // (token ids, text, logprobs; not the wire encoding, which the client takes at its own pace).
+  static int64_t EventBytes(const engine::TokenEvent& event);
 
   // Bytes a stream took in (delta > 0) or let go of (delta < 0).
   void AddBuffered(int64_t delta);

@@ -34,6 +34,8 @@
 #include "kvserve/v1/kvserve.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "server/kvserve_server.h"
+#include "server/process_sockets.h"
+#include "server/stream_budget.h"
 
 namespace kvserve::server {
 namespace {
@@ -59,13 +61,18 @@ bool PollUntil(Condition condition) {
   return false;
 }
 
-// One TCP connection to 127.0.0.1:port, with a receive timeout.
+// One TCP connection to 127.0.0.1:port, with a receive timeout. `receive_buffer_bytes` > 0 fixes
+// the socket's receive buffer (set before connect, so the window announced is small from the start
+// and the kernel does not grow it).
 class Connection {
  public:
-  explicit Connection(int port) {
+  explicit Connection(int port, int receive_buffer_bytes = 0) {
     fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     timeval tv{kSocketTimeoutSeconds, 0};
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (receive_buffer_bytes > 0) {
+      setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer_bytes, sizeof(receive_buffer_bytes));
+    }
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -101,6 +108,14 @@ class Connection {
     return ReadUntil([](const std::string&) { return false; });
   }
   bool eof() const { return eof_; }
+  int fd() const { return fd_; }
+  // The local port (the server sees it as the remote port).
+  int LocalPort() const {
+    sockaddr_in address{};
+    socklen_t length = sizeof(address);
+    if (getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) return -1;
+    return ntohs(address.sin_port);
+  }
   void Close() {
     if (fd_ >= 0) close(fd_);
     fd_ = -1;
@@ -234,6 +249,16 @@ class HttpServerTest : public ::testing::Test {
   double Failures(absl::string_view reason) {
     return MetricValue(server_->metrics().Serialize(), "kvserve_request_failure_total",
                        absl::StrCat("reason=\"", reason, "\""));
+  }
+
+  // The value of an unlabelled series, -1 if absent.
+  double SeriesValueOrMinusOne(absl::string_view name) {
+    for (absl::string_view line : absl::StrSplit(server_->metrics().Serialize(), '\n')) {
+      if (!absl::StartsWith(line, absl::StrCat(name, " "))) continue;
+      double value = 0;
+      if (absl::SimpleAtod(line.substr(name.size() + 1), &value)) return value;
+    }
+    return -1;
   }
 
   // Waits (bounded) until the engine holds no request and no cache block.
@@ -654,6 +679,159 @@ TEST_F(HttpServerTest, DrainingAnswers503OnHealthAndNewRequests) {
   SseEvents(ParseResponse(c.ReadAll()).body, &done);
   EXPECT_TRUE(done);  // the stream in flight finished normally
   shutdown.join();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backpressure: a client that does not read.
+
+// The server's end (in this process) of the TCP connection from 127.0.0.1:client_port to the
+// server's `server_port`; -1 if none.
+int ServerSideSocket(int server_port, int client_port) {
+  return FindOwnSocket([&](int fd) {
+    sockaddr_in local{}, peer{};
+    socklen_t local_length = sizeof(local), peer_length = sizeof(peer);
+    return getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_length) == 0 &&
+           getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_length) == 0 &&
+           local.sin_family == AF_INET && ntohs(local.sin_port) == server_port &&
+           ntohs(peer.sin_port) == client_port;
+  });
+}
+
+// A server whose HTTP calls hold at most ~kStreamLimit bytes of unsent output each.
+class HttpBackpressureTest : public HttpServerTest {
+ protected:
+  static constexpr int64_t kStreamLimit = 8 << 10;
+  static constexpr int kTokens = 1000;
+  // Kernel socket buffers of the connection, fixed on both ends so the kernel does not grow them.
+  static constexpr int kSocketBufferBytes = 16 << 10;
+
+  void SetUp() override {
+    ServerOptions options = ServerOptionsForTest();
+    options.max_stream_buffer_bytes = kStreamLimit;
+    options.http.write_timeout = std::chrono::seconds(kSocketTimeoutSeconds);
+    StartServer(options);
+  }
+
+  // The most an event of one greedy token with 20 alternatives adds to the unsent count.
+  static int64_t MaxEventBytes() {
+    engine::TokenEvent event;
+    event.token_ids = {0};
+    // One byte-level token frees at most the 3 bytes held back before it
+    // (engine/text/utf8_stream.h), each at worst its own U+FFFD.
+    for (int i = 0; i < 4; ++i) event.text += "\xEF\xBF\xBD";
+    event.logprobs.emplace_back().top.resize(engine::kMaxLogprobs + 1);
+    return StreamBudget::EventBytes(event);
+  }
+
+  // Opens a connection whose kernel buffers are already full when the streaming request is sent,
+  // so the server's very first write of the response (its headers) cannot complete until the
+  // client reads: from then on the engine's output can only pile up in kvserve's own buffer, and
+  // the hold that stops it is the last one whatever the threads' timing (the HTTP analogue of
+  // KvServerBackpressureTest's undeliverable first message). The filler is written, in this
+  // process, through the server's end of the connection until the kernel refuses more; the client
+  // skips its `filler_bytes` before the response when it reads.
+  std::unique_ptr<Connection> UnreadStream(int64_t* filler_bytes) {
+    auto c = std::make_unique<Connection>(port_, kSocketBufferBytes);
+    EXPECT_TRUE(c->connected());
+    int server_fd = -1;
+    EXPECT_TRUE(PollUntil([&] {
+      return (server_fd = ServerSideSocket(port_, c->LocalPort())) >= 0;
+    })) << "the listener never accepted the connection";
+    const int buffer = kSocketBufferBytes;
+    setsockopt(server_fd, SOL_SOCKET, SO_SNDBUF, &buffer, sizeof(buffer));
+    *filler_bytes = 0;
+    const std::string filler(4096, 'x');
+    for (;;) {
+      const ssize_t n = send(server_fd, filler.data(), filler.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n <= 0) break;  // EAGAIN: the client's window and the server's send buffer are full
+      *filler_bytes += n;
+    }
+    EXPECT_GT(*filler_bytes, 0);
+    EXPECT_TRUE(
+        c->Send(PostRequest("/v1/completions", Json{{"prompt", "Once upon a time"},
+                                                    {"max_tokens", kTokens},
+                                                    {"ignore_eos", true},
+                                                    {"temperature", 0},
+                                                    {"logprobs", engine::kMaxLogprobs},
+                                                    {"stream", true},
+                                                    {"stream_options", {{"include_usage", true}}}}
+                                                   .dump())));
+    return c;
+  }
+
+  double GenerationTokens() {
+    return MetricValue(server_->metrics().Serialize(), "kvserve_generation_tokens_total",
+                       absl::StrCat("model=\"", kDefaultModel, "\""));
+  }
+};
+
+TEST_F(HttpBackpressureTest, AnUnreadStreamStopsGeneratingUntilItsClientReads) {
+  int64_t filler_bytes = 0;
+  std::unique_ptr<Connection> c = UnreadStream(&filler_bytes);
+
+  // The call's unsent output reaches the limit and its request is held in the engine.
+  ASSERT_TRUE(PollUntil([&] { return engine().stats().num_held == 1; }))
+      << "the unread stream never held its request";
+  // The engine publishes num_held after reporting the step whose event made the call hold, and the
+  // hold stops the request before its next token: this is every token before the client reads.
+  const double held_at = GenerationTokens();
+  EXPECT_LT(held_at, kTokens);
+  // Unsent output: at least the limit, at most the limit plus the event that reached it.
+  const int64_t buffered = server_->streams().buffered_bytes();
+  EXPECT_GE(buffered, kStreamLimit);
+  EXPECT_LE(buffered, kStreamLimit - 1 + MaxEventBytes());
+  EXPECT_EQ(SeriesValueOrMinusOne("kvserve_stream_buffered_bytes"), static_cast<double>(buffered));
+
+  // The engine goes on serving others and generates nothing more for the held call: after a
+  // 5-token request, the token counter moved by exactly 5.
+  const HttpResponse other =
+      Post(port_, "/v1/completions", {{"prompt", "Hi"}, {"max_tokens", 5}, {"ignore_eos", true}});
+  ASSERT_EQ(other.status, 200) << other.body;
+  // The counter is updated by the engine's report after the step (see metrics_test.cc).
+  EXPECT_TRUE(PollUntil([&] { return GenerationTokens() >= held_at + 5; }));
+  EXPECT_EQ(GenerationTokens(), held_at + 5);
+  EXPECT_EQ(engine().stats().num_held, 1);
+  EXPECT_EQ(engine().stats().num_running, 1);  // it keeps its slot and its cache
+  EXPECT_GT(engine().stats().kv_cache_bytes_in_use, 0);
+  EXPECT_EQ(server_->streams().buffered_bytes(), buffered);
+
+  // Reading resumes it: every token arrives, in one well-formed stream.
+  const std::string raw = c->ReadAll();
+  ASSERT_GE(raw.size(), static_cast<size_t>(filler_bytes));
+  EXPECT_EQ(raw.substr(0, filler_bytes), std::string(filler_bytes, 'x'));
+  const HttpResponse r = ParseResponse(raw.substr(filler_bytes));
+  ASSERT_EQ(r.status, 200) << r.headers;
+  bool done = false;
+  const std::vector<Json> events = SseEvents(r.body, &done);
+  EXPECT_TRUE(done);
+  ASSERT_GE(events.size(), 2u);
+  size_t tokens = 0;
+  for (size_t i = 0; i + 1 < events.size(); ++i) {
+    ASSERT_EQ(events[i]["choices"].size(), 1u) << events[i];
+    const Json& logprobs = events[i]["choices"][0]["logprobs"];
+    tokens += logprobs["tokens"].size();
+  }
+  EXPECT_EQ(tokens, static_cast<size_t>(kTokens));
+  EXPECT_EQ(events.back()["usage"]["completion_tokens"], kTokens);
+  EXPECT_TRUE(EngineDrained());
+  EXPECT_EQ(engine().stats().num_held, 0);
+  EXPECT_TRUE(PollUntil([&] { return server_->streams().buffered_bytes() == 0; }));
+}
+
+TEST_F(HttpBackpressureTest, ClosingAHeldStreamFreesItsCacheAndBuffer) {
+  int64_t filler_bytes = 0;
+  std::unique_ptr<Connection> c = UnreadStream(&filler_bytes);
+  ASSERT_TRUE(PollUntil([&] { return engine().stats().num_held == 1; }));
+  EXPECT_GE(server_->streams().buffered_bytes(), kStreamLimit);
+
+  // Unread data makes the close a reset: the connection thread's blocked write fails, and it
+  // cancels the call.
+  c->Close();
+  EXPECT_TRUE(CancelledOnce());
+  EXPECT_TRUE(EngineDrained());
+  EXPECT_EQ(engine().stats().num_held, 0);
+  EXPECT_TRUE(PollUntil([&] { return server_->streams().buffered_bytes() == 0; }));
+  EXPECT_EQ(SeriesValueOrMinusOne("kvserve_stream_buffered_bytes"), 0);
 }
 
 }  // namespace
