@@ -22,8 +22,8 @@ namespace {
 void BM_Matmul(benchmark::State& state) {
   const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
   const bool kernel = state.range(3) != 0;
-  omp_set_num_threads(1);  // oneDNN
-  kvserve::engine::SetKernelThreads(1);     // kvserve's kernels
+  omp_set_num_threads(1);                // oneDNN
+  kvserve::engine::SetKernelThreads(1);  // kvserve's kernels
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   std::vector<float> w(n * k);

@@ -293,12 +293,15 @@ TEST(EngineTest, FullQueueIsResourceExhausted) {
   options.max_num_seqs = 1;
   options.max_queued_requests = 1;
   auto engine = MakeEngine(options);
-  // One request may take the free running slot and one may wait; the third is refused.
+  // One request may take the free running slot and one may wait; the third is refused. The
+  // engine is paused so that neither finishes before the third arrives, however fast it is.
   auto first = std::make_shared<RecordingSink>();
   auto second = std::make_shared<RecordingSink>();
+  engine->Pause();
   ASSERT_TRUE(engine->Submit(GreedyRequest({1}, 120), first).ok());
   ASSERT_TRUE(engine->Submit(GreedyRequest({2}, 4), second).ok());
   auto id = engine->Submit(GreedyRequest({3}, 4), std::make_shared<RecordingSink>());
+  engine->Resume();
   EXPECT_EQ(id.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(id.status().message()), HasSubstr("queue is full"));
   EXPECT_EQ(first->Wait().finish_reason, FinishReason::kLength);
