@@ -89,6 +89,7 @@ struct Flags {
   int64_t max_concurrency = 0;
   double cancel_fraction = 0;
   double timeout = 0;
+  double temperature = -1;  // < 0: not sent
   uint64_t seed = 0;
   std::string slo;
   int64_t warmup_requests = 1;
@@ -142,6 +143,10 @@ void Register(base::FlagSet& f, Flags* flags) {
   f.AddDouble("cancel-fraction", &flags->cancel_fraction,
               "Fraction of requests the client cancels after 1..max_tokens/2 tokens.");
   f.AddDouble("timeout", &flags->timeout, "Per-request gRPC deadline in seconds; 0 = none.");
+  f.AddDouble("temperature", &flags->temperature,
+              "Sampling temperature sent with every request (0 = greedy); negative = not sent, "
+              "so the server's default applies. Use 0 on random-weight models (their flat "
+              "distributions make sampling, not the model, the cost).");
   f.AddUint64("seed", &flags->seed, "Seeds the workload, the arrivals and the cancellations.");
   f.AddString("slo", &flags->slo,
               "Goodput objectives, e.g. ttft=500,tpot=50 (ms; e2e= too; 's' suffix for "
@@ -428,6 +433,15 @@ int Main(int argc, char** argv) {
   runner_options.targets = flags.targets;
   runner_options.allow_remote = flags.allow_remote;
   runner_options.model = flags.model;
+  if (flags.temperature >= 0) {
+    if (!std::isfinite(flags.temperature)) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--temperature: must be finite, got ", flags.temperature)));
+    }
+    runner_options.temperature = flags.temperature;
+  } else if (std::isnan(flags.temperature)) {
+    return Fail(absl::InvalidArgumentError("--temperature: must be a number, got nan"));
+  }
   runner_options.connect_timeout_s = flags.connect_timeout;
   runner_options.security = flags.security;
   absl::StatusOr<std::unique_ptr<Runner>> runner = Runner::Create(runner_options);

@@ -202,6 +202,10 @@ class Runner::GrpcCall final : public Runner::Call,
       request_.set_prompt(request.prompt);
       request_.set_max_tokens(request.max_tokens);
       request_.set_ignore_eos(true);
+      if (runner->options_.temperature.has_value()) {
+        request_.mutable_sampling()->set_temperature(
+            static_cast<float>(*runner->options_.temperature));
+      }
     } else {
       chat_ = true;
       chat_request_.set_model(model);
@@ -213,6 +217,10 @@ class Runner::GrpcCall final : public Runner::Call,
       chat_request_.set_max_tokens(request.max_tokens);
       chat_request_.set_chat_template(request.chat_template);
       chat_request_.set_ignore_eos(true);
+      if (runner->options_.temperature.has_value()) {
+        chat_request_.mutable_sampling()->set_temperature(
+            static_cast<float>(*runner->options_.temperature));
+      }
     }
   }
 
@@ -275,6 +283,9 @@ class Runner::OpenAiCall final : public Runner::Call {
                            {"ignore_eos", true},
                            {"stream", true},
                            {"stream_options", {{"include_usage", true}}}};
+    if (runner->options_.temperature.has_value()) {
+      body["temperature"] = *runner->options_.temperature;
+    }
     if (request.messages.empty()) {
       path_ = "/v1/completions";
       body["prompt"] = request.prompt;

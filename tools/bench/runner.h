@@ -38,6 +38,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,12 @@ struct RunnerOptions {
   Protocol protocol = Protocol::kGrpc;
   bool allow_remote = false;
   std::string model;  // empty: the server's default model
+  // Sampling temperature sent with every request (0 = greedy); unset = the server's default
+  // (the model's generation_config.json, else 1.0). Decode benchmarks on random-weight models
+  // want 0: their logits are nearly flat, and sampling from a flat 49k-128k vocabulary costs
+  // milliseconds per token (engine/sampling/sampler.h) that no real model's peaked
+  // distribution costs.
+  std::optional<double> temperature;
   // How long Connect waits for each target to answer (it waits for the server to come up).
   double connect_timeout_s = 10;
   // API key and TLS, the same for every target (tools/client_security.h).
