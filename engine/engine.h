@@ -98,8 +98,8 @@ struct ModelInfo {
   int64_t num_parameters = 0;
   // Bytes the weights occupy in memory, in their storage format (a tied embedding counted once).
   int64_t weight_bytes = 0;
-  // The matrices' storage: "f32", "bf16", "int8", or e.g. "bf16+f32" when mixed (MLA layers stay
-  // f32); norms are always f32.
+  // The matrices' storage: "f32", "bf16", "int8", or e.g. "bf16+f32" when mixed; norms are
+  // always f32.
   std::string weight_dtype;
   int64_t kv_cache_bytes_per_token = 0;  // paged cache (K/V or MLA latents), all layers
   cache::KvDtype kv_cache_dtype = cache::KvDtype::kF32;  // attention K/V storage

@@ -1,15 +1,17 @@
 // Design note. The kernel body (gqa_attention_kernel.inc) is one source compiled twice, over a
 // portable 16-lane vector and over AVX-512 registers, so the order of gqa_attention.h is written
-// once and the two paths cannot drift apart. Loop nest per call:
+// once and the two paths cannot drift apart. A call is cut into items, one per block of
+// kAttentionQueryRows query rows and kv head, which the kernel threads share (ParallelFor, task t
+// taking items t, t + T, …, with its own item scratch) once the call is big enough to pay for the
+// fork-join. Loop nest per item:
 //
-//   for each block of kAttentionQueryRows query rows:          (states: rows × heads, in scratch)
-//     for each key tile [16t, 16t + 16) any of them sees:       (block table walked once per tile)
-//       for each row, kv head, query head of the kv head's group:
-//         scores → running max → rescale → weights → acc += p·v
+//   for each key tile [16t, 16t + 16) any of the block's rows sees:  (block table walked per tile)
+//     for each row, query head of the kv head's group:              (states: rows × group, scratch)
+//       scores → running max → rescale → weights → acc += p·v
 //
-// so a tile's K/V rows (16 × kv_dim values) come from memory once and stay in L1 while every
-// query of the block that sees them passes over them; decode (one row) reads each K/V row exactly
-// once per kv head.
+// so a tile's K/V rows of the kv head (16 × head_dim values) come from memory once and stay in L1
+// while every query of the block that sees them passes over them; decode (one row) reads each K/V
+// row exactly once.
 #include "engine/layers/gqa_attention.h"
 
 #include <immintrin.h>
@@ -21,6 +23,7 @@
 
 #include "engine/kernels/bf16_matmul.h"
 #include "engine/kernels/kernel_isa.h"
+#include "engine/kernels/thread_pool.h"
 
 // GCC 12 reports the deliberately undefined operand inside its own AVX-512 intrinsics as
 // uninitialized once they are inlined here.
@@ -32,8 +35,12 @@
 namespace kvserve::engine {
 namespace {
 
-constexpr int kLanes = 16;           // also the key tile: tiles are aligned to absolute positions
-constexpr float kExp2Min = -125.0f;  // 2^-125 · 2^-0.5 is still a normal float
+constexpr int kLanes = 16;  // also the key tile: tiles are aligned to absolute positions
+// Calls with fewer multiply-adds than this run on the calling thread alone: a fork-join costs
+// a few µs, more than a decode step's attention over a short context (~2^18 multiply-adds take
+// ~30 µs on one core).
+constexpr double kParallelAttentionWork = 1 << 18;
+constexpr float kExp2Min = -125.0f;         // 2^-125 · 2^-0.5 is still a normal float
 constexpr float kRoundMagic = 12582912.0f;  // 1.5 · 2^23
 // ln(2)^k / k!, k = 0..7: 2^f = e^(f ln 2) for |f| <= 1/2.
 constexpr float kExp2Poly[8] = {1.0f,
@@ -217,19 +224,48 @@ inline float MaxLanes(Vec v) { return _mm512_reduce_max_ps(v.v); }
 
 }  // namespace
 
+// Floats of one work item's scratch: kAttentionQueryRows rows × one group's query states.
+int64_t ItemScratchFloats(const AttentionShape& shape) {
+  return kAttentionQueryRows * (shape.num_heads / shape.num_kv_heads) * QueryStateFloats(shape);
+}
+
 int64_t GqaAttentionScratchFloats(const AttentionShape& shape) {
-  return kAttentionQueryRows * shape.num_heads * QueryStateFloats(shape);
+  return KernelThreads() * ItemScratchFloats(shape);
 }
 
 void GqaAttention(const float* q, const KvView& kv, int64_t start_pos, int64_t n,
                   const AttentionShape& shape, float* scratch, float* out) {
   const bool bf16 = kv.dtype == cache::KvDtype::kBf16;
+  using Item = void (*)(const float*, const KvView&, int64_t, int64_t, const AttentionShape&,
+                        int64_t, int64_t, float*, float*);
+  Item item;
   if (UseAvx512AttentionKernels()) {
-    if (bf16) return avx512::Attend<uint16_t>(q, kv, start_pos, n, shape, scratch, out);
-    return avx512::Attend<float>(q, kv, start_pos, n, shape, scratch, out);
+    item = bf16 ? &avx512::AttendItem<uint16_t> : &avx512::AttendItem<float>;
+  } else {
+    item = bf16 ? &portable::AttendItem<uint16_t> : &portable::AttendItem<float>;
   }
-  if (bf16) return portable::Attend<uint16_t>(q, kv, start_pos, n, shape, scratch, out);
-  portable::Attend<float>(q, kv, start_pos, n, shape, scratch, out);
+  const int64_t blocks = (n + kAttentionQueryRows - 1) / kAttentionQueryRows;
+  const int64_t items = blocks * shape.num_kv_heads;
+  const int64_t per_item = ItemScratchFloats(shape);
+  // Multiply-adds of the call, roughly: every row's heads over its context, keys and values.
+  const double work = static_cast<double>(n) * static_cast<double>(start_pos + n) *
+                      static_cast<double>(shape.num_heads) *
+                      static_cast<double>(shape.head_dim + shape.value_width());
+  const int64_t tasks =
+      work < kParallelAttentionWork ? 1 : std::min<int64_t>(KernelThreads(), items);
+  // Task t takes items t, t + tasks, …: interleaved, so the causal rows' growing cost is shared
+  // evenly; each task owns one item's scratch.
+  auto run = [&](int64_t t) {
+    for (int64_t i = t; i < items; i += tasks) {
+      item(q, kv, start_pos, n, shape, (i / shape.num_kv_heads) * kAttentionQueryRows,
+           i % shape.num_kv_heads, scratch + t * per_item, out);
+    }
+  };
+  if (tasks == 1) {
+    run(0);
+  } else {
+    ParallelFor(tasks, run);
+  }
 }
 
 }  // namespace kvserve::engine

@@ -28,6 +28,10 @@
 // difference is a few f32 roundings of the scores and weights (tests: <= 4e-6 absolute on
 // unit-normal data).
 //
+// Threads: a call big enough to pay for it (prefill, long-context decode) is shared by the calling
+// thread's kernel threads (engine/kernels/thread_pool.h), each (block of 4 query rows, kv head)
+// item on one thread; the order above is per (row, head), so the bits do not depend on the split.
+//
 // Thread-safety: stateless apart from the caller-provided scratch; safe to call concurrently with
 // distinct scratch buffers.
 #ifndef KVSERVE_ENGINE_LAYERS_GQA_ATTENTION_H_
@@ -78,7 +82,8 @@ struct KvView {
 // Query rows processed together (each K/V tile is reused by this many rows × the group's heads).
 inline constexpr int64_t kAttentionQueryRows = 4;
 
-// Floats of scratch GqaAttention needs for `shape` (independent of the context length).
+// Floats of scratch GqaAttention needs for `shape` when called from this thread (independent of
+// the context length; proportional to the calling thread's KernelThreads()).
 int64_t GqaAttentionScratchFloats(const AttentionShape& shape);
 
 // Attention for n new query tokens at positions [start_pos, start_pos + n), each attending to
@@ -87,7 +92,7 @@ int64_t GqaAttentionScratchFloats(const AttentionShape& shape);
 //   q:       [n, num_heads, head_dim]
 //   kv:      rows for positions [0, start_pos + n), already holding the new tokens' K and V
 //   out:     [n, num_heads, value_width]
-//   scratch: >= GqaAttentionScratchFloats(shape) floats
+//   scratch: >= GqaAttentionScratchFloats(shape) floats, sized on the calling thread
 // REQUIRES: num_heads a multiple of num_kv_heads; n >= 1; out overlaps neither q nor scratch.
 void GqaAttention(const float* q, const KvView& kv, int64_t start_pos, int64_t n,
                   const AttentionShape& shape, float* scratch, float* out);

@@ -14,11 +14,17 @@
 namespace kvserve::engine {
 namespace {
 
-absl::StatusOr<Linear> LoadLinear(const WeightSource& weights, const std::string& name, int64_t out,
-                                  int64_t in, int64_t* count) {
-  KV_ASSIGN_OR_RETURN(std::vector<float> w, weights(name, {out, in}));
+absl::StatusOr<Linear> LoadLinear(const WeightSource& weights,
+                                  const MlaAttention::LoadMatrix& load_matrix,
+                                  const std::string& name, int64_t out, int64_t in,
+                                  int64_t* count) {
   *count += out * in;
-  return Linear::Create(std::move(w), out, in);
+  if (!load_matrix) {
+    KV_ASSIGN_OR_RETURN(std::vector<float> w, weights(name, {out, in}));
+    return Linear::Create(std::move(w), out, in);
+  }
+  KV_ASSIGN_OR_RETURN(MatmulWeight w, load_matrix(name, out, in));
+  return Linear::Create(std::move(w));
 }
 
 // Max-subtracted softmax over scores[0, n) in place; returns 1 / sum (sum accumulated in double).
@@ -50,36 +56,38 @@ MlaAttention::MlaAttention(const ModelConfig& config)
   // Per-position scratch for the longest context: decode steps never reallocate it.
   scores_.reserve(config.max_position_embeddings);
   rows_.reserve(config.max_position_embeddings);
+  w_row_.resize(kv_lora_);
 }
 
 absl::StatusOr<std::unique_ptr<MlaAttention>> MlaAttention::Create(const ModelConfig& config,
                                                                    const WeightSource& weights,
                                                                    const std::string& prefix,
-                                                                   int64_t* num_parameters) {
+                                                                   int64_t* num_parameters,
+                                                                   const LoadMatrix& load_matrix) {
   if (!config.mla.has_value()) return absl::InvalidArgumentError("MlaAttention needs MLA dims");
   std::unique_ptr<MlaAttention> a(new MlaAttention(config));
   const std::string p = prefix + "self_attn.";
   const int64_t q_width = a->heads_ * (a->nope_ + a->rope_dim_);
   if (a->q_lora_ == 0) {
-    KV_ASSIGN_OR_RETURN(
-        a->q_proj_, LoadLinear(weights, p + "q_proj.weight", q_width, a->hidden_, num_parameters));
+    KV_ASSIGN_OR_RETURN(a->q_proj_, LoadLinear(weights, load_matrix, p + "q_proj.weight", q_width,
+                                               a->hidden_, num_parameters));
   } else {
-    KV_ASSIGN_OR_RETURN(a->q_a_proj_, LoadLinear(weights, p + "q_a_proj.weight", a->q_lora_,
-                                                 a->hidden_, num_parameters));
+    KV_ASSIGN_OR_RETURN(a->q_a_proj_, LoadLinear(weights, load_matrix, p + "q_a_proj.weight",
+                                                 a->q_lora_, a->hidden_, num_parameters));
     KV_ASSIGN_OR_RETURN(a->q_a_norm_, weights(p + "q_a_layernorm.weight", {a->q_lora_}));
     *num_parameters += a->q_lora_;
-    KV_ASSIGN_OR_RETURN(a->q_b_proj_, LoadLinear(weights, p + "q_b_proj.weight", q_width,
-                                                 a->q_lora_, num_parameters));
+    KV_ASSIGN_OR_RETURN(a->q_b_proj_, LoadLinear(weights, load_matrix, p + "q_b_proj.weight",
+                                                 q_width, a->q_lora_, num_parameters));
   }
   KV_ASSIGN_OR_RETURN(a->kv_a_proj_,
-                      LoadLinear(weights, p + "kv_a_proj_with_mqa.weight",
+                      LoadLinear(weights, load_matrix, p + "kv_a_proj_with_mqa.weight",
                                  a->kv_lora_ + a->rope_dim_, a->hidden_, num_parameters));
   KV_ASSIGN_OR_RETURN(a->kv_a_norm_, weights(p + "kv_a_layernorm.weight", {a->kv_lora_}));
   *num_parameters += a->kv_lora_;
-  KV_ASSIGN_OR_RETURN(
-      a->kv_b_proj_, LoadLinear(weights, p + "kv_b_proj.weight", a->heads_ * (a->nope_ + a->v_dim_),
-                                a->kv_lora_, num_parameters));
-  KV_ASSIGN_OR_RETURN(a->o_proj_, LoadLinear(weights, p + "o_proj.weight", a->hidden_,
+  KV_ASSIGN_OR_RETURN(a->kv_b_proj_,
+                      LoadLinear(weights, load_matrix, p + "kv_b_proj.weight",
+                                 a->heads_ * (a->nope_ + a->v_dim_), a->kv_lora_, num_parameters));
+  KV_ASSIGN_OR_RETURN(a->o_proj_, LoadLinear(weights, load_matrix, p + "o_proj.weight", a->hidden_,
                                              a->heads_ * a->v_dim_, num_parameters));
   return a;
 }
@@ -197,20 +205,30 @@ void MlaAttention::Absorbed(int64_t row, int64_t n, int32_t start_pos, const flo
   const int64_t qk = nope_ + rope_dim_;
   const int64_t kv_width = nope_ + v_dim_;
   const int64_t width = latent_width();
-  // [heads*(nope+v), kv_lora]; MLA keeps its weights f32 (Create).
-  const float* w_b = std::get<F32Weight>(kv_b_proj_->weight()).data.data();
+  // kv_b_proj: [heads*(nope+v), kv_lora], rows read one at a time in the stored values.
+  const MatmulWeight& w_b = kv_b_proj_->weight();
+  const F32Weight* w_f32 = std::get_if<F32Weight>(&w_b);
+  auto row_of = [&](int64_t j) -> const float* {
+    if (w_f32 != nullptr) return w_f32->data.data() + j * kv_lora_;
+    DequantizeRow(w_b, j, w_row_.data());
+    return w_row_.data();
+  };
   q_abs_.resize(n * heads_ * width);
   o_lat_.resize(n * heads_ * kv_lora_);
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t hd = 0; hd < heads_; ++hd) {
-      const float* q = &q_[((row + i) * heads_ + hd) * qk];
-      // q~ = W_UK_hᵀ q_C: {kv_lora}, W_UK_h = rows [hd*(nope+v), hd*(nope+v) + nope) of kv_b.
+  for (int64_t hd = 0; hd < heads_; ++hd) {
+    // q~ = W_UK_hᵀ q_C: {kv_lora}, W_UK_h = rows [hd*(nope+v), hd*(nope+v) + nope) of kv_b;
+    // summed over x in order for every token (the order does not depend on n).
+    for (int64_t i = 0; i < n; ++i) {
       float* q_abs = &q_abs_[(i * heads_ + hd) * width];  // [q~ kv_lora | q_R rope]
       std::fill(q_abs, q_abs + kv_lora_, 0.0f);
-      for (int64_t x = 0; x < nope_; ++x) {
-        Axpy(q[x], w_b + (hd * kv_width + x) * kv_lora_, q_abs, kv_lora_);
+      std::copy_n(&q_[((row + i) * heads_ + hd) * qk] + nope_, rope_dim_, q_abs + kv_lora_);
+    }
+    for (int64_t x = 0; x < nope_; ++x) {
+      const float* w = row_of(hd * kv_width + x);
+      for (int64_t i = 0; i < n; ++i) {
+        Axpy(q_[((row + i) * heads_ + hd) * qk + x], w, &q_abs_[(i * heads_ + hd) * width],
+             kv_lora_);
       }
-      std::copy_n(q + nope_, rope_dim_, q_abs + kv_lora_);
     }
   }
   // ō = Σ p c_KV: {n, heads, kv_lora}.
@@ -218,13 +236,13 @@ void MlaAttention::Absorbed(int64_t row, int64_t n, int32_t start_pos, const flo
   const AttentionShape shape{heads_, 1, width, /*window=*/0, /*value_dim=*/kv_lora_, scale_};
   attn_scratch_.resize(GqaAttentionScratchFloats(shape));
   GqaAttention(q_abs_.data(), kv, start_pos, n, shape, attn_scratch_.data(), o_lat_.data());
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t hd = 0; hd < heads_; ++hd) {
-      const float* o_lat = &o_lat_[(i * heads_ + hd) * kv_lora_];
-      // o_h = W_UV_h ō: {v}, W_UV_h = the v rows after W_UK_h.
-      float* o = &attn_[((row + i) * heads_ + hd) * v_dim_];
-      for (int64_t y = 0; y < v_dim_; ++y) {
-        o[y] = Dot(w_b + (hd * kv_width + nope_ + y) * kv_lora_, o_lat, kv_lora_);
+  for (int64_t hd = 0; hd < heads_; ++hd) {
+    // o_h = W_UV_h ō: {v}, W_UV_h = the v rows after W_UK_h.
+    for (int64_t y = 0; y < v_dim_; ++y) {
+      const float* w = row_of(hd * kv_width + nope_ + y);
+      for (int64_t i = 0; i < n; ++i) {
+        attn_[((row + i) * heads_ + hd) * v_dim_ + y] =
+            Dot(w, &o_lat_[(i * heads_ + hd) * kv_lora_], kv_lora_);
       }
     }
   }

@@ -20,11 +20,18 @@
 //             (docs/math.md §2.1, note 3).
 // Both use the softmax scale 1/sqrt(nope + rope) (× YaRN mscale²).
 //
+// Weights: the projections are MatmulWeights in the model's format (f32, bf16 or int8, as
+// --weight-dtype chose; engine/kernels/matmul_weight.h), so a bf16 checkpoint stays bf16 here too.
+// The absorbed form reads kv_b_proj row by row (W_UK_hᵀ q_C, W_UV_h ō): each row is widened to
+// f32 (DequantizeRow: exact for f32 and bf16) into a one-row scratch and used for all of the
+// call's tokens, so both forms compute with the same stored values. The norms stay f32.
+//
 // Thread-safety: Forward mutates workspaces; one thread (the engine thread) at a time.
 #ifndef KVSERVE_ENGINE_LAYERS_MLA_ATTENTION_H_
 #define KVSERVE_ENGINE_LAYERS_MLA_ATTENTION_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,6 +44,7 @@
 #include "engine/checkpoint/weight_source.h"
 #include "engine/kernels/aligned_buffer.h"
 #include "engine/kernels/linear.h"
+#include "engine/kernels/matmul_weight.h"
 #include "engine/kernels/ops.h"
 #include "engine/layers/batch_rows.h"
 #include "engine/layers/rope.h"
@@ -47,11 +55,17 @@ class MlaAttention {
  public:
   enum class Form { kAuto, kExpanded, kAbsorbed };
 
-  // Loads `prefix`self_attn.* tensors (e.g. prefix "model.layers.3.").
+  // Returns the [n, k] matrix `name` in the model's weight format (the model's MatrixLoader).
+  using LoadMatrix =
+      std::function<absl::StatusOr<MatmulWeight>(const std::string& name, int64_t n, int64_t k)>;
+
+  // Loads `prefix`self_attn.* tensors (e.g. prefix "model.layers.3."): the projections through
+  // `load_matrix` (empty: f32 as `weights` gives them), the norms from `weights`.
   static absl::StatusOr<std::unique_ptr<MlaAttention>> Create(const ModelConfig& config,
                                                               const WeightSource& weights,
                                                               const std::string& prefix,
-                                                              int64_t* num_parameters);
+                                                              int64_t* num_parameters,
+                                                              const LoadMatrix& load_matrix = {});
 
   // Attention for n tokens at positions [start_pos, start_pos + n) of `seq`:
   //   h:       [n, hidden]  (the layer's normed input)
@@ -106,6 +120,7 @@ class MlaAttention {
   AlignedFloats latents_;     // [context, kv_lora]  gathered c_KV (expanded form)
   AlignedFloats kv_full_;     // [context, heads, nope+v]  decompressed K_C | V (expanded form)
   std::vector<float> q_abs_;  // [n, heads, kv_lora+rope]  absorbed queries [q~ | q_R]
+  AlignedFloats w_row_;       // [kv_lora]  one kv_b_proj row widened to f32 (absorbed form)
   std::vector<float> o_lat_;  // [n, heads, kv_lora]  latent outputs (absorbed form)
   std::vector<float> attn_scratch_;  // GqaAttention's scratch (absorbed form)
   AlignedFloats attn_;               // [n, heads, v]

@@ -112,18 +112,25 @@ DecoderModel::MemoryEstimate DecoderModel::EstimateMemory(const ModelConfig& con
     largest_matrix = std::max(largest_matrix, hidden * hidden);
     f32_params += s4_layers * hidden * (2 + 6 * (config.s4->state_size / 2));
   }
-  double mla_f32 = 0;  // MlaAttention keeps its projections f32 whatever `options` asks
   if (config.mla.has_value()) {
     const MlaDims& m = *config.mla;
     const double q_width = heads * (static_cast<double>(m.qk_nope_head_dim) + m.qk_rope_head_dim);
-    double per_layer = m.q_lora_rank == 0 ? q_width * hidden
-                                          : static_cast<double>(m.q_lora_rank) * hidden +
-                                                m.q_lora_rank + q_width * m.q_lora_rank;
-    per_layer +=
-        (static_cast<double>(m.kv_lora_rank) + m.qk_rope_head_dim) * hidden + m.kv_lora_rank;
-    per_layer += heads * (static_cast<double>(m.qk_nope_head_dim) + m.v_head_dim) * m.kv_lora_rank;
-    per_layer += hidden * heads * m.v_head_dim;
-    mla_f32 = attention_layers * per_layer;
+    const double kv_a = (static_cast<double>(m.kv_lora_rank) + m.qk_rope_head_dim) * hidden;
+    const double kv_b =
+        heads * (static_cast<double>(m.qk_nope_head_dim) + m.v_head_dim) * m.kv_lora_rank;
+    const double o = hidden * heads * m.v_head_dim;
+    double q = q_width * hidden;
+    if (m.q_lora_rank != 0) {
+      q = static_cast<double>(m.q_lora_rank) * hidden + q_width * m.q_lora_rank;
+      largest_matrix = std::max(
+          {largest_matrix, static_cast<double>(m.q_lora_rank) * hidden, q_width * m.q_lora_rank});
+      f32_params += attention_layers * m.q_lora_rank;  // q_a_layernorm
+    } else {
+      largest_matrix = std::max(largest_matrix, q);
+    }
+    matrices += attention_layers * (q + kv_a + kv_b + o);
+    largest_matrix = std::max({largest_matrix, kv_a, kv_b, o});
+    f32_params += attention_layers * m.kv_lora_rank;  // kv_a_layernorm
   } else {
     matrices += attention_layers * (2 * q_dim * hidden + 2 * kv_dim * hidden);  // q, o; k, v
     largest_matrix = std::max({largest_matrix, q_dim * hidden, kv_dim * hidden});
@@ -136,8 +143,8 @@ DecoderModel::MemoryEstimate DecoderModel::EstimateMemory(const ModelConfig& con
       context * sizeof(float) +
       (config.mla.has_value() ? attention_layers * context * (sizeof(float) + sizeof(int64_t)) : 0);
   MemoryEstimate estimate;
-  estimate.num_parameters = Saturate(matrices + f32_params + mla_f32);
-  estimate.bytes = Saturate(matrices / 32 * MatrixBytesPer32(dtype) + 4 * (f32_params + mla_f32) +
+  estimate.num_parameters = Saturate(matrices + f32_params);
+  estimate.bytes = Saturate(matrices / 32 * MatrixBytesPer32(dtype) + 4 * f32_params +
                             4 * largest_matrix + layers * sizeof(Layer) + scratch);
   return estimate;
 }
@@ -185,7 +192,11 @@ absl::StatusOr<std::unique_ptr<DecoderModel>> DecoderModel::Create(const ModelCo
       KV_ASSIGN_OR_RETURN(layer.s4_out_proj,
                           LoadLinear(matrices, p + "s4.out_proj.weight", hidden, hidden, &count));
     } else if (config.mla.has_value()) {
-      KV_ASSIGN_OR_RETURN(layer.mla, MlaAttention::Create(config, weights, p, &count));
+      KV_ASSIGN_OR_RETURN(layer.mla, MlaAttention::Create(config, weights, p, &count,
+                                                          [&matrices](const std::string& name,
+                                                                      int64_t n, int64_t k) {
+                                                            return matrices.Load(name, n, k);
+                                                          }));
     } else {
       KV_ASSIGN_OR_RETURN(
           layer.q_proj, LoadLinear(matrices, p + "self_attn.q_proj.weight", q_dim, hidden, &count));
@@ -239,12 +250,9 @@ absl::StatusOr<std::unique_ptr<DecoderModel>> DecoderModel::Create(const ModelCo
   auto model = std::unique_ptr<DecoderModel>(
       new DecoderModel(config, std::move(untied_embed), std::move(layers), std::move(final_norm),
                        std::move(lm_head), count));
-  // Everything not loaded as a matrix (norms, S4 and MLA parameters) is f32.
+  // Everything not loaded as a matrix (norms, S4 parameters) is f32.
   model->weight_bytes_ = matrices.num_bytes() + 4 * (count - matrices.num_elements());
   model->weight_formats_ = matrices.formats();
-  if (config.mla.has_value() && model->weight_formats_ != "f32") {
-    model->weight_formats_ += "+f32";  // MlaAttention keeps its projections f32
-  }
   return model;
 }
 
@@ -263,7 +271,8 @@ DecoderModel::DecoderModel(const ModelConfig& config, std::optional<MatmulWeight
                                              RopeLayout::kInterleaved, config.yarn)
                                        : std::nullopt),
       num_parameters_(num_parameters) {
-  // Attention scratch, independent of the context: decode steps never reallocate it.
+  // Attention scratch, independent of the context (for this thread's kernel thread count; an
+  // engine thread with more grows it once, in its first step).
   scores_.resize(GqaAttentionScratchFloats(
       {config.num_attention_heads, config.num_key_value_heads, config.head_dim}));
 }
@@ -459,6 +468,8 @@ void DecoderModel::GqaLayer(Layer& layer, int64_t num_rows, const AttentionShape
         bf16 ? KvView{arena_bf16,           arena_bf16 + kv_dim, 2 * kv_dim,
                       s.seq->blocks.data(), cache.block_size(),  cache::KvDtype::kBf16}
              : KvView{arena, arena + kv_dim, 2 * kv_dim, s.seq->blocks.data(), cache.block_size()};
+    // Sized for this (the engine) thread's kernel threads: a no-op after the first step.
+    scores_.resize(std::max<size_t>(scores_.size(), GqaAttentionScratchFloats(shape)));
     GqaAttention(&q_[s.row * q_dim], kv, s.start_pos, s.n, shape, scores_.data(),
                  &attn_[s.row * q_dim]);  // {n, heads, head_dim}
   }

@@ -49,7 +49,7 @@ namespace kvserve::engine {
 class DecoderModel {
  public:
   // Matrices (nn.Linear weights, embedding, LM head) are kept in the storage `options` asks for
-  // (weight_source.h); norms, S4 and MLA parameters in f32. A tied LM head and the embedding
+  // (weight_source.h), MLA projections included; norms and S4 parameters in f32. A tied LM head and the embedding
   // share one table. RESOURCE_EXHAUSTED, before any weight is read, when EstimateMemory exceeds
   // the memory available (options.available_memory_bytes).
   static absl::StatusOr<std::unique_ptr<DecoderModel>> Create(const ModelConfig& config,

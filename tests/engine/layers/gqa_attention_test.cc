@@ -13,6 +13,7 @@
 
 #include "engine/kernels/bf16_matmul.h"
 #include "engine/kernels/kernel_isa.h"
+#include "engine/kernels/thread_pool.h"
 #include "gtest/gtest.h"
 #include "tests/testing/scalar_attention.h"
 
@@ -228,6 +229,25 @@ TEST_P(GqaAttentionTest, ChunkingDoesNotChangeAnyBit) {
       EXPECT_EQ(pieces, whole) << "chunks of " << chunk << ", " << IsaName(isa);
     }
   }
+}
+
+// A call big enough is shared by the kernel threads, one (4-row block, kv head) item per task
+// at a time: the split does not change any bit (the Long cases are above the size from which
+// calls go parallel).
+TEST_P(GqaAttentionTest, ThreadCountDoesNotChangeAnyBit) {
+  const Case c = GetParam();
+  const Data x = RandomData(c, 23);
+  const int saved = KernelThreads();
+  for (KernelIsa isa : Isas()) {
+    ScopedIsa scoped(isa);
+    SetKernelThreads(1);
+    const auto one = RunCase(c, x);
+    for (int threads : {2, 3}) {
+      SetKernelThreads(threads);  // the scratch (Engine) is sized after this, as callers must
+      EXPECT_EQ(RunCase(c, x), one) << threads << " threads, " << IsaName(isa);
+    }
+  }
+  SetKernelThreads(saved);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -38,11 +38,11 @@ std::string FixtureDir(const std::string& fixture) {
   return std::string(KVSERVE_TEST_DATA_DIR) + "/" + fixture;
 }
 
-// The tensors MatrixLoader loads (and so converts): nn.Linear weights, embedding, LM head. MLA
-// attention projections stay f32 (DecoderModel::Create).
-bool IsConvertedMatrix(const std::string& name, bool mla) {
+// The tensors MatrixLoader loads (and so converts): nn.Linear weights (MLA's projections and
+// kv_a_proj_with_mqa included), embedding, LM head.
+bool IsConvertedMatrix(const std::string& name) {
   const bool proj = name.size() > 12 && name.compare(name.size() - 12, 12, "_proj.weight") == 0;
-  if (mla && name.find("self_attn.") != std::string::npos) return false;
+  if (name.find("kv_a_proj_with_mqa.weight") != std::string::npos) return true;
   return proj || name == "model.embed_tokens.weight" || name == "lm_head.weight";
 }
 
@@ -84,8 +84,6 @@ std::string WriteConverted(const std::string& fixture, const std::string& tag,
   return dir;
 }
 
-bool IsMla(const std::string& fixture) { return fixture.find("deepseek") != std::string::npos; }
-
 // The logits of every position of the fixture's reference prompt (expected.safetensors).
 std::vector<float> AllLogits(DecoderModel& model, const std::vector<int32_t>& ids) {
   const cache::CacheSpec spec = model.CacheSpec(4);
@@ -98,6 +96,25 @@ std::vector<float> AllLogits(DecoderModel& model, const std::vector<int32_t>& id
   EXPECT_TRUE(cache->AllocateSlots(seq, static_cast<int32_t>(ids.size())));
   std::vector<float> logits(ids.size() * model.config().vocab_size);
   model.Forward(ids, 0, *cache, seq, /*all_logits=*/true, logits.data());
+  return logits;
+}
+
+// The same logits computed one position per step, as decoding does (MLA's absorbed form).
+std::vector<float> StepLogits(DecoderModel& model, const std::vector<int32_t>& ids) {
+  const cache::CacheSpec spec = model.CacheSpec(4);
+  cache::CacheOptions options;
+  options.block_size = 4;
+  options.max_sequences = 1;
+  options.budget_bytes = spec.PagedBytesPerToken() * 4 * 16 + spec.StateBytesPerSequence();
+  auto cache = *cache::KvCacheManager::Create(spec, options);
+  cache::SequenceCache seq = *cache->Begin(0);
+  EXPECT_TRUE(cache->AllocateSlots(seq, static_cast<int32_t>(ids.size())));
+  const int64_t vocab = model.config().vocab_size;
+  std::vector<float> logits(ids.size() * vocab);
+  for (size_t t = 0; t < ids.size(); ++t) {
+    model.Forward(absl::MakeConstSpan(&ids[t], 1), static_cast<int32_t>(t), *cache, seq,
+                  /*all_logits=*/true, logits.data() + t * vocab);
+  }
   return logits;
 }
 
@@ -130,11 +147,12 @@ float MaxAbs(const std::vector<float>& a) {
 
 // Bounds, relative to the largest |logit| of the fixture (up to ~9 in these random tiny models,
 // which amplify rounding: hidden 16-24, some attention scores near one-hot). Measured:
-//   bf16 vs the bf16-rounded oracle: 1.7% / 2.7% / 0.3% / 0.5% (gqa / mqa_tied / mla / s4), and
+//   bf16 vs the bf16-rounded oracle: 1.7% / 2.7% / 0.5% / 0.5% (gqa / mqa_tied / mla / s4; the same
+//        position by position, MLA then in its absorbed form: 0.4%), and
 //        at most 1.11x the error that rounding the weights alone causes (oracle vs f32; 0 for
 //        tiny_llama_gqa, whose weights are bf16 values): activations and weights are both rounded
 //        to 8-bit mantissas, so their errors are of one size;
-//   int8 vs f32: 5.2% / 12.0% / 1.8% / 3.4% (mqa_tied: hidden 24 = one block per activation
+//   int8 vs f32: 5.2% / 12.0% / 3.0% / 3.4% (mqa_tied: hidden 24 = one block per activation
 //        row); greedy token equal at 10 / 12 / 12 / 12 of the 12 positions.
 // The test prints these figures.
 // A wrong panel index, an embedding read from the wrong row or an untied head copy moves logits
@@ -150,16 +168,15 @@ class WeightDTypeParityTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(WeightDTypeParityTest, Bf16MatchesF32OnBf16RoundedWeights) {
   const std::string fixture = GetParam();
-  const bool mla = IsMla(fixture);
-  const std::string rounded = WriteConverted(fixture, "rounded", [mla](const std::string& n) {
-    return IsConvertedMatrix(n, mla) ? Rewrite::kRoundToBf16AsF32 : Rewrite::kKeep;
+  const std::string rounded = WriteConverted(fixture, "rounded", [](const std::string& n) {
+    return IsConvertedMatrix(n) ? Rewrite::kRoundToBf16AsF32 : Rewrite::kKeep;
   });
   const std::vector<int32_t> ids = ReferencePrompt(fixture);
   auto bf16 = Load(FixtureDir(fixture), WeightDType::kBf16);
   auto oracle = Load(rounded, WeightDType::kF32);
   auto f32 = Load(FixtureDir(fixture), WeightDType::kF32);
   ASSERT_TRUE(bf16 && oracle && f32);
-  EXPECT_EQ(bf16->weight_formats(), mla ? "bf16+f32" : "bf16");
+  EXPECT_EQ(bf16->weight_formats(), "bf16");
   EXPECT_EQ(oracle->weight_formats(), "f32");
   const std::vector<float> got = AllLogits(*bf16, ids), want = AllLogits(*oracle, ids);
   const std::vector<float> unrounded = AllLogits(*f32, ids);
@@ -171,27 +188,33 @@ TEST_P(WeightDTypeParityTest, Bf16MatchesF32OnBf16RoundedWeights) {
     EXPECT_LE(diff, kBf16VsWeightRounding * weight_rounding);
   }
   EXPECT_GT(diff, 0.0f) << "activations are rounded too: identical logits mean an f32 path ran";
+  // Position by position (MLA: the absorbed form, which reads kv_b_proj row by row).
+  const float step_diff = MaxAbsDiff(StepLogits(*bf16, ids), StepLogits(*oracle, ids));
+  EXPECT_LE(step_diff, kBf16RelativeTolerance * scale);
+  if (weight_rounding > 0) {
+    EXPECT_LE(step_diff, kBf16VsWeightRounding * weight_rounding);
+  }
   std::printf(
-      "%s bf16: max|Δ| %.4g vs oracle (%.2f%% of max|logit| %.3g), weight rounding alone "
-      "%.4g\n",
-      fixture.c_str(), diff, 100 * diff / scale, scale, weight_rounding);
+      "%s bf16: max|Δ| %.4g vs oracle (%.2f%% of max|logit| %.3g), one position per step "
+      "%.4g, weight rounding alone %.4g\n",
+      fixture.c_str(), diff, 100 * diff / scale, scale, step_diff, weight_rounding);
 }
 
 // A BF16 checkpoint packed from its bit patterns (no f32 copy) gives the same bits as the F32
 // checkpoint rounded at load.
 TEST_P(WeightDTypeParityTest, Bf16CheckpointLoadedAsStoredEqualsF32CheckpointRoundedAtLoad) {
   const std::string fixture = GetParam();
-  const bool mla = IsMla(fixture);
-  const std::string stored = WriteConverted(fixture, "bf16", [mla](const std::string& n) {
-    return IsConvertedMatrix(n, mla) ? Rewrite::kStoreAsBf16 : Rewrite::kKeep;
+  const std::string stored = WriteConverted(fixture, "bf16", [](const std::string& n) {
+    return IsConvertedMatrix(n) ? Rewrite::kStoreAsBf16 : Rewrite::kKeep;
   });
   const std::vector<int32_t> ids = ReferencePrompt(fixture);
   auto from_bits = Load(stored, WeightDType::kAuto);  // auto: BF16 stays bf16
   auto from_f32 = Load(FixtureDir(fixture), WeightDType::kBf16);
   ASSERT_TRUE(from_bits && from_f32);
-  EXPECT_EQ(from_bits->weight_formats(), mla ? "bf16+f32" : "bf16");
+  EXPECT_EQ(from_bits->weight_formats(), "bf16");
   EXPECT_EQ(from_bits->weight_bytes(), from_f32->weight_bytes());
   EXPECT_EQ(AllLogits(*from_bits, ids), AllLogits(*from_f32, ids));
+  EXPECT_EQ(StepLogits(*from_bits, ids), StepLogits(*from_f32, ids));
 }
 
 TEST_P(WeightDTypeParityTest, Int8StaysCloseToF32AndMostlyPicksTheSameGreedyTokens) {
@@ -200,7 +223,7 @@ TEST_P(WeightDTypeParityTest, Int8StaysCloseToF32AndMostlyPicksTheSameGreedyToke
   auto int8 = Load(FixtureDir(fixture), WeightDType::kInt8);
   auto f32 = Load(FixtureDir(fixture), WeightDType::kF32);
   ASSERT_TRUE(int8 && f32);
-  EXPECT_EQ(int8->weight_formats(), IsMla(fixture) ? "int8+f32" : "int8");
+  EXPECT_EQ(int8->weight_formats(), "int8");
   const std::vector<float> got = AllLogits(*int8, ids), want = AllLogits(*f32, ids);
   const float diff = MaxAbsDiff(got, want), scale = MaxAbs(want);
   EXPECT_LE(diff, kInt8RelativeTolerance * scale) << "logits up to " << scale;
@@ -254,6 +277,39 @@ TEST(WeightBytesTest, Bf16CheckpointHoldsItsMatricesAsBf16AndTheTiedTableOnce) {
   ASSERT_TRUE(f32.ok()) << f32.status();
   EXPECT_EQ(f32->model->weight_bytes(), f32->model->num_parameters() * 4);
 }
+
+// Every fixture (MLA's projections included) as an all-BF16 checkpoint: each matrix is held as
+// packed bf16 and nothing else, the other tensors as f32 — summed tensor by tensor from the file.
+class WeightBytesByTensorTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(WeightBytesByTensorTest, Bf16CheckpointHoldsEveryMatrixAsPackedBf16) {
+  const std::string dir = WriteConverted(GetParam(), "all_bf16_by_tensor",
+                                         [](const std::string&) { return Rewrite::kStoreAsBf16; });
+  auto loaded = LoadModelDirectory(dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  auto file = SafetensorsFile::Open(dir + "/model.safetensors");
+  ASSERT_TRUE(file.ok()) << file.status();
+  int64_t expected = 0, on_disk = 0, matrices = 0;
+  for (const TensorView& t : (*file)->tensors()) {
+    on_disk += t.num_bytes;
+    if (IsConvertedMatrix(t.name)) {
+      ASSERT_EQ(t.shape.size(), 2u) << t.name;
+      expected += PackedBf16Bytes(t.shape[0], t.shape[1]);
+      ++matrices;
+    } else {
+      expected += t.NumElements() * 4;
+    }
+  }
+  EXPECT_GT(matrices, 0);
+  EXPECT_EQ(loaded->model->weight_bytes(), expected);
+  EXPECT_EQ(loaded->model->weight_formats(), "bf16");
+  std::printf("%s: %lld bytes held for %lld on disk\n", GetParam().c_str(),
+              static_cast<long long>(expected), static_cast<long long>(on_disk));
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, WeightBytesByTensorTest,
+                         ::testing::Values("tiny_llama_gqa", "tiny_llama_mqa_tied",
+                                           "tiny_deepseek_v2_mla", "tiny_hybrid_s4"));
 
 // IEEE binary16 bits of `f`, rounded to nearest even (written out: clang 14 has no _Float16 on
 // x86-64 without AVX512-FP16, and the F16C instructions would need a target attribute).
