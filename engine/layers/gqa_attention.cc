@@ -233,6 +233,14 @@ int64_t GqaAttentionScratchFloats(const AttentionShape& shape) {
   return KernelThreads() * ItemScratchFloats(shape);
 }
 
+bool GqaAttentionIsShared(const AttentionShape& shape, int64_t start_pos, int64_t n) {
+  // Multiply-adds of the call, roughly: every row's heads over its context, keys and values.
+  const double work = static_cast<double>(n) * static_cast<double>(start_pos + n) *
+                      static_cast<double>(shape.num_heads) *
+                      static_cast<double>(shape.head_dim + shape.value_width());
+  return work >= kParallelAttentionWork && KernelThreads() > 1;
+}
+
 void GqaAttention(const float* q, const KvView& kv, int64_t start_pos, int64_t n,
                   const AttentionShape& shape, float* scratch, float* out) {
   const bool bf16 = kv.dtype == cache::KvDtype::kBf16;
@@ -247,12 +255,8 @@ void GqaAttention(const float* q, const KvView& kv, int64_t start_pos, int64_t n
   const int64_t blocks = (n + kAttentionQueryRows - 1) / kAttentionQueryRows;
   const int64_t items = blocks * shape.num_kv_heads;
   const int64_t per_item = ItemScratchFloats(shape);
-  // Multiply-adds of the call, roughly: every row's heads over its context, keys and values.
-  const double work = static_cast<double>(n) * static_cast<double>(start_pos + n) *
-                      static_cast<double>(shape.num_heads) *
-                      static_cast<double>(shape.head_dim + shape.value_width());
   const int64_t tasks =
-      work < kParallelAttentionWork ? 1 : std::min<int64_t>(KernelThreads(), items);
+      GqaAttentionIsShared(shape, start_pos, n) ? std::min<int64_t>(KernelThreads(), items) : 1;
   // Task t takes items t, t + tasks, …: interleaved, so the causal rows' growing cost is shared
   // evenly; each task owns one item's scratch.
   auto run = [&](int64_t t) {

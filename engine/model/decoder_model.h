@@ -49,9 +49,9 @@ namespace kvserve::engine {
 class DecoderModel {
  public:
   // Matrices (nn.Linear weights, embedding, LM head) are kept in the storage `options` asks for
-  // (weight_source.h), MLA projections included; norms and S4 parameters in f32. A tied LM head and the embedding
-  // share one table. RESOURCE_EXHAUSTED, before any weight is read, when EstimateMemory exceeds
-  // the memory available (options.available_memory_bytes).
+  // (weight_source.h), MLA projections included; norms and S4 parameters in f32. A tied LM head and
+  // the embedding share one table. RESOURCE_EXHAUSTED, before any weight is read, when
+  // EstimateMemory exceeds the memory available (options.available_memory_bytes).
   static absl::StatusOr<std::unique_ptr<DecoderModel>> Create(const ModelConfig& config,
                                                               const WeightSource& weights,
                                                               const WeightOptions& options = {});
@@ -163,25 +163,26 @@ class DecoderModel {
 
   // Workspaces, grown on demand and reused across calls (no allocation per decode step).
   int64_t reserved_tokens_ = 0;
-  std::vector<SequenceRows> seq_rows_;  // one per sequence of the current step
-  std::vector<int64_t> logit_rows_;     // rows whose logits the caller wants
-  AlignedFloats logit_h_;               // [logit rows, hidden] their normed hidden states
-  std::vector<int32_t> tokens_;         // [n]
-  std::vector<int32_t> positions_;      // [n]
-  std::vector<float> rope_table_;       // [n, head_dim/2, 2]
-  std::vector<float> mla_rope_table_;   // [n, qk_rope_head_dim/2, 2]
-  AlignedFloats x_;                     // [n, hidden] residual stream
-  AlignedFloats h_;                     // [n, hidden] normed
-  AlignedFloats q_;                     // [n, heads*head_dim]
-  AlignedFloats k_;                     // [n, kv_heads*head_dim]
-  AlignedFloats v_;                     // [n, kv_heads*head_dim]
-  AlignedFloats attn_;                  // [n, heads*head_dim]
-  AlignedFloats s4_in_;                 // [n, hidden] S4 input after in_proj
-  AlignedFloats s4_out_;                // [n, hidden] S4 output before out_proj
-  AlignedFloats gate_;                  // [n, intermediate]
-  AlignedFloats up_;                    // [n, intermediate]
-  AlignedFloats proj_;                  // [n, hidden]
-  std::vector<float> scores_;           // GqaAttention's scratch, fixed size
+  std::vector<SequenceRows> seq_rows_;           // one per sequence of the current step
+  std::vector<int64_t> logit_rows_;              // rows whose logits the caller wants
+  AlignedFloats logit_h_;                        // [logit rows, hidden] their normed hidden states
+  std::vector<int32_t> tokens_;                  // [n]
+  std::vector<int32_t> positions_;               // [n]
+  std::vector<float> rope_table_;                // [n, head_dim/2, 2]
+  std::vector<float> mla_rope_table_;            // [n, qk_rope_head_dim/2, 2]
+  AlignedFloats x_;                              // [n, hidden] residual stream
+  AlignedFloats h_;                              // [n, hidden] normed
+  AlignedFloats q_;                              // [n, heads*head_dim]
+  AlignedFloats k_;                              // [n, kv_heads*head_dim]
+  AlignedFloats v_;                              // [n, kv_heads*head_dim]
+  AlignedFloats attn_;                           // [n, heads*head_dim]
+  AlignedFloats s4_in_;                          // [n, hidden] S4 input after in_proj
+  AlignedFloats s4_out_;                         // [n, hidden] S4 output before out_proj
+  AlignedFloats gate_;                           // [n, intermediate]
+  AlignedFloats up_;                             // [n, intermediate]
+  AlignedFloats proj_;                           // [n, hidden]
+  std::vector<float> scores_;                    // GqaAttention's scratch, fixed size
+  std::vector<const SequenceRows*> small_seqs_;  // a step's attention calls shared out whole
 };
 
 }  // namespace kvserve::engine
