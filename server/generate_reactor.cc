@@ -58,11 +58,21 @@ engine::SteadyTime EngineDeadline(std::chrono::system_clock::time_point deadline
 // the decisions. The request's id comes from OnAccepted, before the request is queued: a hold
 // decided before Submit has returned to the handler still stops the very next token (waiting for
 // Started let the engine run on, unbounded, while the handler thread was descheduled).
-class GenerateReactor::StreamState : public engine::TokenSink {
+//
+// Idle timeout: each hold starts the budget's idle clock; a hold that outlasts it runs
+// OnIdleTimeout on the timer's thread, which ends the stream as a client cancel would, except that
+// the write in flight (which a client that does not read never completes) must be failed first:
+// ServerContext::TryCancel. That call needs the context alive, so until it has returned nothing may
+// call Finish (after Finish, OnDone may free the call): a Finish decided meanwhile, by OnWriteDone
+// or OnCancel (gRPC may run them inline, within TryCancel), is deferred and run by OnIdleTimeout.
+class GenerateReactor::StreamState : public engine::TokenSink,
+                                     public std::enable_shared_from_this<StreamState> {
  public:
-  StreamState(GenerateReactor* reactor, engine::Engine* engine, ModelMetrics* metrics,
-              StreamBudget* budget, std::chrono::system_clock::time_point deadline)
+  StreamState(GenerateReactor* reactor, grpc::CallbackServerContext* context,
+              engine::Engine* engine, ModelMetrics* metrics, StreamBudget* budget,
+              std::chrono::system_clock::time_point deadline)
       : reactor_(reactor),
+        context_(context),
         engine_(engine),
         metrics_(metrics),
         budget_(budget),
@@ -156,9 +166,53 @@ class GenerateReactor::StreamState : public engine::TokenSink {
   void Close() {
     absl::MutexLock lock(&mu_);
     finish_called_ = true;
-    budget_->AddBuffered(-(unsent_bytes_ + in_flight_bytes_));
-    unsent_bytes_ = 0;
-    in_flight_bytes_ = 0;
+    ReleaseBufferedLocked();
+    budget_->StopIdleClock(idle_key_);
+    idle_key_ = 0;
+  }
+
+  // The timer's thread: the hold `key` lasted the whole idle timeout. Ends the stream if that hold
+  // is still on: the request is cancelled and the output released at once, the call cancelled.
+  std::optional<std::string> OnIdleTimeout(StreamIdleTimeout::Key key) {
+    Action action = Action::kNone;
+    bool try_cancel = false;
+    std::string name;
+    {
+      absl::MutexLock lock(&mu_);
+      // A stream already ending (finished, or cancelled by its client) is left to that.
+      if (finish_called_ || cancelled_ || idle_key_ != key) return std::nullopt;
+      idle_key_ = 0;
+      name = absl::StrCat("gRPC stream ", request_id_);
+      cancelled_ = true;
+      if (!final_status_.has_value() || final_status_->ok()) {
+        final_status_ =
+            absl::CancelledError("--stream-idle-timeout: the client took no output for too long");
+      }
+      ReleaseBufferedLocked();
+      // Under mu_, where the engine is known to be alive (the call is not finished, so the server
+      // has not shut down its engines); the engine never calls a sink under its own lock.
+      if (started_ && !engine_cancel_sent_) {
+        engine_cancel_sent_ = true;
+        engine_->Cancel(id_);
+      }
+      if (!write_in_flight_) {
+        finish_called_ = true;
+        action = Action::kFinish;
+      } else {
+        try_cancel = true;
+        try_cancel_running_ = true;
+      }
+    }
+    if (try_cancel) {
+      // Fails the write in flight: OnWriteDone(false) then decides the Finish (deferred, below).
+      context_->TryCancel();
+      absl::MutexLock lock(&mu_);
+      try_cancel_running_ = false;
+      action = deferred_action_;
+      deferred_action_ = Action::kNone;
+    }
+    Run(action);
+    return name;
   }
 
   // Fails the call before anything was submitted.
@@ -196,6 +250,7 @@ class GenerateReactor::StreamState : public engine::TokenSink {
         action = NextActionLocked();
         UpdateHoldLocked();
       }
+      action = DeferWhileTryCancelLocked(action);
     }
     CancelEngineIfNeeded();
     Run(action);
@@ -211,6 +266,7 @@ class GenerateReactor::StreamState : public engine::TokenSink {
         final_status_ = absl::CancelledError("the client cancelled the stream");
         action = Action::kFinish;
       }
+      action = DeferWhileTryCancelLocked(action);
     }
     CancelEngineIfNeeded();
     Run(action);
@@ -281,12 +337,33 @@ class GenerateReactor::StreamState : public engine::TokenSink {
   }
 
   // Holds or lets go of the request as StreamBudget::MustHold says. Only called after an event,
-  // so after OnAccepted.
+  // so after OnAccepted. A hold starts the idle clock, letting go stops it. A cancelled request
+  // keeps its hold until the cancel ends it: letting it go would only buy it another step.
   void UpdateHoldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (cancelled_) return;
     const bool hold = !finish_called_ && budget_->MustHold(unsent_bytes_);
     if (hold == held_) return;
     held_ = hold;
     engine_->SetHeld(id_, hold);
+    budget_->StopIdleClock(idle_key_);
+    idle_key_ = 0;
+    if (hold) idle_key_ = budget_->StartIdleClock(weak_from_this());
+  }
+
+  // Stops counting what the stream buffers (its call is over or being ended).
+  void ReleaseBufferedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    budget_->AddBuffered(-(unsent_bytes_ + in_flight_bytes_));
+    unsent_bytes_ = 0;
+    in_flight_bytes_ = 0;
+    for (Sample& sample : samples_) sample.bytes = 0;
+  }
+
+  // While OnIdleTimeout's TryCancel runs, a reactor action is left for it to run afterwards.
+  Action DeferWhileTryCancelLocked(Action action) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!try_cancel_running_ || action == Action::kNone) return action;
+    KV_CHECK(deferred_action_ == Action::kNone) << "two reactor actions during one TryCancel";
+    deferred_action_ = action;
+    return Action::kNone;
   }
 
   // Reactor calls happen outside mu_: gRPC may run reactions inline. The two finishing actions
@@ -335,6 +412,7 @@ class GenerateReactor::StreamState : public engine::TokenSink {
   }
 
   GenerateReactor* const reactor_;  // valid until Finish has been called and OnDone has run
+  grpc::CallbackServerContext* const context_;  // the same
   engine::Engine* const engine_;
   ModelMetrics* const metrics_;  // may be null
   StreamBudget* const budget_;
@@ -366,19 +444,23 @@ class GenerateReactor::StreamState : public engine::TokenSink {
   int64_t unsent_bytes_ ABSL_GUARDED_BY(mu_) = 0;     // in samples_' buffers
   int64_t in_flight_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // in out_, until OnWriteDone
   bool held_ ABSL_GUARDED_BY(mu_) = false;            // the engine was told to hold the request
+  StreamIdleTimeout::Key idle_key_ ABSL_GUARDED_BY(mu_) = 0;  // the current hold's idle clock
+  // OnIdleTimeout is in TryCancel: Finish must wait (the action that would call it waits here).
+  bool try_cancel_running_ ABSL_GUARDED_BY(mu_) = false;
+  Action deferred_action_ ABSL_GUARDED_BY(mu_) = Action::kNone;
   // The message being written; gRPC reads it until OnWriteDone / OnDone. Only touched by the thread
   // that set write_in_flight_ / finish_called_, so it needs no lock while a write is in flight.
   pb::GenerateResponse out_;
 };
 
-GenerateReactor::GenerateReactor(engine::Engine* engine, ModelMetrics* metrics,
-                                 StreamBudget* budget,
+GenerateReactor::GenerateReactor(grpc::CallbackServerContext* context, engine::Engine* engine,
+                                 ModelMetrics* metrics, StreamBudget* budget,
                                  std::chrono::system_clock::time_point deadline,
                                  engine::SteadyTime arrival,
                                  absl::StatusOr<engine::GenerationRequest> converted,
                                  bool echo_prompt_ids)
     : budget_(budget),
-      state_(std::make_shared<StreamState>(this, engine, metrics, budget, deadline)) {
+      state_(std::make_shared<StreamState>(this, context, engine, metrics, budget, deadline)) {
   budget_->Open();
   if (!converted.ok()) {
     state_->FailNow(converted.status());

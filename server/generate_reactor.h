@@ -10,7 +10,8 @@
 //
 // Output the client has not taken yet is counted in the server's StreamBudget and bounded by
 // backpressure: past the budget's limits the stream holds its request in the engine until the
-// client reads (server/stream_budget.h).
+// client reads (server/stream_budget.h), or, with an idle timeout, until the hold has lasted that
+// long: then the stream cancels its request and the call (server/stream_idle_timeout.h).
 //
 // Thread-safety: StreamState is shared by the engine thread and gRPC threads; all of its state is
 // guarded by its mutex, and reactor operations are started outside that mutex.
@@ -39,8 +40,9 @@ class GenerateReactor : public grpc::ServerWriteReactor<kvserve::v1::GenerateRes
   // the engine's clock, taken before tokenization as vLLM's front end stamps it. With
   // `echo_prompt_ids` the stream's first message carries the prompt's token ids.
   // `budget` (the server's; must outlive the call) counts the stream as open until OnDone and
-  // bounds what it buffers.
-  GenerateReactor(engine::Engine* engine, ModelMetrics* metrics, StreamBudget* budget,
+  // bounds what it buffers. `context` is the call's: an idle timeout cancels the call through it.
+  GenerateReactor(grpc::CallbackServerContext* context, engine::Engine* engine,
+                  ModelMetrics* metrics, StreamBudget* budget,
                   std::chrono::system_clock::time_point deadline, engine::SteadyTime arrival,
                   absl::StatusOr<engine::GenerationRequest> converted, bool echo_prompt_ids);
   void OnWriteDone(bool ok) override;

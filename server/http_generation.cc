@@ -2,11 +2,13 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <deque>
 #include <optional>
+#include <string>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -16,12 +18,15 @@
 
 namespace kvserve::server {
 
-class HttpGeneration::State {
+class HttpGeneration::State : public std::enable_shared_from_this<State> {
  public:
-  State(engine::Engine* engine, StreamBudget* budget, int32_t num_prompts, int32_t n)
+  State(engine::Engine* engine, StreamBudget* budget, int32_t num_prompts, int32_t n,
+        int client_socket, std::string name)
       : engine_(engine),
         budget_(budget),
         n_(n),
+        client_socket_(client_socket),
+        name_(std::move(name)),
         choices_(static_cast<size_t>(num_prompts) * n),
         prompt_tokens_(num_prompts, 0),
         prompts_(num_prompts) {
@@ -31,6 +36,7 @@ class HttpGeneration::State {
   ~State() { close(event_fd_); }
 
   int event_fd() const { return event_fd_; }
+  int client_socket() const { return client_socket_; }
 
   // Submit's thread, before prompt `prompt`'s request is queued: the id holds are sent for.
   void Accepted(int32_t prompt, engine::RequestId id) {
@@ -83,9 +89,7 @@ class HttpGeneration::State {
       }
       UpdateHoldsLocked();
     }
-    const uint64_t one = 1;
-    // EAGAIN only at a counter of 2^64 - 2: the reader is awake then anyway.
-    [[maybe_unused]] ssize_t ignored = write(event_fd_, &one, sizeof(one));
+    WakeReader();
   }
 
   Update Take() {
@@ -129,16 +133,34 @@ class HttpGeneration::State {
   // Its requests are cancelled next (a held request ends like any other), so no hold is released.
   void Close() {
     absl::MutexLock lock(&mu_);
-    if (closed_) return;
-    closed_ = true;
-    budget_->AddBuffered(-unsent_bytes_);
-    unsent_bytes_ = 0;
-    pending_bytes_ = 0;
+    CloseLocked();
   }
 
-  bool HasNews() {
+  // The timer's thread: the hold `key` lasted the whole idle timeout. Ends the call if that hold
+  // is still on (http_generation.h).
+  std::optional<std::string> OnIdleTimeout(StreamIdleTimeout::Key key) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (closed_ || idle_key_ != key) return std::nullopt;
+      timed_out_ = true;
+      CloseLocked();
+      // The connection thread cancels them too once it notices; this frees their slots and cache
+      // now. A prompt not queued yet is cancelled by that thread alone.
+      for (const Prompt& p : prompts_) {
+        if (p.queued) engine_->Cancel(p.id);
+      }
+      // Not closed, so the connection thread has not closed the socket either.
+      if (client_socket_ >= 0) shutdown(client_socket_, SHUT_RDWR);
+    }
+    WakeReader();
+    return "HTTP call " + name_;
+  }
+
+  // Whether WaitForOutput should return: output or the call's end to Take, or an idle timeout.
+  bool HasNews(bool* timed_out) {
     absl::MutexLock lock(&mu_);
-    return !ready_.empty() || error_.has_value() ||
+    *timed_out = timed_out_;
+    return timed_out_ || !ready_.empty() || error_.has_value() ||
            num_finished_ == static_cast<int32_t>(choices_.size());
   }
 
@@ -153,7 +175,8 @@ class HttpGeneration::State {
     bool held = false;         // the engine was told to hold it
   };
 
-  // Holds or lets go of every queued request of the call, as StreamBudget::MustHold says.
+  // Holds or lets go of every queued request of the call, as StreamBudget::MustHold says. The
+  // call's hold starts the idle clock, letting go stops it.
   void UpdateHoldsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const bool hold = !closed_ && budget_->MustHold(unsent_bytes_);
     for (Prompt& p : prompts_) {
@@ -161,11 +184,34 @@ class HttpGeneration::State {
       p.held = hold;
       engine_->SetHeld(p.id, hold);
     }
+    if (hold == (idle_key_ != 0)) return;
+    budget_->StopIdleClock(idle_key_);
+    idle_key_ = 0;
+    if (hold) idle_key_ = budget_->StartIdleClock(weak_from_this());
+  }
+
+  void CloseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (closed_) return;
+    closed_ = true;
+    budget_->AddBuffered(-unsent_bytes_);
+    unsent_bytes_ = 0;
+    pending_bytes_ = 0;
+    budget_->StopIdleClock(idle_key_);
+    idle_key_ = 0;
+  }
+
+  // Never blocks (a non-blocking eventfd write; the counter cannot overflow in practice).
+  void WakeReader() {
+    const uint64_t one = 1;
+    // EAGAIN only at a counter of 2^64 - 2: the reader is awake then anyway.
+    [[maybe_unused]] ssize_t ignored = write(event_fd_, &one, sizeof(one));
   }
 
   engine::Engine* const engine_;
   StreamBudget* const budget_;
   const int32_t n_;
+  const int client_socket_;  // -1: unknown
+  const std::string name_;   // in the idle timeout's log line
   int event_fd_ = -1;
   absl::Mutex mu_;
   std::vector<Choice> choices_ ABSL_GUARDED_BY(mu_);
@@ -175,8 +221,10 @@ class HttpGeneration::State {
   int32_t num_finished_ ABSL_GUARDED_BY(mu_) = 0;
   engine::FinishReason last_finish_reason_ ABSL_GUARDED_BY(mu_) = engine::FinishReason::kNone;
   std::optional<absl::Status> error_ ABSL_GUARDED_BY(mu_);
-  bool done_ ABSL_GUARDED_BY(mu_) = false;    // the final Update was taken: ignore the rest
-  bool closed_ ABSL_GUARDED_BY(mu_) = false;  // Close: nothing is counted any more
+  bool done_ ABSL_GUARDED_BY(mu_) = false;       // the final Update was taken: ignore the rest
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;     // Close: nothing is counted any more
+  bool timed_out_ ABSL_GUARDED_BY(mu_) = false;  // the idle timeout ended the call
+  StreamIdleTimeout::Key idle_key_ ABSL_GUARDED_BY(mu_) = 0;  // the current hold's idle clock
   std::vector<Prompt> prompts_ ABSL_GUARDED_BY(mu_);
   // Counted in budget_: output not yet taken (pending_bytes_) plus output taken and not yet
   // Written.
@@ -198,12 +246,13 @@ class HttpGeneration::PromptSink final : public engine::TokenSink {
 
 absl::StatusOr<std::unique_ptr<HttpGeneration>> HttpGeneration::Submit(
     engine::Engine* engine, StreamBudget* budget, std::vector<engine::GenerationRequest> requests,
-    int32_t n) {
+    int32_t n, int client_socket) {
   // Submit rejects n outside [1, kMaxSamples] before any event; size the buffers for what it
   // accepts.
   const int32_t samples = std::clamp(n, 1, engine::kMaxSamples);
   const int32_t num_prompts = static_cast<int32_t>(requests.size());
-  auto state = std::make_shared<State>(engine, budget, num_prompts, samples);
+  auto state = std::make_shared<State>(engine, budget, num_prompts, samples, client_socket,
+                                       requests.empty() ? "" : requests.front().request_id);
   std::unique_ptr<HttpGeneration> call(new HttpGeneration(engine, state, num_prompts * samples));
   for (int32_t i = 0; i < num_prompts; ++i) {
     absl::StatusOr<engine::RequestId> id =
@@ -218,9 +267,11 @@ absl::StatusOr<std::unique_ptr<HttpGeneration>> HttpGeneration::Submit(
 // Cancelling a finished request is a no-op for the engine, so this needs no bookkeeping.
 HttpGeneration::~HttpGeneration() { Cancel(); }
 
-HttpGeneration::Wake HttpGeneration::WaitForOutput(int client_socket) {
+HttpGeneration::Wake HttpGeneration::WaitForOutput() {
+  const int client_socket = state_->client_socket();
   for (;;) {
-    if (state_->HasNews()) return Wake::kOutput;
+    bool timed_out = false;
+    if (state_->HasNews(&timed_out)) return timed_out ? Wake::kHangup : Wake::kOutput;
     pollfd fds[2] = {{state_->event_fd(), POLLIN, 0}, {client_socket, POLLRDHUP, 0}};
     const int r = poll(fds, client_socket >= 0 ? 2 : 1, -1);
     if (r < 0) {

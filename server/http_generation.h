@@ -17,12 +17,21 @@
 // sample of kvserve memory for a client that does not read; what the kernel accepted from
 // sink.write is bounded by the socket's buffers.
 //
+// Idle timeout (server/stream_idle_timeout.h): a hold that lasts longer ends the call from the
+// timer's thread: its requests are cancelled and its output released at once, and the client's
+// socket is shut down, so that the connection thread's blocked write fails (or its poll wakes),
+// and it ends the call as for a client that hung up. The socket stays open while the call is not
+// Cancelled (the connection thread closes it only after the call's response is destroyed, which
+// cancels the call), and the timer shuts it down only under the state's mutex, having checked
+// that, so it never touches a descriptor that was closed and reused.
+//
 // Choice index i * n + j is sample j of prompt i (OpenAI's order for a list of prompts).
 //
 // Thread-safety: Submit, WaitForOutput, Take, Written and Cancel are called by the one connection
-// thread; the engine thread only reaches the state through the sinks. All shared state is under a
-// mutex; SetHeld is called under it (the engine never calls a sink under its own lock), so the
-// engine receives the holds in the order they were decided.
+// thread; the engine thread only reaches the state through the sinks, the idle timer's thread
+// through its callback. All shared state is under a mutex; SetHeld and Cancel are called under it
+// (the engine never calls a sink under its own lock), so the engine receives the holds in the
+// order they were decided.
 #ifndef KVSERVE_SERVER_HTTP_GENERATION_H_
 #define KVSERVE_SERVER_HTTP_GENERATION_H_
 
@@ -41,17 +50,19 @@ class StreamBudget;
 class HttpGeneration {
  public:
   // Submits `requests` (each with n samples) to `engine`; their unsent output is counted in
-  // `budget`. Both must outlive the call. If one is rejected, those already submitted are
-  // cancelled and its error returned (nothing streams).
+  // `budget`. Both must outlive the call. `client_socket` is the connection's (-1: unknown, then
+  // an idle timeout cannot interrupt a blocked write, which ends at the write timeout). If one is
+  // rejected, those already submitted are cancelled and its error returned (nothing streams).
   static absl::StatusOr<std::unique_ptr<HttpGeneration>> Submit(
       engine::Engine* engine, StreamBudget* budget, std::vector<engine::GenerationRequest> requests,
-      int32_t n);
+      int32_t n, int client_socket);
   ~HttpGeneration();  // Cancel()
 
   enum class Wake { kOutput, kHangup };
-  // Blocks until there is output to Take (or the call is over), or until `client_socket` (-1:
-  // unknown, not watched) reports that the peer closed the connection.
-  Wake WaitForOutput(int client_socket);
+  // Blocks until there is output to Take (or the call is over), or until the client socket (if
+  // known) reports that the peer closed the connection, or the idle timeout ended the call
+  // (kHangup: the client is gone as far as the call is concerned).
+  Wake WaitForOutput();
 
   struct Update {
     // Choices with new output since the last Take, in the order it arrived: (index, delta).

@@ -34,7 +34,8 @@ thread_local std::string t_tenant;
 // TCP 4-tuple, which the Request carries (local port, remote address and port) and which no other
 // socket of the process can share; the socket is found once per connection among the process's
 // descriptors and remembered per thread (a worker serves one connection at a time). It stays
-// valid while the handler runs: only this thread closes it, after the handler returns.
+// valid while the call is under way: only this thread closes it, after the response, and with it
+// the call (HttpGeneration), has been destroyed.
 bool SocketMatches(int fd, const httplib::Request& req) {
   sockaddr_storage local{}, peer{};
   socklen_t local_len = sizeof(local), peer_len = sizeof(peer);
@@ -256,15 +257,14 @@ class HttpServer::Impl {
       (*requests)[i].request_id =
           requests->size() == 1 ? header.id : absl::StrCat(header.id, "-", i);
     }
-    absl::StatusOr<std::unique_ptr<HttpGeneration>> call =
-        HttpGeneration::Submit(*engine, options_.streams, *std::move(requests), parsed->n());
+    absl::StatusOr<std::unique_ptr<HttpGeneration>> call = HttpGeneration::Submit(
+        *engine, options_.streams, *std::move(requests), parsed->n(), ClientSocket(req));
     if (!call.ok()) return Reject(m, call.status(), res);
 
     auto active = std::make_shared<ActiveCall>(this);
-    const int client = ClientSocket(req);
     const engine::Tokenizer& tokenizer = (*engine)->tokenizer();
     if (!parsed->stream) {
-      Collect(**call, client, *parsed, header, tokenizer, m, res);
+      Collect(**call, *parsed, header, tokenizer, m, res);
       return;
     }
     // The provider runs on this thread after the handler returns, once the 200 and the headers
@@ -276,9 +276,9 @@ class HttpServer::Impl {
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, shared_call, client, request = *std::move(parsed), header, &tokenizer, m, active,
-         counted](size_t /*offset*/, httplib::DataSink& sink) {
-          return Stream(*shared_call, client, request, header, tokenizer, m, sink, counted.get());
+        [this, shared_call, request = *std::move(parsed), header, &tokenizer, m, active, counted](
+            size_t /*offset*/, httplib::DataSink& sink) {
+          return Stream(*shared_call, request, header, tokenizer, m, sink, counted.get());
         },
         [shared_call, m, counted](bool /*success: never set by cpp-httplib 0.11*/) {
           if (*counted) return;
@@ -288,12 +288,11 @@ class HttpServer::Impl {
   }
 
   // Non-streaming: gathers every choice's output, then answers once.
-  void Collect(HttpGeneration& call, int client, const OpenAiRequest& request,
-               const ResponseHeader& header, const engine::Tokenizer& tokenizer, ModelMetrics* m,
-               httplib::Response& res) {
+  void Collect(HttpGeneration& call, const OpenAiRequest& request, const ResponseHeader& header,
+               const engine::Tokenizer& tokenizer, ModelMetrics* m, httplib::Response& res) {
     std::vector<ChoiceOutput> choices(call.num_choices());
     for (;;) {
-      if (call.WaitForOutput(client) == HttpGeneration::Wake::kHangup) {
+      if (call.WaitForOutput() == HttpGeneration::Wake::kHangup) {
         call.Cancel();
         if (m != nullptr) m->CountFailure(FailureReason::kCancelled);
         SetError(res, HttpErrorFor(absl::CancelledError("the client closed the connection")));
@@ -330,9 +329,9 @@ class HttpServer::Impl {
   // Streaming: one SSE event per choice with new output, as it arrives. False ends the response
   // without the terminating chunk (cpp-httplib then closes the connection). Sets *counted once the
   // call's outcome is counted.
-  bool Stream(HttpGeneration& call, int client, const OpenAiRequest& request,
-              const ResponseHeader& header, const engine::Tokenizer& tokenizer, ModelMetrics* m,
-              httplib::DataSink& sink, bool* counted) {
+  bool Stream(HttpGeneration& call, const OpenAiRequest& request, const ResponseHeader& header,
+              const engine::Tokenizer& tokenizer, ModelMetrics* m, httplib::DataSink& sink,
+              bool* counted) {
     std::vector<bool> started(call.num_choices(), false);
     auto client_gone = [&] {
       *counted = true;
@@ -342,7 +341,7 @@ class HttpServer::Impl {
     };
     std::string out;
     for (;;) {
-      if (call.WaitForOutput(client) == HttpGeneration::Wake::kHangup) return client_gone();
+      if (call.WaitForOutput() == HttpGeneration::Wake::kHangup) return client_gone();
       HttpGeneration::Update update = call.Take();
       out.clear();
       for (auto& [index, delta] : update.deltas) {

@@ -81,6 +81,7 @@ int Run(int argc, char** argv) {
   bool log_requests = false;
   int64_t max_stream_buffer_bytes = options.max_stream_buffer_bytes;
   int64_t max_buffered_bytes = options.max_buffered_bytes;
+  int64_t stream_idle_timeout = options.stream_idle_timeout.count();
   std::string api_keys_file;
   int64_t tls_refresh_interval = options.tls.refresh_interval_seconds;
   bool share_prefix_cache = false;
@@ -162,6 +163,10 @@ int Run(int argc, char** argv) {
   flags.AddInt("max-buffered-bytes", &max_buffered_bytes,
                "the same bound for all streams of both APIs together (the "
                "kvserve_stream_buffered_bytes gauge)");
+  flags.AddInt("stream-idle-timeout", &stream_idle_timeout,
+               "seconds a stream held by those bounds may wait for its client to read; then its "
+               "request is cancelled (freeing its running slot and cache) and the call ended "
+               "(0 = wait for ever)");
 
   flags.AddString("api-keys-file", &api_keys_file,
                   "require 'authorization: Bearer <key>' on every kvserve.v1 call (health and "
@@ -287,6 +292,12 @@ int Run(int argc, char** argv) {
   options.log_requests = log_requests;
   options.max_stream_buffer_bytes = max_stream_buffer_bytes;
   options.max_buffered_bytes = max_buffered_bytes;
+  options.stream_idle_timeout = std::chrono::seconds(stream_idle_timeout);
+  if (absl::Status s = kvserve::server::ValidateStreamIdleTimeout(options.stream_idle_timeout);
+      !s.ok()) {
+    std::fprintf(stderr, "kvserve: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   if (tls_refresh_interval < 1 || tls_refresh_interval > 86400) {
     std::fprintf(stderr, "kvserve: --tls-refresh-interval must be in [1, 86400] seconds\n");
     return 2;

@@ -205,8 +205,8 @@ class KvServer::Service final : public pb::KvServe::CallbackService {
     if (converted.ok() && api_keys_ != nullptr) {
       converted->cache_salt = api_keys_->CacheSalt(*tenant, converted->cache_salt);
     }
-    return new GenerateReactor(*engine, metrics_->ForModel((*engine)->info().name), streams_,
-                               context->deadline(), arrival, std::move(converted),
+    return new GenerateReactor(context, *engine, metrics_->ForModel((*engine)->info().name),
+                               streams_, context->deadline(), arrival, std::move(converted),
                                request.return_prompt_token_ids());
   }
 
@@ -268,6 +268,7 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
     return absl::InvalidArgumentError(
         "--max-stream-buffer-bytes and --max-buffered-bytes must be >= 1");
   }
+  KV_RETURN_IF_ERROR(ValidateStreamIdleTimeout(options.stream_idle_timeout));
   RouteProtobufLogging();
   // Before the models load: a wrong certificate path fails at once.
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
@@ -280,9 +281,15 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
   }
   if (options.log_requests) server->request_log_ = std::make_shared<RequestLog>();
   server->metrics_ = std::make_unique<PrometheusMetrics>();
-  server->streams_ =
-      std::make_unique<StreamBudget>(options.max_stream_buffer_bytes, options.max_buffered_bytes,
-                                     &server->metrics_->stream_buffered_bytes());
+  std::unique_ptr<StreamIdleTimeout> idle_timeout;
+  if (options.stream_idle_timeout.count() > 0) {
+    idle_timeout =
+        std::make_unique<StreamIdleTimeout>(options.stream_idle_timeout, options.stream_idle_clock,
+                                            &server->metrics_->stream_idle_timeouts());
+  }
+  server->streams_ = std::make_unique<StreamBudget>(
+      options.max_stream_buffer_bytes, options.max_buffered_bytes,
+      &server->metrics_->stream_buffered_bytes(), std::move(idle_timeout));
   KV_ASSIGN_OR_RETURN(
       server->registry_,
       ModelRegistry::Create(options.models, options.engine,
@@ -355,6 +362,17 @@ absl::StatusOr<std::unique_ptr<KvServer>> KvServer::Create(const ServerOptions& 
   health->SetServingStatus("", true);
   health->SetServingStatus(kServiceName, true);
   return server;
+}
+
+absl::Status ValidateStreamIdleTimeout(std::chrono::seconds timeout) {
+  // A year is past any sensible value and far from where a duration in nanoseconds overflows.
+  constexpr std::chrono::seconds kMax = std::chrono::hours(24 * 365);
+  if (timeout.count() < 0 || timeout > kMax) {
+    return absl::InvalidArgumentError(absl::StrCat("--stream-idle-timeout: must be in [0, ",
+                                                   kMax.count(), "] seconds (0 = off), got ",
+                                                   timeout.count()));
+  }
+  return absl::OkStatus();
 }
 
 std::string MetricsListenAddress(const std::string& metrics_address,

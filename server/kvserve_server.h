@@ -53,6 +53,13 @@ struct ServerOptions {
   // read before its request stops generating, and the same for all streams of the server.
   int64_t max_stream_buffer_bytes = 64 << 10;
   int64_t max_buffered_bytes = 64 << 20;
+  // A stream held that long (its client took nothing meanwhile) is ended: its requests cancelled,
+  // their slots and cache freed, its output dropped, the call torn down
+  // (server/stream_idle_timeout.h; kvserve_stream_idle_timeouts_total). Zero: never.
+  std::chrono::seconds stream_idle_timeout{300};
+  // The idle timeout's time source; null: steady_clock. Tests inject a fake (and call
+  // streams().idle_timeout()->CheckNow() after moving it).
+  std::shared_ptr<const engine::Clock> stream_idle_clock;
   // API keys (server/api_keys.h): every kvserve.v1.KvServe call must carry a known key, and each
   // tenant gets a prefix cache of its own. Health and reflection stay open (probes carry no key;
   // reflection is switched off with enable_reflection). Null: no authentication.
@@ -67,6 +74,9 @@ struct ServerOptions {
   // The OpenAI-compatible HTTP API (server/http_server.h) on http.address; empty address: off.
   HttpServerOptions http;
 };
+
+// ServerOptions::stream_idle_timeout's range, [0, one year]; INVALID_ARGUMENT names the flag.
+absl::Status ValidateStreamIdleTimeout(std::chrono::seconds timeout);
 
 // Where metrics are served: `metrics_address` itself when it names a host; for ":PORT", the host
 // of `listen_address`, so metrics are exactly as reachable as gRPC (loopback stays loopback, and a

@@ -390,6 +390,11 @@ PrometheusMetrics::PrometheusMetrics()
              "Bytes of generated output held by the server for streams whose clients have not "
              "read them yet, all models.")
            ->Add({});
+  stream_idle_timeouts_ =
+      &counter("stream_idle_timeouts_total",
+               "Streams ended because they were held for a client that took no output for "
+               "--stream-idle-timeout, all models.")
+           ->Add({});
 }
 
 PrometheusMetrics::~PrometheusMetrics() = default;

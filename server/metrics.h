@@ -15,6 +15,7 @@
 //     once, when the call is finished: request_success_total or request_failure_total;
 //   gRPC threads, per call: kvserve_malformed_requests_total (an interceptor in KvServer), and
 //     kvserve_stream_buffered_bytes as streams buffer and send output (StreamBudget);
+//   the idle timer's thread: kvserve_stream_idle_timeouts_total (StreamIdleTimeout);
 //   the scrape: the process_* series, read from /proc (server/process_collector.h).
 //
 // Thread-safety: AddModel, SetEngineInfo and Serve are start-up calls, made from one thread before
@@ -166,6 +167,8 @@ class PrometheusMetrics {
   // Bytes of output streams hold for clients that have not read them yet (server-wide; set by the
   // server's StreamBudget).
   prometheus::Gauge& stream_buffered_bytes() { return *stream_buffered_bytes_; }
+  // Streams ended by --stream-idle-timeout (counted by the server's StreamIdleTimeout).
+  prometheus::Counter& stream_idle_timeouts() { return *stream_idle_timeouts_; }
 
   // Serves /metrics on `address` (HOST:PORT; port 0 picks a free port), over HTTPS with `tls`
   // (null: plain HTTP; with a client CA, scrapers must present a client certificate, as every
@@ -186,6 +189,7 @@ class PrometheusMetrics {
   std::shared_ptr<prometheus::Collectable> process_;
   prometheus::Counter* malformed_requests_ = nullptr;
   prometheus::Gauge* stream_buffered_bytes_ = nullptr;
+  prometheus::Counter* stream_idle_timeouts_ = nullptr;
   absl::flat_hash_map<std::string, std::shared_ptr<ModelMetrics>> models_;
   // The scrapes themselves, under the names prometheus-cpp's exposer gave them.
   std::shared_ptr<prometheus::Registry> exposer_registry_;

@@ -1,13 +1,19 @@
 #include "server/stream_budget.h"
 
+#include <utility>
+
 #include "base/logging.h"
 #include "prometheus/gauge.h"
 
 namespace kvserve::server {
 
 StreamBudget::StreamBudget(int64_t max_stream_bytes, int64_t max_server_bytes,
-                           prometheus::Gauge* gauge)
-    : max_stream_bytes_(max_stream_bytes), max_server_bytes_(max_server_bytes), gauge_(gauge) {
+                           prometheus::Gauge* gauge,
+                           std::unique_ptr<StreamIdleTimeout> idle_timeout)
+    : max_stream_bytes_(max_stream_bytes),
+      max_server_bytes_(max_server_bytes),
+      gauge_(gauge),
+      idle_timeout_(std::move(idle_timeout)) {
   KV_CHECK(max_stream_bytes >= 1 && max_server_bytes >= 1);
 }
 
@@ -48,6 +54,10 @@ void StreamBudget::AddBuffered(int64_t delta) {
   buffered_bytes_.fetch_add(delta);
   // Increment is atomic: concurrent updates never leave the gauge at a stale total.
   if (gauge_ != nullptr) gauge_->Increment(static_cast<double>(delta));
+}
+
+void StreamBudget::StopIdleClock(StreamIdleTimeout::Key key) {
+  if (idle_timeout_ != nullptr && key != 0) idle_timeout_->Stop(key);
 }
 
 }  // namespace kvserve::server

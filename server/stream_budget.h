@@ -18,17 +18,32 @@
 // message in flight (itself at most that). The server total exceeds max_server_bytes by at most
 // one event per running sample (the sink sees its own event before it can hold).
 //
+// A stream decides whether to hold only when something happens to it: one of its own events, or
+// one of its own writes completing. So a stream held because the server's total reached
+// max_server_bytes is not let go when other streams drain; it resumes when its own client reads
+// (its write completes and MustHold is asked again), like a stream held by its own limit.
+//
+// A held stream keeps its engine slot and cache; with an idle timeout (--stream-idle-timeout,
+// server/stream_idle_timeout.h) a stream whose hold lasts longer than that, its client taking
+// nothing, is ended: StartIdleClock when a stream starts holding, StopIdleClock when it lets go or
+// ends.
+//
 // Thread-safety: every method may be called from any thread.
 #ifndef KVSERVE_SERVER_STREAM_BUDGET_H_
 #define KVSERVE_SERVER_STREAM_BUDGET_H_
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "engine/request.h"
+#include "server/stream_idle_timeout.h"
 
 namespace prometheus {
 class Gauge;
@@ -38,8 +53,10 @@ namespace kvserve::server {
 
 class StreamBudget {
  public:
-  // `gauge` (may be null) mirrors buffered_bytes(). REQUIRES: both limits >= 1.
-  StreamBudget(int64_t max_stream_bytes, int64_t max_server_bytes, prometheus::Gauge* gauge);
+  // `gauge` (may be null) mirrors buffered_bytes(); `idle_timeout` null: held streams wait for
+  // their clients however long. REQUIRES: both limits >= 1.
+  StreamBudget(int64_t max_stream_bytes, int64_t max_server_bytes, prometheus::Gauge* gauge,
+               std::unique_ptr<StreamIdleTimeout> idle_timeout = nullptr);
 
   // A stream started / ended (its reactor's OnDone).
   void Open();
@@ -64,6 +81,23 @@ class StreamBudget {
   int64_t max_stream_bytes() const { return max_stream_bytes_; }
   int64_t max_server_bytes() const { return max_server_bytes_; }
 
+  // A stream started holding: StreamIdleTimeout::Start with an `expire` that runs
+  // `stream->OnIdleTimeout(key)` (see StreamIdleTimeout::Expire) while the stream exists; 0 (no
+  // clock) without an idle timeout.
+  template <typename Stream>
+  StreamIdleTimeout::Key StartIdleClock(std::weak_ptr<Stream> stream) {
+    if (idle_timeout_ == nullptr) return 0;
+    return idle_timeout_->Start(
+        [stream = std::move(stream)](StreamIdleTimeout::Key key) -> std::optional<std::string> {
+          const std::shared_ptr<Stream> alive = stream.lock();
+          return alive == nullptr ? std::nullopt : alive->OnIdleTimeout(key);
+        });
+  }
+  // The stream let go of its hold or ended: StreamIdleTimeout::Stop (0: nothing to stop).
+  void StopIdleClock(StreamIdleTimeout::Key key);
+  // Null without an idle timeout.
+  StreamIdleTimeout* idle_timeout() const { return idle_timeout_.get(); }
+
  private:
   const int64_t max_stream_bytes_;
   const int64_t max_server_bytes_;
@@ -71,6 +105,8 @@ class StreamBudget {
   std::atomic<int64_t> buffered_bytes_{0};
   mutable absl::Mutex mu_;
   int64_t num_open_ ABSL_GUARDED_BY(mu_) = 0;
+  // Last: its thread, which runs the streams' callbacks, is joined first.
+  const std::unique_ptr<StreamIdleTimeout> idle_timeout_;
 };
 
 }  // namespace kvserve::server

@@ -136,7 +136,8 @@ scrape_path, *asset_paths = sys.argv[1:]
 names = set()
 problems = []
 process_wide = {"kvserve_build_info", "kvserve_process_resident_memory_bytes",
-                "kvserve_malformed_requests_total", "kvserve_stream_buffered_bytes"}
+                "kvserve_malformed_requests_total", "kvserve_stream_buffered_bytes",
+                "kvserve_stream_idle_timeouts_total"}
 for line in open(scrape_path):
     if line.startswith("#") or not line.strip():
         continue

@@ -8,7 +8,9 @@
 #include "server/http_server.h"
 
 #include <arpa/inet.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -36,6 +38,7 @@
 #include "server/kvserve_server.h"
 #include "server/process_sockets.h"
 #include "server/stream_budget.h"
+#include "tests/testing/fake_clock.h"
 
 namespace kvserve::server {
 namespace {
@@ -705,11 +708,13 @@ class HttpBackpressureTest : public HttpServerTest {
   // Kernel socket buffers of the connection, fixed on both ends so the kernel does not grow them.
   static constexpr int kSocketBufferBytes = 16 << 10;
 
-  void SetUp() override {
+  void SetUp() override { StartServer(BackpressureOptions()); }
+
+  static ServerOptions BackpressureOptions() {
     ServerOptions options = ServerOptionsForTest();
     options.max_stream_buffer_bytes = kStreamLimit;
     options.http.write_timeout = std::chrono::seconds(kSocketTimeoutSeconds);
-    StartServer(options);
+    return options;
   }
 
   // The most an event of one greedy token with 20 alternatives adds to the unsent count.
@@ -728,7 +733,9 @@ class HttpBackpressureTest : public HttpServerTest {
   // client reads: from then on the engine's output can only pile up in kvserve's own buffer, and
   // the hold that stops it is the last one whatever the threads' timing (the HTTP analogue of
   // KvServerBackpressureTest's undeliverable first message). The filler is written, in this
-  // process, through the server's end of the connection until the kernel refuses more; the client
+  // process, through the server's end of the connection until the kernel refuses more with
+  // nothing left in flight: an acknowledgement still to come would free send space again (on a
+  // busy machine, loopback delivery lags behind send()), and the headers would go out. The client
   // skips its `filler_bytes` before the response when it reads.
   std::unique_ptr<Connection> UnreadStream(int64_t* filler_bytes) {
     auto c = std::make_unique<Connection>(port_, kSocketBufferBytes);
@@ -741,11 +748,27 @@ class HttpBackpressureTest : public HttpServerTest {
     setsockopt(server_fd, SOL_SOCKET, SO_SNDBUF, &buffer, sizeof(buffer));
     *filler_bytes = 0;
     const std::string filler(4096, 'x');
-    for (;;) {
-      const ssize_t n = send(server_fd, filler.data(), filler.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (n <= 0) break;  // EAGAIN: the client's window and the server's send buffer are full
-      *filler_bytes += n;
-    }
+    // Bytes sent and not yet acknowledged (queued minus not yet sent).
+    auto in_flight = [server_fd] {
+      int queued = 0, unsent = 0;
+      if (ioctl(server_fd, SIOCOUTQ, &queued) != 0 || ioctl(server_fd, SIOCOUTQNSD, &unsent) != 0) {
+        return -1;
+      }
+      return queued - unsent;
+    };
+    EXPECT_TRUE(PollUntil([&] {
+      if (in_flight() != 0) return false;
+      bool accepted = false;
+      for (;;) {
+        const ssize_t n =
+            send(server_fd, filler.data(), filler.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n <= 0) break;  // EAGAIN
+        *filler_bytes += n;
+        accepted = true;
+      }
+      // Refused with nothing in flight: the client's window is closed and the send buffer full.
+      return !accepted && in_flight() == 0;
+    })) << "the connection's buffers never filled";
     EXPECT_GT(*filler_bytes, 0);
     EXPECT_TRUE(
         c->Send(PostRequest("/v1/completions", Json{{"prompt", "Once upon a time"},
@@ -762,6 +785,27 @@ class HttpBackpressureTest : public HttpServerTest {
   double GenerationTokens() {
     return MetricValue(server_->metrics().Serialize(), "kvserve_generation_tokens_total",
                        absl::StrCat("model=\"", kDefaultModel, "\""));
+  }
+
+  // What an UnreadStream client read to the end: its filler, then one well-formed stream of every
+  // token.
+  static void ExpectFillerThenEveryToken(const std::string& raw, int64_t filler_bytes) {
+    ASSERT_GE(raw.size(), static_cast<size_t>(filler_bytes));
+    EXPECT_EQ(raw.substr(0, filler_bytes), std::string(filler_bytes, 'x'));
+    const HttpResponse r = ParseResponse(raw.substr(filler_bytes));
+    ASSERT_EQ(r.status, 200) << r.headers;
+    bool done = false;
+    const std::vector<Json> events = SseEvents(r.body, &done);
+    EXPECT_TRUE(done);
+    ASSERT_GE(events.size(), 2u);
+    size_t tokens = 0;
+    for (size_t i = 0; i + 1 < events.size(); ++i) {
+      ASSERT_EQ(events[i]["choices"].size(), 1u) << events[i];
+      const Json& logprobs = events[i]["choices"][0]["logprobs"];
+      tokens += logprobs["tokens"].size();
+    }
+    EXPECT_EQ(tokens, static_cast<size_t>(kTokens));
+    EXPECT_EQ(events.back()["usage"]["completion_tokens"], kTokens);
   }
 };
 
@@ -796,23 +840,7 @@ TEST_F(HttpBackpressureTest, AnUnreadStreamStopsGeneratingUntilItsClientReads) {
   EXPECT_EQ(server_->streams().buffered_bytes(), buffered);
 
   // Reading resumes it: every token arrives, in one well-formed stream.
-  const std::string raw = c->ReadAll();
-  ASSERT_GE(raw.size(), static_cast<size_t>(filler_bytes));
-  EXPECT_EQ(raw.substr(0, filler_bytes), std::string(filler_bytes, 'x'));
-  const HttpResponse r = ParseResponse(raw.substr(filler_bytes));
-  ASSERT_EQ(r.status, 200) << r.headers;
-  bool done = false;
-  const std::vector<Json> events = SseEvents(r.body, &done);
-  EXPECT_TRUE(done);
-  ASSERT_GE(events.size(), 2u);
-  size_t tokens = 0;
-  for (size_t i = 0; i + 1 < events.size(); ++i) {
-    ASSERT_EQ(events[i]["choices"].size(), 1u) << events[i];
-    const Json& logprobs = events[i]["choices"][0]["logprobs"];
-    tokens += logprobs["tokens"].size();
-  }
-  EXPECT_EQ(tokens, static_cast<size_t>(kTokens));
-  EXPECT_EQ(events.back()["usage"]["completion_tokens"], kTokens);
+  ASSERT_NO_FATAL_FAILURE(ExpectFillerThenEveryToken(c->ReadAll(), filler_bytes));
   EXPECT_TRUE(EngineDrained());
   EXPECT_EQ(engine().stats().num_held, 0);
   EXPECT_TRUE(PollUntil([&] { return server_->streams().buffered_bytes() == 0; }));
@@ -832,6 +860,130 @@ TEST_F(HttpBackpressureTest, ClosingAHeldStreamFreesItsCacheAndBuffer) {
   EXPECT_EQ(engine().stats().num_held, 0);
   EXPECT_TRUE(PollUntil([&] { return server_->streams().buffered_bytes() == 0; }));
   EXPECT_EQ(SeriesValueOrMinusOne("kvserve_stream_buffered_bytes"), 0);
+}
+
+// The server's cap, with a per-stream limit no stream reaches: a stream holds when the total of
+// all streams reaches the cap, and (being re-evaluated only on its own events and writes) resumes
+// only when its own client reads.
+class HttpServerCapTest : public HttpBackpressureTest {
+ protected:
+  static constexpr int64_t kServerCap = 12 << 10;
+  void SetUp() override {
+    ServerOptions options = BackpressureOptions();
+    options.max_stream_buffer_bytes = 1 << 20;
+    options.max_buffered_bytes = kServerCap;
+    StartServer(options);
+  }
+};
+
+TEST_F(HttpServerCapTest, StreamsHeldByTheServerCapEachResumeWhenTheirOwnClientReads) {
+  int64_t first_filler = 0;
+  std::unique_ptr<Connection> first = UnreadStream(&first_filler);
+  ASSERT_TRUE(PollUntil([&] { return engine().stats().num_held == 1; }))
+      << "the first unread stream never held its request";
+  const int64_t first_bytes = server_->streams().buffered_bytes();
+  EXPECT_GE(first_bytes, kServerCap);
+  EXPECT_LE(first_bytes, kServerCap - 1 + MaxEventBytes());
+  const double first_held_at = GenerationTokens();
+
+  // The server is at its cap: a second unread stream holds after its first event (its first
+  // token).
+  int64_t second_filler = 0;
+  std::unique_ptr<Connection> second = UnreadStream(&second_filler);
+  ASSERT_TRUE(PollUntil([&] { return engine().stats().num_held == 2; }))
+      << "the second unread stream never held its request";
+  const int64_t total = server_->streams().buffered_bytes();
+  EXPECT_GT(total, first_bytes);
+  EXPECT_LE(total, kServerCap - 1 + 2 * MaxEventBytes());
+  EXPECT_EQ(GenerationTokens(), first_held_at + 1);
+
+  // Reading the first lets it finish. The second stays held, below the cap as the server now is:
+  // nothing happens to it until its own client reads.
+  ASSERT_NO_FATAL_FAILURE(ExpectFillerThenEveryToken(first->ReadAll(), first_filler));
+  EXPECT_TRUE(PollUntil([&] { return GenerationTokens() >= kTokens + 1; }));
+  EXPECT_EQ(GenerationTokens(), kTokens + 1);
+  EXPECT_TRUE(
+      PollUntil([&] { return server_->streams().buffered_bytes() == total - first_bytes; }));
+  EXPECT_EQ(engine().stats().num_held, 1);
+  EXPECT_EQ(engine().stats().num_running, 1);
+
+  // Its client reads: every token arrives.
+  ASSERT_NO_FATAL_FAILURE(ExpectFillerThenEveryToken(second->ReadAll(), second_filler));
+  EXPECT_TRUE(EngineDrained());
+  EXPECT_EQ(engine().stats().num_held, 0);
+  EXPECT_TRUE(PollUntil([&] { return server_->streams().buffered_bytes() == 0; }));
+}
+
+// --stream-idle-timeout on a fake clock that only the test moves: CheckNow returns once every
+// stream due has been ended.
+class HttpIdleTimeoutTest : public HttpBackpressureTest {
+ protected:
+  static constexpr std::chrono::seconds kIdleTimeout{300};
+  void SetUp() override {
+    ServerOptions options = BackpressureOptions();
+    options.stream_idle_timeout = kIdleTimeout;
+    options.stream_idle_clock = clock_;
+    StartServer(options);
+  }
+
+  void AdvanceIdleClock(std::chrono::seconds by) {
+    clock_->Advance(by);
+    server_->streams().idle_timeout()->CheckNow();
+  }
+  double IdleTimeouts() { return SeriesValueOrMinusOne("kvserve_stream_idle_timeouts_total"); }
+
+  std::shared_ptr<testing::FakeClock> clock_ = std::make_shared<testing::FakeClock>();
+};
+
+TEST_F(HttpIdleTimeoutTest, AStreamHeldForTheTimeoutIsEndedAndItsConnectionClosed) {
+  int64_t filler_bytes = 0;
+  std::unique_ptr<Connection> c = UnreadStream(&filler_bytes);
+  ASSERT_TRUE(PollUntil([&] { return engine().stats().num_held == 1; }));
+  EXPECT_GE(server_->streams().buffered_bytes(), kStreamLimit);
+
+  // A second short of the timeout: still held.
+  AdvanceIdleClock(kIdleTimeout - std::chrono::seconds(1));
+  EXPECT_EQ(IdleTimeouts(), 0);
+  EXPECT_EQ(engine().stats().num_held, 1);
+
+  // At the timeout: its output is released and its request cancelled before CheckNow returns, and
+  // its socket shut down, so the connection thread's blocked write (the response headers) fails.
+  AdvanceIdleClock(std::chrono::seconds(1));
+  EXPECT_EQ(IdleTimeouts(), 1);
+  EXPECT_EQ(server_->streams().buffered_bytes(), 0);
+  EXPECT_TRUE(EngineDrained());
+  EXPECT_EQ(engine().stats().num_held, 0);
+  EXPECT_TRUE(CancelledOnce());
+  // The client finds the connection closed after the filler, without a response to its request.
+  const std::string raw = c->ReadAll();
+  EXPECT_TRUE(c->eof());
+  EXPECT_FALSE(absl::StrContains(raw, "[DONE]"));
+  // Counted once each.
+  EXPECT_EQ(Failures("cancelled"), 1);
+  EXPECT_EQ(SeriesValueOrMinusOne("kvserve_stream_buffered_bytes"), 0);
+  EXPECT_EQ(IdleTimeouts(), 1);
+}
+
+TEST_F(HttpIdleTimeoutTest, AStreamWhoseClientReadsWithinTheTimeoutIsNotEnded) {
+  int64_t filler_bytes = 0;
+  std::unique_ptr<Connection> c = UnreadStream(&filler_bytes);
+  ASSERT_TRUE(PollUntil([&] { return engine().stats().num_held == 1; }));
+  const double held_at = GenerationTokens();
+  AdvanceIdleClock(kIdleTimeout - std::chrono::seconds(1));
+
+  // The client reads past its filler: the headers go out, the stream lets go (its clock stops)
+  // and generates on, until the socket's buffers and its own fill up again.
+  c->ReadUntil([&](const std::string& r) { return r.size() > static_cast<size_t>(filler_bytes); });
+  ASSERT_TRUE(PollUntil([&] { return GenerationTokens() > held_at; }))
+      << "reading did not let the stream go";
+  // Every hold from here on started at the current time, so none is due a second short of the
+  // timeout later, 2 s short of twice the timeout since the first hold.
+  AdvanceIdleClock(kIdleTimeout - std::chrono::seconds(1));
+  EXPECT_EQ(IdleTimeouts(), 0);
+
+  ASSERT_NO_FATAL_FAILURE(ExpectFillerThenEveryToken(c->ReadAll(), filler_bytes));
+  EXPECT_EQ(IdleTimeouts(), 0);
+  EXPECT_TRUE(EngineDrained());
 }
 
 }  // namespace

@@ -285,7 +285,10 @@ TEST(KvserveBinaryHelpTest, HelpListsEveryFlagAndExitsZero) {
                            "tls-client-ca",
                            "tls-refresh-interval",
                            "show-model-paths",
-                           "kv-cache-dtype"}) {
+                           "kv-cache-dtype",
+                           "max-stream-buffer-bytes",
+                           "max-buffered-bytes",
+                           "stream-idle-timeout"}) {
     // Booleans are listed as --[no]flag.
     EXPECT_THAT(help.out, ContainsRegex(absl::StrCat("--(\\[no\\])?", flag, "[= ]")))
         << "--" << flag << " is not in:\n"
@@ -310,6 +313,19 @@ TEST(KvserveBinaryHelpTest, SecurityFlagsWithBadFilesExitTwoNamingTheFlag) {
     const CommandResult r = RunCommand(argv);
     EXPECT_EQ(r.exit_code(), 2) << r.Describe();
     EXPECT_THAT(r.err, HasSubstr(message)) << r.Describe();
+  }
+}
+
+TEST(KvserveBinaryHelpTest, StreamIdleTimeoutOutOfRangeExitsTwoNamingTheFlag) {
+  ASSERT_NO_FATAL_FAILURE(RequireBinary(kServerBinary));
+  for (const char* value : {"-1", "31536001"}) {
+    const CommandResult r =
+        RunCommand({kServerBinary, absl::StrCat("--stream-idle-timeout=", value)});
+    EXPECT_EQ(r.exit_code(), 2) << r.Describe();
+    EXPECT_THAT(r.err, HasSubstr(absl::StrCat("--stream-idle-timeout: must be in [0, 31536000] "
+                                              "seconds (0 = off), got ",
+                                              value)))
+        << r.Describe();
   }
 }
 

@@ -34,6 +34,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "kvserve/v1/kvserve.grpc.pb.h"
+#include "tests/testing/fake_clock.h"
 
 namespace kvserve::server {
 namespace {
@@ -171,7 +172,21 @@ struct Generation {
   pb::FinishReason finish_reason() const {
     return messages.empty() ? pb::FINISH_REASON_UNSPECIFIED : messages.back().finish_reason();
   }
+
+  // Appends the stream's next message.
+  void Add(const pb::GenerateResponse& message) {
+    token_ids.insert(token_ids.end(), message.token_ids().begin(), message.token_ids().end());
+    text += message.text();
+    messages.push_back(message);
+  }
 };
+
+// Reads what is left of a stream into `g`, then its final status.
+void ReadToEnd(grpc::ClientReader<pb::GenerateResponse>& reader, Generation* g) {
+  pb::GenerateResponse message;
+  while (reader.Read(&message)) g->Add(message);
+  g->status = reader.Finish();
+}
 
 // Reads a whole Generate or Chat stream.
 template <typename Request>
@@ -185,14 +200,7 @@ Generation ReadStream(pb::KvServe::Stub& stub, const Request& request) {
   } else {
     reader = stub.Generate(&context, request);
   }
-  pb::GenerateResponse message;
-  while (reader->Read(&message)) {
-    generation.token_ids.insert(generation.token_ids.end(), message.token_ids().begin(),
-                                message.token_ids().end());
-    generation.text += message.text();
-    generation.messages.push_back(message);
-  }
-  generation.status = reader->Finish();
+  ReadToEnd(*reader, &generation);
   return generation;
 }
 
@@ -210,7 +218,7 @@ std::string Describe(const grpc::Status& status) {
 void ExpectWellFormedStream(const Generation& g, int32_t prompt_tokens,
                             const std::string& client_request_id = "") {
   ASSERT_TRUE(g.status.ok()) << Describe(g.status);
-  ASSERT_THAT(g.messages, testing::Not(testing::IsEmpty()));
+  ASSERT_THAT(g.messages, ::testing::Not(::testing::IsEmpty()));
   if (client_request_id.empty()) {
     EXPECT_NE(g.messages.front().request_id(), "");
   } else {
@@ -649,7 +657,7 @@ std::vector<SampleStream> SplitBySample(const Generation& g, int32_t n) {
 // usage counting that sample's tokens, every text valid UTF-8 and equal to its tokens' decoding.
 void ExpectWellFormedSamples(const Generation& g, int32_t n, int32_t prompt_tokens) {
   ASSERT_TRUE(g.status.ok()) << Describe(g.status);
-  ASSERT_THAT(g.messages, testing::Not(testing::IsEmpty()));
+  ASSERT_THAT(g.messages, ::testing::Not(::testing::IsEmpty()));
   EXPECT_NE(g.messages.front().request_id(), "");
   int num_finished = 0;
   for (size_t i = 0; i < g.messages.size(); ++i) {
@@ -663,7 +671,7 @@ void ExpectWellFormedSamples(const Generation& g, int32_t n, int32_t prompt_toke
   for (int32_t i = 0; i < n; ++i) {
     SCOPED_TRACE(absl::StrCat("sample ", i));
     const SampleStream& sample = samples[i];
-    ASSERT_THAT(sample.messages, testing::Not(testing::IsEmpty()));
+    ASSERT_THAT(sample.messages, ::testing::Not(::testing::IsEmpty()));
     for (size_t j = 0; j < sample.messages.size(); ++j) {
       const pb::GenerateResponse& m = *sample.messages[j];
       const bool last = j + 1 == sample.messages.size();
@@ -687,7 +695,7 @@ TEST_F(KvServerTest, SingleSampleMessagesAreIndexZeroWithoutLogprobs) {
   ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(g, 3));
   for (const pb::GenerateResponse& m : g.messages) {
     EXPECT_EQ(m.index(), 0);
-    EXPECT_THAT(m.logprobs(), testing::IsEmpty());
+    EXPECT_THAT(m.logprobs(), ::testing::IsEmpty());
   }
 }
 
@@ -750,7 +758,7 @@ TEST_F(KvServerTest, GreedyLogprobsAreSortedAndTheirTopEntryIsTheGeneratedToken)
     EXPECT_EQ(m->logprobs_size(), m->token_ids_size());
   }
   ASSERT_THAT(sample.logprobs, SizeIs(sample.token_ids.size()));
-  ASSERT_THAT(sample.token_ids, testing::Not(testing::IsEmpty()));
+  ASSERT_THAT(sample.token_ids, ::testing::Not(::testing::IsEmpty()));
   for (size_t i = 0; i < sample.token_ids.size(); ++i) {
     SCOPED_TRACE(absl::StrCat("token ", i, " (id ", sample.token_ids[i], ")"));
     const pb::TokenLogprobs& lp = sample.logprobs[i];
@@ -772,7 +780,7 @@ TEST_F(KvServerTest, GreedyLogprobsAreSortedAndTheirTopEntryIsTheGeneratedToken)
   EXPECT_EQ(only_samples[0].token_ids, sample.token_ids);
   ASSERT_THAT(only_samples[0].logprobs, SizeIs(sample.token_ids.size()));
   for (size_t i = 0; i < sample.token_ids.size(); ++i) {
-    EXPECT_THAT(only_samples[0].logprobs[i].top(), testing::IsEmpty());
+    EXPECT_THAT(only_samples[0].logprobs[i].top(), ::testing::IsEmpty());
     EXPECT_FLOAT_EQ(only_samples[0].logprobs[i].logprob(), sample.logprobs[i].logprob());
   }
 }
@@ -982,7 +990,7 @@ TEST_F(KvServerTest, RejectsEachInvalidRequestWithAMessageNamingTheField) {
     const Generation g = Generate(*stub_, bad.request);
     EXPECT_EQ(g.status.error_code(), bad.code) << Describe(g.status);
     EXPECT_EQ(g.status.error_message(), bad.message);
-    EXPECT_THAT(g.messages, testing::IsEmpty());
+    EXPECT_THAT(g.messages, ::testing::IsEmpty());
   }
   // None of them reached the engine, and the server still serves.
   EXPECT_EQ(engine().stats().num_finished, 0);
@@ -1036,8 +1044,8 @@ TEST_F(KvServerTest, RejectsOutOfRangeSamplesLogprobsAndPenaltiesNamingTheField)
     SCOPED_TRACE(request.ShortDebugString());
     const Generation g = Generate(*stub_, request);
     EXPECT_EQ(g.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(g.status);
-    EXPECT_THAT(g.status.error_message(), testing::StartsWith(c.field + ": "));
-    EXPECT_THAT(g.messages, testing::IsEmpty());
+    EXPECT_THAT(g.status.error_message(), ::testing::StartsWith(c.field + ": "));
+    EXPECT_THAT(g.messages, ::testing::IsEmpty());
   }
   EXPECT_EQ(engine().stats().num_finished, 0);
 }
@@ -1218,12 +1226,14 @@ class KvServerBackpressureTest : public KvServerTest {
  protected:
   static constexpr int64_t kStreamLimit = 512;
   static constexpr int64_t kServerLimit = 1 << 20;
-  void SetUp() override {
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(StartServer(BackpressureOptions())); }
+
+  static ServerOptions BackpressureOptions() {
     ServerOptions options;
     options.max_stream_buffer_bytes = kStreamLimit;
     options.max_buffered_bytes = kServerLimit;
     options.engine.num_threads = 1;
-    ASSERT_NO_FATAL_FAILURE(StartServer(options));
+    return options;
   }
 
   // The slow reader's stream window: the lookahead is the HTTP/2 SETTINGS_INITIAL_WINDOW_SIZE it
@@ -1255,6 +1265,17 @@ class KvServerBackpressureTest : public KvServerTest {
     return request;
   }
 
+  // Sends UnreadFirstMessageRequest(max_tokens) from a slow reader that reads nothing, and waits
+  // (bounded) until the stream holds its request.
+  std::unique_ptr<grpc::ClientReader<pb::GenerateResponse>> HeldStream(grpc::ClientContext* context,
+                                                                       int32_t max_tokens) {
+    slow_stub_ = SlowReaderStub();
+    context->set_deadline(DeadlineIn(kCallTimeout));
+    auto reader = slow_stub_->Generate(context, UnreadFirstMessageRequest(max_tokens));
+    WaitUntil([&] { return engine().stats().num_held > 0; });
+    return reader;
+  }
+
   // Bounded waits on the server's state (never on time itself).
   void WaitUntil(const std::function<bool()>& done) const {
     const auto give_up = std::chrono::steady_clock::now() + kCallTimeout;
@@ -1268,18 +1289,16 @@ class KvServerBackpressureTest : public KvServerTest {
         server_->metrics().Serialize(),
         absl::StrCat("kvserve_generation_tokens_total{model=\"", kDefaultModel, "\"}"));
   }
+
+  std::unique_ptr<pb::KvServe::Stub> slow_stub_;  // HeldStream's
 };
 
 TEST_F(KvServerBackpressureTest, AnUnreadStreamStopsGeneratingUntilItsClientReads) {
-  auto slow_stub = SlowReaderStub();
   constexpr int32_t kTokens = 2000;
   grpc::ClientContext context;
-  context.set_deadline(DeadlineIn(kCallTimeout));
-  // Sent; nothing is read yet.
-  auto reader = slow_stub->Generate(&context, UnreadFirstMessageRequest(kTokens));
-
-  // The stream fills its buffer behind its first message and holds its request in the engine.
-  WaitUntil([&] { return engine().stats().num_held > 0; });
+  // Sent; nothing is read. The stream fills its buffer behind its first message and holds its
+  // request in the engine.
+  auto reader = HeldStream(&context, kTokens);
   ASSERT_EQ(engine().stats().num_held, 1) << "the unread stream never held its request";
   // The engine publishes num_held after reporting the step whose event made the stream hold, and
   // the hold stops the request before its next token: this is every token the stream will get
@@ -1306,12 +1325,7 @@ TEST_F(KvServerBackpressureTest, AnUnreadStreamStopsGeneratingUntilItsClientRead
 
   // Reading resumes it: every token arrives, in one well-formed stream.
   Generation g;
-  pb::GenerateResponse message;
-  while (reader->Read(&message)) {
-    g.token_ids.insert(g.token_ids.end(), message.token_ids().begin(), message.token_ids().end());
-    g.messages.push_back(message);
-  }
-  g.status = reader->Finish();
+  ReadToEnd(*reader, &g);
   ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(g, 17));
   EXPECT_EQ(g.token_ids.size(), static_cast<size_t>(kTokens));
   // What the hold rests on: the first message (the first token) was too big for the window, and the
@@ -1327,11 +1341,8 @@ TEST_F(KvServerBackpressureTest, AnUnreadStreamStopsGeneratingUntilItsClientRead
 }
 
 TEST_F(KvServerBackpressureTest, CancellingAHeldStreamFreesItsCacheAndBuffer) {
-  auto slow_stub = SlowReaderStub();
   grpc::ClientContext context;
-  context.set_deadline(DeadlineIn(kCallTimeout));
-  auto reader = slow_stub->Generate(&context, UnreadFirstMessageRequest(2000));
-  WaitUntil([&] { return engine().stats().num_held > 0; });
+  auto reader = HeldStream(&context, 2000);
   ASSERT_EQ(engine().stats().num_held, 1);
 
   context.TryCancel();
@@ -1340,6 +1351,102 @@ TEST_F(KvServerBackpressureTest, CancellingAHeldStreamFreesItsCacheAndBuffer) {
   WaitUntil([&] { return server_->streams().num_open() == 0; });
   EXPECT_EQ(server_->streams().buffered_bytes(), 0);
   EXPECT_EQ(engine().stats().num_held, 0);
+}
+
+// A held stream whose client takes nothing for --stream-idle-timeout is ended. The timeout runs on
+// a fake clock that only the test moves: CheckNow returns once every stream due has been ended.
+class KvServerIdleTimeoutTest : public KvServerBackpressureTest {
+ protected:
+  static constexpr std::chrono::seconds kIdleTimeout{300};
+  void SetUp() override {
+    ServerOptions options = BackpressureOptions();
+    options.stream_idle_timeout = kIdleTimeout;
+    options.stream_idle_clock = clock_;
+    ASSERT_NO_FATAL_FAILURE(StartServer(options));
+  }
+
+  void AdvanceIdleClock(std::chrono::seconds by) {
+    clock_->Advance(by);
+    server_->streams().idle_timeout()->CheckNow();
+  }
+  double IdleTimeouts() const {
+    return SeriesValue(server_->metrics().Serialize(), "kvserve_stream_idle_timeouts_total");
+  }
+  double CancelledCalls() const {
+    return SeriesValue(server_->metrics().Serialize(),
+                       absl::StrCat("kvserve_request_failure_total{model=\"", kDefaultModel,
+                                    "\",reason=\"cancelled\"}"));
+  }
+
+  std::shared_ptr<kvserve::testing::FakeClock> clock_ =
+      std::make_shared<kvserve::testing::FakeClock>();
+};
+
+TEST_F(KvServerIdleTimeoutTest, AStreamHeldForTheTimeoutIsEndedAndEverythingItHeldFreed) {
+  grpc::ClientContext context;
+  auto reader = HeldStream(&context, 2000);
+  ASSERT_EQ(engine().stats().num_held, 1) << "the unread stream never held its request";
+  EXPECT_GE(server_->streams().buffered_bytes(), kStreamLimit);
+  EXPECT_GT(engine().stats().kv_cache_bytes_in_use, 0);
+
+  // A second short of the timeout: still held, still there.
+  AdvanceIdleClock(kIdleTimeout - std::chrono::seconds(1));
+  EXPECT_EQ(IdleTimeouts(), 0);
+  EXPECT_EQ(server_->streams().num_open(), 1);
+  EXPECT_EQ(engine().stats().num_held, 1);
+
+  // At the timeout: ended. Its output is released and its request cancelled before CheckNow
+  // returns; the engine frees slot and cache at its next step.
+  AdvanceIdleClock(std::chrono::seconds(1));
+  EXPECT_EQ(IdleTimeouts(), 1);
+  EXPECT_ENGINE_IDLE(WaitUntilEngineIdle(engine(), kReleaseTimeout));
+  EXPECT_EQ(engine().stats().num_held, 0);
+  // The call is torn down: the client's stream breaks off (gRPC hands over the status once the
+  // data that arrived before it has been read) and ends CANCELLED.
+  pb::GenerateResponse message;
+  while (reader->Read(&message)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  WaitUntil([&] { return server_->streams().num_open() == 0; });
+  EXPECT_EQ(server_->streams().num_open(), 0);
+  // Counted once each: the bytes released exactly (not below zero), the call once as cancelled.
+  EXPECT_EQ(server_->streams().buffered_bytes(), 0);
+  EXPECT_EQ(SeriesValue(server_->metrics().Serialize(), "kvserve_stream_buffered_bytes"), 0);
+  EXPECT_EQ(CancelledCalls(), 1);
+  EXPECT_EQ(IdleTimeouts(), 1);
+
+  // The server serves on.
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(Generate(*stub_, GreedyRequest("Hi", 5)), 3));
+}
+
+TEST_F(KvServerIdleTimeoutTest, AStreamWhoseClientReadsWithinTheTimeoutIsNotEnded) {
+  constexpr int32_t kTokens = 2000;
+  grpc::ClientContext context;
+  auto reader = HeldStream(&context, kTokens);
+  ASSERT_EQ(engine().stats().num_held, 1);
+  const double held_at = GenerationTokens();
+  AdvanceIdleClock(kIdleTimeout - std::chrono::seconds(1));
+
+  // The client reads one message: the stream lets go (its clock stops) and generates on, until its
+  // buffer fills again behind the unread rest.
+  pb::GenerateResponse message;
+  ASSERT_TRUE(reader->Read(&message));
+  WaitUntil([&] { return GenerationTokens() > held_at; });
+  ASSERT_GT(GenerationTokens(), held_at) << "reading did not let the stream go";
+  // Every hold from here on started at the current time, so none is due a second short of the
+  // timeout later, 2 s short of twice the timeout since the first hold.
+  AdvanceIdleClock(kIdleTimeout - std::chrono::seconds(1));
+  EXPECT_EQ(IdleTimeouts(), 0);
+  EXPECT_EQ(server_->streams().num_open(), 1);
+
+  // Reading the rest: every token, a well-formed stream.
+  Generation g;
+  g.Add(message);
+  ReadToEnd(*reader, &g);
+  ASSERT_NO_FATAL_FAILURE(ExpectWellFormedStream(g, 17));
+  EXPECT_EQ(g.token_ids.size(), static_cast<size_t>(kTokens));
+  EXPECT_EQ(IdleTimeouts(), 0);
+  EXPECT_ENGINE_IDLE(WaitUntilEngineIdle(engine(), kReleaseTimeout));
 }
 
 // ---------------------------------------------------------------------------------------------
