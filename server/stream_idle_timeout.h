@@ -70,7 +70,7 @@ class StreamIdleTimeout {
   // timer's thread when the clock reaches now + timeout.
   Key Start(Expire expire);
   // The hold ended (its client read, or the stream is over). An `expire` already being dispatched
-  // still runs: it must find the hold gone and return false. Unknown keys and 0 are ignored.
+  // still runs: it must find the hold gone and return nullopt. Unknown keys and 0 are ignored.
   void Stop(Key key);
 
   // Re-reads the clock now and returns once every hold due at that time has had its `expire` run.
