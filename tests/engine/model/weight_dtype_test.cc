@@ -84,23 +84,10 @@ std::string WriteConverted(const std::string& fixture, const std::string& tag,
   return dir;
 }
 
-// The logits of every position of the fixture's reference prompt (expected.safetensors).
-std::vector<float> AllLogits(DecoderModel& model, const std::vector<int32_t>& ids) {
-  const cache::CacheSpec spec = model.CacheSpec(4);
-  cache::CacheOptions options;
-  options.block_size = 4;
-  options.max_sequences = 1;
-  options.budget_bytes = spec.PagedBytesPerToken() * 4 * 16 + spec.StateBytesPerSequence();
-  auto cache = *cache::KvCacheManager::Create(spec, options);
-  cache::SequenceCache seq = *cache->Begin(0);
-  EXPECT_TRUE(cache->AllocateSlots(seq, static_cast<int32_t>(ids.size())));
-  std::vector<float> logits(ids.size() * model.config().vocab_size);
-  model.Forward(ids, 0, *cache, seq, /*all_logits=*/true, logits.data());
-  return logits;
-}
-
-// The same logits computed one position per step, as decoding does (MLA's absorbed form).
-std::vector<float> StepLogits(DecoderModel& model, const std::vector<int32_t>& ids) {
+// The logits of every position of the fixture's reference prompt (expected.safetensors), computed
+// in one call (`one_by_one` false) or one position per call, as decoding does (MLA's absorbed
+// form).
+std::vector<float> Logits(DecoderModel& model, const std::vector<int32_t>& ids, bool one_by_one) {
   const cache::CacheSpec spec = model.CacheSpec(4);
   cache::CacheOptions options;
   options.block_size = 4;
@@ -111,11 +98,21 @@ std::vector<float> StepLogits(DecoderModel& model, const std::vector<int32_t>& i
   EXPECT_TRUE(cache->AllocateSlots(seq, static_cast<int32_t>(ids.size())));
   const int64_t vocab = model.config().vocab_size;
   std::vector<float> logits(ids.size() * vocab);
+  if (!one_by_one) {
+    model.Forward(ids, 0, *cache, seq, /*all_logits=*/true, logits.data());
+    return logits;
+  }
   for (size_t t = 0; t < ids.size(); ++t) {
     model.Forward(absl::MakeConstSpan(&ids[t], 1), static_cast<int32_t>(t), *cache, seq,
                   /*all_logits=*/true, logits.data() + t * vocab);
   }
   return logits;
+}
+std::vector<float> AllLogits(DecoderModel& model, const std::vector<int32_t>& ids) {
+  return Logits(model, ids, /*one_by_one=*/false);
+}
+std::vector<float> StepLogits(DecoderModel& model, const std::vector<int32_t>& ids) {
+  return Logits(model, ids, /*one_by_one=*/true);
 }
 
 std::vector<int32_t> ReferencePrompt(const std::string& fixture) {
