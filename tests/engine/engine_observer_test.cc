@@ -219,9 +219,13 @@ TEST(EngineObserverTest, ReportsACancelledRequestWithTheTimesItReached) {
   r.max_tokens = 120;
   r.ignore_eos = true;
   auto sink = std::make_shared<DoneSink>();
+  // Paused, so the cancel is queued before the request's first step: a fast engine would
+  // otherwise finish all 120 tokens first (this failed once in a 20-run loop).
+  f.engine->Pause();
   auto id = f.engine->Submit(std::move(r), sink);
   ASSERT_TRUE(id.ok());
   f.engine->Cancel(*id);
+  f.engine->Resume();
   EXPECT_EQ(sink->Wait().finish_reason, FinishReason::kCancelled);
   f.observer->WaitForIdleIteration(1);
   const RequestStats stats = f.observer->requests().at(0);
