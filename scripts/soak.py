@@ -184,6 +184,7 @@ def main():
     p.add_argument("--never-reading", type=int, default=200)
     p.add_argument("--max-buffered-bytes", type=int, required=True)
     p.add_argument("--max-num-seqs", type=int, required=True)
+    p.add_argument("--max-stream-buffer-bytes", type=int, required=True)
     args = p.parse_args()
     pb = load_messages(args.repo)
     counts = Counts()
@@ -233,7 +234,18 @@ def main():
     # One event (a token with 5 logprobs, well under 1 kB) per running sequence beyond the cap.
     gauge_bound = args.max_buffered_bytes + 1024 * args.max_num_seqs
 
+    # The load must have been what it claims: well-formed calls served, not refused (a model
+    # whose context is too short for them refuses them all with INVALID_ARGUMENT), and the
+    # never-reading clients holding enough output for at least one stream to reach its cap.
+    expected_codes = {"OK", "CANCELLED", "DEADLINE_EXCEEDED"}
+    refused = {k: v for k, v in counts.by_kind.items()
+               if not k.startswith("malformed") and k.split(":")[1] not in expected_codes}
     checks = [
+        ("well-formed calls served", not refused,
+         ", ".join(f"{k}={v}" for k, v in sorted(refused.items())) or "none refused"),
+        ("a never-read stream reached its buffer cap",
+         max_buffered >= args.max_stream_buffer_bytes,
+         f"gauge max {max_buffered:.0f}, per-stream cap {args.max_stream_buffer_bytes}"),
         ("zero running requests", running == 0, f"{running:.0f}"),
         ("zero waiting requests", waiting == 0, f"{waiting:.0f}"),
         ("zero used KV blocks", used_blocks == 0, f"{used_blocks:.0f}"),

@@ -31,7 +31,12 @@ max_buffered_bytes=$((8 << 20))
 max_stream_buffer_bytes=16384
 work=$(mktemp -d)
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
-"$server" --listen=127.0.0.1:0 --metrics-address=127.0.0.1:0 --http-address= \
+# The embedded random-weight model (--model= pins it; its output is noise, which does not matter
+# here): its 2,048-token context holds the 1,500-token never-read streams. The trained default
+# model (models/default) has a 256-token context, which refuses them, and then no stream would
+# ever hold (soak.py fails the run if well-formed calls are refused or no stream filled its
+# buffer).
+"$server" --model= --listen=127.0.0.1:0 --metrics-address=127.0.0.1:0 --http-address= \
   --max-num-seqs=$max_num_seqs \
   --max-num-batched-tokens=1024 --max-queued-requests=1024 --kv-cache-bytes=$((128 << 20)) \
   --max-buffered-bytes=$max_buffered_bytes --max-stream-buffer-bytes=$max_stream_buffer_bytes \
@@ -49,7 +54,7 @@ status=0
 timeout $((duration + 300)) /usr/bin/python3 scripts/soak.py --target="127.0.0.1:$grpc_port" \
   --metrics-url="$metrics_url" --repo="$PWD" --duration="$duration" \
   --never-reading="$never_reading" --max-buffered-bytes=$max_buffered_bytes \
-  --max-num-seqs=$max_num_seqs || status=$?
+  --max-num-seqs=$max_num_seqs --max-stream-buffer-bytes=$max_stream_buffer_bytes || status=$?
 kill -TERM $pid
 timeout 60 tail --pid=$pid -f /dev/null || { echo "soak: kvserve did not exit after SIGTERM" >&2; status=1; }
 grep -c "libprotobuf" "$work/server.log" | sed 's/^/soak: libprotobuf log lines: /'
