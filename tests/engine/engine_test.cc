@@ -276,6 +276,10 @@ TEST(EngineTest, ShutdownAbortsUnfinishedRequestsAndRejectsNewOnes) {
   auto running = std::make_shared<RecordingSink>();
   auto queued = std::make_shared<RecordingSink>();
   ASSERT_TRUE(engine->Submit(GreedyRequest({1}, 120), running).ok());
+  // Paused before the second request is taken in, so it is still unfinished at the shutdown
+  // whatever the machine's speed (a fast engine once finished both 120-token requests first, in
+  // the 20-run loop); Shutdown ends a paused engine too.
+  engine->Pause();
   ASSERT_TRUE(engine->Submit(GreedyRequest({2}, 120), queued).ok());
   engine->Shutdown();
   for (auto* sink : {running.get(), queued.get()}) {
