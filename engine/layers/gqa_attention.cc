@@ -224,13 +224,12 @@ inline float MaxLanes(Vec v) { return _mm512_reduce_max_ps(v.v); }
 
 }  // namespace
 
-// Floats of one work item's scratch: kAttentionQueryRows rows × one group's query states.
-int64_t ItemScratchFloats(const AttentionShape& shape) {
+int64_t GqaAttentionItemScratchFloats(const AttentionShape& shape) {
   return kAttentionQueryRows * (shape.num_heads / shape.num_kv_heads) * QueryStateFloats(shape);
 }
 
 int64_t GqaAttentionScratchFloats(const AttentionShape& shape) {
-  return KernelThreads() * ItemScratchFloats(shape);
+  return KernelThreads() * GqaAttentionItemScratchFloats(shape);
 }
 
 bool GqaAttentionIsShared(const AttentionShape& shape, int64_t start_pos, int64_t n) {
@@ -254,7 +253,7 @@ void GqaAttention(const float* q, const KvView& kv, int64_t start_pos, int64_t n
   }
   const int64_t blocks = (n + kAttentionQueryRows - 1) / kAttentionQueryRows;
   const int64_t items = blocks * shape.num_kv_heads;
-  const int64_t per_item = ItemScratchFloats(shape);
+  const int64_t per_item = GqaAttentionItemScratchFloats(shape);
   const int64_t tasks =
       GqaAttentionIsShared(shape, start_pos, n) ? std::min<int64_t>(KernelThreads(), items) : 1;
   // Task t takes items t, t + tasks, …: interleaved, so the causal rows' growing cost is shared

@@ -86,10 +86,14 @@ inline constexpr int64_t kAttentionQueryRows = 4;
 // the context length; proportional to the calling thread's KernelThreads()).
 int64_t GqaAttentionScratchFloats(const AttentionShape& shape);
 
+// Floats of one work item's scratch (kAttentionQueryRows rows × one kv head's query states): all
+// a call that does not share itself (below) uses.
+int64_t GqaAttentionItemScratchFloats(const AttentionShape& shape);
+
 // Whether a call for n rows at start_pos shares itself among the calling thread's kernel
 // threads (big enough to pay for a fork-join). A call that does not uses only the first
-// GqaAttentionScratchFloats(shape) / KernelThreads() floats of its scratch, and may be made from
-// inside a ParallelFor task.
+// GqaAttentionItemScratchFloats(shape) floats of its scratch, and may be made from inside a
+// ParallelFor task.
 bool GqaAttentionIsShared(const AttentionShape& shape, int64_t start_pos, int64_t n);
 
 // Attention for n new query tokens at positions [start_pos, start_pos + n), each attending to

@@ -472,7 +472,7 @@ void DecoderModel::GqaLayer(Layer& layer, int64_t num_rows, const AttentionShape
   // thread, as it would alone: the same bits).
   // Sized for this (the engine) thread's kernel threads: a no-op after the first step.
   scores_.resize(std::max<size_t>(scores_.size(), GqaAttentionScratchFloats(shape)));
-  const int64_t item_scratch = GqaAttentionScratchFloats(shape) / KernelThreads();
+  const int64_t item_scratch = GqaAttentionItemScratchFloats(shape);
   auto attend = [&](const SequenceRows& s, float* scratch) {
     const KvView kv =
         bf16 ? KvView{arena_bf16,           arena_bf16 + kv_dim, 2 * kv_dim,
