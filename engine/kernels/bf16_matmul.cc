@@ -22,6 +22,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/kernels/kernel_isa.h"
+#include "engine/kernels/panel_tasks.h"
 #include "engine/kernels/thread_pool.h"
 
 // GCC 12 reports the deliberately undefined operand inside its own AVX-512 intrinsics as
@@ -312,8 +313,16 @@ absl::StatusOr<PackedBf16Weight> PackBf16(const uint16_t* w_bf16, int64_t n, int
 }
 
 void Bf16Matmul(const float* x, int64_t m, const PackedBf16Weight& w, float* y) {
+  const PackedBf16Weight* ws[] = {&w};
+  float* ys[] = {y};
+  Bf16Matmul(x, m, ws, ys);
+}
+
+void Bf16Matmul(const float* x, int64_t m, absl::Span<const PackedBf16Weight* const> ws,
+                absl::Span<float* const> ys) {
   const bool avx512 = UseAvx512Bf16Kernels();
-  const int64_t np = w.num_pairs;
+  const int64_t k = ws[0]->k;
+  const int64_t np = ws[0]->num_pairs;
   auto& scratch = Scratch();
   // Row stride of the rounded activations: a multiple of 64 bytes, never of 4 KiB (which would
   // put a tile's rows in the same L1 set as each other and as the weight streams).
@@ -321,62 +330,66 @@ void Bf16Matmul(const float* x, int64_t m, const PackedBf16Weight& w, float* y) 
   if (ldx % 1024 == 0) ldx += 16;
   if (static_cast<int64_t>(scratch.size()) < m * ldx) scratch.resize(m * ldx);
   uint32_t* xp = scratch.data();  // {m, num_pairs}
+  std::array<int64_t, kMaxSharedWeights> panels{};
+  int64_t nk = 0;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    panels[i] = ws[i]->num_panels;
+    nk += ws[i]->n * k;
+  }
+  const absl::Span<const int64_t> panel_counts(panels.data(), ws.size());
   const int threads = KernelThreads();
-  const bool parallel =
-      threads > 1 && (m * w.n * w.k >= (int64_t{1} << 20) || w.n * w.k >= (int64_t{1} << 18));
-  if (m <= 4) {
-    for (int64_t i = 0; i < m; ++i) {
+  const bool parallel = threads > 1 && (m * nk >= (int64_t{1} << 20) || nk >= (int64_t{1} << 18));
+  const auto round_rows = [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
       if (avx512) {
-        RoundRowAvx512(x + i * w.k, w.k, np, xp + i * ldx);
+        RoundRowAvx512(x + i * k, k, np, xp + i * ldx);
       } else {
-        RoundRow(x + i * w.k, w.k, np, xp + i * ldx);
+        RoundRow(x + i * k, k, np, xp + i * ldx);
       }
     }
-    // Contiguous panel ranges, a multiple of the micro-kernel width, kTasksPerThread per thread
-    // handed out dynamically: on a shared machine a thread that loses its core would otherwise
-    // hold up the whole call.
-    const int num_tasks = parallel ? threads * kTasksPerThread : 1;
-    const int step = kDecodePanels[m];
-    const int64_t per_task = ((w.num_panels + num_tasks - 1) / num_tasks + step - 1) / step * step;
-    ParallelFor(num_tasks, [&](int64_t task) {
-      const int64_t p0 = std::min(w.num_panels, task * per_task);
-      const int64_t p1 = std::min(w.num_panels, p0 + per_task);
-      if (p0 >= p1) return;
+  };
+  if (m <= 4) {
+    round_rows(0, m);
+    // Contiguous panel ranges, a multiple of the micro-kernel width, about kTasksPerThread per
+    // thread handed out dynamically: on a shared machine a thread that loses its core would
+    // otherwise hold up the whole call.
+    const PanelTasks tasks = PanelTasks::Decode(panel_counts, m, kDecodePanels[m],
+                                                parallel ? threads * kTasksPerThread : 1);
+    const auto decode_block = [&](int64_t t) {
+      const PanelTask task = tasks[t];
       if (avx512) {
-        Avx512DecodeBlock(xp, ldx, m, w, y, p0, p1);
+        Avx512DecodeBlock(xp, ldx, m, *ws[task.weight], ys[task.weight], task.p0, task.p1);
       } else {
-        PortableBlock(xp, ldx, w, y, 0, m, p0, p1);
+        PortableBlock(xp, ldx, *ws[task.weight], ys[task.weight], 0, m, task.p0, task.p1);
       }
-    });
+    };
+    if (parallel) {
+      ParallelFor(tasks.size(), decode_block);
+    } else {
+      for (int64_t t = 0; t < tasks.size(); ++t) decode_block(t);
+    }
     return;
   }
   const int64_t row_blocks = (m + kRowBlock - 1) / kRowBlock;
-  const int64_t panel_blocks = (w.num_panels + kPanelBlock - 1) / kPanelBlock;
-  const auto round_rows = [&](int64_t rb) {
-    for (int64_t i = rb * kRowBlock; i < std::min(m, (rb + 1) * kRowBlock); ++i) {
-      if (avx512) {
-        RoundRowAvx512(x + i * w.k, w.k, np, xp + i * ldx);
-      } else {
-        RoundRow(x + i * w.k, w.k, np, xp + i * ldx);
-      }
+  const PanelTasks tasks = PanelTasks::Grid(panel_counts, m, kRowBlock, kPanelBlock);
+  const auto gemm_block = [&](int64_t t) {
+    const PanelTask task = tasks[t];
+    if (avx512) {
+      Avx512GemmBlock(xp, ldx, *ws[task.weight], ys[task.weight], task.r0, task.r1, task.p0,
+                      task.p1);
+    } else {
+      PortableBlock(xp, ldx, *ws[task.weight], ys[task.weight], task.r0, task.r1, task.p0, task.p1);
     }
   };
-  const auto gemm_block = [&](int64_t task) {
-    const int64_t rb = task / panel_blocks, pb = task % panel_blocks;
-    const int64_t r0 = rb * kRowBlock, r1 = std::min(m, r0 + kRowBlock);
-    const int64_t p0 = pb * kPanelBlock, p1 = std::min(w.num_panels, p0 + kPanelBlock);
-    if (avx512) {
-      Avx512GemmBlock(xp, ldx, w, y, r0, r1, p0, p1);
-    } else {
-      PortableBlock(xp, ldx, w, y, r0, r1, p0, p1);
-    }
+  const auto round_block = [&](int64_t rb) {
+    round_rows(rb * kRowBlock, std::min(m, (rb + 1) * kRowBlock));
   };
   if (parallel) {
-    ParallelFor(row_blocks, round_rows);
-    ParallelFor(row_blocks * panel_blocks, gemm_block);
+    ParallelFor(row_blocks, round_block);
+    ParallelFor(tasks.size(), gemm_block);
   } else {
-    for (int64_t rb = 0; rb < row_blocks; ++rb) round_rows(rb);
-    for (int64_t t = 0; t < row_blocks * panel_blocks; ++t) gemm_block(t);
+    for (int64_t rb = 0; rb < row_blocks; ++rb) round_block(rb);
+    for (int64_t t = 0; t < tasks.size(); ++t) gemm_block(t);
   }
 }
 

@@ -57,6 +57,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "engine/kernels/aligned_buffer.h"
 
 namespace kvserve::engine {
@@ -95,6 +96,13 @@ absl::StatusOr<PackedBf16Weight> PackBf16(const uint16_t* w_bf16, int64_t n, int
 // dense.
 // REQUIRES: m >= 1; x has w.k columns; y overlaps neither x nor w.
 void Bf16Matmul(const float* x, int64_t m, const PackedBf16Weight& w, float* y);
+
+// The same for several weights of one K on the same rows, in one fork-join: ys[i] gets exactly
+// what Bf16Matmul(x, m, *ws[i], ys[i]) writes (the rows are rounded once).
+// REQUIRES: 1 <= ws.size() == ys.size() <= kMaxSharedWeights (panel_tasks.h); every weight has
+// the same k; no y overlaps x, a weight or another y.
+void Bf16Matmul(const float* x, int64_t m, absl::Span<const PackedBf16Weight* const> ws,
+                absl::Span<float* const> ys);
 
 }  // namespace kvserve::engine
 

@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/kernels/kernel_isa.h"
+#include "engine/kernels/panel_tasks.h"
 #include "engine/kernels/thread_pool.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -263,7 +264,7 @@ void Avx512Block(const int8_t* q, int64_t ldq, const float* sx, const int32_t* b
 
 constexpr int64_t kRowBlock = 64;
 constexpr int64_t kPanelBlock = 12;
-constexpr int kTasksPerThread = 4;  // decode
+constexpr int64_t kTasksPerThread = 4;  // decode
 
 }  // namespace
 
@@ -315,62 +316,70 @@ absl::StatusOr<PackedInt8Weight> QuantizeInt8(const float* w, int64_t n, int64_t
 }
 
 void Int8Matmul(const float* x, int64_t m, const PackedInt8Weight& w, float* y) {
+  const PackedInt8Weight* ws[] = {&w};
+  float* ys[] = {y};
+  Int8Matmul(x, m, ws, ys);
+}
+
+void Int8Matmul(const float* x, int64_t m, absl::Span<const PackedInt8Weight* const> ws,
+                absl::Span<float* const> ys) {
   const bool avx512 = UseAvx512Int8Kernels();
-  const int64_t ldq = 4 * w.num_quads;
+  const PackedInt8Weight& w0 = *ws[0];  // K and grouping, common to all
+  const int64_t ldq = 4 * w0.num_quads;
   Scratch& scratch = ThreadScratch();
   if (static_cast<int64_t>(scratch.q.size()) < m * ldq) scratch.q.resize(m * ldq);
-  if (static_cast<int64_t>(scratch.sx.size()) < m * w.num_groups) {
-    scratch.sx.resize(m * w.num_groups);
-    scratch.bias.resize(m * w.num_groups);
+  if (static_cast<int64_t>(scratch.sx.size()) < m * w0.num_groups) {
+    scratch.sx.resize(m * w0.num_groups);
+    scratch.bias.resize(m * w0.num_groups);
   }
   int8_t* q = scratch.q.data();         // {m, 4·num_quads}
   float* sx = scratch.sx.data();        // {m, num_groups}
   int32_t* bias = scratch.bias.data();  // {m, num_groups}
+  std::array<int64_t, kMaxSharedWeights> panels{};
+  int64_t nk = 0;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    panels[i] = ws[i]->num_panels;
+    nk += ws[i]->n * w0.k;
+  }
+  const absl::Span<const int64_t> panel_counts(panels.data(), ws.size());
   const int threads = KernelThreads();
-  const bool parallel =
-      threads > 1 && (m * w.n * w.k >= (int64_t{1} << 20) || w.n * w.k >= (int64_t{1} << 18));
+  const bool parallel = threads > 1 && (m * nk >= (int64_t{1} << 20) || nk >= (int64_t{1} << 18));
   const bool decode = m <= kMaxRows;
   const int64_t row_block = decode ? m : kRowBlock;
   const int64_t row_blocks = (m + row_block - 1) / row_block;
-  // Decode: contiguous panel ranges, a multiple of the micro-kernel width, kTasksPerThread per
-  // thread handed out dynamically (on a shared machine a thread that loses its core would
-  // otherwise hold up the whole call).
-  const int64_t step = kPanelsForRows[std::min<int64_t>(m, kMaxRows)];
-  const int64_t num_tasks = (parallel ? threads : 1) * kTasksPerThread;
-  const int64_t panel_block =
-      decode ? ((w.num_panels + num_tasks - 1) / num_tasks + step - 1) / step * step : kPanelBlock;
-  const int64_t panel_blocks = (w.num_panels + panel_block - 1) / panel_block;
-  // Decode rows are quantized here: a worksharing loop would cost the call a second barrier.
-  if (decode) {
-    for (int64_t i = 0; i < m; ++i) {
-      QuantizeRow(x + i * w.k, w, avx512, q + i * ldq, sx + i * w.num_groups,
-                  bias + i * w.num_groups);
-    }
-  }
+  // Decode: contiguous panel ranges, a multiple of the micro-kernel width, about
+  // kTasksPerThread per thread handed out dynamically (on a shared machine a thread that loses
+  // its core would otherwise hold up the whole call).
+  const PanelTasks tasks = decode ? PanelTasks::Decode(panel_counts, m, kPanelsForRows[m],
+                                                       (parallel ? threads : 1) * kTasksPerThread)
+                                  : PanelTasks::Grid(panel_counts, m, kRowBlock, kPanelBlock);
   const auto quantize_rows = [&](int64_t rb) {
     for (int64_t i = rb * row_block; i < std::min(m, (rb + 1) * row_block); ++i) {
-      QuantizeRow(x + i * w.k, w, avx512, q + i * ldq, sx + i * w.num_groups,
-                  bias + i * w.num_groups);
+      QuantizeRow(x + i * w0.k, w0, avx512, q + i * ldq, sx + i * w0.num_groups,
+                  bias + i * w0.num_groups);
     }
   };
-  const auto block = [&](int64_t task) {
-    const int64_t rb = task / panel_blocks, pb = task % panel_blocks;
-    const int64_t r0 = rb * row_block, r1 = std::min(m, r0 + row_block);
-    const int64_t p0 = pb * panel_block, p1 = std::min(w.num_panels, p0 + panel_block);
+  const auto block = [&](int64_t t) {
+    const PanelTask task = tasks[t];
     if (avx512) {
-      Avx512Block(q, ldq, sx, bias, w, y, r0, r1, p0, p1, decode);
+      Avx512Block(q, ldq, sx, bias, *ws[task.weight], ys[task.weight], task.r0, task.r1, task.p0,
+                  task.p1, decode);
     } else {
-      PortableBlock(q, ldq, sx, w, y, r0, r1, p0, p1);
+      PortableBlock(q, ldq, sx, *ws[task.weight], ys[task.weight], task.r0, task.r1, task.p0,
+                    task.p1);
     }
   };
-  if (parallel) {
-    if (!decode) ParallelFor(row_blocks, quantize_rows);
-    ParallelFor(row_blocks * panel_blocks, block);
+  // Decode rows are quantized by the caller alone: a worksharing loop would cost the call a
+  // second fork-join.
+  if (parallel && !decode) {
+    ParallelFor(row_blocks, quantize_rows);
   } else {
-    if (!decode) {
-      for (int64_t rb = 0; rb < row_blocks; ++rb) quantize_rows(rb);
-    }
-    for (int64_t t = 0; t < row_blocks * panel_blocks; ++t) block(t);
+    for (int64_t rb = 0; rb < row_blocks; ++rb) quantize_rows(rb);
+  }
+  if (parallel) {
+    ParallelFor(tasks.size(), block);
+  } else {
+    for (int64_t t = 0; t < tasks.size(); ++t) block(t);
   }
 }
 

@@ -61,6 +61,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "engine/kernels/aligned_buffer.h"
 
 namespace kvserve::engine {
@@ -115,6 +116,13 @@ absl::StatusOr<PackedInt8Weight> QuantizeInt8(const float* w, int64_t n, int64_t
 // y[m][n] ≈ Σ_k x[m][k]·w[n][k] in the order above; x: {m, k} f32, y: {m, n} f32, row-major.
 // REQUIRES: m >= 1; x finite with w.k columns; y overlaps neither x nor w.
 void Int8Matmul(const float* x, int64_t m, const PackedInt8Weight& w, float* y);
+
+// The same for several weights of one K and grouping on the same rows, in one fork-join: ys[i]
+// gets exactly what Int8Matmul(x, m, *ws[i], ys[i]) writes (the rows are quantized once).
+// REQUIRES: 1 <= ws.size() == ys.size() <= kMaxSharedWeights (panel_tasks.h); every weight has
+// the same k and grouping; no y overlaps x, a weight or another y.
+void Int8Matmul(const float* x, int64_t m, absl::Span<const PackedInt8Weight* const> ws,
+                absl::Span<float* const> ys);
 
 }  // namespace kvserve::engine
 

@@ -1,5 +1,6 @@
 #include "engine/kernels/linear.h"
 
+#include <array>
 #include <utility>
 #include <variant>
 
@@ -87,6 +88,24 @@ void Linear::Forward(const float* x, int64_t m, float* y) const {
     return;
   }
   Execute(x, m, y);
+}
+
+void Linear::Forward(const float* x, int64_t m, absl::Span<const Linear* const> linears,
+                     absl::Span<float* const> ys) {
+  KV_CHECK(m > 0) << "Linear::Forward with m=" << m;
+  KV_CHECK(linears.size() == ys.size() && !linears.empty() && linears.size() <= kMaxSharedWeights)
+      << "Linear::Forward with " << linears.size() << " linears, " << ys.size() << " outputs";
+  std::array<MatmulOutput, kMaxSharedWeights> outputs;
+  for (size_t i = 0; i < linears.size(); ++i) {
+    const Linear& l = *linears[i];
+    if (!l.row_invariant_ && m >= kOneDnnMinRows && std::holds_alternative<F32Weight>(l.weight())) {
+      // oneDNN runs each weight on its own.
+      for (size_t j = 0; j < linears.size(); ++j) linears[j]->Forward(x, m, ys[j]);
+      return;
+    }
+    outputs[i] = {&l.weight(), ys[i]};
+  }
+  MatmulForward(x, m, absl::Span<const MatmulOutput>(outputs.data(), linears.size()));
 }
 
 void Linear::Execute(const float* x, int64_t m, float* y) const {

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "engine/kernels/aligned_buffer.h"
 #include "engine/kernels/matmul_weight.h"
 
@@ -50,6 +51,12 @@ class Linear {
 
   // y[m, out] = x[m, in] · Wᵀ. x and y must not overlap.
   void Forward(const float* x, int64_t m, float* y) const;
+  // ys[i] = x · linears[i]ᵀ for linears of one in_features, in one kernel call where their
+  // formats allow (MatmulForward with several outputs, matmul_weight.h): exactly the bits of
+  // linears[i]->Forward(x, m, ys[i]).
+  // REQUIRES: 1 <= linears.size() == ys.size() <= kMaxSharedWeights; no y overlaps x or another y.
+  static void Forward(const float* x, int64_t m, absl::Span<const Linear* const> linears,
+                      absl::Span<float* const> ys);
 
   void set_row_invariant(bool on) { row_invariant_ = on; }
   bool row_invariant() const { return row_invariant_; }

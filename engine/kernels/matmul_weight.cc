@@ -1,8 +1,10 @@
 #include "engine/kernels/matmul_weight.h"
 
+#include <array>
 #include <cstring>
 #include <utility>
 
+#include "base/logging.h"
 #include "engine/kernels/row_invariant_matmul.h"
 
 namespace kvserve::engine {
@@ -89,6 +91,47 @@ void MatmulForward(const MatmulWeight& w, const float* x, int64_t m, float* y) {
                  [&](const PackedBf16Weight& v) { Bf16Matmul(x, m, v, y); },
                  [&](const PackedInt8Weight& v) { Int8Matmul(x, m, v, y); }},
       w);
+}
+
+void MatmulForward(const float* x, int64_t m, absl::Span<const MatmulOutput> outputs) {
+  KV_CHECK(!outputs.empty() && outputs.size() <= kMaxSharedWeights)
+      << "MatmulForward with " << outputs.size() << " weights";
+  const MatmulWeight& first = *outputs[0].weight;
+  const int64_t k = InFeatures(first);
+  bool shared = true;
+  for (const MatmulOutput& o : outputs) {
+    shared = shared && o.weight->index() == first.index() && InFeatures(*o.weight) == k;
+    if (const auto* v = std::get_if<PackedInt8Weight>(o.weight)) {
+      shared = shared && v->grouping == std::get<PackedInt8Weight>(first).grouping;
+    }
+  }
+  if (!shared) {
+    for (const MatmulOutput& o : outputs) MatmulForward(*o.weight, x, m, o.y);
+    return;
+  }
+  const size_t count = outputs.size();
+  std::array<float*, kMaxSharedWeights> ys{};
+  for (size_t i = 0; i < count; ++i) ys[i] = outputs[i].y;
+  const absl::Span<float* const> y_span(ys.data(), count);
+  if (std::holds_alternative<F32Weight>(first)) {
+    std::array<const float*, kMaxSharedWeights> ws{};
+    std::array<int64_t, kMaxSharedWeights> ns{};
+    for (size_t i = 0; i < count; ++i) {
+      const auto& v = std::get<F32Weight>(*outputs[i].weight);
+      ws[i] = v.data.data();
+      ns[i] = v.n;
+    }
+    RowInvariantMatmul(x, m, absl::Span<const float* const>(ws.data(), count),
+                       absl::Span<const int64_t>(ns.data(), count), k, y_span);
+  } else if (std::holds_alternative<PackedBf16Weight>(first)) {
+    std::array<const PackedBf16Weight*, kMaxSharedWeights> ws{};
+    for (size_t i = 0; i < count; ++i) ws[i] = &std::get<PackedBf16Weight>(*outputs[i].weight);
+    Bf16Matmul(x, m, absl::Span<const PackedBf16Weight* const>(ws.data(), count), y_span);
+  } else {
+    std::array<const PackedInt8Weight*, kMaxSharedWeights> ws{};
+    for (size_t i = 0; i < count; ++i) ws[i] = &std::get<PackedInt8Weight>(*outputs[i].weight);
+    Int8Matmul(x, m, absl::Span<const PackedInt8Weight* const>(ws.data(), count), y_span);
+  }
 }
 
 }  // namespace kvserve::engine

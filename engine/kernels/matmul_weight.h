@@ -17,9 +17,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "engine/kernels/aligned_buffer.h"
 #include "engine/kernels/bf16_matmul.h"
 #include "engine/kernels/int8_matmul.h"
+#include "engine/kernels/panel_tasks.h"
 
 namespace kvserve::engine {
 
@@ -60,6 +62,19 @@ void DequantizeRow(const MatmulWeight& w, int64_t j, float* out);
 // y[m][n] = x[m][k] · Wᵀ in the weight's format; x: {m, k} f32, y: {m, n} f32.
 // REQUIRES: m >= 1; y overlaps neither x nor w.
 void MatmulForward(const MatmulWeight& w, const float* x, int64_t m, float* y);
+
+// Several weights applied to the same x (a layer's q/k/v, or gate/up): each output gets exactly
+// what MatmulForward(*weight, x, m, y) writes, and when the weights share their format, K (and
+// int8 grouping) the kernel runs them all in one fork-join, with x rounded or quantized once.
+// At batch 1 a step is ~200 short matmuls, each paying a fork-join and the ramp-up and drain of
+// its weight streams; sharing them cuts that fixed cost (docs/benchmarks.md).
+struct MatmulOutput {
+  const MatmulWeight* weight;
+  float* y;  // {m, OutFeatures(*weight)}
+};
+// REQUIRES: 1 <= outputs.size() <= kMaxSharedWeights (panel_tasks.h); m >= 1; every weight has
+// InFeatures = x's width; no y overlaps x, a weight or another y.
+void MatmulForward(const float* x, int64_t m, absl::Span<const MatmulOutput> outputs);
 
 }  // namespace kvserve::engine
 

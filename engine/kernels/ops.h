@@ -1,7 +1,9 @@
 // Element-wise and normalisation kernels of the Llama block, f32.
 //
 // Layout contracts are written per function, llm.c style. All functions are pure (no state) and
-// thread-safe. `n` is always the number of rows (tokens).
+// thread-safe. `n` is always the number of rows (tokens). RmsNorm and SiluMul share a large call
+// (a prefill chunk) among the calling thread's kernel threads (thread_pool.h); every element is
+// computed by the same operations on any thread, so the results do not depend on it.
 #ifndef KVSERVE_ENGINE_KERNELS_OPS_H_
 #define KVSERVE_ENGINE_KERNELS_OPS_H_
 

@@ -1,8 +1,10 @@
 #include "engine/kernels/row_invariant_matmul.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
+#include "engine/kernels/panel_tasks.h"
 #include "engine/kernels/thread_pool.h"
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
@@ -138,22 +140,40 @@ void Block(const float* x, int64_t m, const float* w, int64_t n, int64_t k, floa
 }  // namespace
 
 void RowInvariantMatmul(const float* x, int64_t m, const float* w, int64_t n, int64_t k, float* y) {
+  const float* ws[] = {w};
+  const int64_t ns[] = {n};
+  float* ys[] = {y};
+  RowInvariantMatmul(x, m, ws, ns, k, ys);
+}
+
+void RowInvariantMatmul(const float* x, int64_t m, absl::Span<const float* const> ws,
+                        absl::Span<const int64_t> ns, int64_t k, absl::Span<float* const> ys) {
   // Column blocks of W small enough (~256 KiB) to stay in L2 while every row of x passes over
   // them, a multiple of the tile width. Threads pay off from about a million multiply-adds (a
   // batched step of the smallest models), or when W is too large for one core's cache, where a
   // single row is bound by memory bandwidth that one core cannot saturate; then every thread gets
-  // at least one block.
+  // at least one block (of the weights together).
+  int64_t n_total = 0;
+  for (int64_t n : ns) n_total += n;
   const int threads = KernelThreads();
   const bool parallel =
-      threads > 1 && (m * n * k >= (int64_t{1} << 20) || n * k >= (int64_t{1} << 18));
+      threads > 1 && (m * n_total * k >= (int64_t{1} << 20) || n_total * k >= (int64_t{1} << 18));
   int64_t block = std::max<int64_t>(kCols, (int64_t{256} * 1024 / (k * 4)) / kCols * kCols);
   if (parallel) {
-    const int64_t per_thread = (n + threads - 1) / threads;
+    const int64_t per_thread = (n_total + threads - 1) / threads;
     block = std::min(block, (per_thread + kCols - 1) / kCols * kCols);
   }
-  const int64_t num_blocks = (n + block - 1) / block;
+  std::array<int64_t, kMaxSharedWeights> end{};  // one past each weight's last block
+  int64_t num_blocks = 0;
+  for (size_t i = 0; i < ns.size(); ++i) {
+    num_blocks += (ns[i] + block - 1) / block;
+    end[i] = num_blocks;
+  }
   const auto column_block = [&](int64_t b) {
-    Block(x, m, w, n, k, y, b * block, std::min(n, (b + 1) * block));
+    size_t i = 0;
+    while (b >= end[i]) ++i;
+    const int64_t j0 = (b - (i == 0 ? 0 : end[i - 1])) * block;
+    Block(x, m, ws[i], ns[i], k, ys[i], j0, std::min(ns[i], j0 + block));
   };
   if (parallel) {
     ParallelFor(num_blocks, column_block);

@@ -24,11 +24,20 @@
 
 #include <cstdint>
 
+#include "absl/types/span.h"
+
 namespace kvserve::engine {
 
 // y[m][n] = Σ_k x[m][k]·w[n][k]; x: {m, k}, w: {n, k}, y: {m, n}, all row-major and dense.
 // REQUIRES: m, n, k >= 1; y overlaps neither x nor w.
 void RowInvariantMatmul(const float* x, int64_t m, const float* w, int64_t n, int64_t k, float* y);
+
+// The same for several weights ws[i] of ns[i] rows and one K on the same x, in one fork-join:
+// ys[i] gets exactly what RowInvariantMatmul(x, m, ws[i], ns[i], k, ys[i]) writes.
+// REQUIRES: 1 <= ws.size() == ns.size() == ys.size() <= kMaxSharedWeights (panel_tasks.h);
+// no y overlaps x, a weight or another y.
+void RowInvariantMatmul(const float* x, int64_t m, absl::Span<const float* const> ws,
+                        absl::Span<const int64_t> ns, int64_t k, absl::Span<float* const> ys);
 
 }  // namespace kvserve::engine
 

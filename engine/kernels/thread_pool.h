@@ -3,12 +3,13 @@
 //
 // Why not OpenMP (which the matmul kernels used before): libgomp's workers spin at the end of
 // every parallel region, and its region ends with a barrier that waits for every thread of the
-// team, including one the OS has descheduled. A decode step runs ~150 short parallel regions; on
-// a 2-core pod the gRPC threads that send each token (or any neighbour) make a third runnable
-// thread, and then a barrier can wait for a whole scheduler slice while the spinning threads keep
-// the core. Measured at batch 1 on the SmolLM-135M shape (docs/benchmarks.md, "Tail latency"):
-// with one competing process the inter-token latency p99 went to ~10x its median and throughput
-// fell 2.6x; with this pool p99 stays at ~1.5x the median. Two rules fix this:
+// team, including one the OS has descheduled. A decode step runs ~120 short parallel regions (q/k/v
+// and gate/up share one each); on a 2-core pod the gRPC threads that send each token (or any
+// neighbour) make a third runnable thread, and then a barrier can wait for a whole scheduler slice
+// while the spinning threads keep the core. Measured at batch 1 on the SmolLM-135M shape
+// (docs/benchmarks.md, "Tail latency"): with one competing process the inter-token latency p99 went
+// to ~10x its median and throughput fell 2.6x; with this pool p99 stays at ~1.5x the median. Two
+// rules fix this:
 //   - the join waits for *tasks*, not threads: tasks are claimed one at a time from a shared
 //     counter, the caller claims too, and a worker that has not woken up yet claims nothing, so
 //     the call never waits for a thread that is not running one of its tasks;

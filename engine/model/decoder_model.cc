@@ -406,8 +406,9 @@ void DecoderModel::Run(int64_t num_rows, cache::KvCacheManager& cache, float* lo
     AddInPlace(x_.data(), proj_.data(), num_rows * hidden);
 
     RmsNorm(x_.data(), layer.mlp_norm.data(), num_rows, hidden, config_.rms_norm_eps, h_.data());
-    layer.gate_proj->Forward(h_.data(), num_rows, gate_.data());  // {rows, intermediate}
-    layer.up_proj->Forward(h_.data(), num_rows, up_.data());      // {rows, intermediate}
+    // gate and up in one kernel call: {rows, intermediate} each.
+    Linear::Forward(h_.data(), num_rows, {&*layer.gate_proj, &*layer.up_proj},
+                    {gate_.data(), up_.data()});
     SiluMul(gate_.data(), up_.data(), num_rows * inter);
     layer.down_proj->Forward(gate_.data(), num_rows, proj_.data());  // {rows, hidden}
     AddInPlace(x_.data(), proj_.data(), num_rows * hidden);
@@ -428,9 +429,9 @@ void DecoderModel::GqaLayer(Layer& layer, int64_t num_rows, const AttentionShape
                             cache::KvCacheManager& cache, int32_t l) {
   const int64_t kv_dim = int64_t{config_.num_key_value_heads} * config_.head_dim;
   const int64_t q_dim = int64_t{config_.num_attention_heads} * config_.head_dim;
-  layer.q_proj->Forward(h_.data(), num_rows, q_.data());  // {rows, heads, head_dim}
-  layer.k_proj->Forward(h_.data(), num_rows, k_.data());  // {rows, kv_heads, head_dim}
-  layer.v_proj->Forward(h_.data(), num_rows, v_.data());  // {rows, kv_heads, head_dim}
+  // q {rows, heads, head_dim}, k and v {rows, kv_heads, head_dim}, in one kernel call.
+  Linear::Forward(h_.data(), num_rows, {&*layer.q_proj, &*layer.k_proj, &*layer.v_proj},
+                  {q_.data(), k_.data(), v_.data()});
   if (!layer.q_bias.empty()) {
     AddBias(q_.data(), layer.q_bias.data(), num_rows, q_dim);   // {rows, heads*head_dim}
     AddBias(k_.data(), layer.k_bias.data(), num_rows, kv_dim);  // {rows, kv_heads*head_dim}

@@ -5,7 +5,9 @@
 #include <random>
 #include <vector>
 
+#include "engine/kernels/kernel_isa.h"
 #include "engine/kernels/row_invariant_matmul.h"
+#include "engine/kernels/thread_pool.h"
 #include "gtest/gtest.h"
 
 namespace kvserve::engine {
@@ -47,6 +49,65 @@ TEST(MatmulWeightTest, ForwardIsTheFormatsKernelBitForBit) {
     EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
         << static_cast<int>(f);
   }
+}
+
+// Several weights in one call (a layer's q/k/v, gate/up) give each weight's own bits, whatever the
+// row count (decode tiles, prefill grid, several row blocks), the thread count and the ISA; weights
+// of different formats fall back to one call each.
+TEST(MatmulWeightTest, SharedForwardIsEachWeightsForwardBitForBit) {
+  const int64_t k = 576;
+  const int64_t ns[] = {512, 136, 136};  // q/k/v-like, big enough to share out over threads
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  std::vector<std::vector<float>> w;
+  for (int64_t n : ns) {
+    w.emplace_back(n * k);
+    for (float& v : w.back()) v = normal(rng);
+  }
+  std::vector<float> x(200 * k);
+  for (float& v : x) v = normal(rng);
+  const WeightFormat formats[] = {WeightFormat::kF32, WeightFormat::kBf16,
+                                  WeightFormat::kInt8PerChannel, WeightFormat::kInt8Block32};
+  for (int mixed = 0; mixed < 2; ++mixed) {
+    for (WeightFormat f : formats) {
+      std::vector<MatmulWeight> weights;
+      for (int i = 0; i < 3; ++i) {
+        // mixed: the last weight in another format, so the call cannot be shared.
+        const WeightFormat fi =
+            mixed && i == 2 ? (f == WeightFormat::kBf16 ? WeightFormat::kF32 : WeightFormat::kBf16)
+                            : f;
+        auto weight = PrepareWeight(w[i], ns[i], k, fi, "w");
+        ASSERT_TRUE(weight.ok()) << weight.status();
+        weights.push_back(*std::move(weight));
+      }
+      for (KernelIsa isa : {KernelIsa::kPortable, KernelIsa::kAvx512}) {
+        SetKernelIsaForTesting(isa);
+        for (int threads : {1, 2, 3}) {
+          SetKernelThreads(threads);
+          for (int64_t m : {1, 2, 3, 4, 5, 17, 200}) {
+            std::vector<std::vector<float>> want(3), got(3);
+            MatmulOutput outputs[3];
+            for (int i = 0; i < 3; ++i) {
+              want[i].assign(m * ns[i], -1.0f);
+              got[i].assign(m * ns[i], -2.0f);
+              MatmulForward(weights[i], x.data(), m, want[i].data());
+              outputs[i] = {&weights[i], got[i].data()};
+            }
+            MatmulForward(x.data(), m, outputs);
+            for (int i = 0; i < 3; ++i) {
+              ASSERT_EQ(std::memcmp(got[i].data(), want[i].data(), want[i].size() * sizeof(float)),
+                        0)
+                  << "format " << static_cast<int>(f) << " mixed " << mixed << " isa "
+                  << static_cast<int>(isa) << " threads " << threads << " m " << m << " weight "
+                  << i;
+            }
+          }
+        }
+      }
+    }
+  }
+  SetKernelIsaForTesting(std::nullopt);
+  SetKernelThreads(AvailableCpus());
 }
 
 TEST(MatmulWeightTest, ConversionErrorNamesTheTensor) {
