@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <utility>
 
 #include "engine/kernels/bf16_matmul.h"
 #include "engine/kernels/kernel_isa.h"
@@ -138,6 +139,11 @@ inline Vec SumLanes16(const Vec* a) {
   for (int j = 0; j < kLanes; ++j) v.f[j] = SumLanes(a[j]);
   return v;
 }
+inline void Transpose16(Vec* r) {
+  for (int i = 0; i < kLanes; ++i) {
+    for (int j = i + 1; j < kLanes; ++j) std::swap(r[i].f[j], r[j].f[i]);
+  }
+}
 inline float MaxLanes(Vec v) {
   float m = v.f[0];
   for (int l = 1; l < kLanes; ++l) m = v.f[l] > m ? v.f[l] : m;
@@ -210,6 +216,34 @@ inline Vec SumLanes16(const Vec* a) {
   const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   return {_mm512_permutexvar_ps(order, y)};
 }
+// r[i] lane j becomes r[j] lane i: pairs of rows interleaved by floats, then by pairs of floats
+// (after which 128-bit chunk c of u[4g + m] holds rows 4g..4g+3 of column 4c + m), then the
+// chunks gathered across the four row groups.
+inline void Transpose16(Vec* r) {
+  __m512 t[kLanes], u[kLanes];
+  for (int i = 0; i < kLanes; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i].v, r[i + 1].v);
+    t[i + 1] = _mm512_unpackhi_ps(r[i].v, r[i + 1].v);
+  }
+  for (int g = 0; g < kLanes; g += 4) {
+    const __m512d a = _mm512_castps_pd(t[g]), b = _mm512_castps_pd(t[g + 1]);
+    const __m512d c = _mm512_castps_pd(t[g + 2]), e = _mm512_castps_pd(t[g + 3]);
+    u[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    u[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    u[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
+    u[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
+  }
+  for (int m = 0; m < 4; ++m) {
+    const __m512 v1 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x44);
+    const __m512 v2 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xEE);
+    const __m512 w1 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x44);
+    const __m512 w2 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xEE);
+    r[m].v = _mm512_shuffle_f32x4(v1, w1, 0x88);
+    r[4 + m].v = _mm512_shuffle_f32x4(v1, w1, 0xDD);
+    r[8 + m].v = _mm512_shuffle_f32x4(v2, w2, 0x88);
+    r[12 + m].v = _mm512_shuffle_f32x4(v2, w2, 0xDD);
+  }
+}
 inline float MaxLanes(Vec v) { return _mm512_reduce_max_ps(v.v); }
 
 #include "engine/layers/gqa_attention_kernel.inc"
@@ -225,7 +259,9 @@ inline float MaxLanes(Vec v) { return _mm512_reduce_max_ps(v.v); }
 }  // namespace
 
 int64_t GqaAttentionItemScratchFloats(const AttentionShape& shape) {
-  return kAttentionQueryRows * (shape.num_heads / shape.num_kv_heads) * QueryStateFloats(shape);
+  // [query states | one tile's scores / weights per query (16) | the transposed key tile (d × 16)]
+  const int64_t queries = kAttentionQueryRows * (shape.num_heads / shape.num_kv_heads);
+  return queries * (QueryStateFloats(shape) + kLanes) + shape.head_dim * kLanes;
 }
 
 int64_t GqaAttentionScratchFloats(const AttentionShape& shape) {
