@@ -139,6 +139,10 @@ inline Vec SumLanes16(const Vec* a) {
   for (int j = 0; j < kLanes; ++j) v.f[j] = SumLanes(a[j]);
   return v;
 }
+inline Vec Blend(Vec a, Vec b, uint32_t mask) {
+  for (int l = 0; l < kLanes; ++l) a.f[l] = (mask >> l & 1) != 0 ? b.f[l] : a.f[l];
+  return a;
+}
 inline void Transpose16(Vec* r) {
   for (int i = 0; i < kLanes; ++i) {
     for (int j = i + 1; j < kLanes; ++j) std::swap(r[i].f[j], r[j].f[i]);
@@ -215,6 +219,9 @@ inline Vec SumLanes16(const Vec* a) {
   // Key j = 4i + m sits at lane 4m + i.
   const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   return {_mm512_permutexvar_ps(order, y)};
+}
+inline Vec Blend(Vec a, Vec b, uint32_t mask) {
+  return {_mm512_mask_blend_ps(static_cast<__mmask16>(mask), a.v, b.v)};
 }
 // r[i] lane j becomes r[j] lane i: pairs of rows interleaved by floats, then by pairs of floats
 // (after which 128-bit chunk c of u[4g + m] holds rows 4g..4g+3 of column 4c + m), then the

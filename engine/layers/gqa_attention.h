@@ -80,7 +80,7 @@ struct KvView {
 };
 
 // Query rows processed together (each K/V tile is reused by this many rows × the group's heads).
-inline constexpr int64_t kAttentionQueryRows = 4;
+inline constexpr int64_t kAttentionQueryRows = 8;
 
 // Floats of scratch GqaAttention needs for `shape` when called from this thread (independent of
 // the context length; proportional to the calling thread's KernelThreads()).
