@@ -2,16 +2,20 @@
 // portable 16-lane vector and over AVX-512 registers, so the order of gqa_attention.h is written
 // once and the two paths cannot drift apart. A call is cut into items, one per block of
 // kAttentionQueryRows query rows and kv head, which the kernel threads share (ParallelFor, task t
-// taking items t, t + T, …, with its own item scratch) once the call is big enough to pay for the
-// fork-join. Loop nest per item:
+// taking items t, t + T, …, kv head by kv head, with its own item scratch) once the call is big
+// enough to pay for the fork-join. Loop nest per item:
 //
-//   for each key tile [16t, 16t + 16) any of the block's rows sees:  (block table walked per tile)
-//     for each row, query head of the kv head's group:              (states: rows × group, scratch)
-//       scores → running max → rescale → weights → acc += p·v
+//   for each key tile [16t, 16t + 16) any of the block's rows sees:   (block table walked per tile)
+//     scores of every query (rows × group):  8+ queries: the tile's keys transposed once, then
+//                                            4 queries at a time, 16 scores per vector;
+//                                            fewer (decode): key by key, as RowInvariantMatmul
+//     running max, rescale, weights of every query: 16 queries' rescale factors in one Exp2
+//     acc += p·v, up to 8 queries per loaded value vector
 //
 // so a tile's K/V rows of the kv head (16 × head_dim values) come from memory once and stay in L1
-// while every query of the block that sees them passes over them; decode (one row) reads each K/V
-// row exactly once.
+// while every query of the block that sees them passes over them, each phase's chains are
+// independent across queries (so they overlap instead of waiting on each other's latency), and
+// decode (one row) reads each K/V row exactly once.
 #include "engine/layers/gqa_attention.h"
 
 #include <immintrin.h>
