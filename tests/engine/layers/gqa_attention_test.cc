@@ -231,7 +231,7 @@ TEST_P(GqaAttentionTest, ChunkingDoesNotChangeAnyBit) {
   }
 }
 
-// A call big enough is shared by the kernel threads, one (4-row block, kv head) item per task
+// A call big enough is shared by the kernel threads, one (8-row block, kv head) item per task
 // at a time: the split does not change any bit (the Long cases are above the size from which
 // calls go parallel).
 TEST_P(GqaAttentionTest, ThreadCountDoesNotChangeAnyBit) {
