@@ -2,16 +2,20 @@
 // portable 16-lane vector and over AVX-512 registers, so the order of gqa_attention.h is written
 // once and the two paths cannot drift apart. A call is cut into items, one per block of
 // kAttentionQueryRows query rows and kv head, which the kernel threads share (ParallelFor, task t
-// taking items t, t + T, …, with its own item scratch) once the call is big enough to pay for the
-// fork-join. Loop nest per item:
+// taking items t, t + T, …, kv head by kv head, with its own item scratch) once the call is big
+// enough to pay for the fork-join. Loop nest per item:
 //
-//   for each key tile [16t, 16t + 16) any of the block's rows sees:  (block table walked per tile)
-//     for each row, query head of the kv head's group:              (states: rows × group, scratch)
-//       scores → running max → rescale → weights → acc += p·v
+//   for each key tile [16t, 16t + 16) any of the block's rows sees:   (block table walked per tile)
+//     scores of every query (rows × group):  8+ queries: the tile's keys transposed once, then
+//                                            4 queries at a time, 16 scores per vector;
+//                                            fewer (decode): key by key, as RowInvariantMatmul
+//     running max, rescale, weights of every query: 16 queries' rescale factors in one Exp2
+//     acc += p·v, up to 8 queries per loaded value vector
 //
 // so a tile's K/V rows of the kv head (16 × head_dim values) come from memory once and stay in L1
-// while every query of the block that sees them passes over them; decode (one row) reads each K/V
-// row exactly once.
+// while every query of the block that sees them passes over them, each phase's chains are
+// independent across queries (so they overlap instead of waiting on each other's latency), and
+// decode (one row) reads each K/V row exactly once.
 #include "engine/layers/gqa_attention.h"
 
 #include <immintrin.h>
@@ -20,6 +24,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <utility>
 
 #include "engine/kernels/bf16_matmul.h"
 #include "engine/kernels/kernel_isa.h"
@@ -100,6 +105,10 @@ inline Vec Load(const uint16_t* p) {
   return v;
 }
 inline void Store(float* p, Vec v) { std::memcpy(p, v.f, sizeof(v.f)); }
+template <typename T>
+inline Vec LoadToRegister(const T* p) {
+  return Load(p);
+}
 inline Vec Add(Vec a, Vec b) {
   for (int l = 0; l < kLanes; ++l) a.f[l] = a.f[l] + b.f[l];
   return a;
@@ -138,6 +147,15 @@ inline Vec SumLanes16(const Vec* a) {
   for (int j = 0; j < kLanes; ++j) v.f[j] = SumLanes(a[j]);
   return v;
 }
+inline Vec Blend(Vec a, Vec b, uint32_t mask) {
+  for (int l = 0; l < kLanes; ++l) a.f[l] = (mask >> l & 1) != 0 ? b.f[l] : a.f[l];
+  return a;
+}
+inline void Transpose16(Vec* r) {
+  for (int i = 0; i < kLanes; ++i) {
+    for (int j = i + 1; j < kLanes; ++j) std::swap(r[i].f[j], r[j].f[i]);
+  }
+}
 inline float MaxLanes(Vec v) {
   float m = v.f[0];
   for (int l = 1; l < kLanes; ++l) m = v.f[l] > m ? v.f[l] : m;
@@ -170,6 +188,14 @@ inline Vec Load(const uint16_t* p) {
   return {_mm512_castsi512_ps(_mm512_slli_epi32(wide, 16))};
 }
 inline void Store(float* p, Vec v) { _mm512_storeu_ps(p, v.v); }
+// Load, kept in a register: without the empty asm the compiler folds a load that several fmas
+// share into each of them, so one vector is read from L1 once per fma instead of once.
+inline Vec LoadToRegister(const float* p) {
+  __m512 v = _mm512_loadu_ps(p);
+  asm("" : "+v"(v));
+  return {v};
+}
+inline Vec LoadToRegister(const uint16_t* p) { return Load(p); }
 inline Vec Add(Vec a, Vec b) { return {_mm512_add_ps(a.v, b.v)}; }
 inline Vec Sub(Vec a, Vec b) { return {_mm512_sub_ps(a.v, b.v)}; }
 inline Vec Mul(Vec a, Vec b) { return {_mm512_mul_ps(a.v, b.v)}; }
@@ -210,6 +236,37 @@ inline Vec SumLanes16(const Vec* a) {
   const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   return {_mm512_permutexvar_ps(order, y)};
 }
+inline Vec Blend(Vec a, Vec b, uint32_t mask) {
+  return {_mm512_mask_blend_ps(static_cast<__mmask16>(mask), a.v, b.v)};
+}
+// r[i] lane j becomes r[j] lane i: pairs of rows interleaved by floats, then by pairs of floats
+// (after which 128-bit chunk c of u[4g + m] holds rows 4g..4g+3 of column 4c + m), then the
+// chunks gathered across the four row groups.
+inline void Transpose16(Vec* r) {
+  __m512 t[kLanes], u[kLanes];
+  for (int i = 0; i < kLanes; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i].v, r[i + 1].v);
+    t[i + 1] = _mm512_unpackhi_ps(r[i].v, r[i + 1].v);
+  }
+  for (int g = 0; g < kLanes; g += 4) {
+    const __m512d a = _mm512_castps_pd(t[g]), b = _mm512_castps_pd(t[g + 1]);
+    const __m512d c = _mm512_castps_pd(t[g + 2]), e = _mm512_castps_pd(t[g + 3]);
+    u[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    u[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    u[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
+    u[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
+  }
+  for (int m = 0; m < 4; ++m) {
+    const __m512 v1 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x44);
+    const __m512 v2 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xEE);
+    const __m512 w1 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x44);
+    const __m512 w2 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xEE);
+    r[m].v = _mm512_shuffle_f32x4(v1, w1, 0x88);
+    r[4 + m].v = _mm512_shuffle_f32x4(v1, w1, 0xDD);
+    r[8 + m].v = _mm512_shuffle_f32x4(v2, w2, 0x88);
+    r[12 + m].v = _mm512_shuffle_f32x4(v2, w2, 0xDD);
+  }
+}
 inline float MaxLanes(Vec v) { return _mm512_reduce_max_ps(v.v); }
 
 #include "engine/layers/gqa_attention_kernel.inc"
@@ -225,7 +282,9 @@ inline float MaxLanes(Vec v) { return _mm512_reduce_max_ps(v.v); }
 }  // namespace
 
 int64_t GqaAttentionItemScratchFloats(const AttentionShape& shape) {
-  return kAttentionQueryRows * (shape.num_heads / shape.num_kv_heads) * QueryStateFloats(shape);
+  // [query states | one tile's scores / weights per query (16) | the transposed key tile (d × 16)]
+  const int64_t queries = kAttentionQueryRows * (shape.num_heads / shape.num_kv_heads);
+  return queries * (QueryStateFloats(shape) + kLanes) + shape.head_dim * kLanes;
 }
 
 int64_t GqaAttentionScratchFloats(const AttentionShape& shape) {
@@ -256,12 +315,14 @@ void GqaAttention(const float* q, const KvView& kv, int64_t start_pos, int64_t n
   const int64_t per_item = GqaAttentionItemScratchFloats(shape);
   const int64_t tasks =
       GqaAttentionIsShared(shape, start_pos, n) ? std::min<int64_t>(KernelThreads(), items) : 1;
-  // Task t takes items t, t + tasks, …: interleaved, so the causal rows' growing cost is shared
-  // evenly; each task owns one item's scratch.
+  // Items go kv head by kv head (item i: block i % blocks of kv head i / blocks), so the tasks
+  // work through one kv head's K/V at a time and it stays in cache (a 512-token Llama-1B layer
+  // holds 2 MB of f32 K/V, one kv head 256 KB). Task t takes items t, t + tasks, …: interleaved,
+  // so the causal rows' growing cost is shared evenly; each task owns one item's scratch.
   auto run = [&](int64_t t) {
     for (int64_t i = t; i < items; i += tasks) {
-      item(q, kv, start_pos, n, shape, (i / shape.num_kv_heads) * kAttentionQueryRows,
-           i % shape.num_kv_heads, scratch + t * per_item, out);
+      item(q, kv, start_pos, n, shape, (i % blocks) * kAttentionQueryRows, i / blocks,
+           scratch + t * per_item, out);
     }
   };
   if (tasks == 1) {

@@ -4,8 +4,9 @@
 //
 // MHA, MQA and GQA are one code path: query head h reads K/V head h / group_size, where
 // group_size = num_heads / num_kv_heads (1 = MHA, num_heads = MQA). All query heads of a K/V group
-// and up to kQueryRows query rows are processed together, so each K/V row is read from memory once
-// per call and kv head, and no score matrix is materialised (scratch is independent of context).
+// and up to kAttentionQueryRows query rows are processed together, so each K/V row is read from
+// memory once per block of rows and kv head, and no score matrix is materialised (scratch is
+// independent of context).
 //
 // The fixed order (what batch invariance and chunking invariance rest on). For one query row at
 // position p and one head, with visible keys [lo, p] (lo = 0, or p - window + 1 with a window):
@@ -15,8 +16,8 @@
 //      the tile of lo to the tile of p; in a tile only the visible keys take part;
 //   2. score s_j = q'·k_j in RowInvariantMatmul's dot order (16 fma lanes over the first
 //      16·⌊d/16⌋ elements, a fixed lane tree, then the tail by fma in increasing element);
-//   3. m' = max(m, max_j s_j); if m' > m and a tile was seen before: α = Exp2(m - m'),
-//      L *= α (16 lanes), acc *= α (element-wise);
+//   3. m' = max(m, max_j s_j); α = Exp2(m - m'), L *= α (16 lanes), acc *= α (element-wise)
+//      (α = 1 exactly when m' = m; before the first tile m = -inf and L, acc are 0 and stay 0);
 //   4. P_j = Exp2(s_j - m'); lane (j mod 16) of L += P_j (0 for invisible keys);
 //      acc = fma(P_j, v_j, acc) for visible j in increasing j;
 //   5. out = acc * (1 / tree_sum(L)), with the lane tree of step 2.
@@ -28,9 +29,15 @@
 // difference is a few f32 roundings of the scores and weights (tests: <= 4e-6 absolute on
 // unit-normal data).
 //
+// How the order is computed (the same bits either way): with 8 or more queries in a block (rows ×
+// the group's heads) a key tile is transposed once so that a query's 16 scores are one vector and
+// the lane tree of step 2 becomes vector adds; fewer queries (decode) score key by key. Each step
+// runs over all the block's queries before the next, so their independent chains overlap.
+//
 // Threads: a call big enough to pay for it (prefill, long-context decode) is shared by the calling
-// thread's kernel threads (engine/kernels/thread_pool.h), each (block of 4 query rows, kv head)
-// item on one thread; the order above is per (row, head), so the bits do not depend on the split.
+// thread's kernel threads (engine/kernels/thread_pool.h), each (block of kAttentionQueryRows query
+// rows, kv head) item on one thread; the order above is per (row, head), so the bits do not depend
+// on the split.
 //
 // Thread-safety: stateless apart from the caller-provided scratch; safe to call concurrently with
 // distinct scratch buffers.
@@ -79,15 +86,17 @@ struct KvView {
   cache::KvDtype dtype = cache::KvDtype::kF32;
 };
 
-// Query rows processed together (each K/V tile is reused by this many rows × the group's heads).
-inline constexpr int64_t kAttentionQueryRows = 4;
+// Query rows processed together (each K/V tile is reused by this many rows × the group's heads;
+// with 8 rows a Llama-1B or SmolLM-135M prefill block has 32 or 24 queries per transposed tile).
+inline constexpr int64_t kAttentionQueryRows = 8;
 
 // Floats of scratch GqaAttention needs for `shape` when called from this thread (independent of
 // the context length; proportional to the calling thread's KernelThreads()).
 int64_t GqaAttentionScratchFloats(const AttentionShape& shape);
 
-// Floats of one work item's scratch (kAttentionQueryRows rows × one kv head's query states): all
-// a call that does not share itself (below) uses.
+// Floats of one work item's scratch (kAttentionQueryRows rows × one kv head's query states, their
+// scores for one key tile, one transposed key tile): all a call that does not share itself
+// (below) uses.
 int64_t GqaAttentionItemScratchFloats(const AttentionShape& shape);
 
 // Whether a call for n rows at start_pos shares itself among the calling thread's kernel

@@ -15,7 +15,8 @@
 // scalar three-pass kernel (tests/testing/scalar_attention.h) against the tiled online-softmax
 // one on each ISA, over a paged cache (blocks of 16, in shuffled order) with f32 or bf16 K/V:
 // decode (one query row) at contexts 512 / 2,048 / 8,192 and a 512-token prefill, at the
-// Llama-3.2-1B attention shape (32 query heads, 8 KV heads of 64). kv_GB/s counts the K/V bytes
+// Llama-3.2-1B attention shape (32 query heads, 8 KV heads of 64) and the SmolLM-135M one (9 query
+// heads, 3 KV heads of 64). kv_GB/s counts the K/V bytes
 // the step must read once (context × 2 × kv_dim × element size; for prefill the whole cache)
 // over the step's time; BM_ReadBandwidth is a STREAM-like read on one thread (the kernel is
 // single-threaded) in the same process. On a shared machine interleave the runs so that a
@@ -110,13 +111,16 @@ BENCHMARK(BM_DecodeAtContext2048)->DenseRange(0, 3)->UseRealTime()->Unit(benchma
 
 // range(0): 0 = scalar kernel, 1 = tiled kernel (portable), 2 = tiled kernel (AVX-512);
 // range(1): context; range(2): query rows (1 = decode, else prefill of the whole context);
-// range(3): 0 = f32, 1 = bf16 K/V.
+// range(3): 0 = f32, 1 = bf16 K/V; range(4): 0 = Llama-3.2-1B's attention (32 query heads, 8 KV
+// heads of 64), 1 = SmolLM-135M's (9 query heads, 3 KV heads of 64).
 void BM_AttentionKernel(benchmark::State& state) {
   const int64_t kernel = state.range(0);
   const int64_t context = state.range(1);
   const int64_t n = state.range(2);
   const bool bf16 = state.range(3) != 0;
-  const engine::AttentionShape shape{32, 8, 64};
+  const bool smol = state.range(4) != 0;
+  const engine::AttentionShape shape =
+      smol ? engine::AttentionShape{9, 3, 64} : engine::AttentionShape{32, 8, 64};
   const int64_t kv_dim = shape.num_kv_heads * shape.head_dim;
   constexpr int64_t kBlock = 16;
   const int64_t num_blocks = (context + kBlock - 1) / kBlock;
@@ -165,12 +169,12 @@ void BM_AttentionKernel(benchmark::State& state) {
                          benchmark::Counter::kIsRate);
   static const char* const kKernels[] = {"scalar", "tiled-portable", "tiled-avx512"};
   state.SetLabel(std::string(kKernels[kernel]) + (bf16 ? " bf16" : " f32") +
-                 (n == 1 ? " decode" : " prefill"));
+                 (n == 1 ? " decode" : " prefill") + (smol ? " smollm" : " llama1b"));
 }
 BENCHMARK(BM_AttentionKernel)
-    ->ArgNames({"kernel", "context", "rows", "bf16"})
-    ->ArgsProduct({{0, 1, 2}, {512, 2048, 8192}, {1}, {0, 1}})
-    ->ArgsProduct({{0, 1, 2}, {512}, {512}, {0, 1}})
+    ->ArgNames({"kernel", "context", "rows", "bf16", "shape"})
+    ->ArgsProduct({{0, 1, 2}, {512, 2048, 8192}, {1}, {0, 1}, {0, 1}})
+    ->ArgsProduct({{0, 1, 2}, {512}, {512}, {0, 1}, {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 

@@ -231,7 +231,7 @@ TEST_P(GqaAttentionTest, ChunkingDoesNotChangeAnyBit) {
   }
 }
 
-// A call big enough is shared by the kernel threads, one (4-row block, kv head) item per task
+// A call big enough is shared by the kernel threads, one (8-row block, kv head) item per task
 // at a time: the split does not change any bit (the Long cases are above the size from which
 // calls go parallel).
 TEST_P(GqaAttentionTest, ThreadCountDoesNotChangeAnyBit) {
@@ -262,7 +262,14 @@ INSTANTIATE_TEST_SUITE_P(
         // Real head sizes, many key tiles, tails of d and of tiles.
         Case{"GqaDecodeLong", 8, 2, 64, 300, 1}, Case{"GqaPrefillLong", 8, 2, 64, 0, 70},
         Case{"MhaChunkLongHead128", 2, 2, 128, 37, 29}, Case{"MqaDecodeLong", 8, 1, 64, 517, 1},
-        Case{"WindowLong", 8, 2, 64, 100, 9, 40}, Case{"HeadDimWithTail", 4, 2, 24, 20, 7}),
+        Case{"WindowLong", 8, 2, 64, 100, 9, 40}, Case{"HeadDimWithTail", 4, 2, 24, 20, 7},
+        // 8+ queries per item (rows × group): key tiles scored transposed; fewer (decode, chunks
+        // of 1) key by key, so ChunkingDoesNotChangeAnyBit compares the two. Tails of d, d
+        // below one vector, more queries than one 16-query softmax batch, a window.
+        Case{"ManyQueriesHeadDimTail", 6, 2, 40, 13, 21},
+        Case{"ManyQueriesHeadDimBelowOneVector", 8, 1, 5, 3, 11},
+        Case{"MqaManyHeadsPrefill", 20, 1, 24, 5, 10},
+        Case{"WindowManyQueries", 8, 2, 16, 30, 20, 7}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // Scores that grow from tile to tile force a rescale at every tile; the result still matches.
@@ -290,38 +297,46 @@ TEST(GqaAttentionRescaleTest, IncreasingScoresMatchNaiveReference) {
 
 // MLA's absorbed form as the kernel sees it: one KV head whose keys are the cache rows (width w)
 // and whose values are their first dv elements, with the model's own softmax scale.
+// Widths with tails (76 = 4·16 + 12 keys, 52 = 3·16 + 4 values) and enough rows to score key
+// tiles transposed.
 TEST(GqaAttentionShapeTest, ValuesNarrowerThanKeysWithAGivenScaleMatchNaiveReference) {
-  const int heads = 4, w = 80, dv = 64, start = 40, n = 3;
-  const double scale = 0.0917;
-  const int total = start + n;
-  auto q = RandomVector(n * heads * w, 61);
-  auto rows = RandomVector(total * w, 62);
-  std::vector<float> want(n * heads * dv);
-  for (int i = 0; i < n; ++i) {
-    for (int h = 0; h < heads; ++h) {
-      std::vector<double> p(start + i + 1);
-      double max_s = -1e300, sum = 0;
-      for (int s = 0; s <= start + i; ++s) {
-        double dot = 0;
-        for (int x = 0; x < w; ++x) dot += double{q[(i * heads + h) * w + x]} * rows[s * w + x];
-        max_s = std::max(max_s, p[s] = dot * scale);
-      }
-      for (double& e : p) sum += (e = std::exp(e - max_s));
-      for (int x = 0; x < dv; ++x) {
-        double acc = 0;
-        for (int s = 0; s <= start + i; ++s) acc += p[s] / sum * rows[s * w + x];
-        want[(i * heads + h) * dv + x] = static_cast<float>(acc);
+  struct Width {
+    int w, dv, start, n;
+  };
+  for (const Width& width : {Width{80, 64, 40, 3}, Width{76, 52, 21, 11}}) {
+    SCOPED_TRACE(width.w);
+    const int heads = 4, w = width.w, dv = width.dv, start = width.start, n = width.n;
+    const double scale = 0.0917;
+    const int total = start + n;
+    auto q = RandomVector(n * heads * w, 61);
+    auto rows = RandomVector(total * w, 62);
+    std::vector<float> want(n * heads * dv);
+    for (int i = 0; i < n; ++i) {
+      for (int h = 0; h < heads; ++h) {
+        std::vector<double> p(start + i + 1);
+        double max_s = -1e300, sum = 0;
+        for (int s = 0; s <= start + i; ++s) {
+          double dot = 0;
+          for (int x = 0; x < w; ++x) dot += double{q[(i * heads + h) * w + x]} * rows[s * w + x];
+          max_s = std::max(max_s, p[s] = dot * scale);
+        }
+        for (double& e : p) sum += (e = std::exp(e - max_s));
+        for (int x = 0; x < dv; ++x) {
+          double acc = 0;
+          for (int s = 0; s <= start + i; ++s) acc += p[s] / sum * rows[s * w + x];
+          want[(i * heads + h) * dv + x] = static_cast<float>(acc);
+        }
       }
     }
-  }
-  const AttentionShape shape{heads, 1, w, /*window=*/0, /*value_dim=*/dv, scale};
-  const int32_t table[] = {0};
-  const KvView kv{rows.data(), rows.data(), w, table, total};
-  for (KernelIsa isa : Isas()) {
-    ScopedIsa scoped(isa);
-    std::vector<float> out(n * heads * dv), scratch(GqaAttentionScratchFloats(shape));
-    GqaAttention(q.data(), kv, start, n, shape, scratch.data(), out.data());
-    EXPECT_LE(MaxAbsDiff(out, want), kTolerance) << IsaName(isa);
+    const AttentionShape shape{heads, 1, w, /*window=*/0, /*value_dim=*/dv, scale};
+    const int32_t table[] = {0};
+    const KvView kv{rows.data(), rows.data(), w, table, total};
+    for (KernelIsa isa : Isas()) {
+      ScopedIsa scoped(isa);
+      std::vector<float> out(n * heads * dv), scratch(GqaAttentionScratchFloats(shape));
+      GqaAttention(q.data(), kv, start, n, shape, scratch.data(), out.data());
+      EXPECT_LE(MaxAbsDiff(out, want), kTolerance) << IsaName(isa);
+    }
   }
 }
 
@@ -356,21 +371,33 @@ std::vector<float> RoundedToBf16(std::vector<float> v) {
 
 // bf16 cache: parity with the naive reference run on the same rounded K/V, and with the f32 kernel
 // over the rounded values bit for bit (widening bf16 is exact), paged or chunked.
+// Shapes: 32 queries per item with whole vectors, 18 with a tail of d; both ISAs give the same
+// bits here too.
 TEST(GqaAttentionBf16Test, MatchesReferenceOnRoundedKv) {
-  const int heads = 8, kv_heads = 2, d = 64, start = 90, n = 23, window = 0;
-  const int total = start + n;
-  auto q = RandomVector(n * heads * d, 41);
-  auto keys = RandomVector(total * kv_heads * d, 42);
-  auto values = RandomVector(total * kv_heads * d, 43);
-  const auto rk = RoundedToBf16(keys), rv = RoundedToBf16(values);
-  const auto naive = NaiveAttention(q, rk, rv, start, n, heads, kv_heads, d, window);
-  for (KernelIsa isa : Isas()) {
-    ScopedIsa scoped(isa);
-    const auto bf16 = EngineBf16(q, keys, values, start, n, heads, kv_heads, d, 16, window);
-    EXPECT_LE(MaxAbsDiff(bf16, naive), kTolerance) << IsaName(isa);
-    EXPECT_EQ(bf16, Engine(q, rk, rv, start, n, heads, kv_heads, d, window)) << IsaName(isa);
-    EXPECT_EQ(EngineBf16(q, keys, values, start, n, heads, kv_heads, d, 5, window), bf16)
-        << IsaName(isa);
+  struct Shape {
+    int heads, kv_heads, d, start, n;
+  };
+  for (const Shape& shape : {Shape{8, 2, 64, 90, 23}, Shape{6, 2, 40, 30, 13}}) {
+    SCOPED_TRACE(shape.d);
+    const int heads = shape.heads, kv_heads = shape.kv_heads, d = shape.d, start = shape.start,
+              n = shape.n, window = 0;
+    const int total = start + n;
+    auto q = RandomVector(n * heads * d, 41);
+    auto keys = RandomVector(total * kv_heads * d, 42);
+    auto values = RandomVector(total * kv_heads * d, 43);
+    const auto rk = RoundedToBf16(keys), rv = RoundedToBf16(values);
+    const auto naive = NaiveAttention(q, rk, rv, start, n, heads, kv_heads, d, window);
+    std::vector<float> first_isa;
+    for (KernelIsa isa : Isas()) {
+      ScopedIsa scoped(isa);
+      const auto bf16 = EngineBf16(q, keys, values, start, n, heads, kv_heads, d, 16, window);
+      EXPECT_LE(MaxAbsDiff(bf16, naive), kTolerance) << IsaName(isa);
+      EXPECT_EQ(bf16, Engine(q, rk, rv, start, n, heads, kv_heads, d, window)) << IsaName(isa);
+      EXPECT_EQ(EngineBf16(q, keys, values, start, n, heads, kv_heads, d, 5, window), bf16)
+          << IsaName(isa);
+      if (first_isa.empty()) first_isa = bf16;
+      EXPECT_EQ(bf16, first_isa) << IsaName(isa);
+    }
   }
 }
 
