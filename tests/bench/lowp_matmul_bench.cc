@@ -4,7 +4,9 @@
 //   - decode (M = 1..4) weight GB/s of RowInvariantMatmul (f32), Bf16Matmul and Int8Matmul, with
 //     the weights rotating over >= 512 MiB of copies so that they stream from DRAM;
 //   - prefill (M = 512) GFLOP/s of the same kernels next to oneDNN's bf16 and f32 matmul with
-//     prepacked ('any') weights.
+//     prepacked ('any') weights;
+//   - shared calls: a SmolLM-135M layer's q/k/v and gate/up as one MatmulForward with several
+//     outputs against one call per weight (cold weights, M = 1 and 16).
 // Kernels and their baselines run interleaved, one sample each per round (kSamples rounds); the
 // figures are medians of the rates and of the per-round ratios to the baseline.
 //
@@ -18,7 +20,8 @@
 //   g++ -std=c++20 -O3 -march=x86-64-v4 -fopenmp -I. tests/bench/lowp_matmul_bench.cc
 //       engine/kernels/*.cc engine/kernels/row_invariant_matmul.cc -ldnnl $ABSL -lpthread
 //       -o lowp_matmul_bench
-//   OMP_WAIT_POLICY=PASSIVE ./lowp_matmul_bench [--quick] [--only=read|decode|hot|prefill|accuracy]
+//   OMP_WAIT_POLICY=PASSIVE ./lowp_matmul_bench [--quick]
+//       [--only=read|decode|hot|prefill|shared|accuracy]
 // Results: docs/benchmarks.md.
 #include <immintrin.h>
 #include <omp.h>
@@ -38,6 +41,7 @@
 #include "engine/kernels/aligned_buffer.h"
 #include "engine/kernels/bf16_matmul.h"
 #include "engine/kernels/int8_matmul.h"
+#include "engine/kernels/matmul_weight.h"
 #include "engine/kernels/row_invariant_matmul.h"
 #include "engine/kernels/thread_pool.h"
 
@@ -242,6 +246,68 @@ void HotDecode(const Shape& s, int threads) {
   row("int8 block-32", b32.bytes(), [&](int64_t m) { Int8Matmul(x.data(), m, b32, y.data()); });
 }
 
+// A layer's projections that read the same rows (SmolLM-135M: q/k/v 576 -> 576/192/192, gate/up
+// 576 -> 1536/1536), cold (the layer rotating over >= 512 MiB of copies, as a decode step's 30
+// layers do): one call per weight against one shared call, weight GB/s and the shared call's
+// per-round speed-up, interleaved with a STREAM-like read.
+void Shared(int threads) {
+  omp_set_num_threads(threads);  // oneDNN
+  SetKernelThreads(threads);     // kvserve's kernels
+  constexpr int64_t k = 576;
+  const std::vector<std::vector<int64_t>> groups = {{576, 192, 192}, {1536, 1536}};
+  AlignedFloats x(16 * k), y(16 * 1536 * 3);
+  for (int64_t i = 0; i < 16 * k; ++i) x[i] = std::sin(0.1f * i);
+  std::printf("shared calls, threads=%d (cold, >= 512 MiB of copies), median of %d rounds\n",
+              threads, kSamples);
+  std::printf("  %-14s %-5s %4s %s\n", "weights", "dtype", "M",
+              "weight GB/s: separate | shared | shared speed-up (median per round)");
+  for (const auto& ns : groups) {
+    for (WeightFormat format : {WeightFormat::kBf16, WeightFormat::kInt8Block32}) {
+      std::vector<MatmulWeight> layer;
+      int64_t bytes = 0;
+      for (size_t i = 0; i < ns.size(); ++i) {
+        layer.push_back(*PrepareWeight(RandomNormal(ns[i] * k, 1 + i), ns[i], k, format, "w"));
+        bytes += WeightBytes(layer.back());
+      }
+      const int copies = static_cast<int>(std::max<int64_t>(2, kRotateBytes / bytes + 1));
+      const std::vector<std::vector<MatmulWeight>> layers(copies, layer);
+      for (int64_t m : {1, 16}) {
+        std::vector<Case> cases;
+        cases.push_back({"separate", [&, m] {
+                           for (const auto& l : layers) {
+                             float* out = y.data();
+                             for (const MatmulWeight& w : l) {
+                               MatmulForward(w, x.data(), m, out);
+                               out += m * OutFeatures(w);
+                             }
+                           }
+                           return static_cast<double>(bytes) * copies;
+                         }});
+        cases.push_back({"shared", [&, m] {
+                           MatmulOutput outputs[kMaxSharedWeights];
+                           for (const auto& l : layers) {
+                             float* out = y.data();
+                             for (size_t i = 0; i < l.size(); ++i) {
+                               outputs[i] = {&l[i], out};
+                               out += m * OutFeatures(l[i]);
+                             }
+                             MatmulForward(x.data(), m, absl::MakeConstSpan(outputs, l.size()));
+                           }
+                           return static_cast<double>(bytes) * copies;
+                         }});
+        const std::vector<CaseResult> r = Interleaved(cases, 1);
+        std::string name;
+        for (int64_t n : ns) name += (name.empty() ? "" : "/") + std::to_string(n);
+        std::printf("  %-14s %-5s %4ld %6.1f | %6.1f | %.2fx\n", name.c_str(),
+                    WeightFormatName(layer[0]), m, r[0].rate * 1e-9, r[1].rate * 1e-9,
+                    r[1].ratio);
+      }
+    }
+  }
+  std::printf("  read GB/s, %d thread(s), 8 streams/thread: %.1f\n", threads,
+              ReadGbps(threads, 8));
+}
+
 // oneDNN matmul y{m,n} f32 = x{m,k} · W, W given as [n][k] and reordered once to 'any'.
 struct OneDnn {
   dnnl::engine eng{dnnl::engine::kind::cpu, 0};
@@ -408,6 +474,9 @@ int main(int argc, char** argv) {
   }
   if (want("prefill")) {
     for (int threads : {1, 2}) Prefill({2048, 2048}, 512, threads);
+  }
+  if (want("shared")) {
+    for (int threads : {1, 2}) Shared(threads);
   }
   if (want("accuracy")) {
     Accuracy(false);
