@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include "engine/kernels/thread_pool.h"
 
@@ -33,19 +35,61 @@ void RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float 
     for (int64_t i = begin / dim; i < end / dim; ++i) {
       const float* xi = x + i * dim;
       float* yi = y + i * dim;
-      double sum_sq = 0.0;
-      for (int64_t d = 0; d < dim; ++d) sum_sq += static_cast<double>(xi[d]) * xi[d];
+      // Σ x² in double, in 8 interleaved lanes (one AVX-512 vector; a single chain of dependent
+      // adds ran at a quarter of the loads' speed), added in a fixed order: the same bits on any
+      // row of any batch.
+      double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t d = 0;
+      for (; d + 8 <= dim; d += 8) {
+        for (int l = 0; l < 8; ++l) lanes[l] += static_cast<double>(xi[d + l]) * xi[d + l];
+      }
+      for (; d < dim; ++d) lanes[0] += static_cast<double>(xi[d]) * xi[d];
+      const double sum_sq = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) +
+                            ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
       const float inv_rms = static_cast<float>(1.0 / std::sqrt(sum_sq / dim + eps));
       for (int64_t d = 0; d < dim; ++d) yi[d] = xi[d] * inv_rms * weight[d];
     }
   });
 }
 
+namespace {
+
+// e^x, branch-free so that GCC vectorizes the loops that call it (std::exp stays a scalar call):
+// t = x·log2(e) clamped to [-126, 128], split as t = r + f with r the nearest integer (by the
+// 1.5·2^23 rounding trick) and f in [-0.5, 0.5], 2^f by its degree-7 Taylor polynomial (truncation
+// < 6e-9), times 2^r written into the exponent bits (r = 128 writes +inf, as e^x overflows near
+// there). Relative error < 1e-6 for |x| < 10; the rounding of t grows it to ~1e-5 towards the
+// clamps.
+inline float Exp(float x) {
+  constexpr float kLog2e = 1.44269504f;
+  constexpr float kRoundMagic = 12582912.0f;  // 1.5 · 2^23
+  float t = x * kLog2e;
+  t = t > -126.0f ? t : -126.0f;
+  t = t < 128.0f ? t : 128.0f;
+  const float r = (t + kRoundMagic) - kRoundMagic;
+  const float f = t - r;
+  // Taylor coefficients of 2^f = Σ (f·ln 2)^k / k!, highest first, by Horner.
+  float p = 1.52527338e-05f;
+  p = std::fma(p, f, 0.000154035304f);
+  p = std::fma(p, f, 0.00133335581f);
+  p = std::fma(p, f, 0.00961812911f);
+  p = std::fma(p, f, 0.0555041087f);
+  p = std::fma(p, f, 0.240226507f);
+  p = std::fma(p, f, 0.693147181f);
+  p = std::fma(p, f, 1.0f);
+  const int32_t bits = (static_cast<int32_t>(r) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+}  // namespace
+
 void SiluMul(float* gate, const float* up, int64_t count) {
   ForPieces(count, kParallelElements / 4, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float g = gate[i];
-      gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+      gate[i] = g / (1.0f + Exp(-g)) * up[i];
     }
   });
 }

@@ -15,7 +15,9 @@ namespace kvserve::engine {
 // x, y: [n, dim]; weight: [dim]. x may equal y.
 void RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps, float* y);
 
-// SwiGLU gate: gate[i] = silu(gate[i]) * up[i] for i < count, silu(z) = z / (1 + e^-z).
+// SwiGLU gate: gate[i] = silu(gate[i]) * up[i] for i < count, silu(z) = z / (1 + e^-z), with e^-z
+// from a vectorizable polynomial (ops.cc): relative error < 1e-6 for |z| < 10 and < 2e-5 up to
+// z = -87; below that |silu(z)| < 1e-36 and may come out as -0, as in f32 where e^-z overflows.
 void SiluMul(float* gate, const float* up, int64_t count);
 
 // a · b over n elements in 8 interleaved partial sums combined in a fixed order: the compiler turns
