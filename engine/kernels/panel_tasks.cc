@@ -6,21 +6,10 @@ namespace kvserve::engine {
 
 PanelTasks PanelTasks::Decode(absl::Span<const int64_t> panels, int64_t m, int64_t step,
                               int64_t num_tasks) {
-  PanelTasks t;
-  t.num_weights_ = static_cast<int>(panels.size());
-  t.m_ = m;
-  t.row_block_ = m;
   int64_t total = 0;
   for (int64_t p : panels) total += p;
-  t.panel_block_ = ((total + num_tasks - 1) / num_tasks + step - 1) / step * step;
-  int64_t end = 0;
-  for (int i = 0; i < t.num_weights_; ++i) {
-    t.panels_[i] = panels[i];
-    t.panel_blocks_[i] = (panels[i] + t.panel_block_ - 1) / t.panel_block_;
-    end += t.panel_blocks_[i];
-    t.end_[i] = end;
-  }
-  return t;
+  // One row block of all m rows, panel blocks of a step multiple: the grid cut with those sizes.
+  return Grid(panels, m, m, ((total + num_tasks - 1) / num_tasks + step - 1) / step * step);
 }
 
 PanelTasks PanelTasks::Grid(absl::Span<const int64_t> panels, int64_t m, int64_t row_block,
