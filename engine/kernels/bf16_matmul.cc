@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/logging.h"
 #include "engine/kernels/kernel_isa.h"
 #include "engine/kernels/panel_tasks.h"
 #include "engine/kernels/thread_pool.h"
@@ -320,6 +321,10 @@ void Bf16Matmul(const float* x, int64_t m, const PackedBf16Weight& w, float* y) 
 
 void Bf16Matmul(const float* x, int64_t m, absl::Span<const PackedBf16Weight* const> ws,
                 absl::Span<float* const> ys) {
+  KV_CHECK(!ws.empty() && ws.size() == ys.size() && ws.size() <= kMaxSharedWeights)
+      << ws.size() << " weights, " << ys.size() << " outputs";
+  for (size_t i = 1; i < ws.size(); ++i)
+    KV_CHECK(ws[i]->k == ws[0]->k) << "weight " << i << " differs";
   const bool avx512 = UseAvx512Bf16Kernels();
   const int64_t k = ws[0]->k;
   const int64_t np = ws[0]->num_pairs;

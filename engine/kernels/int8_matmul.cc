@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/logging.h"
 #include "engine/kernels/kernel_isa.h"
 #include "engine/kernels/panel_tasks.h"
 #include "engine/kernels/thread_pool.h"
@@ -323,6 +324,11 @@ void Int8Matmul(const float* x, int64_t m, const PackedInt8Weight& w, float* y) 
 
 void Int8Matmul(const float* x, int64_t m, absl::Span<const PackedInt8Weight* const> ws,
                 absl::Span<float* const> ys) {
+  KV_CHECK(!ws.empty() && ws.size() == ys.size() && ws.size() <= kMaxSharedWeights)
+      << ws.size() << " weights, " << ys.size() << " outputs";
+  for (size_t i = 1; i < ws.size(); ++i)
+    KV_CHECK(ws[i]->k == ws[0]->k && ws[i]->grouping == ws[0]->grouping)
+        << "weight " << i << " differs";
   const bool avx512 = UseAvx512Int8Kernels();
   const PackedInt8Weight& w0 = *ws[0];  // K and grouping, common to all
   const int64_t ldq = 4 * w0.num_quads;

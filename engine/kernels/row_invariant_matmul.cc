@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 
+#include "base/logging.h"
 #include "engine/kernels/panel_tasks.h"
 #include "engine/kernels/thread_pool.h"
 
@@ -153,6 +154,9 @@ void RowInvariantMatmul(const float* x, int64_t m, absl::Span<const float* const
   // batched step of the smallest models), or when W is too large for one core's cache, where a
   // single row is bound by memory bandwidth that one core cannot saturate; then every thread gets
   // at least one block (of the weights together).
+  KV_CHECK(!ws.empty() && ws.size() == ns.size() && ws.size() == ys.size() &&
+           ws.size() <= kMaxSharedWeights)
+      << ws.size() << " weights, " << ns.size() << " sizes, " << ys.size() << " outputs";
   int64_t n_total = 0;
   for (int64_t n : ns) n_total += n;
   const int threads = KernelThreads();
