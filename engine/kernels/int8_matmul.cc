@@ -44,26 +44,30 @@ Scratch& ThreadScratch() {
   return scratch;
 }
 
-// Step 2 of the order for one group of one row: x[0..len) → q[0..len), *sx.
-void QuantizeGroup(const float* x, int64_t len, int8_t* q, float* sx) {
+// Step 2 of the order for one group of one row: x[0..len) → q[0..len), *sx; returns Σ q (exact in
+// int32, the offset correction's input).
+int32_t QuantizeGroup(const float* x, int64_t len, int8_t* q, float* sx) {
   float amax = 0.0f;
   for (int64_t i = 0; i < len; ++i) amax = std::max(amax, std::fabs(x[i]));
   if (amax == 0.0f) {
     *sx = 0.0f;
     std::memset(q, 0, len);
-    return;
+    return 0;
   }
   *sx = amax / 127.0f;
   const float inv = 127.0f / amax;
+  int32_t sum = 0;
   for (int64_t i = 0; i < len; ++i) {
     q[i] = static_cast<int8_t>(std::clamp(std::nearbyint(x[i] * inv), -127.0f, 127.0f));
+    sum += q[i];
   }
+  return sum;
 }
 
-__attribute__((target("avx512f,avx512bw,avx512vl"))) void QuantizeGroupAvx512(const float* x,
-                                                                              int64_t len,
-                                                                              int8_t* q,
-                                                                              float* sx) {
+__attribute__((target("avx512f,avx512bw,avx512vl"))) int32_t QuantizeGroupAvx512(const float* x,
+                                                                                 int64_t len,
+                                                                                 int8_t* q,
+                                                                                 float* sx) {
   __m512 vmax = _mm512_setzero_ps();
   for (int64_t i = 0; i < len; i += 16) {
     const __mmask16 mask =
@@ -74,19 +78,22 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void QuantizeGroupAvx512(co
   if (amax == 0.0f) {
     *sx = 0.0f;
     std::memset(q, 0, len);
-    return;
+    return 0;
   }
   *sx = amax / 127.0f;
   const __m512 inv = _mm512_set1_ps(127.0f / amax);
   const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+  __m512i sum = _mm512_setzero_si512();
   for (int64_t i = 0; i < len; i += 16) {
     const __mmask16 mask =
         len - i >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (len - i)) - 1);
     // cvtps2dq rounds by MXCSR: to nearest even by default, as std::nearbyint.
     __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + i), inv));
-    v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+    v = _mm512_maskz_mov_epi32(mask, _mm512_min_epi32(_mm512_max_epi32(v, lo), hi));
+    sum = _mm512_add_epi32(sum, v);
     _mm_mask_storeu_epi8(q + i, mask, _mm512_cvtepi32_epi8(v));
   }
+  return _mm512_reduce_add_epi32(sum);  // integer: exact in any order
 }
 
 // Step 2 for row x[0..k): q[0..4·num_quads) zero-padded, sx[0..num_groups) and the offset
@@ -97,13 +104,8 @@ void QuantizeRow(const float* x, const PackedInt8Weight& w, bool avx512, int8_t*
   std::memset(q + w.k, 0, 4 * w.num_quads - w.k);
   for (int64_t g = 0; g < w.num_groups; ++g) {
     const int64_t k0 = g * group_k, len = std::min(w.k, k0 + group_k) - k0;
-    if (avx512) {
-      QuantizeGroupAvx512(x + k0, len, q + k0, sx + g);
-    } else {
-      QuantizeGroup(x + k0, len, q + k0, sx + g);
-    }
-    int32_t sum = 0;
-    for (int64_t i = k0; i < k0 + len; ++i) sum += q[i];
+    const int32_t sum = avx512 ? QuantizeGroupAvx512(x + k0, len, q + k0, sx + g)
+                               : QuantizeGroup(x + k0, len, q + k0, sx + g);
     bias[g] = -128 * sum;
   }
 }
