@@ -173,7 +173,7 @@ void BM_AttentionKernel(benchmark::State& state) {
 }
 BENCHMARK(BM_AttentionKernel)
     ->ArgNames({"kernel", "context", "rows", "bf16", "shape"})
-    ->ArgsProduct({{0, 1, 2}, {512, 2048, 8192}, {1}, {0, 1}, {0, 1}})
+    ->ArgsProduct({{0, 1, 2}, {128, 512, 2048, 8192}, {1}, {0, 1}, {0, 1}})
     ->ArgsProduct({{0, 1, 2}, {512}, {512}, {0, 1}, {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
