@@ -45,6 +45,11 @@ constexpr int kLanes = 16;  // also the key tile: tiles are aligned to absolute 
 // a few µs, more than a decode step's attention over a short context (~2^18 multiply-adds take
 // ~30 µs on one core).
 constexpr double kParallelAttentionWork = 1 << 18;
+// The same for a call made alone in its step: the other threads are idle anyway, and in the engine
+// a decode call reads its K/V from memory, several times its cache-hot time (a SmolLM-135M layer
+// at a 64-128-token context: ~15 µs of the engine thread against 5.3 µs hot). Sharing those
+// measured 2.8 % off int8 one-stream decode on that shape (docs/benchmarks.md).
+constexpr double kAloneParallelAttentionWork = 1 << 15;
 constexpr float kExp2Min = -125.0f;         // 2^-125 · 2^-0.5 is still a normal float
 constexpr float kRoundMagic = 12582912.0f;  // 1.5 · 2^23
 // ln(2)^k / k!, k = 0..7: 2^f = e^(f ln 2) for |f| <= 1/2.
@@ -291,16 +296,17 @@ int64_t GqaAttentionScratchFloats(const AttentionShape& shape) {
   return KernelThreads() * GqaAttentionItemScratchFloats(shape);
 }
 
-bool GqaAttentionIsShared(const AttentionShape& shape, int64_t start_pos, int64_t n) {
+bool GqaAttentionIsShared(const AttentionShape& shape, int64_t start_pos, int64_t n, bool alone) {
   // Multiply-adds of the call, roughly: every row's heads over its context, keys and values.
   const double work = static_cast<double>(n) * static_cast<double>(start_pos + n) *
                       static_cast<double>(shape.num_heads) *
                       static_cast<double>(shape.head_dim + shape.value_width());
-  return work >= kParallelAttentionWork && KernelThreads() > 1;
+  return work >= (alone ? kAloneParallelAttentionWork : kParallelAttentionWork) &&
+         KernelThreads() > 1;
 }
 
 void GqaAttention(const float* q, const KvView& kv, int64_t start_pos, int64_t n,
-                  const AttentionShape& shape, float* scratch, float* out) {
+                  const AttentionShape& shape, float* scratch, float* out, bool alone) {
   const bool bf16 = kv.dtype == cache::KvDtype::kBf16;
   using Item = void (*)(const float*, const KvView&, int64_t, int64_t, const AttentionShape&,
                         int64_t, int64_t, float*, float*);
@@ -313,8 +319,9 @@ void GqaAttention(const float* q, const KvView& kv, int64_t start_pos, int64_t n
   const int64_t blocks = (n + kAttentionQueryRows - 1) / kAttentionQueryRows;
   const int64_t items = blocks * shape.num_kv_heads;
   const int64_t per_item = GqaAttentionItemScratchFloats(shape);
-  const int64_t tasks =
-      GqaAttentionIsShared(shape, start_pos, n) ? std::min<int64_t>(KernelThreads(), items) : 1;
+  const int64_t tasks = GqaAttentionIsShared(shape, start_pos, n, alone)
+                            ? std::min<int64_t>(KernelThreads(), items)
+                            : 1;
   // Items go kv head by kv head (item i: block i % blocks of kv head i / blocks), so the tasks
   // work through one kv head's K/V at a time and it stays in cache (a 512-token Llama-1B layer
   // holds 2 MB of f32 K/V, one kv head 256 KB). Task t takes items t, t + tasks, …: interleaved,

@@ -100,10 +100,13 @@ int64_t GqaAttentionScratchFloats(const AttentionShape& shape);
 int64_t GqaAttentionItemScratchFloats(const AttentionShape& shape);
 
 // Whether a call for n rows at start_pos shares itself among the calling thread's kernel
-// threads (big enough to pay for a fork-join). A call that does not uses only the first
-// GqaAttentionItemScratchFloats(shape) floats of its scratch, and may be made from inside a
-// ParallelFor task.
-bool GqaAttentionIsShared(const AttentionShape& shape, int64_t start_pos, int64_t n);
+// threads (big enough to pay for a fork-join). `alone`: the caller has no other attention call
+// to share out in this step (one sequence decoding), so the other threads would only wait for
+// this one and a smaller call is worth sharing too. A call that does not share itself uses only
+// the first GqaAttentionItemScratchFloats(shape) floats of its scratch, and may be made from
+// inside a ParallelFor task.
+bool GqaAttentionIsShared(const AttentionShape& shape, int64_t start_pos, int64_t n,
+                          bool alone = false);
 
 // Attention for n new query tokens at positions [start_pos, start_pos + n), each attending to
 // cached positions [0, its own position], or with shape.window > 0 to the last `window` of them.
@@ -113,8 +116,9 @@ bool GqaAttentionIsShared(const AttentionShape& shape, int64_t start_pos, int64_
 //   out:     [n, num_heads, value_width]
 //   scratch: >= GqaAttentionScratchFloats(shape) floats, sized on the calling thread
 // REQUIRES: num_heads a multiple of num_kv_heads; n >= 1; out overlaps neither q nor scratch.
+//   alone:   as for GqaAttentionIsShared
 void GqaAttention(const float* q, const KvView& kv, int64_t start_pos, int64_t n,
-                  const AttentionShape& shape, float* scratch, float* out);
+                  const AttentionShape& shape, float* scratch, float* out, bool alone = false);
 
 }  // namespace kvserve::engine
 

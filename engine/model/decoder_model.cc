@@ -468,35 +468,37 @@ void DecoderModel::GqaLayer(Layer& layer, int64_t num_rows, const AttentionShape
     }
   }
   // Attention, per sequence. A call big enough to share among the kernel threads (a prompt chunk,
-  // a long context) does so itself; the small ones (decode steps over short contexts) are shared
-  // out whole instead, sequence t, t + T, … to task t with its own scratch (each runs on one
-  // thread, as it would alone: the same bits).
-  // Sized for this (the engine) thread's kernel threads: a no-op after the first step.
+  // a long context) does so itself, and so does a lone small one; several small ones (decode
+  // steps over short contexts) are shared out whole instead, sequence t, t + T, … to task t with
+  // its own scratch (each runs on one thread, as it would alone: the same bits). Sized for this
+  // (the engine) thread's kernel threads: a no-op after the first step.
   scores_.resize(std::max<size_t>(scores_.size(), GqaAttentionScratchFloats(shape)));
   const int64_t item_scratch = GqaAttentionItemScratchFloats(shape);
-  auto attend = [&](const SequenceRows& s, float* scratch) {
+  auto attend = [&](const SequenceRows& s, float* scratch, bool alone) {
     const KvView kv =
         bf16 ? KvView{arena_bf16,           arena_bf16 + kv_dim, 2 * kv_dim,
                       s.seq->blocks.data(), cache.block_size(),  cache::KvDtype::kBf16}
              : KvView{arena, arena + kv_dim, 2 * kv_dim, s.seq->blocks.data(), cache.block_size()};
-    GqaAttention(&q_[s.row * q_dim], kv, s.start_pos, s.n, shape, scratch,
-                 &attn_[s.row * q_dim]);  // {n, heads, head_dim}
+    GqaAttention(&q_[s.row * q_dim], kv, s.start_pos, s.n, shape, scratch, &attn_[s.row * q_dim],
+                 alone);  // {n, heads, head_dim}
   };
   small_seqs_.clear();
   for (const SequenceRows& s : seq_rows_) {
     if (GqaAttentionIsShared(shape, s.start_pos, s.n)) {
-      attend(s, scores_.data());
+      attend(s, scores_.data(), false);
     } else {
       small_seqs_.push_back(&s);
     }
   }
   const int64_t tasks = std::min<int64_t>(KernelThreads(), std::ssize(small_seqs_));
   if (tasks <= 1) {
-    for (const SequenceRows* s : small_seqs_) attend(*s, scores_.data());
+    // One small call (a single sequence decoding): nothing to share out whole, so the call may
+    // share its own items.
+    for (const SequenceRows* s : small_seqs_) attend(*s, scores_.data(), small_seqs_.size() == 1);
   } else {
     ParallelFor(tasks, [&](int64_t t) {
       for (int64_t i = t; i < std::ssize(small_seqs_); i += tasks) {
-        attend(*small_seqs_[i], scores_.data() + t * item_scratch);
+        attend(*small_seqs_[i], scores_.data() + t * item_scratch, false);
       }
     });
   }

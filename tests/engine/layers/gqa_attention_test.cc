@@ -77,11 +77,12 @@ std::vector<float> Scratch(int heads, int kv_heads, int d) {
 // Runs the kernel over a contiguous cache: one block holding every position.
 std::vector<float> Engine(const std::vector<float>& q, const std::vector<float>& keys,
                           const std::vector<float>& values, int start, int n, int heads,
-                          int kv_heads, int d, int window = 0) {
+                          int kv_heads, int d, int window = 0, bool alone = false) {
   std::vector<float> out(n * heads * d), scratch = Scratch(heads, kv_heads, d);
   const int32_t table[] = {0};
   const KvView kv{keys.data(), values.data(), kv_heads * d, table, start + n};
-  GqaAttention(q.data(), kv, start, n, {heads, kv_heads, d, window}, scratch.data(), out.data());
+  GqaAttention(q.data(), kv, start, n, {heads, kv_heads, d, window}, scratch.data(), out.data(),
+               alone);
   return out;
 }
 
@@ -250,6 +251,41 @@ TEST_P(GqaAttentionTest, ThreadCountDoesNotChangeAnyBit) {
   SetKernelThreads(saved);
 }
 
+// A call made alone in its step (one sequence decoding) shares smaller calls among the threads
+// too; its items still give the bits of one thread.
+TEST_P(GqaAttentionTest, AloneCallSharedAmongThreadsChangesNoBit) {
+  const Case c = GetParam();
+  const Data x = RandomData(c, 29);
+  const int saved = KernelThreads();
+  for (KernelIsa isa : Isas()) {
+    ScopedIsa scoped(isa);
+    SetKernelThreads(1);
+    const auto one = RunCase(c, x);
+    for (int threads : {2, 3}) {
+      SetKernelThreads(threads);
+      EXPECT_EQ(Engine(x.q, x.keys, x.values, c.start, c.n, c.heads, c.kv_heads, c.d, c.window,
+                       /*alone=*/true),
+                one)
+          << threads << " threads, " << IsaName(isa);
+    }
+  }
+  SetKernelThreads(saved);
+}
+
+// The alone threshold is what makes short decode calls share: a SmolLM-135M layer (9 heads, 3 KV
+// heads of 64) decoding at a 64-token context shares only when alone.
+TEST(GqaAttentionSharingTest, ShortDecodeSharesOnlyWhenAlone) {
+  const int saved = KernelThreads();
+  SetKernelThreads(2);
+  const AttentionShape smol{9, 3, 64};
+  EXPECT_FALSE(GqaAttentionIsShared(smol, 63, 1));
+  EXPECT_TRUE(GqaAttentionIsShared(smol, 63, 1, /*alone=*/true));
+  EXPECT_FALSE(GqaAttentionIsShared(smol, 3, 1, /*alone=*/true));  // too small to pay
+  SetKernelThreads(1);
+  EXPECT_FALSE(GqaAttentionIsShared(smol, 63, 1, /*alone=*/true));  // no one to share with
+  SetKernelThreads(saved);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Shapes, GqaAttentionTest,
     ::testing::Values(
@@ -269,7 +305,9 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"ManyQueriesHeadDimTail", 6, 2, 40, 13, 21},
         Case{"ManyQueriesHeadDimBelowOneVector", 8, 1, 5, 3, 11},
         Case{"MqaManyHeadsPrefill", 20, 1, 24, 5, 10},
-        Case{"WindowManyQueries", 8, 2, 16, 30, 20, 7}),
+        Case{"WindowManyQueries", 8, 2, 16, 30, 20, 7},
+        // SmolLM-135M's attention decoding at a 64-token context: shared only when alone.
+        Case{"SmolDecodeShortContext", 9, 3, 64, 63, 1}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // Scores that grow from tile to tile force a rescale at every tile; the result still matches.
