@@ -299,13 +299,11 @@ void Shared(int threads) {
         std::string name;
         for (int64_t n : ns) name += (name.empty() ? "" : "/") + std::to_string(n);
         std::printf("  %-14s %-5s %4ld %6.1f | %6.1f | %.2fx\n", name.c_str(),
-                    WeightFormatName(layer[0]), m, r[0].rate * 1e-9, r[1].rate * 1e-9,
-                    r[1].ratio);
+                    WeightFormatName(layer[0]), m, r[0].rate * 1e-9, r[1].rate * 1e-9, r[1].ratio);
       }
     }
   }
-  std::printf("  read GB/s, %d thread(s), 8 streams/thread: %.1f\n", threads,
-              ReadGbps(threads, 8));
+  std::printf("  read GB/s, %d thread(s), 8 streams/thread: %.1f\n", threads, ReadGbps(threads, 8));
 }
 
 // oneDNN matmul y{m,n} f32 = x{m,k} · W, W given as [n][k] and reordered once to 'any'.
