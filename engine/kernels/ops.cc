@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "engine/kernels/exp2_poly.h"
 #include "engine/kernels/thread_pool.h"
 
 namespace kvserve::engine {
@@ -55,28 +56,25 @@ void RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float 
 namespace {
 
 // e^x, branch-free so that GCC vectorizes the loops that call it (std::exp stays a scalar call):
-// t = x·log2(e) clamped to [-126, 128], split as t = r + f with r the nearest integer (by the
-// 1.5·2^23 rounding trick) and f in [-0.5, 0.5], 2^f by its degree-7 Taylor polynomial (truncation
-// < 6e-9), times 2^r written into the exponent bits (r = 128 writes +inf, as e^x overflows near
-// there). Relative error < 1e-6 for |x| < 10; the rounding of t grows it to ~1e-5 towards the
-// clamps.
+// 2^t (exp2_poly.h) for t = x·log2(e) clamped to [-126, 128] (r = 128 writes +inf, as e^x
+// overflows near there). Relative error < 1e-6 for |x| < 10; the rounding of t grows it to ~1e-5
+// towards the clamps.
 inline float Exp(float x) {
   constexpr float kLog2e = 1.44269504f;
-  constexpr float kRoundMagic = 12582912.0f;  // 1.5 · 2^23
   float t = x * kLog2e;
   t = t > -126.0f ? t : -126.0f;
   t = t < 128.0f ? t : 128.0f;
-  const float r = (t + kRoundMagic) - kRoundMagic;
+  const float r = (t + kExp2RoundMagic) - kExp2RoundMagic;
   const float f = t - r;
-  // Taylor coefficients of 2^f = Σ (f·ln 2)^k / k!, highest first, by Horner.
-  float p = 1.52527338e-05f;
-  p = std::fma(p, f, 0.000154035304f);
-  p = std::fma(p, f, 0.00133335581f);
-  p = std::fma(p, f, 0.00961812911f);
-  p = std::fma(p, f, 0.0555041087f);
-  p = std::fma(p, f, 0.240226507f);
-  p = std::fma(p, f, 0.693147181f);
-  p = std::fma(p, f, 1.0f);
+  // Horner, written out: GCC vectorizes the caller's loop only without an inner loop.
+  float p = kExp2Poly[7];
+  p = std::fma(p, f, kExp2Poly[6]);
+  p = std::fma(p, f, kExp2Poly[5]);
+  p = std::fma(p, f, kExp2Poly[4]);
+  p = std::fma(p, f, kExp2Poly[3]);
+  p = std::fma(p, f, kExp2Poly[2]);
+  p = std::fma(p, f, kExp2Poly[1]);
+  p = std::fma(p, f, kExp2Poly[0]);
   const int32_t bits = (static_cast<int32_t>(r) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));

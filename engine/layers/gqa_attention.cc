@@ -27,6 +27,7 @@
 #include <utility>
 
 #include "engine/kernels/bf16_matmul.h"
+#include "engine/kernels/exp2_poly.h"
 #include "engine/kernels/kernel_isa.h"
 #include "engine/kernels/thread_pool.h"
 
@@ -50,17 +51,7 @@ constexpr double kParallelAttentionWork = 1 << 18;
 // at a 64-128-token context: ~15 µs of the engine thread against 5.3 µs hot). Sharing those
 // measured 2.8 % off int8 one-stream decode on that shape (docs/benchmarks.md).
 constexpr double kAloneParallelAttentionWork = 1 << 15;
-constexpr float kExp2Min = -125.0f;         // 2^-125 · 2^-0.5 is still a normal float
-constexpr float kRoundMagic = 12582912.0f;  // 1.5 · 2^23
-// ln(2)^k / k!, k = 0..7: 2^f = e^(f ln 2) for |f| <= 1/2.
-constexpr float kExp2Poly[8] = {1.0f,
-                                0.693147180559945309f,
-                                0.240226506959100712f,
-                                0.0555041086648215800f,
-                                0.00961812910762847717f,
-                                0.00133335581464284434f,
-                                0.000154035303933816100f,
-                                0.0000152527338040598403f};
+constexpr float kExp2Min = -125.0f;  // 2^-125 · 2^-0.5 is still a normal float
 
 // A query's state in scratch: [q' (d) | acc (dv) | softmax-sum lanes (16) | running max | pad].
 inline int64_t QueryStateFloats(const AttentionShape& shape) {
