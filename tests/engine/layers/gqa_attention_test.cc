@@ -246,27 +246,11 @@ TEST_P(GqaAttentionTest, ThreadCountDoesNotChangeAnyBit) {
     for (int threads : {2, 3}) {
       SetKernelThreads(threads);  // the scratch (Engine) is sized after this, as callers must
       EXPECT_EQ(RunCase(c, x), one) << threads << " threads, " << IsaName(isa);
-    }
-  }
-  SetKernelThreads(saved);
-}
-
-// A call made alone in its step (one sequence decoding) shares smaller calls among the threads
-// too; its items still give the bits of one thread.
-TEST_P(GqaAttentionTest, AloneCallSharedAmongThreadsChangesNoBit) {
-  const Case c = GetParam();
-  const Data x = RandomData(c, 29);
-  const int saved = KernelThreads();
-  for (KernelIsa isa : Isas()) {
-    ScopedIsa scoped(isa);
-    SetKernelThreads(1);
-    const auto one = RunCase(c, x);
-    for (int threads : {2, 3}) {
-      SetKernelThreads(threads);
+      // A call made alone in its step (one sequence decoding) shares smaller calls too.
       EXPECT_EQ(Engine(x.q, x.keys, x.values, c.start, c.n, c.heads, c.kv_heads, c.d, c.window,
                        /*alone=*/true),
                 one)
-          << threads << " threads, " << IsaName(isa);
+          << threads << " threads, alone, " << IsaName(isa);
     }
   }
   SetKernelThreads(saved);
