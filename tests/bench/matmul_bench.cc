@@ -1,11 +1,13 @@
 // The row-invariant matmul kernel vs oneDNN (Linear without row invariance, which uses oneDNN from
 // Linear::kOneDnnMinRows rows on), one thread, on the default model's and SmolLM-135M's shapes.
-// Both operands as the engine holds them (64-byte-aligned, weights [N][K]).
+// Both operands as the engine holds them (64-byte-aligned, weights [N][K]). Also the cost of one
+// ParallelFor fork-join on two threads (BM_ParallelForEmpty).
 //
 //   OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE build/tests/bench/matmul_bench
 //       --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 #include <omp.h>
 
+#include <atomic>
 #include <random>
 #include <vector>
 
@@ -50,6 +52,21 @@ BENCHMARK(BM_Matmul)
     ->ArgsProduct({{1, 16, 64, 256}, {688}, {256}, {1, 0}})
     ->ArgsProduct({{1, 16, 64, 256}, {1536}, {576}, {1, 0}})
     ->Unit(benchmark::kMicrosecond);
+
+// The fork-join itself: ParallelFor(n) of empty tasks on two kernel threads (the caller and one
+// worker, spinning between calls as in a decode step). A decode step makes ~120 such calls of
+// 5-9 tasks, so this times what the pool's protocol (thread_pool.h) costs per call and per task.
+//   build/tests/bench/matmul_bench --benchmark_filter=BM_ParallelForEmpty
+void BM_ParallelForEmpty(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  kvserve::engine::SetKernelThreads(2);
+  std::atomic<int64_t> sink{0};
+  const auto task = [&](int64_t i) { sink.fetch_add(i, std::memory_order_relaxed); };
+  kvserve::engine::ParallelFor(n, task);  // starts the worker
+  for (auto _ : state) kvserve::engine::ParallelFor(n, task);
+  benchmark::DoNotOptimize(sink.load());
+}
+BENCHMARK(BM_ParallelForEmpty)->Arg(2)->Arg(4)->Arg(8)->Arg(16)->Arg(32)->UseRealTime();
 
 }  // namespace
 }  // namespace kvserve
