@@ -8,45 +8,12 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/json_string.h"
 #include "server/metrics.h"
 
 namespace kvserve::server {
 
 namespace {
-
-// A JSON string literal. Request ids come from clients, so quotes and control characters must be
-// escaped; protobuf has already checked that they are valid UTF-8.
-void AppendJsonString(std::string& out, std::string_view s) {
-  out += '"';
-  for (const char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned>(c));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
 
 void AppendSeconds(std::string& out, std::optional<double> seconds) {
   if (!seconds.has_value()) {
@@ -92,9 +59,11 @@ std::string RequestLog::FormatLine(std::string_view model, const engine::Request
   absl::StrAppend(&line, "{\"time\":\"",
                   absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", now, absl::UTCTimeZone()),
                   "\",\"event\":\"request_finished\",\"id\":");
-  AppendJsonString(line, stats.request_id);
+  // Request ids come from clients: quotes and control characters are escaped (protobuf has
+  // already checked that they are valid UTF-8).
+  base::AppendJsonQuoted(stats.request_id, line);
   line += ",\"model\":";
-  AppendJsonString(line, model);
+  base::AppendJsonQuoted(model, line);
   absl::StrAppend(&line, ",\"status\":\"", engine::FinishReasonName(stats.finish_reason),
                   "\",\"prompt_tokens\":", stats.num_prompt_tokens,
                   ",\"generation_tokens\":", stats.num_generation_tokens,

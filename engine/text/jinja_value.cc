@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "base/json_string.h"
 
 namespace kvserve::engine::jinja {
 
@@ -239,8 +240,6 @@ std::string StringRepr(const std::string& s) {
   return out;
 }
 
-void JsonQuote(const std::string& s, std::string& out);
-
 // Rewrites every non-ASCII code point of `s` as \uXXXX, with a surrogate pair above U+FFFF.
 std::string AsciiEscape(const std::string& s) {
   std::string out;
@@ -272,46 +271,8 @@ std::string AsciiEscape(const std::string& s) {
 
 void JsonString(const std::string& s, bool ensure_ascii, std::string& out) {
   std::string quoted;
-  JsonQuote(s, quoted);
+  base::AppendJsonQuoted(s, quoted);
   out += ensure_ascii ? AsciiEscape(quoted) : quoted;
-}
-
-void JsonQuote(const std::string& s, std::string& out) {
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
 }
 
 absl::Status JsonAppend(const Value& v, const JsonOptions& options, int depth, std::string& out) {
