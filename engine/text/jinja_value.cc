@@ -270,9 +270,13 @@ std::string AsciiEscape(const std::string& s) {
 }
 
 void JsonString(const std::string& s, bool ensure_ascii, std::string& out) {
+  if (!ensure_ascii) {
+    base::AppendJsonQuoted(s, out);
+    return;
+  }
   std::string quoted;
   base::AppendJsonQuoted(s, quoted);
-  out += ensure_ascii ? AsciiEscape(quoted) : quoted;
+  out += AsciiEscape(quoted);
 }
 
 absl::Status JsonAppend(const Value& v, const JsonOptions& options, int depth, std::string& out) {
