@@ -28,7 +28,9 @@ void Dict::Set(std::string key, Value value) {
   items_.emplace_back(std::move(key), std::move(value));
 }
 
-void Dict::Append(std::string key, Value value) { items_.emplace_back(std::move(key), std::move(value)); }
+void Dict::Append(std::string key, Value value) {
+  items_.emplace_back(std::move(key), std::move(value));
+}
 
 Value Value::None() {
   Value v;
@@ -252,7 +254,8 @@ std::string AsciiEscape(const std::string& s) {
       continue;
     }
     uint32_t code = lead & (cp.size() == 2 ? 0x1f : cp.size() == 3 ? 0x0f : 0x07);
-    for (size_t k = 1; k < cp.size(); ++k) code = (code << 6) | (static_cast<unsigned char>(cp[k]) & 0x3f);
+    for (size_t k = 1; k < cp.size(); ++k)
+      code = (code << 6) | (static_cast<unsigned char>(cp[k]) & 0x3f);
     auto unit = [&out](uint32_t u) {
       char buf[16];  // "\\uXXXX"; room for any uint32_t keeps -Wformat-truncation quiet
       std::snprintf(buf, sizeof(buf), "\\u%04x", u);
@@ -281,7 +284,9 @@ void JsonString(const std::string& s, bool ensure_ascii, std::string& out) {
 
 absl::Status JsonAppend(const Value& v, const JsonOptions& options, int depth, std::string& out) {
   const int indent = options.indent;
-  const std::string item_sep = !options.item_separator.empty() ? options.item_separator : indent >= 0 ? "," : ", ";
+  const std::string item_sep = !options.item_separator.empty() ? options.item_separator
+                               : indent >= 0                   ? ","
+                                                               : ", ";
   const std::string key_sep = !options.key_separator.empty() ? options.key_separator : ": ";
   auto newline = [&](int level) {
     if (indent >= 0) out += "\n" + std::string(static_cast<size_t>(indent) * level, ' ');
@@ -298,7 +303,9 @@ absl::Status JsonAppend(const Value& v, const JsonOptions& options, int depth, s
       return absl::OkStatus();
     case Value::Kind::kFloat: {
       double f = v.as_number();
-      out += std::isnan(f) ? "NaN" : std::isinf(f) ? (f > 0 ? "Infinity" : "-Infinity") : FloatRepr(f);
+      out += std::isnan(f)   ? "NaN"
+             : std::isinf(f) ? (f > 0 ? "Infinity" : "-Infinity")
+                             : FloatRepr(f);
       return absl::OkStatus();
     }
     case Value::Kind::kString:
@@ -422,7 +429,8 @@ int NestingDepth(const Value& v, const Dict* container, int limit, bool* cycle) 
   if (limit < 0 || *cycle) return 1;
   int deepest = 0;
   if (v.is_list()) {
-    for (const Value& item : v.list()) deepest = std::max(deepest, NestingDepth(item, container, limit - 1, cycle));
+    for (const Value& item : v.list())
+      deepest = std::max(deepest, NestingDepth(item, container, limit - 1, cycle));
   } else if (v.is_dict()) {
     if (v.dict_ptr() == container) *cycle = true;
     for (const auto& [k, item] : v.dict().items()) {
@@ -436,7 +444,8 @@ int NestingDepth(const Value& v, const Dict* container, int limit, bool* cycle) 
 
 absl::StatusOr<Value> FromJsonAt(const nlohmann::ordered_json& j, int depth) {
   if (depth > kMaxValueDepth) {
-    return absl::InvalidArgumentError(absl::StrCat("chat template context nests deeper than ", kMaxValueDepth));
+    return absl::InvalidArgumentError(
+        absl::StrCat("chat template context nests deeper than ", kMaxValueDepth));
   }
   switch (j.type()) {
     case nlohmann::ordered_json::value_t::null:
@@ -485,7 +494,8 @@ absl::Status CheckNesting(const Value& v, const Dict* container) {
   int depth = NestingDepth(v, container, kMaxValueDepth, &cycle);
   if (cycle) return absl::InvalidArgumentError("cannot store a namespace inside itself");
   if (depth + 1 > kMaxValueDepth) {
-    return absl::InvalidArgumentError(absl::StrCat("lists and dicts nest deeper than ", kMaxValueDepth));
+    return absl::InvalidArgumentError(
+        absl::StrCat("lists and dicts nest deeper than ", kMaxValueDepth));
   }
   return absl::OkStatus();
 }
@@ -512,14 +522,16 @@ absl::StatusOr<List> ToList(const Value& v) {
       return chars;
     }
     default:
-      return absl::InvalidArgumentError(absl::StrCat("'", v.KindName(), "' object is not iterable"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", v.KindName(), "' object is not iterable"));
   }
 }
 
 Value Items(const Value& v) {
   List out;
   if (v.is_dict()) {
-    for (const auto& [k, item] : v.dict().items()) out.push_back(Value::MakeList({Value::String(k), item}));
+    for (const auto& [k, item] : v.dict().items())
+      out.push_back(Value::MakeList({Value::String(k), item}));
   }
   return Value::MakeList(std::move(out));
 }
@@ -530,9 +542,14 @@ std::vector<size_t> CodePointOffsets(std::string_view s) {
   while (i < s.size()) {
     offsets.push_back(i);
     unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 1;
+    size_t len = c < 0x80           ? 1
+                 : (c >> 5) == 0x6  ? 2
+                 : (c >> 4) == 0xe  ? 3
+                 : (c >> 3) == 0x1e ? 4
+                                    : 1;
     size_t j = 1;
-    while (j < len && i + j < s.size() && (static_cast<unsigned char>(s[i + j]) & 0xc0) == 0x80) ++j;
+    while (j < len && i + j < s.size() && (static_cast<unsigned char>(s[i + j]) & 0xc0) == 0x80)
+      ++j;
     i += j;
   }
   offsets.push_back(s.size());
